@@ -47,6 +47,8 @@ class Batch:
         present: modality -> ``(B,)`` bool, False where the sample lacks that modality.
         labels: label name -> ``(B,)`` tensor (int64 for categorical, float32 otherwise).
         groups: group name -> list of B strings.
+        skipped: samples dropped from this batch because they could not be decoded
+            (dicts with ``id``, ``path``, ``reason``); consumers record them in the skip report.
     """
 
     ids: list[str]
@@ -55,6 +57,7 @@ class Batch:
     present: dict[str, torch.Tensor]
     labels: dict[str, torch.Tensor] = field(default_factory=dict)
     groups: dict[str, list[str]] = field(default_factory=dict)
+    skipped: list[dict[str, str]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -66,4 +69,4 @@ class Batch:
             return {k: v.to(device, non_blocking=non_blocking) for k, v in d.items()}
 
         return Batch(self.ids, move(self.inputs), move(self.lengths), move(self.present),
-                     move(self.labels), self.groups)
+                     move(self.labels), self.groups, self.skipped)

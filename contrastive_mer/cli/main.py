@@ -1,0 +1,58 @@
+"""``cmer`` entry point. Each subcommand module exposes ``add_arguments(parser)`` and ``run(args) -> int``;
+modules are imported only when their subcommand runs, so a slow import never delays another command.
+Bad input exits with status 2 and a one-line reason."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+SUBCOMMANDS = {
+    "pretrain": "train the encoders without labels (modality-pairwise InfoNCE)",
+    "extract": "write features, projections and fused features of a dataset to an HDF5 store",
+    "index": "build a FAISS index over stored embeddings",
+    "retrieve": "nearest neighbours of a stored clip or a vector; cross-modal retrieval metrics",
+    "probe": "linear / kNN probes on stored features",
+    "demo": "the whole chain on the embedded synthetic corpus",
+    "frontend-export": "export MLLM front-end tokens (HDF5 and MER-style .npy)",
+}
+
+
+def _module(name: str):
+    return importlib.import_module(f"contrastive_mer.cli.{name.replace('-', '_')}")
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cmer", description="contrastive-mer: pairwise contrastive MER")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, help_text in SUBCOMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if only is None or only == name:
+            try:
+                _module(name).add_arguments(p)
+            except ModuleNotFoundError as err:
+                if only == name:
+                    raise
+                p.description = f"{help_text} (unavailable: {err})"
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from contrastive_mer.errors import UserError
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = argv[0] if argv and argv[0] in SUBCOMMANDS else None
+    args = build_parser(only=command).parse_args(argv)
+    try:
+        return _module(args.command).run(args)
+    except (UserError, FileNotFoundError, KeyError, ValueError) as err:
+        if os.environ.get("CMER_DEBUG"):
+            raise
+        print(f"cmer {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+def entry() -> None:
+    sys.exit(main())

@@ -1,0 +1,23 @@
+"""``cmer pretrain --config CFG [key=value ...] [--output RUN_DIR] [--resume]``"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="experiment YAML (e.g. experiments/demo.yaml)")
+    parser.add_argument("--output", help="run directory (default: <output_dir>/<name>-<time>)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --output from last.ckpt")
+    parser.add_argument("overrides", nargs="*", help="config overrides as key=value (OmegaConf dotlist)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from contrastive_mer.training import pretrain_from_files
+
+    result = pretrain_from_files(args.config, args.overrides, args.output, args.resume)
+    losses = {k: round(v, 4) for k, v in sorted(result.metrics.items()) if "loss" in k or "acc" in k}
+    print(f"finished in {result.seconds:.1f} s; final metrics: {losses}")
+    print(f"run directory: {result.run_dir}")
+    print(f"checkpoint: {result.checkpoint}")
+    return 0

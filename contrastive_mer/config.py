@@ -1,0 +1,227 @@
+"""Structured experiment configuration: dataclasses checked by OmegaConf, loaded from YAML plus dotlist overrides.
+
+``load_config(path, overrides)`` returns a validated ``DictConfig``; an unknown key, a wrongly typed value, an
+unknown encoder, dataset or modality raises :class:`ConfigError` with one line naming it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from contrastive_mer.errors import UserError
+from contrastive_mer.heads import HeadConfig
+
+
+class ConfigError(UserError):
+    """An invalid configuration; the message names the key."""
+
+
+@dataclass
+class ModalityConfig:
+    """One modality: the encoder registered as ``encoder`` with ``encoder_args``; ``preprocess`` overrides the
+    preprocessor settings derived from the encoder (e.g. sample rate, number of frames, image size)."""
+
+    encoder: str = MISSING
+    encoder_args: dict[str, Any] = field(default_factory=dict)
+    preprocess: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "synthetic"
+    root: Optional[str] = None
+    options: dict[str, Any] = field(default_factory=dict)
+    batch_size: int = 32
+    eval_batch_size: int = 64
+    num_workers: int = 0
+    val_fraction: float = 0.2
+    split_group: str = "speaker"
+    cache: str = "memory"
+    cache_dir: Optional[str] = None
+    max_skip_fraction: float = 0.05
+    drop_last: bool = True
+
+
+@dataclass
+class ModelConfig:
+    modalities: dict[str, ModalityConfig] = field(default_factory=dict)
+    head: HeadConfig = field(default_factory=HeadConfig)
+
+
+@dataclass
+class LossConfig:
+    temperature: float = 0.07
+    learnable_temperature: bool = False
+    max_logit_scale: float = 100.0
+    pairs: list[str] = field(default_factory=list)
+    gather: bool = True
+    local_loss: bool = True
+
+
+@dataclass
+class OptimConfig:
+    name: str = "sgd"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.999)
+    scheduler: str = "step"
+    step_size: int = 1
+    gamma: float = 0.9
+    warmup_epochs: int = 0
+
+
+@dataclass
+class TrainerConfig:
+    max_epochs: int = 10
+    accelerator: str = "auto"
+    devices: Any = "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str = "32-true"
+    log_every_n_steps: int = 5
+    gradient_clip_val: Optional[float] = None
+    accumulate_grad_batches: int = 1
+    early_stopping_patience: Optional[int] = None
+    check_val_every_n_epoch: int = 1
+    limit_train_batches: Optional[float] = None
+    enable_progress_bar: bool = True
+    deterministic: bool = False
+    compile: bool = False
+
+
+@dataclass
+class ExperimentConfig:
+    name: str = "experiment"
+    seed: int = 0
+    output_dir: str = "runs"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULERS = ("step", "cosine", "none")
+PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true")
+CACHES = ("none", "memory", "disk")
+
+
+def _one_line(err: OmegaConfBaseException) -> str:
+    first = str(err).splitlines()[0]
+    key = getattr(err, "full_key", None)
+    return f"{first} (key: {key})" if key and key not in first else first
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> DictConfig:
+    """Load ``path`` (YAML) over the defaults, apply ``key=value`` overrides, validate, return the config."""
+    schema = OmegaConf.structured(ExperimentConfig)
+    try:
+        layers = [schema]
+        if path is not None:
+            file = Path(path)
+            if not file.is_file():
+                raise ConfigError(f"config file not found: {file}")
+            layers.append(OmegaConf.load(file))
+        if overrides:
+            bad = [o for o in overrides if "=" not in o]
+            if bad:
+                raise ConfigError(f"override {bad[0]!r} is not key=value")
+            layers.append(OmegaConf.from_dotlist(list(overrides)))
+        cfg = OmegaConf.merge(*layers)
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"{path or 'config'}: {_one_line(err)}") from None
+    validate(cfg)
+    return cfg
+
+
+def config_from_dict(data: dict[str, Any]) -> DictConfig:
+    """Rebuild and validate a config from a plain dict (as stored in checkpoints and feature stores)."""
+    try:
+        cfg = OmegaConf.merge(OmegaConf.structured(ExperimentConfig), OmegaConf.create(data))
+    except OmegaConfBaseException as err:
+        raise ConfigError(_one_line(err)) from None
+    validate(cfg)
+    return cfg
+
+
+def _choice(value: str, allowed: tuple[str, ...], key: str) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key}: {value!r} is not one of {', '.join(allowed)}")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Semantic checks that the schema cannot express; raises ConfigError naming the key."""
+    from contrastive_mer.data.datasets import adapter_names
+    from contrastive_mer.data.transforms import PREPROCESSORS
+    from contrastive_mer.encoders import encoder_config, get_entry
+    from contrastive_mer.losses import parse_pairs
+
+    modalities = list(cfg.model.modalities)
+    if len(modalities) < 2:
+        raise ConfigError(f"model.modalities: need at least two modalities for pairwise training, got {modalities}")
+    for name, mod in cfg.model.modalities.items():
+        key = f"model.modalities.{name}"
+        try:
+            entry = get_entry(mod.encoder)
+            encoder_config(mod.encoder, OmegaConf.to_container(mod.encoder_args))
+        except (ValueError, OmegaConfBaseException) as err:
+            msg = _one_line(err) if isinstance(err, OmegaConfBaseException) else str(err)
+            raise ConfigError(f"{key}: {msg}") from None
+        try:
+            preprocess_config(mod, entry.input_kind, PREPROCESSORS)
+        except OmegaConfBaseException as err:
+            raise ConfigError(f"{key}.preprocess: {_one_line(err)}") from None
+    try:
+        parse_pairs(list(cfg.loss.pairs), modalities)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    if cfg.data.dataset not in adapter_names():
+        raise ConfigError(f"data.dataset: unknown dataset {cfg.data.dataset!r}; known: {', '.join(adapter_names())}")
+    _choice(cfg.optim.name, OPTIMIZERS, "optim.name")
+    _choice(cfg.optim.scheduler, SCHEDULERS, "optim.scheduler")
+    _choice(cfg.trainer.precision, PRECISIONS, "trainer.precision")
+    _choice(cfg.data.cache, CACHES, "data.cache")
+    if cfg.loss.temperature <= 0 or 1.0 / cfg.loss.temperature > cfg.loss.max_logit_scale:
+        raise ConfigError(f"loss.temperature: {cfg.loss.temperature} must be > 0 and >= 1/max_logit_scale")
+    if not 0.0 <= cfg.data.val_fraction < 1.0:
+        raise ConfigError(f"data.val_fraction: {cfg.data.val_fraction} must be in [0, 1)")
+
+
+# encoder argument -> preprocessor argument it determines, per input kind
+_DERIVED = {
+    "logmel": {"n_mels": "n_mels"},
+    "tokens": {"model_path": "model_path", "vocab_size": "vocab_size", "max_length": "max_length"},
+    "vector": {"input_dim": "input_dim"},
+    "frames": {},
+}
+
+
+def preprocess_config(mod: Any, input_kind: str, registry: dict[str, tuple[type, type]] | None = None) -> Any:
+    """The typed preprocessor config of a modality: defaults, then values implied by the encoder's arguments,
+    then the modality's explicit ``preprocess`` overrides."""
+    if registry is None:
+        from contrastive_mer.data.transforms import PREPROCESSORS as registry
+    from contrastive_mer.encoders import encoder_config
+
+    cfg_cls, _ = registry[input_kind]
+    enc = encoder_config(mod.encoder, OmegaConf.to_container(mod.encoder_args)
+                         if isinstance(mod.encoder_args, DictConfig) else mod.encoder_args)
+    derived = {dst: getattr(enc, src) for src, dst in _DERIVED[input_kind].items()}
+    explicit = OmegaConf.to_container(mod.preprocess) if isinstance(mod.preprocess, DictConfig) else mod.preprocess
+    merged = OmegaConf.merge(OmegaConf.structured(cfg_cls), derived, explicit or {})
+    return OmegaConf.to_object(merged)
+
+
+def to_yaml(cfg: DictConfig) -> str:
+    return OmegaConf.to_yaml(cfg, resolve=True)
+
+
+def to_dict(cfg: DictConfig) -> dict[str, Any]:
+    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]

@@ -1,0 +1,95 @@
+"""Lightning DataModule: adapter -> records -> group-disjoint train/val split -> datasets -> loaders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import pytorch_lightning as pl
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader
+
+from contrastive_mer.data.dataset import Collator, MERDataset
+from contrastive_mer.data.datasets import build_adapter
+from contrastive_mer.data.datasets.base import ClipRecord, CorpusAdapter
+from contrastive_mer.data.transforms import PREPROCESSORS, Preprocessor
+
+
+def build_preprocessors(cfg: DictConfig) -> dict[str, Preprocessor]:
+    """One preprocessor per configured modality, chosen by its encoder's input kind."""
+    from contrastive_mer.config import preprocess_config
+    from contrastive_mer.encoders import get_entry
+
+    out = {}
+    for name, mod in cfg.model.modalities.items():
+        kind = get_entry(mod.encoder).input_kind
+        out[name] = PREPROCESSORS[kind][1](preprocess_config(mod, kind))
+    return out
+
+
+def build_corpus(cfg: DictConfig, overrides: dict[str, Any] | None = None) -> CorpusAdapter:
+    """The adapter named by ``data.dataset`` with ``data.options`` (+ ``data.root``) and ``overrides``."""
+    options = OmegaConf.to_container(cfg.data.options, resolve=True) if cfg.data.options else {}
+    if cfg.data.root is not None:
+        options["root"] = cfg.data.root
+    options.update(overrides or {})
+    return build_adapter(cfg.data.dataset, **options)
+
+
+def split_records(records: Sequence[ClipRecord], group: str, val_fraction: float,
+                  seed: int) -> tuple[list[ClipRecord], list[ClipRecord]]:
+    """Group-disjoint (e.g. speaker-disjoint) train/validation split of ``records``."""
+    if val_fraction <= 0:
+        return list(records), []
+    from contrastive_mer.data.splits import group_train_val_split
+
+    groups = [r.groups.get(group, r.id) for r in records]
+    train_idx, val_idx = group_train_val_split(groups, val_fraction, seed)
+    return [records[i] for i in train_idx], [records[i] for i in val_idx]
+
+
+class MERDataModule(pl.LightningDataModule):
+    """Builds train/val loaders (pretraining) and an ``all`` loader over every record (extraction)."""
+
+    def __init__(self, cfg: DictConfig, adapter: CorpusAdapter | None = None):
+        super().__init__()
+        self.cfg = cfg
+        self.adapter = adapter
+        self.preprocessors: dict[str, Preprocessor] = {}
+        self.train_set: MERDataset | None = None
+        self.val_set: MERDataset | None = None
+        self.records: list[ClipRecord] = []
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        d = self.cfg.data
+        self.adapter = self.adapter or build_corpus(self.cfg)
+        self.records = self.adapter.records()
+        if not self.records:
+            raise ValueError(f"dataset {d.dataset!r} lists no clips (root: {d.root})")
+        self.preprocessors = build_preprocessors(self.cfg)
+        train, val = split_records(self.records, d.split_group, d.val_fraction, self.cfg.seed)
+        self.train_set = self.dataset(train)
+        self.val_set = self.dataset(val) if val else None
+
+    def dataset(self, records: Sequence[ClipRecord]) -> MERDataset:
+        d = self.cfg.data
+        cache_dir = Path(d.cache_dir) if d.cache_dir else None
+        return MERDataset(self.adapter, records, self.preprocessors, d.cache, cache_dir)
+
+    def loader(self, dataset: MERDataset, batch_size: int, shuffle: bool, drop_last: bool) -> DataLoader:
+        workers = self.cfg.data.num_workers
+        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
+                          num_workers=workers, persistent_workers=workers > 0,
+                          collate_fn=Collator(self.preprocessors), pin_memory=False)
+
+    def train_dataloader(self) -> DataLoader:
+        assert self.train_set is not None
+        drop_last = self.cfg.data.drop_last and len(self.train_set) > self.cfg.data.batch_size
+        return self.loader(self.train_set, self.cfg.data.batch_size, True, drop_last)
+
+    def val_dataloader(self) -> DataLoader | list:
+        if self.val_set is None:
+            return []
+        return self.loader(self.val_set, self.cfg.data.eval_batch_size, False, False)

@@ -1,0 +1,192 @@
+"""Map-style dataset over an adapter's records: decode, preprocess, cache, and report what cannot be used.
+
+A clip that fails to decode or preprocess does not crash the run: ``__getitem__`` returns a skip marker, the
+collate function drops it from the batch and lists it in ``Batch.skipped``, and the consumer records it in a
+:class:`SkipReport`. Nothing half-decoded reaches a batch: a sample is returned only when every requested
+modality it has was prepared.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from contrastive_mer.data.datasets.base import ClipRecord, CorpusAdapter, SampleError
+from contrastive_mer.data.sample import Batch
+from contrastive_mer.data.transforms import Preprocessor
+
+
+@dataclass
+class PreparedSample:
+    id: str
+    tensors: dict[str, torch.Tensor]
+    labels: dict[str, Any]
+    groups: dict[str, str]
+
+
+@dataclass
+class Skipped:
+    id: str
+    path: str
+    reason: str
+
+
+class SkipReport:
+    """Per-sample records of skipped clips (id, file, reason), written as JSON lines.
+
+    ``check(seen)`` raises once the skipped fraction exceeds ``max_fraction`` (after at least ``min_seen``).
+    """
+
+    def __init__(self, path: str | Path | None = None, max_fraction: float = 0.05, min_seen: int = 20):
+        self.path = Path(path) if path else None
+        self.max_fraction = max_fraction
+        self.min_seen = min_seen
+        self.entries: dict[str, dict[str, str]] = {}
+
+    def add(self, entries: Sequence[dict[str, str]]) -> None:
+        new = [e for e in entries if e["id"] not in self.entries]
+        for e in new:
+            self.entries[e["id"]] = e
+        if new and self.path:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a", encoding="utf-8") as fh:
+                for e in new:
+                    fh.write(json.dumps(e) + "\n")
+
+    def check(self, seen: int) -> None:
+        n = len(self.entries)
+        if seen >= self.min_seen and n / max(seen, 1) > self.max_fraction:
+            first = next(iter(self.entries.values()))
+            raise RuntimeError(f"{n} of {seen} samples skipped (> {self.max_fraction:.0%}); first: "
+                               f"{first['id']} ({first['path']}): {first['reason']}; see {self.path or 'the report'}")
+
+    def summary(self) -> str:
+        return f"{len(self.entries)} sample(s) skipped" + (f", listed in {self.path}" if self.path else "")
+
+
+def _source_digest(value: Any) -> str:
+    """Content hash of one record source: file bytes for an existing path, else the value's bytes/repr."""
+    h = hashlib.sha1()
+    if isinstance(value, (str, Path)) and len(str(value)) < 4096 and os.path.isfile(value):
+        with open(value, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    elif isinstance(value, np.ndarray):
+        h.update(value.tobytes())
+    else:
+        h.update(repr(value).encode())
+    return h.hexdigest()
+
+
+class MERDataset(Dataset):
+    """Decodes records with ``adapter.load`` and applies each modality's preprocessor.
+
+    ``cache``: ``none``; ``memory`` (per process; keep DataLoader workers persistent); or ``disk`` (under
+    ``cache_dir``, keyed by file content, record id and preprocessing settings, so later epochs and extractions
+    don't decode again).
+    """
+
+    def __init__(self, adapter: CorpusAdapter, records: Sequence[ClipRecord],
+                 preprocessors: dict[str, Preprocessor], cache: str = "memory", cache_dir: str | Path | None = None):
+        self.adapter = adapter
+        self.records = list(records)
+        self.preprocessors = preprocessors
+        self.modalities = list(preprocessors)
+        self.cache = cache
+        self.cache_dir = Path(cache_dir) if cache_dir else None
+        if cache == "disk" and self.cache_dir is None:
+            raise ValueError("data.cache=disk needs data.cache_dir")
+        self._memory: dict[int, PreparedSample | Skipped] = {}
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def _disk_key(self, record: ClipRecord, modality: str) -> Path:
+        assert self.cache_dir is not None
+        settings = json.dumps(self.preprocessors[modality].settings(), sort_keys=True, default=str)
+        source = _source_digest(record.sources.get(modality))
+        key = hashlib.sha1(f"{self.adapter.name}|{record.id}|{source}|{settings}".encode()).hexdigest()
+        return self.cache_dir / modality / f"{key}.pt"
+
+    def _prepare(self, record: ClipRecord) -> PreparedSample | Skipped:
+        tensors: dict[str, torch.Tensor] = {}
+        absent: set[str] = set()
+        keys = {m: self._disk_key(record, m) for m in self.modalities} if self.cache == "disk" else {}
+        for m, path in keys.items():
+            if path.is_file():
+                cached = torch.load(path, weights_only=True)
+                if cached.numel() == 0:  # marker: the clip has no such modality
+                    absent.add(m)
+                else:
+                    tensors[m] = cached
+        todo = [m for m in self.modalities if m not in tensors and m not in absent]
+        labels, groups = record.labels, record.groups
+        if todo:
+            try:
+                sample = self.adapter.load(record, todo)
+                for m in todo:
+                    if m in sample.inputs:
+                        try:
+                            tensors[m] = self.preprocessors[m](sample.inputs[m])
+                        except (ValueError, RuntimeError) as err:
+                            raise SampleError(record.id, f"{m}: {err}", str(record.sources.get(m) or "")) from err
+                labels, groups = sample.labels or labels, sample.groups or groups
+            except SampleError as err:
+                return Skipped(record.id, err.path or "", err.reason)
+            for m in todo:
+                if m in keys:
+                    keys[m].parent.mkdir(parents=True, exist_ok=True)
+                    tmp = keys[m].with_suffix(f".tmp{os.getpid()}")
+                    torch.save(tensors.get(m, torch.empty(0)), tmp)
+                    os.replace(tmp, keys[m])
+        if not tensors:
+            return Skipped(record.id, "", f"none of the modalities {self.modalities} could be loaded")
+        return PreparedSample(record.id, tensors, dict(labels), dict(groups))
+
+    def __getitem__(self, index: int) -> PreparedSample | Skipped:
+        if self.cache == "memory" and index in self._memory:
+            return self._memory[index]
+        item = self._prepare(self.records[index])
+        if self.cache == "memory":
+            self._memory[index] = item
+        return item
+
+
+class Collator:
+    """Builds a :class:`Batch` from prepared samples, padding each modality with its preprocessor."""
+
+    def __init__(self, preprocessors: dict[str, Preprocessor], label_names: Sequence[str] | None = None):
+        self.preprocessors = preprocessors
+        self.label_names = label_names
+
+    def __call__(self, items: Sequence[PreparedSample | Skipped]) -> Batch:
+        skipped = [{"id": s.id, "path": s.path, "reason": s.reason} for s in items if isinstance(s, Skipped)]
+        samples = [s for s in items if isinstance(s, PreparedSample)]
+        inputs, lengths, present = {}, {}, {}
+        for m, prep in self.preprocessors.items():
+            column = [s.tensors.get(m) for s in samples]
+            present[m] = torch.tensor([t is not None for t in column], dtype=torch.bool)
+            if samples:
+                inputs[m], lens = prep.collate(column)
+                if lens is not None:
+                    lengths[m] = lens
+        label_keys = self.label_names if self.label_names is not None else \
+            sorted({k for s in samples for k in s.labels})
+        labels = {}
+        for k in label_keys:
+            values = [s.labels.get(k) for s in samples]
+            if any(v is None for v in values):
+                continue
+            tensor = torch.tensor(values)
+            labels[k] = tensor.long() if not tensor.is_floating_point() else tensor.float()
+        group_keys = sorted({k for s in samples for k in s.groups})
+        groups = {k: [s.groups.get(k, "") for s in samples] for k in group_keys}
+        return Batch([s.id for s in samples], inputs, lengths, present, labels, groups, skipped)

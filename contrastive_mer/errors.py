@@ -1,0 +1,5 @@
+"""Errors the command line reports as one line instead of a traceback."""
+
+
+class UserError(Exception):
+    """Bad input from the user (config, file, option); the message names what is wrong and what was expected."""

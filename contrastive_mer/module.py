@@ -1,0 +1,151 @@
+"""The LightningModule: one encoder and one projection head per modality, trained with the pairwise loss."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from contrastive_mer.config import config_from_dict, to_dict
+from contrastive_mer.data.sample import Batch
+from contrastive_mer.encoders import EncoderOutput, build_encoder
+from contrastive_mer.heads import HeadConfig, ProjectionHead
+from contrastive_mer.losses import PairwiseInfoNCE, PairwiseLossOutput
+
+
+class PairwiseContrastiveModule(pl.LightningModule):
+    """Encoders + heads (modality-keyed ``ModuleDict``s) and the modality-pairwise InfoNCE loss.
+
+    Built from a plain config dict (saved as the checkpoint's hyper-parameters), so a checkpoint alone
+    rebuilds the model: ``PairwiseContrastiveModule.load_from_checkpoint(path, weights_only=True)``.
+    """
+
+    def __init__(self, config: dict[str, Any] | DictConfig):
+        super().__init__()
+        if isinstance(config, DictConfig):
+            config = to_dict(config)
+        self.save_hyperparameters({"config": config})
+        self.cfg = config_from_dict(config)
+        self.modalities = list(self.cfg.model.modalities)
+        head_cfg = HeadConfig(**OmegaConf.to_container(self.cfg.model.head))
+        self.encoders = nn.ModuleDict({
+            m: build_encoder(spec.encoder, OmegaConf.to_container(spec.encoder_args, resolve=True))
+            for m, spec in self.cfg.model.modalities.items()})
+        self.heads = nn.ModuleDict({m: ProjectionHead(self.encoders[m].output_dim, head_cfg)
+                                    for m in self.modalities})
+        loss = self.cfg.loss
+        self.loss_fn = PairwiseInfoNCE(self.modalities, loss.temperature, loss.learnable_temperature,
+                                       loss.max_logit_scale, list(loss.pairs), loss.gather, loss.local_loss)
+
+    # ----------------------------------------------------------------------------------------------- inference
+    def encode_modality(self, modality: str, x: torch.Tensor, lengths: torch.Tensor | None,
+                        present: torch.Tensor) -> EncoderOutput:
+        """Run one encoder on the rows where ``present`` is True; absent rows get zeros.
+
+        When no row is present the encoder still runs on one row (result multiplied by zero) so every parameter
+        takes part in the graph, as DDP requires.
+        """
+        encoder = self.encoders[modality]
+        batch = x.shape[0]
+        idx = present.nonzero(as_tuple=True)[0]
+        if idx.numel() == batch:
+            return encoder(x, lengths)
+        none = idx.numel() == 0
+        if none:
+            idx = torch.zeros(1, dtype=torch.long, device=x.device)
+        out = encoder(x[idx], None if lengths is None else lengths[idx])
+        scale = 0.0 if none else 1.0
+        feature = out.feature.new_zeros(batch, out.feature.shape[1])
+        feature = feature.index_copy(0, idx, out.feature * scale) if not none else feature + out.feature.sum() * 0
+        seq = seq_len = None
+        if out.sequence is not None:
+            seq = out.sequence.new_zeros(batch, *out.sequence.shape[1:])
+            seq_len = torch.zeros(batch, dtype=torch.long, device=x.device)
+            if not none:
+                seq = seq.index_copy(0, idx, out.sequence)
+                seq_len = seq_len.index_copy(0, idx, out.sequence_lengths)
+        return EncoderOutput(feature, seq, seq_len)
+
+    def encode(self, batch: Batch) -> dict[str, EncoderOutput]:
+        """Encoder outputs (features before projection, sequences) of every modality."""
+        return {m: self.encode_modality(m, batch.inputs[m], batch.lengths.get(m), batch.present[m])
+                for m in self.modalities}
+
+    def project(self, outputs: dict[str, EncoderOutput]) -> dict[str, torch.Tensor]:
+        """L2-normalised projections ``(B, P)``, normalised once per modality."""
+        return {m: F.normalize(self.heads[m](out.feature), dim=-1) for m, out in outputs.items()}
+
+    def forward(self, batch: Batch) -> tuple[dict[str, EncoderOutput], dict[str, torch.Tensor]]:
+        outputs = self.encode(batch)
+        return outputs, self.project(outputs)
+
+    # ------------------------------------------------------------------------------------------------ training
+    def _step(self, batch: Batch, stage: str) -> torch.Tensor | None:
+        if len(batch) == 0:
+            return None
+        _, projections = self(batch)
+        result: PairwiseLossOutput = self.loss_fn(projections, batch.present)
+        size = len(batch)
+        on_step = stage == "train"
+        sync = self.trainer is not None and self.trainer.world_size > 1
+        self.log(f"{stage}/loss", result.loss, prog_bar=True, on_step=on_step, on_epoch=True, batch_size=size,
+                 sync_dist=sync)
+        for name, value in result.per_pair.items():
+            self.log(f"{stage}/loss_{name}", value, on_step=False, on_epoch=True, batch_size=size, sync_dist=sync)
+            self.log(f"{stage}/acc_{name}", result.accuracy[name], on_step=False, on_epoch=True,
+                     batch_size=size, sync_dist=sync, prog_bar=stage == "val" and len(result.per_pair) == 1)
+        if stage == "train":
+            for name, temp in self.loss_fn.temperatures().items():
+                self.log(f"temperature/{name}", temp, on_step=True, on_epoch=False, batch_size=size)
+        return result.loss
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor | None:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def on_train_batch_end(self, outputs: Any, batch: Batch, batch_idx: int) -> None:
+        if self.loss_fn.learnable:
+            self.loss_fn.clamp_()
+
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        if isinstance(batch, Batch):
+            return batch.to(device, non_blocking=True)
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
+
+    def configure_optimizers(self) -> Any:
+        o = self.cfg.optim
+        params = [p for p in self.parameters() if p.requires_grad]
+        if o.name == "sgd":
+            opt = torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+        else:
+            opt = torch.optim.AdamW(params, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+        if o.scheduler == "none":
+            return opt
+        if o.scheduler == "step":
+            main = torch.optim.lr_scheduler.StepLR(opt, step_size=o.step_size, gamma=o.gamma)
+        else:
+            epochs = max(self.cfg.trainer.max_epochs - o.warmup_epochs, 1)
+            main = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
+        sched = main
+        if o.warmup_epochs > 0:
+            warm = torch.optim.lr_scheduler.LinearLR(opt, start_factor=0.1, total_iters=o.warmup_epochs)
+            sched = torch.optim.lr_scheduler.SequentialLR(opt, [warm, main], milestones=[o.warmup_epochs])
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+
+
+def load_module(checkpoint: str, map_location: str | torch.device = "cpu") -> PairwiseContrastiveModule:
+    """Rebuild a trained module from a checkpoint without executing code from the file (weights-only load)."""
+    state = torch.load(checkpoint, map_location=map_location, weights_only=True)
+    try:
+        config = state["hyper_parameters"]["config"]
+    except (KeyError, TypeError):
+        raise ValueError(f"{checkpoint}: not a contrastive-mer checkpoint (no hyper_parameters.config)") from None
+    module = PairwiseContrastiveModule(config)
+    module.load_state_dict(state["state_dict"])
+    return module.eval()
