@@ -28,10 +28,12 @@ class MaskedGlobalLayerNorm(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         m = mask.unsqueeze(1).to(x.dtype)  # (B, 1, T)
+        xm = x * m
         count = (m.sum(dim=(1, 2), keepdim=True) * x.shape[1]).clamp(min=1.0)
-        mean = (x * m).sum(dim=(1, 2), keepdim=True) / count
-        var = (((x - mean) * m) ** 2).sum(dim=(1, 2), keepdim=True) / count
-        return ((x - mean) / torch.sqrt(var + self.eps) * self.gamma + self.beta) * m
+        mean = xm.sum(dim=(1, 2), keepdim=True) / count
+        var = ((xm * x).sum(dim=(1, 2), keepdim=True) / count - mean * mean).clamp(min=0.0)
+        y = (x - mean) * torch.rsqrt(var + self.eps)
+        return (y * self.gamma + self.beta) * m
 
 
 class TemporalBlock(nn.Module):

@@ -1,0 +1,58 @@
+"""``cmer index``: build a FAISS index over one kind of vector of a feature store.
+
+    cmer index --features feats.h5 --modality fused --out feats.faiss [--kind flat|ivf|hnsw]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from contrastive_mer.errors import UserError
+from contrastive_mer.store.hdf5 import FeatureStore, IncompleteStoreError
+from contrastive_mer.store.index import KINDS, METRICS, index_from_store, sidecar_path
+
+_GPU = {"auto": "auto", "yes": True, "no": False}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--features", required=True, help="feature store (.h5) written by `cmer extract`")
+    parser.add_argument("--modality", default="fused",
+                        help="what to index: fused, fused/<mode>, a modality (its projections), "
+                             "projections/<m> or features/<m> (default: fused)")
+    parser.add_argument("--out", required=True, help="index file to write (a <out>.json sidecar goes beside it)")
+    parser.add_argument("--kind", choices=KINDS, default="flat", help="exact flat (default), ivf or hnsw")
+    parser.add_argument("--metric", choices=METRICS, default="ip",
+                        help="ip: cosine on L2-normalised vectors (default); l2: Euclidean")
+    parser.add_argument("--nlist", type=int, default=None, help="ivf: number of lists (default: from N)")
+    parser.add_argument("--nprobe", type=int, default=None, help="ivf: lists visited per query")
+    parser.add_argument("--hnsw-m", type=int, default=32, help="hnsw: neighbours per node")
+    parser.add_argument("--ef-search", type=int, default=64, help="hnsw: search breadth")
+    parser.add_argument("--gpu", choices=sorted(_GPU), default="auto", help="use a GPU index (auto: when available)")
+
+
+def open_store(path: str) -> FeatureStore:
+    """Open a finished store, turning file problems into one-line :class:`UserError` s."""
+    try:
+        return FeatureStore(path)
+    except (FileNotFoundError, IncompleteStoreError) as e:
+        raise UserError(str(e)) from e
+    except (OSError, KeyError) as e:
+        raise UserError(f"cannot read feature store {path}: {e}") from e
+
+
+def run(args: argparse.Namespace) -> int:
+    with open_store(args.features) as store:
+        try:
+            index = index_from_store(store, args.modality, kind=args.kind, metric=args.metric, nlist=args.nlist,
+                                     nprobe=args.nprobe, hnsw_m=args.hnsw_m, ef_search=args.ef_search,
+                                     use_gpu=_GPU[args.gpu], progress=True)
+        except KeyError as e:
+            raise UserError(str(e.args[0]) if e.args else str(e)) from e
+        except (ValueError, RuntimeError) as e:
+            raise UserError(str(e)) from e
+    out = index.save(Path(args.out))
+    where = "GPU" if index.on_gpu else "CPU"
+    print(f"indexed {len(index)} vectors of {index.source['key']} (dim {index.dim}, {args.kind}, {args.metric}, "
+          f"{where}) -> {out} (+ {sidecar_path(out).name})")
+    return 0

@@ -1,0 +1,85 @@
+"""``cmer probe``: linear and/or kNN probes on stored features, printed as a table.
+
+    cmer probe --train a.h5 --test b.h5 --label emotion [--modalities audio,video,fused] [--json out.json]
+    cmer probe --train a.h5 --folds 4 --group speaker --label emotion [--probe linear|knn|both]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+from pathlib import Path
+
+from contrastive_mer.cli.index import open_store
+from contrastive_mer.errors import UserError
+from contrastive_mer.evaluation.knn import KnnProbeConfig
+from contrastive_mer.evaluation.linear import LinearProbeConfig
+from contrastive_mer.evaluation.protocol import format_table, probe_stores
+
+_PROBES = {"linear": ("linear",), "knn": ("knn",), "both": ("linear", "knn")}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--train", required=True, help="feature store (.h5) to train the probes on")
+    split = parser.add_mutually_exclusive_group(required=True)
+    split.add_argument("--test", help="feature store (.h5) to evaluate on")
+    split.add_argument("--folds", type=int, help="instead of --test: K group-disjoint folds of --train")
+    parser.add_argument("--group", default=None,
+                        help="group the folds and the linear probe's validation split are disjoint by "
+                             "(default: speaker when the store has it; required with --folds)")
+    parser.add_argument("--label", required=True, help="label to predict (a /labels/<name> of the store)")
+    parser.add_argument("--modalities", default=None,
+                        help="comma-separated views: modality names, fused (every fused mode), fused mode "
+                             "names, or features/<m>, projections/<m>, fused/<mode> keys (default: all)")
+    parser.add_argument("--probe", choices=sorted(_PROBES), default="both", help="which probe(s) (default both)")
+    parser.add_argument("--task", choices=["multiclass", "multilabel", "regression"], default=None,
+                        help="default: from the label (int -> multiclass, (N, K) -> multilabel, float -> regression)")
+    parser.add_argument("--k", type=int, default=20, help="kNN neighbours (default 20)")
+    parser.add_argument("--temperature", type=float, default=0.07, help="kNN vote temperature (default 0.07)")
+    parser.add_argument("--weight-decays", default=None,
+                        help="comma-separated weight-decay grid of the linear probe (default 1e-6 ... 1e2)")
+    parser.add_argument("--solver", choices=["lbfgs", "adamw"], default="lbfgs", help="linear-probe solver")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the folds and the validation split")
+    parser.add_argument("--json", default=None, help="also write the results to this JSON file")
+
+
+def _linear_config(args: argparse.Namespace) -> LinearProbeConfig:
+    if args.weight_decays is None:
+        return LinearProbeConfig(solver=args.solver, seed=args.seed)
+    try:
+        grid = tuple(float(w) for w in args.weight_decays.split(",") if w.strip())
+        return LinearProbeConfig(solver=args.solver, seed=args.seed, weight_decays=grid)
+    except ValueError as e:
+        raise UserError(f"--weight-decays {args.weight_decays!r}: {e}") from e
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.folds is not None and args.folds < 2:
+        raise UserError(f"--folds must be at least 2, got {args.folds}")
+    if args.folds is not None and args.group is None:
+        raise UserError("--folds needs --group (e.g. --group speaker) so that the folds are group-disjoint")
+    if args.k < 1 or args.temperature <= 0:
+        raise UserError(f"--k must be >= 1 and --temperature > 0, got {args.k} and {args.temperature}")
+    views = [v.strip() for v in args.modalities.split(",") if v.strip()] if args.modalities else None
+    linear = _linear_config(args)
+    knn = KnnProbeConfig(k=args.k, temperature=args.temperature)
+    with contextlib.ExitStack() as stack:
+        train = stack.enter_context(open_store(args.train))
+        test = stack.enter_context(open_store(args.test)) if args.test else None
+        try:
+            results = probe_stores(train, test, label=args.label, views=views, folds=args.folds, group=args.group,
+                                   probes=_PROBES[args.probe], linear=linear, knn=knn, task=args.task,
+                                   seed=args.seed, log=lambda msg: print(msg, file=sys.stderr))
+        except KeyError as e:
+            raise UserError(str(e.args[0]) if e.args else str(e)) from e
+        except ValueError as e:
+            raise UserError(str(e)) from e
+    print(format_table(results))
+    if args.json:
+        out = Path(args.json)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results.to_dict(), indent=2), encoding="utf-8")
+        print(f"wrote {out}")
+    return 0

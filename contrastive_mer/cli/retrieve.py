@@ -1,0 +1,149 @@
+"""``cmer retrieve``: nearest neighbours of a stored clip or of vectors, or the cross-modal retrieval table.
+
+    cmer retrieve --features feats.h5 --index feats.faiss --query ID [--k 10] [--json out.json]
+    cmer retrieve --features feats.h5 --index feats.faiss --vector-file v.npy [--k 10]
+    cmer retrieve --features feats.h5 --cross-modal [--ks 1,5,10] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from contrastive_mer.cli.index import open_store
+from contrastive_mer.errors import UserError
+from contrastive_mer.evaluation.retrieval import cross_modal_retrieval, format_table
+from contrastive_mer.store.hdf5 import FeatureStore
+from contrastive_mer.store.index import EmbeddingIndex
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--features", required=True, help="feature store (.h5)")
+    parser.add_argument("--index", help="index written by `cmer index` (needed for --query/--vector-file)")
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--query", help="id of a stored clip to use as the query")
+    what.add_argument("--vector-file", help=".npy file with one (D,) or several (Q, D) query vectors")
+    what.add_argument("--cross-modal", action="store_true", help="all-pairs cross-modal R@k and median rank")
+    parser.add_argument("--k", type=int, default=10, help="neighbours per query (default 10)")
+    parser.add_argument("--ks", default="1,5,10", help="--cross-modal: comma-separated k of R@k")
+    parser.add_argument("--modalities", default=None, help="--cross-modal: comma-separated modalities")
+    parser.add_argument("--json", default=None, help="also write the results to this JSON file")
+
+
+def _label_values(store: FeatureStore, row: int) -> dict[str, Any]:
+    """Readable labels of one row (class names for categorical and multi-label labels)."""
+    out: dict[str, Any] = {}
+    for name in store.label_names():
+        value, names = store.row(f"labels/{name}", row), store.class_names(name)
+        if np.ndim(value) == 1:
+            out[name] = ([n for n, v in zip(names, value) if v > 0] if names
+                         else [None if math.isnan(v) else float(v) for v in value])
+        elif names is not None:
+            out[name] = names[int(value)] if 0 <= int(value) < len(names) else None
+        else:
+            out[name] = None if math.isnan(float(value)) else float(value)
+    return out
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, list):
+        return "+".join(_fmt(v) for v in value) or "-"
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return "-" if value is None else str(value)
+
+
+def _table(hits: list[dict[str, Any]], label_names: list[str]) -> str:
+    header = ["rank", "id", "score", *label_names]
+    rows = [header] + [[str(h["rank"]), h["id"], f"{h['score']:.4f}", *[_fmt(h["labels"].get(n)) for n in label_names]]
+                       for h in hits]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+
+
+def _queries(args: argparse.Namespace, store: FeatureStore, index: EmbeddingIndex) -> list[tuple[str, np.ndarray, int | None]]:
+    """(name, vector, store row or None) for each query."""
+    if args.query is not None:
+        key = index.source.get("key")
+        if not key:
+            raise UserError(f"{args.index} does not record which store key it indexes; use --vector-file")
+        try:
+            row = store.index_of(args.query)
+        except KeyError as e:
+            raise UserError(e.args[0]) from e
+        group, name = key.split("/", 1)
+        if group != "fused" and not store.row(f"present/{name}", row):
+            raise UserError(f"clip {args.query!r} has no {name} in {store.path}, so it has no {key} vector")
+        return [(args.query, np.asarray(store.row(key, row), dtype=np.float32), row)]
+    path = Path(args.vector_file)
+    try:
+        vecs = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise UserError(f"cannot read query vectors from {path}: {e}") from e
+    vecs = np.atleast_2d(vecs)
+    if vecs.ndim != 2 or vecs.shape[1] != index.dim:
+        raise UserError(f"{path}: expected vectors of dim {index.dim} (shape (D,) or (Q, D)), got {vecs.shape}")
+    return [(f"{path.name}[{i}]", v.astype(np.float32), None) for i, v in enumerate(vecs)]
+
+
+def _neighbours(args: argparse.Namespace) -> dict[str, Any]:
+    if not args.index:
+        raise UserError("--index is required with --query/--vector-file")
+    if args.k < 1:
+        raise UserError(f"--k must be >= 1, got {args.k}")
+    try:
+        index = EmbeddingIndex.load(args.index)
+    except (FileNotFoundError, ValueError, RuntimeError) as e:
+        raise UserError(str(e)) from e
+    result: dict[str, Any] = {"index": str(args.index), "key": index.source.get("key"),
+                              "metric": index.params.metric, "queries": []}
+    with open_store(args.features) as store:
+        rows = {sid: i for i, sid in enumerate(store.ids.tolist())}
+        label_names = store.label_names()
+        for name, vec, row in _queries(args, store, index):
+            scores, ids = index.search(vec, args.k + (row is not None))
+            hits = [(i, float(s)) for i, s in zip(ids[0], scores[0]) if i != name or row is None][:args.k]
+            entry = {"query": name, "labels": _label_values(store, row) if row is not None else {},
+                     "results": [{"rank": r + 1, "id": i, "score": s,
+                                  "labels": _label_values(store, rows[i]) if i in rows else {}}
+                                 for r, (i, s) in enumerate(hits)]}
+            result["queries"].append(entry)
+            labels = ", ".join(f"{k}={_fmt(v)}" for k, v in entry["labels"].items())
+            print(f"query {name}" + (f" ({labels})" if labels else "") +
+                  f" -> top {len(hits)} of {result['key'] or 'index'} ({index.params.metric})")
+            print(_table(entry["results"], label_names))
+    return result
+
+
+def _cross_modal(args: argparse.Namespace) -> dict[str, Any]:
+    try:
+        ks = [int(k) for k in args.ks.split(",") if k.strip()]
+    except ValueError as e:
+        raise UserError(f"--ks must be comma-separated integers, got {args.ks!r}") from e
+    with open_store(args.features) as store:
+        mods = args.modalities.split(",") if args.modalities else store.modalities
+        try:
+            proj = {m: store.projections(m) for m in mods}
+            present = {m: store.present(m) for m in mods}
+        except KeyError as e:
+            raise UserError(e.args[0]) from e
+    if len(mods) < 2:
+        raise UserError(f"cross-modal retrieval needs at least two modalities, got {mods}")
+    results = cross_modal_retrieval(proj, present, ks=ks, modalities=mods)
+    print(format_table(results, ks))
+    return {"features": str(args.features), "ks": ks, "pairs": results}
+
+
+def run(args: argparse.Namespace) -> int:
+    result = _cross_modal(args) if args.cross_modal else _neighbours(args)
+    if args.json:
+        out = Path(args.json)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2, allow_nan=True), encoding="utf-8")
+        print(f"wrote {out}")
+    return 0

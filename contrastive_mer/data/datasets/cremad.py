@@ -1,0 +1,158 @@
+"""CREMA-D (Cao et al. 2014): 91 actors, 12 sentences, 6 emotions, acted at several levels.
+
+Layout under ``root``: ``AudioWAV/*.wav``, ``AudioMP3/*.mp3``, ``VideoFlash/*.flv`` (FLV with MP3 audio), any
+of them optional. Clip names ``AAAA_SSS_EEE_LL``: actor, sentence code, emotion, level. One record per clip
+name; ``audio`` comes from the first available of WAV, MP3, FLV (``audio_sources`` sets the order), ``video``
+from the FLV, ``text`` is the sentence.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from contrastive_mer.data.datasets.base import ClipRecord, CorpusAdapter, SampleError, register_adapter
+from contrastive_mer.data.face import FaceCropper
+from contrastive_mer.data.media import MediaError, MediaOptions, load_media
+from contrastive_mer.data.sample import Sample
+
+SENTENCES = {
+    "IEO": "It's eleven o'clock",
+    "TIE": "That is exactly what happened",
+    "IOM": "I'm on my way to the meeting",
+    "IWW": "I wonder what this is about",
+    "TAI": "The airplane is almost full",
+    "MTI": "Maybe tomorrow it will be cold",
+    "IWL": "I would like a new alarm clock",
+    "ITH": "I think I have a doctor's appointment",
+    "DFA": "Don't forget a jacket",
+    "ITS": "I think I've seen this before",
+    "TSI": "The surface is slick",
+    "WSI": "We'll stop in a couple of minutes",
+}
+EMOTION_CODES = ["ANG", "DIS", "FEA", "HAP", "NEU", "SAD"]
+EMOTIONS = ["anger", "disgust", "fear", "happy", "neutral", "sad"]
+LEVEL_CODES = ["LO", "MD", "HI", "XX"]
+LEVELS = ["low", "medium", "high", "unspecified"]
+FOLDERS = {"wav": ("AudioWAV", ".wav"), "mp3": ("AudioMP3", ".mp3"), "flv": ("VideoFlash", ".flv")}
+_NAME = re.compile(r"^(\d{4})_([A-Z]{3})_([A-Z]{3})_([A-Z]{2})$")
+
+
+def parse_name(stem: str) -> dict[str, Any]:
+    """``1001_DFA_ANG_XX`` -> speaker, sentence code, emotion index, level index; ValueError when malformed."""
+    m = _NAME.match(stem)
+    if m is None:
+        raise ValueError(f"file name {stem!r} does not follow ACTOR_SENTENCE_EMOTION_LEVEL (e.g. 1001_DFA_ANG_XX)")
+    speaker, sentence, emotion, level = m.groups()
+    for code, known, what in ((sentence, SENTENCES, "sentence"), (emotion, EMOTION_CODES, "emotion"),
+                              (level, LEVEL_CODES, "level")):
+        if code not in known:
+            raise ValueError(f"unknown label code {what}={code!r} in {stem!r}; known: {', '.join(known)}")
+    return {"speaker": speaker, "sentence": sentence, "emotion": EMOTION_CODES.index(emotion),
+            "level": LEVEL_CODES.index(level)}
+
+
+@register_adapter("cremad")
+class CremadAdapter(CorpusAdapter):
+    """CREMA-D clips with audio, video and text.
+
+    Labels: ``emotion`` (0..5: anger, disgust, fear, happy, neutral, sad), ``level`` (low, medium, high,
+    unspecified), ``sentence`` (0..11 in :data:`SENTENCES` order). Groups: ``speaker`` (``"1001"``...).
+    """
+
+    name = "cremad"
+    modalities = ("audio", "video", "text")
+
+    def __init__(self, root: str | Path, modalities: Sequence[str] = ("audio", "video", "text"),
+                 sample_rate: int = 16000, max_seconds: float | None = None, num_frames: int | None = 8,
+                 fps: float | None = None, frame_size: int | None = 112, crop: str = "center",
+                 face_backend: str = "haar", speakers: Iterable[int | str] | None = None,
+                 audio_sources: Sequence[str] = ("wav", "mp3", "flv")) -> None:
+        """Args:
+            root: the folder holding ``AudioWAV/``, ``AudioMP3/`` and/or ``VideoFlash/``.
+            modalities: which modalities to list (a subset of ``audio, video, text``).
+            sample_rate, max_seconds, num_frames, fps, frame_size, crop, face_backend: decoding (see media.py).
+            speakers: keep only these actors (e.g. ``[1001, "1002"]``).
+            audio_sources: where audio is taken from, in order of preference (``wav``, ``mp3``, ``flv``).
+        """
+        super().__init__()
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"CREMA-D root not found: {self.root}")
+        unknown = set(modalities) - set(type(self).modalities)
+        if unknown:
+            raise ValueError(f"CREMA-D has no modality {sorted(unknown)}; available: {type(self).modalities}")
+        bad = set(audio_sources) - set(FOLDERS)
+        if bad:
+            raise ValueError(f"unknown audio source {sorted(bad)}; expected some of {sorted(FOLDERS)}")
+        self.modalities = tuple(modalities)
+        self.audio_sources = tuple(audio_sources)
+        self.options = MediaOptions(sample_rate=sample_rate, max_seconds=max_seconds, num_frames=num_frames,
+                                    fps=fps, size=frame_size, crop=crop)
+        self.cropper = FaceCropper(face_backend) if crop == "face" else None
+        self.speakers = None if speakers is None else {str(s) for s in speakers}
+        self.label_names = {"emotion": list(EMOTIONS), "level": list(LEVELS), "sentence": list(SENTENCES)}
+        self._invalid: dict[str, tuple[str, str]] = {}
+        self._records = self._scan()
+
+    def _scan(self) -> list[ClipRecord]:
+        found: dict[str, dict[str, str]] = {}  # clip name -> source kind -> path
+        for kind, (folder, ext) in FOLDERS.items():
+            directory = self.root / folder
+            if not directory.is_dir():
+                continue
+            for path in sorted(directory.iterdir()):
+                if path.suffix.lower() != ext:
+                    continue
+                speaker = path.stem.split("_", 1)[0]
+                if self.speakers is None or speaker in self.speakers:
+                    found.setdefault(path.stem, {})[kind] = str(path)
+        if not found:
+            raise FileNotFoundError(f"no CREMA-D clips under {self.root} (looked in "
+                                    f"{', '.join(f for f, _ in FOLDERS.values())})")
+        records = []
+        for stem in sorted(found):
+            files = found[stem]
+            try:
+                codes = parse_name(stem)
+            except ValueError as err:
+                self._invalid[stem] = (str(err), next(iter(files.values())))
+                records.append(ClipRecord(stem, {}))
+                continue
+            sources: dict[str, Any] = {}
+            audio = next((files[k] for k in self.audio_sources if k in files), None)
+            if "audio" in self.modalities and audio:
+                sources["audio"] = audio
+            if "video" in self.modalities and "flv" in files:
+                sources["video"] = files["flv"]
+            if not sources and "text" not in self.modalities:
+                continue
+            if "text" in self.modalities:
+                sources["text"] = SENTENCES[codes["sentence"]]
+            labels = {"emotion": codes["emotion"], "level": codes["level"],
+                      "sentence": list(SENTENCES).index(codes["sentence"])}
+            records.append(ClipRecord(stem, sources, labels, {"speaker": codes["speaker"]}))
+        return records
+
+    def records(self) -> list[ClipRecord]:
+        """Every clip (sorted by name), including malformed names, whose :meth:`load` raises."""
+        return list(self._records)
+
+    def load(self, record: ClipRecord, modalities: Sequence[str]) -> Sample:
+        """Decode the requested modalities the clip has; :class:`SampleError` names the clip and file."""
+        if record.id in self._invalid:
+            reason, path = self._invalid[record.id]
+            raise SampleError(record.id, reason, path)
+        src = record.sources
+        audio = src.get("audio") if "audio" in modalities else None
+        video = src.get("video") if "video" in modalities else None
+        try:
+            inputs: dict[str, Any] = load_media(audio, video, self.options, self.cropper)
+        except MediaError as err:
+            modality = "audio+video" if audio == video else "audio" if err.path == str(audio) else "video"
+            raise SampleError(record.id, f"{modality}: {err.reason}", err.path) from err
+        if "text" in modalities and "text" in src:
+            inputs["text"] = src["text"]
+        meta = {"files": {m: src[m] for m in ("audio", "video") if m in inputs}}
+        return Sample(record.id, inputs, dict(record.labels), dict(record.groups), meta)

@@ -1,0 +1,276 @@
+"""Generic manifest adapter: any corpus described by a CSV or JSONL table.
+
+Columns (all but ``id`` optional, empty cells mean "absent"):
+``id``; ``audio`` / ``video`` (media paths); ``text`` (inline string); ``transcript`` (path to a ``.txt``,
+used when ``text`` is empty); ``feat:<modality>`` (path to a float ``.npy``: ``(D,)`` or ``(T, D)``); label
+columns named in the ``labels`` option; group columns ``group``, ``speaker``, ``session``, ``dialogue`` (plus
+any named in ``groups``). Relative paths resolve against the manifest's folder.
+
+A label column whose values all parse as numbers is kept as float; otherwise it is categorical and its
+values are coded by their sorted class names (or by the order given in ``class_names``). A JSONL list value
+is kept as a multi-label vector of floats.
+
+Malformed rows (no id, duplicate id, unparseable JSON, unknown class) are skipped and listed in
+:attr:`ManifestAdapter.skipped` as ``(line, reason)``; with ``strict=True`` they raise ValueError.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from contrastive_mer.data.datasets.base import ClipRecord, CorpusAdapter, SampleError, register_adapter
+from contrastive_mer.data.sample import Sample
+
+MEDIA_COLUMNS = ("audio", "video")
+GROUP_COLUMNS = ("group", "speaker", "session", "dialogue")
+FEATURE_PREFIX = "feat:"
+
+
+def _is_number(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, (int, float)):
+        return True
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _empty(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and value.strip() == "")
+
+
+@register_adapter("manifest")
+class ManifestAdapter(CorpusAdapter):
+    """Clips listed in a CSV (``.csv``/``.tsv``) or JSON-lines (``.jsonl``/``.ndjson``) manifest.
+
+    Args:
+        path: the manifest file; relative to ``root`` when both are given.
+        root: the manifest itself when ``path`` is not given, else the folder ``path`` is relative to.
+        labels: label columns to read.
+        class_names: label -> class names fixing the coding of a categorical label.
+        features: modality -> column holding ``.npy`` paths (in addition to ``feat:<modality>`` columns).
+        groups: extra group columns.
+        strict: raise on the first malformed row instead of skipping it.
+        sample_rate, max_seconds: audio decoding; num_frames, fps, size: video decoding (see media.py).
+    """
+
+    name = "manifest"
+
+    def __init__(self, path: str | Path | None = None, root: str | Path | None = None,
+                 labels: Sequence[str] = (), class_names: Mapping[str, Sequence[str]] | None = None,
+                 features: Mapping[str, str] | None = None, groups: Sequence[str] = (), strict: bool = False,
+                 sample_rate: int = 16000, max_seconds: float | None = None, num_frames: int = 8,
+                 fps: float | None = None, size: int = 112) -> None:
+        super().__init__()
+        if path is None and root is None:
+            raise ValueError("manifest adapter needs path= (or root= pointing at the manifest file)")
+        manifest = Path(path) if path is not None else Path(root)  # type: ignore[arg-type]
+        if path is not None and root is not None and not manifest.is_absolute():
+            manifest = Path(root) / manifest
+        if not manifest.is_file():
+            raise FileNotFoundError(f"manifest not found: {manifest}")
+        self.path = manifest
+        self.base = manifest.parent
+        self.label_columns = list(labels)
+        self.class_names = {k: list(v) for k, v in (class_names or {}).items()}
+        self.feature_columns = dict(features or {})
+        self.group_columns = [*GROUP_COLUMNS, *[g for g in groups if g not in GROUP_COLUMNS]]
+        self.strict = strict
+        self.audio_opts = {"sample_rate": sample_rate, "max_seconds": max_seconds}
+        self.video_opts = {"num_frames": num_frames, "fps": fps, "size": size}
+        #: (line number, reason) of each malformed row that was skipped
+        self.skipped: list[tuple[int, str]] = []
+        self._records: list[ClipRecord] | None = None
+
+    # -- reading -----------------------------------------------------------------------------------------
+    def _rows(self) -> list[tuple[int, dict[str, Any] | None, str]]:
+        """(line, row or None, parse error) for every data row of the file."""
+        suffix = self.path.suffix.lower()
+        with open(self.path, encoding="utf-8", newline="") as fh:
+            if suffix in (".jsonl", ".ndjson"):
+                out: list[tuple[int, dict[str, Any] | None, str]] = []
+                for lineno, line in enumerate(fh, 1):
+                    if not line.strip():
+                        continue
+                    try:
+                        row = json.loads(line)
+                    except json.JSONDecodeError as err:
+                        out.append((lineno, None, f"unparseable JSON ({err.msg})"))
+                        continue
+                    if not isinstance(row, dict):
+                        out.append((lineno, None, f"expected a JSON object, got {type(row).__name__}"))
+                    else:
+                        out.append((lineno, row, ""))
+                return out
+            if suffix not in (".csv", ".tsv"):
+                raise ValueError(f"{self.path}: unknown manifest type {suffix!r} (use .csv, .tsv or .jsonl)")
+            reader = csv.reader(fh, delimiter="\t" if suffix == ".tsv" else ",")
+            header = next(reader, None)
+            if not header or "id" not in header:
+                raise ValueError(f"{self.path}: header must contain an 'id' column, got {header}")
+            rows = []
+            while True:
+                start = reader.line_num + 1  # a quoted cell may span lines: report where the row starts
+                try:
+                    cells = next(reader)
+                except StopIteration:
+                    break
+                except csv.Error as err:
+                    rows.append((start, None, f"unparseable CSV ({err})"))
+                    continue
+                if not cells:
+                    continue
+                if len(cells) > len(header):
+                    rows.append((start, None, f"{len(cells)} cells for {len(header)} columns"))
+                else:
+                    rows.append((start, dict(zip(header, cells)), ""))
+            return rows
+
+    def _bad(self, line: int, reason: str) -> None:
+        if self.strict:
+            raise ValueError(f"{self.path}:{line}: {reason}")
+        self.skipped.append((line, reason))
+
+    def _resolve(self, value: Any) -> str:
+        path = Path(str(value).strip())
+        return str(path if path.is_absolute() else self.base / path)
+
+    def _sources(self, row: dict[str, Any]) -> dict[str, Any]:
+        sources: dict[str, Any] = {}
+        for col in MEDIA_COLUMNS:
+            if not _empty(row.get(col)):
+                sources[col] = self._resolve(row[col])
+        if not _empty(row.get("text")):
+            sources["text"] = str(row["text"])
+        elif not _empty(row.get("transcript")):
+            sources["text"] = ("transcript", self._resolve(row["transcript"]))
+        feature_cols = {k[len(FEATURE_PREFIX):]: k for k in row if k.startswith(FEATURE_PREFIX)}
+        feature_cols.update(self.feature_columns)
+        for modality, col in feature_cols.items():
+            if not _empty(row.get(col)):
+                sources[modality] = ("npy", self._resolve(row[col]))
+        return sources
+
+    def _code_labels(self, rows: list[tuple[int, str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+        """Per row id, the coded labels; rows with an unknown class are reported and dropped."""
+        kinds: dict[str, str] = {}
+        for name in self.label_columns:
+            values = [row.get(name) for _, _, row in rows if not _empty(row.get(name))]
+            if name in self.class_names:
+                kinds[name] = "categorical"
+            elif values and all(isinstance(v, list) for v in values):
+                kinds[name] = "multi"
+            elif all(_is_number(v) for v in values):
+                kinds[name] = "float"
+            else:
+                kinds[name] = "categorical"
+                self.class_names[name] = sorted({str(v) for v in values})
+        self.label_names = {n: list(self.class_names[n]) for n in self.label_columns if kinds[n] == "categorical"}
+        coded: dict[str, dict[str, Any]] = {}
+        for line, sid, row in rows:
+            labels: dict[str, Any] = {}
+            try:
+                for name in self.label_columns:
+                    value = row.get(name)
+                    if _empty(value):
+                        continue
+                    if kinds[name] == "float":
+                        labels[name] = float(value)
+                    elif kinds[name] == "multi":
+                        labels[name] = [float(v) for v in value]
+                    elif str(value) in self.class_names[name]:
+                        labels[name] = self.class_names[name].index(str(value))
+                    else:
+                        raise ValueError(f"label {name!r} value {value!r} not in {self.class_names[name]}")
+            except (TypeError, ValueError) as err:
+                self._bad(line, f"id {sid!r}: {err}")
+                continue
+            coded[sid] = labels
+        return coded
+
+    def records(self) -> list[ClipRecord]:
+        """One record per well-formed row, in file order."""
+        if self._records is not None:
+            return self._records
+        self.skipped = []
+        seen: dict[str, int] = {}
+        kept: list[tuple[int, str, dict[str, Any]]] = []
+        try:
+            rows = self._rows()
+        except UnicodeDecodeError as err:
+            raise ValueError(f"{self.path}: not UTF-8 text ({err})") from err
+        for line, row, error in rows:
+            if row is None:
+                self._bad(line, error)
+                continue
+            sid = row.get("id")
+            if _empty(sid):
+                self._bad(line, "missing id")
+                continue
+            sid = str(sid).strip()
+            if sid in seen:
+                self._bad(line, f"duplicate id {sid!r} (first on line {seen[sid]})")
+                continue
+            seen[sid] = line
+            kept.append((line, sid, row))
+        missing = [c for c in self.label_columns if kept and all(c not in row for _, _, row in kept)]
+        if missing:
+            raise ValueError(f"{self.path}: label columns {missing} not found")
+        coded = self._code_labels(kept)
+        out = []
+        for _, sid, row in kept:
+            if sid not in coded:
+                continue
+            groups = {g: str(row[g]).strip() for g in self.group_columns if not _empty(row.get(g))}
+            out.append(ClipRecord(sid, self._sources(row), coded[sid], groups))
+        self.modalities = tuple(sorted({m for r in out for m in r.sources}))
+        self._records = out
+        return out
+
+    # -- decoding ----------------------------------------------------------------------------------------
+    def _load_one(self, record: ClipRecord, modality: str, source: Any) -> Any:
+        if isinstance(source, tuple) and source[0] == "transcript":
+            try:
+                return Path(source[1]).read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as err:
+                raise SampleError(record.id, f"cannot read transcript ({err})", source[1]) from err
+        if isinstance(source, tuple) and source[0] == "npy":
+            try:
+                array = np.load(source[1], allow_pickle=False)
+            except (OSError, ValueError) as err:
+                raise SampleError(record.id, f"{modality}: unreadable .npy ({err})", source[1]) from err
+            if not isinstance(array, np.ndarray):
+                raise SampleError(record.id, f"{modality}: expected a .npy array, got {type(array).__name__}",
+                                  source[1])
+            if array.dtype.kind not in "fiu" or array.ndim not in (1, 2):
+                raise SampleError(record.id, f"{modality}: expected a numeric (D,) or (T, D) array, got "
+                                  f"{array.dtype} {array.shape}", source[1])
+            array = array.astype(np.float32)
+            if not np.all(np.isfinite(array)):
+                raise SampleError(record.id, f"{modality}: NaN/Inf in features", source[1])
+            return array
+        if modality == "text":
+            return source
+        from contrastive_mer.data.media import MediaError, load_audio, load_video
+
+        try:
+            if modality == "audio":
+                return load_audio(source, **self.audio_opts)
+            return load_video(source, **self.video_opts)
+        except MediaError as err:
+            raise SampleError(record.id, f"{modality}: {err.reason}", str(err.path)) from err
+
+    def load(self, record: ClipRecord, modalities: Sequence[str]) -> Sample:
+        """Decode the requested modalities the row has."""
+        inputs = {m: self._load_one(record, m, record.sources[m]) for m in modalities if m in record.sources}
+        meta = {"sources": {m: (s[1] if isinstance(s, tuple) else s) for m, s in record.sources.items()
+                            if m != "text" or isinstance(s, tuple)}}
+        return Sample(record.id, inputs, dict(record.labels), dict(record.groups), meta)

@@ -1,0 +1,292 @@
+"""CMU-MOSI / CMU-MOSEI adapter reading the CMU Multimodal SDK's computational sequences (``.csd``).
+
+A ``.csd`` file is HDF5: one top-level group named after the sequence (``COVAREP``, ``FACET 4.2``,
+``glove_vectors``, ``All Labels``, ...) holding ``data/<video_id>/features`` ``(T, D)``,
+``data/<video_id>/intervals`` ``(T, 2)`` (start/end seconds) and ``metadata``.
+
+Segments are the rows of the labels sequence: row ``k`` of video ``v`` is the clip ``v[k]`` with that row's
+interval. Each modality contributes the frames of ``v`` whose interval overlaps the segment's interval (see
+:func:`overlapping_frames`), as float32 ``(T, D)`` or mean-pooled ``(D,)``. A word sequence stored as bytes
+(``CMU_MOSEI_TimestampedWords.csd``) yields the segment's words joined into a ``str`` (``sp`` pauses dropped).
+
+Labels: MOSEI's ``All Labels`` has 7 columns ``[sentiment, happy, sad, anger, surprise, disgust, fear]``;
+``sentiment`` is a float in [-3, 3] and ``emotions`` a 6-d multi-label binary vector (present when the
+score is > 0). MOSI's opinion labels have the sentiment column only.
+
+Groups: neither corpus ships speaker ids with the sequences, so ``speaker`` is the video id (one speaker per
+YouTube video is the usual proxy); ``video`` holds the same id.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from contrastive_mer.data.datasets.base import ClipRecord, CorpusAdapter, SampleError, register_adapter
+from contrastive_mer.data.sample import Sample
+
+MOSEI_EMOTIONS = ["happy", "sad", "anger", "surprise", "disgust", "fear"]
+MOSEI_DEFAULT_FEATURES = {"audio": "CMU_MOSEI_COVAREP.csd", "video": "CMU_MOSEI_VisualFacet42.csd",
+                          "text": "CMU_MOSEI_TimestampedWordVectors.csd"}
+MOSEI_DEFAULT_LABELS = "CMU_MOSEI_Labels.csd"
+MOSI_DEFAULT_FEATURES = {"audio": "CMU_MOSI_COVAREP.csd", "video": "CMU_MOSI_Visual_Facet_42.csd",
+                         "text": "CMU_MOSI_TimestampedWordVectors.csd"}
+MOSI_DEFAULT_LABELS = "CMU_MOSI_Opinion_Labels.csd"
+_SPLIT_ALIASES = {"val": "valid", "validation": "valid", "dev": "valid"}
+
+
+@dataclass(frozen=True)
+class CsdRef:
+    """Where a segment's frames live: a ``.csd`` file, a video id inside it and the segment interval."""
+
+    path: str
+    video: str
+    start: float
+    end: float
+
+
+def overlapping_frames(intervals: np.ndarray, start: float, end: float) -> np.ndarray:
+    """Boolean mask of the frames whose ``[s, e]`` interval overlaps the segment ``[start, end]``.
+
+    A frame overlaps when ``s < end`` and ``e > start`` (sharing only a boundary does not count). A
+    zero-length frame (``s == e``, e.g. a word time stamp) counts when ``start <= s < end``.
+    """
+    s, e = intervals[:, 0], intervals[:, 1]
+    spans = (s < end) & (e > start)
+    points = (s == e) & (s >= start) & (s < end)
+    return spans | points
+
+
+def open_csd(path: str | Path) -> tuple[Any, Any]:
+    """Open a computational sequence; return ``(h5py.File, data group)``. Errors name the file."""
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"computational sequence not found: {path}")
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as err:
+        raise ValueError(f"{path}: not an HDF5 computational sequence ({err})") from err
+    roots = [k for k in handle.keys() if isinstance(handle[k], h5py.Group)]
+    if not roots or "data" not in handle[roots[0]]:
+        handle.close()
+        raise ValueError(f"{path}: expected a top-level group holding 'data/<video_id>/{{features,intervals}}'"
+                         f", found keys {list(handle.keys())}")
+    return handle, handle[roots[0]]["data"]
+
+
+def read_video(data: Any, video: str, path: str) -> tuple[np.ndarray, np.ndarray]:
+    """Read ``(features, intervals)`` of ``video``; raise ValueError naming file and video on a bad layout."""
+    if video not in data:
+        raise ValueError(f"{path}: no video {video!r}")
+    group = data[video]
+    if "features" not in group or "intervals" not in group:
+        raise ValueError(f"{path}: video {video!r} lacks 'features' or 'intervals'")
+    feats, inter = group["features"][()], np.asarray(group["intervals"][()], dtype=np.float64)
+    if feats.ndim != 2 or inter.ndim != 2 or inter.shape[1] != 2 or len(feats) != len(inter):
+        raise ValueError(f"{path}: video {video!r} has features {feats.shape} and intervals {inter.shape}; "
+                         "expected (T, D) and (T, 2)")
+    return feats, inter
+
+
+def load_folds(folds: str | Path | Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
+    """Standard folds: a mapping split -> video ids, a JSON file of that mapping, or the SDK's ``.py`` file
+    with ``standard_{train,valid,test}_fold = [...]`` lists (read with :mod:`ast`, never executed)."""
+    if isinstance(folds, Mapping):
+        return {_SPLIT_ALIASES.get(k, k): [str(v) for v in ids] for k, ids in folds.items()}
+    path = Path(folds)
+    if not path.is_file():
+        raise FileNotFoundError(f"folds file not found: {path}")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".py":
+        found: dict[str, list[str]] = {}
+        try:
+            tree = ast.parse(text, filename=str(path))
+        except SyntaxError as err:
+            raise ValueError(f"{path}: cannot parse folds ({err})") from err
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+                try:
+                    value = ast.literal_eval(node.value)
+                except ValueError:
+                    continue
+                if isinstance(value, list):
+                    name = node.targets[0].id.removeprefix("standard_").removesuffix("_fold")
+                    found[_SPLIT_ALIASES.get(name, name)] = [str(v) for v in value]
+        if not found:
+            raise ValueError(f"{path}: no list assignments (e.g. standard_train_fold = [...]) found")
+        return found
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: invalid JSON folds ({err})") from err
+    if not isinstance(value, dict):
+        raise ValueError(f"{path}: expected a JSON object split -> list of video ids")
+    return load_folds(value)
+
+
+class MoseiAdapter(CorpusAdapter):
+    """CMU-MOSEI segments from computational sequences.
+
+    Args:
+        root: folder holding the ``.csd`` files (relative file names resolve against it).
+        features: modality -> ``.csd`` file (default: COVAREP audio, FACET 4.2 video, GloVe text).
+        labels: the labels ``.csd`` (MOSEI ``All Labels`` with 7 columns, or MOSI's 1-column sentiment).
+        pool: ``None``/``"none"`` for frame sequences ``(T, D)``, ``"mean"`` for ``(D,)``.
+        nan_policy: ``"error"`` rejects a segment whose frames hold NaN/Inf; ``"zero"`` replaces them by 0.
+        split, folds: keep only the videos of ``folds[split]`` (see :func:`load_folds`).
+    """
+
+    name = "mosei"
+    default_features = MOSEI_DEFAULT_FEATURES
+    default_labels = MOSEI_DEFAULT_LABELS
+
+    def __init__(self, root: str | Path, features: Mapping[str, str] | None = None, labels: str | None = None,
+                 pool: str | None = None, nan_policy: str = "error", split: str | None = None,
+                 folds: str | Path | Mapping[str, Sequence[str]] | None = None) -> None:
+        super().__init__()
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"{self.name} root folder not found: {self.root}")
+        if pool not in (None, "none", "mean"):
+            raise ValueError(f"pool must be None, 'none' or 'mean', got {pool!r}")
+        if nan_policy not in ("error", "zero"):
+            raise ValueError(f"nan_policy must be 'error' or 'zero', got {nan_policy!r}")
+        self.pool = None if pool == "none" else pool
+        self.nan_policy = nan_policy
+        self.feature_files = {m: self._resolve(f) for m, f in dict(features or self.default_features).items()}
+        self.labels_file = self._resolve(labels or self.default_labels)
+        for path in [*self.feature_files.values(), self.labels_file]:
+            if not path.is_file():
+                raise FileNotFoundError(f"computational sequence not found: {path}")
+        self.modalities = tuple(self.feature_files)
+        self.split = _SPLIT_ALIASES.get(split, split) if split else None
+        self.split_videos: set[str] | None = None
+        if self.split is not None:
+            if folds is None:
+                raise ValueError(f"split={split!r} needs folds (a mapping or a .json/.py file of video ids)")
+            table = load_folds(folds)
+            if self.split not in table:
+                raise ValueError(f"split {split!r} not in folds; known: {', '.join(sorted(table))}")
+            self.split_videos = set(table[self.split])
+        #: (segment id or video id, reason) for label rows that could not be used
+        self.skipped: list[tuple[str, str]] = []
+        self._records: list[ClipRecord] | None = None
+        self._handles: dict[str, Any] = {}
+        self._pid = os.getpid()
+
+    def _resolve(self, name: str | Path) -> Path:
+        path = Path(name)
+        return path if path.is_absolute() else self.root / path
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_handles"] = {}  # h5py handles do not survive pickling into worker processes
+        return state
+
+    def _data(self, path: str) -> Any:
+        if self._pid != os.getpid():  # forked worker: never reuse the parent's handles
+            self._handles, self._pid = {}, os.getpid()
+        if path not in self._handles:
+            self._handles[path] = open_csd(path)
+        return self._handles[path][1]
+
+    def close(self) -> None:
+        """Close the open ``.csd`` files."""
+        for handle, _ in self._handles.values():
+            handle.close()
+        self._handles = {}
+
+    def _labels(self, row: np.ndarray) -> dict[str, Any]:
+        if len(row) == 7:
+            return {"sentiment": float(row[0]), "emotions": [float(v > 0) for v in row[1:]]}
+        if len(row) == 1:
+            return {"sentiment": float(row[0])}
+        raise ValueError(f"{self.labels_file}: expected 7 label columns (MOSEI) or 1 (MOSI), got {len(row)}")
+
+    def records(self) -> list[ClipRecord]:
+        """One record per labelled segment, ``<video>[<k>]``, in file order."""
+        if self._records is not None:
+            return self._records
+        self.skipped = []
+        labels_path = str(self.labels_file)
+        data = self._data(labels_path)
+        videos = {m: set(self._data(str(p)).keys()) for m, p in self.feature_files.items()}
+        out: list[ClipRecord] = []
+        for video in data.keys():
+            if self.split_videos is not None and video not in self.split_videos:
+                continue
+            values, intervals = read_video(data, video, labels_path)
+            for k, (row, (start, end)) in enumerate(zip(values, intervals)):
+                sid = f"{video}[{k}]"
+                if not np.all(np.isfinite(row)) or not (np.isfinite(start) and np.isfinite(end) and end > start):
+                    self.skipped.append((sid, f"non-finite labels or bad interval {[start, end]}"))
+                    continue
+                sources = {m: CsdRef(str(self.feature_files[m]), video, float(start), float(end))
+                           for m in self.modalities if video in videos[m]}
+                out.append(ClipRecord(sid, sources, self._labels(np.asarray(row, dtype=np.float64)),
+                                      {"speaker": video, "video": video}))
+        if out and "emotions" in out[0].labels:
+            self.label_names = {"emotions": list(MOSEI_EMOTIONS)}
+        self._records = out
+        return out
+
+    def _frames(self, record: ClipRecord, modality: str, ref: CsdRef) -> Any:
+        try:
+            feats, inter = read_video(self._data(ref.path), ref.video, ref.path)
+        except (ValueError, OSError) as err:
+            raise SampleError(record.id, f"{modality}: {err}", ref.path) from err
+        mask = overlapping_frames(inter, ref.start, ref.end)
+        if not mask.any():
+            return None
+        frames = feats[mask]
+        if frames.dtype.kind in "SOU":  # word sequence -> text
+            words = [w.decode("utf-8") if isinstance(w, bytes) else str(w) for w in frames.reshape(-1)]
+            return " ".join(w for w in words if w != "sp")
+        frames = frames.astype(np.float32)
+        bad = ~np.isfinite(frames)
+        if bad.any():
+            if self.nan_policy == "error":
+                rows = np.flatnonzero(bad.any(axis=1)).tolist()
+                raise SampleError(record.id, f"{modality} has NaN/Inf in frames {rows} of the segment "
+                                  "(set nan_policy='zero' to replace them)", ref.path)
+            frames[bad] = 0.0
+        return frames.mean(axis=0) if self.pool == "mean" else frames
+
+    def load(self, record: ClipRecord, modalities: Sequence[str]) -> Sample:
+        """Slice each requested modality's frames to the segment; a modality with no frames is absent."""
+        inputs: dict[str, Any] = {}
+        empty: list[str] = []
+        for modality in modalities:
+            ref = record.sources.get(modality)
+            if ref is None:
+                continue
+            value = self._frames(record, modality, ref)
+            if value is None:
+                empty.append(modality)
+            else:
+                inputs[modality] = value
+        refs = list(record.sources.values())
+        meta: dict[str, Any] = {"interval": (refs[0].start, refs[0].end)} if refs else {}
+        if empty:
+            meta["no_frames"] = empty
+        return Sample(record.id, inputs, dict(record.labels), dict(record.groups), meta)
+
+
+@register_adapter("mosi")
+class MosiAdapter(MoseiAdapter):
+    """CMU-MOSI: same layout as MOSEI, sentiment label only."""
+
+    name = "mosi"
+    default_features = MOSI_DEFAULT_FEATURES
+    default_labels = MOSI_DEFAULT_LABELS
+
+
+register_adapter("mosei")(MoseiAdapter)

@@ -1,0 +1,224 @@
+"""RAVDESS (Livingstone & Russo 2018): acted speech, 24 actors, 8 emotions.
+
+Layout: ``root/Actor_XX/MM-VV-EE-II-SS-RR-AA.{wav,flac,mp4}`` and optionally ``root/facial_action_units.csv``.
+File-name codes: modality (01 audio-video, 02 video-only, 03 audio-only), vocal channel, emotion (01..08),
+intensity (01 normal, 02 strong), statement (01/02), repetition, actor (odd male, even female).
+
+One record per take, keyed by the audio-only style id ``03-VV-EE-II-SS-RR-AA`` whatever files it has.
+Modalities: ``audio`` (the ``03-`` WAV/FLAC, else the audio track of the ``01-`` MP4), ``video`` (``01-`` or
+``02-`` MP4), ``au`` (the take's row of the action-unit table, float32 ``(n_au,)``), ``text`` (the statement).
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from contrastive_mer.data.datasets.base import ClipRecord, CorpusAdapter, SampleError, register_adapter
+from contrastive_mer.data.face import FaceCropper
+from contrastive_mer.data.media import MediaError, MediaOptions, load_media
+from contrastive_mer.data.sample import Sample
+
+EMOTIONS = ["neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"]
+INTENSITIES = ["normal", "strong"]
+STATEMENTS = ["Kids are talking by the door", "Dogs are sitting by the door"]
+VOCAL_CHANNELS = {1: "speech", 2: "song"}
+MEDIA_EXTS = (".wav", ".flac", ".mp4")
+AU_FILE = "facial_action_units.csv"
+_NAME = re.compile(r"^(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})$")
+_AU_COLUMN = re.compile(r"^AU\d+_[rc]$")
+
+
+def parse_name(stem: str) -> dict[str, int]:
+    """Split ``MM-VV-EE-II-SS-RR-AA`` into its integer codes; ValueError on a malformed name or code."""
+    m = _NAME.match(stem)
+    if m is None:
+        raise ValueError(f"file name {stem!r} does not follow MM-VV-EE-II-SS-RR-AA")
+    keys = ("modality", "channel", "emotion", "intensity", "statement", "repetition", "actor")
+    codes = dict(zip(keys, (int(g) for g in m.groups()), strict=True))
+    checks = {"modality": (1, 3), "channel": (1, 2), "emotion": (1, len(EMOTIONS)),
+              "intensity": (1, len(INTENSITIES)), "statement": (1, len(STATEMENTS)), "repetition": (1, 2),
+              "actor": (1, 99)}
+    for key, (lo, hi) in checks.items():
+        if not lo <= codes[key] <= hi:
+            raise ValueError(f"unknown label code {key}={codes[key]:02d} in {stem!r} (expected {lo:02d}..{hi:02d})")
+    return codes
+
+
+def take_id(codes: dict[str, int]) -> str:
+    """The audio-only style id ``03-VV-EE-II-SS-RR-AA`` of a take."""
+    rest = [codes[k] for k in ("channel", "emotion", "intensity", "statement", "repetition", "actor")]
+    return "-".join(f"{c:02d}" for c in [3, *rest])
+
+
+def _actor_number(actor: int | str) -> int:
+    text = str(actor).lower().removeprefix("actor_").removeprefix("actor")
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"bad actor {actor!r}; expected a number like 1 or 'actor01'") from None
+
+
+def read_action_units(path: Path) -> tuple[list[str], dict[str, np.ndarray | str], list[str]]:
+    """The action-unit table -> (AU column names, take id -> float32 vector or an error message, skipped rows).
+
+    ``clip_id`` may use any modality code; rows are keyed by the take's audio-only style id.
+    """
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if header is None or "clip_id" not in header:
+            raise ValueError(f"{path}: expected a header with a 'clip_id' column")
+        au_cols = [i for i, name in enumerate(header) if _AU_COLUMN.match(name)]
+        if not au_cols:
+            raise ValueError(f"{path}: no AUxx_r / AUxx_c columns in the header")
+        id_col = header.index("clip_id")
+        table: dict[str, np.ndarray | str] = {}
+        skipped: list[str] = []
+        for line, row in enumerate(reader, start=2):
+            if not row:
+                continue
+            try:
+                key = take_id(parse_name(row[id_col].strip()))
+            except (ValueError, IndexError) as err:
+                skipped.append(f"{path} line {line}: {err}")
+                continue
+            if key in table:
+                table[key] = f"{path}: duplicate clip_id {row[id_col]!r} (line {line})"
+                continue
+            try:
+                vec = np.array([float(row[i]) for i in au_cols], dtype=np.float32)
+                if not np.isfinite(vec).all():
+                    raise ValueError("non-finite value")
+                table[key] = vec
+            except (ValueError, IndexError) as err:
+                table[key] = f"{path} line {line}: bad action-unit row ({err})"
+    return [header[i] for i in au_cols], table, skipped
+
+
+@register_adapter("ravdess")
+class RavdessAdapter(CorpusAdapter):
+    """RAVDESS takes with audio, video, action units and text (see the module docstring).
+
+    Labels: ``emotion`` (0..7), ``intensity`` (0 normal, 1 strong), ``statement`` (0, 1).
+    Groups: ``speaker`` (``"actor01"``...), ``gender``.
+    """
+
+    name = "ravdess"
+    modalities = ("audio", "video", "au", "text")
+
+    def __init__(self, root: str | Path, modalities: Sequence[str] = ("audio", "video", "au", "text"),
+                 sample_rate: int = 16000, max_seconds: float | None = None, num_frames: int | None = 8,
+                 fps: float | None = None, frame_size: int | None = 112, crop: str = "center",
+                 face_backend: str = "haar", actors: Iterable[int | str] | None = None,
+                 au_file: str | Path | None = AU_FILE) -> None:
+        """Args:
+            root: the folder holding ``Actor_XX/`` (and the action-unit table).
+            modalities: which modalities to list (a subset of ``audio, video, au, text``).
+            sample_rate, max_seconds: audio decoding; num_frames, fps, frame_size, crop, face_backend: video
+                decoding (see :mod:`contrastive_mer.data.media`).
+            actors: keep only these actors (numbers or ``"actor01"`` style names).
+            au_file: the action-unit table, relative to ``root``; None to ignore it.
+        """
+        super().__init__()
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"RAVDESS root not found: {self.root}")
+        unknown = set(modalities) - set(type(self).modalities)
+        if unknown:
+            raise ValueError(f"RAVDESS has no modality {sorted(unknown)}; available: {type(self).modalities}")
+        self.modalities = tuple(modalities)
+        self.options = MediaOptions(sample_rate=sample_rate, max_seconds=max_seconds, num_frames=num_frames,
+                                    fps=fps, size=frame_size, crop=crop)
+        self.cropper = FaceCropper(face_backend) if crop == "face" else None
+        self.actors = None if actors is None else {_actor_number(a) for a in actors}
+        self.au_path = None if au_file is None else self.root / au_file
+        if self.au_path is not None and "au" in modalities and au_file != AU_FILE and not self.au_path.is_file():
+            raise FileNotFoundError(f"RAVDESS action-unit table not found: {self.au_path}")
+        self.au_columns: list[str] = []
+        self.label_names = {"emotion": list(EMOTIONS), "intensity": list(INTENSITIES),
+                            "statement": list(STATEMENTS)}
+        #: rows of the action-unit table that name no valid take
+        self.skipped: list[str] = []
+        self._invalid: dict[str, tuple[str, str | None]] = {}  # id -> (reason, path)
+        self._records = self._scan()
+
+    def _scan(self) -> list[ClipRecord]:
+        takes: dict[str, dict[Any, Any]] = {}  # take id -> {"codes": ..., (modality code, ext): path}
+        for folder in sorted(f for f in self.root.glob("Actor_*") if f.is_dir()):
+            for path in sorted(folder.iterdir()):
+                if path.suffix.lower() not in MEDIA_EXTS:
+                    continue
+                try:
+                    codes = parse_name(path.stem)
+                except ValueError as err:
+                    well_formed = _NAME.match(path.stem) is not None
+                    if not well_formed or self._keep_actor(int(path.stem[-2:])):
+                        key = "03" + path.stem[2:] if well_formed else path.stem
+                        self._invalid[key] = (str(err), str(path))
+                    continue
+                if self._keep_actor(codes["actor"]):
+                    files = takes.setdefault(take_id(codes), {"codes": codes})
+                    files[(codes["modality"], path.suffix.lower())] = str(path)
+        au_table: dict[str, np.ndarray | str] = {}
+        if "au" in self.modalities and self.au_path is not None and self.au_path.is_file():
+            self.au_columns, au_table, self.skipped = read_action_units(self.au_path)
+            for key, entry in au_table.items():
+                codes = parse_name(key)
+                if self._keep_actor(codes["actor"]):
+                    takes.setdefault(key, {"codes": codes})
+                    if isinstance(entry, str):
+                        self._invalid[key] = (entry, str(self.au_path))
+        records = []
+        for key in sorted(takes):
+            files, codes = takes[key], takes[key]["codes"]
+            sources: dict[str, Any] = {}
+            audio = files.get((3, ".wav")) or files.get((3, ".flac")) or files.get((1, ".mp4"))
+            video = files.get((1, ".mp4")) or files.get((2, ".mp4"))
+            if "audio" in self.modalities and audio:
+                sources["audio"] = audio
+            if "video" in self.modalities and video:
+                sources["video"] = video
+            if "au" in self.modalities and isinstance(au_table.get(key), np.ndarray):
+                sources["au"] = au_table[key]
+            if not sources and key not in self._invalid and "text" not in self.modalities:
+                continue
+            if "text" in self.modalities:
+                sources["text"] = STATEMENTS[codes["statement"] - 1]
+            labels = {"emotion": codes["emotion"] - 1, "intensity": codes["intensity"] - 1,
+                      "statement": codes["statement"] - 1}
+            groups = {"speaker": f"actor{codes['actor']:02d}",
+                      "gender": "male" if codes["actor"] % 2 else "female"}
+            records.append(ClipRecord(key, sources, labels, groups))
+        records += [ClipRecord(key, {}) for key in sorted(self._invalid) if key not in takes]
+        return records
+
+    def _keep_actor(self, actor: int) -> bool:
+        return self.actors is None or actor in self.actors
+
+    def records(self) -> list[ClipRecord]:
+        """Every take (sorted by id), including malformed ones, whose :meth:`load` raises."""
+        return list(self._records)
+
+    def load(self, record: ClipRecord, modalities: Sequence[str]) -> Sample:
+        """Decode the requested modalities the take has; :class:`SampleError` names the take and file."""
+        if record.id in self._invalid:
+            reason, path = self._invalid[record.id]
+            raise SampleError(record.id, reason, path)
+        src = record.sources
+        audio = src.get("audio") if "audio" in modalities else None
+        video = src.get("video") if "video" in modalities else None
+        try:
+            inputs: dict[str, Any] = load_media(audio, video, self.options, self.cropper)
+        except MediaError as err:
+            modality = "audio+video" if audio == video else "audio" if err.path == str(audio) else "video"
+            raise SampleError(record.id, f"{modality}: {err.reason}", err.path) from err
+        for name in ("au", "text"):
+            if name in modalities and name in src:
+                inputs[name] = src[name].copy() if name == "au" else src[name]
+        meta = {"files": {m: src[m] for m in ("audio", "video") if m in inputs}}
+        return Sample(record.id, inputs, dict(record.labels), dict(record.groups), meta)

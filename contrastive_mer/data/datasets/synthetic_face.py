@@ -1,0 +1,192 @@
+"""Procedural face video for the synthetic corpus (vectorised numpy drawing, no files).
+
+A face is a few soft-edged shapes (face ellipse, hair, eyes with pupils, brows, nose, mouth) drawn on a
+``(T, H, W)`` coordinate grid at once. The speaker fixes the shape and colours; the clip's latent emotion
+state ``(valence, arousal, dominance)`` drives mouth curvature/opening, brow height/angle and eye opening,
+each read with its own noise; a temporal profile lets the expression develop over the frames; per-frame pose
+jitter (translation, scale, rotation), a per-clip lighting gain and pixel noise are nuisances.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class FaceTraits:
+    """Speaker-specific face geometry (normalised coordinates, face centre at 0) and colours (RGB 0..255)."""
+
+    face_w: float
+    face_h: float
+    hair_h: float
+    eye_x: float
+    eye_y: float
+    eye_w: float
+    eye_h: float
+    brow_gap: float
+    brow_w: float
+    brow_thick: float
+    mouth_y: float
+    mouth_w: float
+    nose_len: float
+    rest_curve: float
+    rest_brow: float
+    skin: tuple[float, float, float]
+    hair: tuple[float, float, float]
+    background: tuple[float, float, float]
+    lips: tuple[float, float, float]
+
+
+def sample_face_traits(rng: np.random.Generator) -> FaceTraits:
+    """Draw one speaker's face traits."""
+    tone = rng.uniform(0.0, 1.0)
+    skin = np.array([235.0, 200.0, 170.0]) * (1 - tone) + np.array([120.0, 80.0, 55.0]) * tone
+    skin = skin + rng.normal(0, 6, 3)
+    hair = rng.choice([[30, 25, 20], [90, 60, 30], [200, 170, 100], [120, 120, 120], [150, 50, 30]])
+    hair = np.asarray(hair, float) + rng.normal(0, 8, 3)
+    background = rng.uniform(40, 220, 3)
+    lips = skin * np.array([0.85, 0.6, 0.6])
+    as_rgb = lambda c: tuple(float(v) for v in np.clip(c, 0, 255))  # noqa: E731
+    return FaceTraits(
+        face_w=rng.uniform(0.52, 0.68), face_h=rng.uniform(0.72, 0.88), hair_h=rng.uniform(0.18, 0.35),
+        eye_x=rng.uniform(0.22, 0.26), eye_y=rng.uniform(-0.14, -0.10), eye_w=rng.uniform(0.09, 0.12),
+        eye_h=rng.uniform(0.045, 0.06), brow_gap=rng.uniform(0.10, 0.14), brow_w=rng.uniform(0.10, 0.14),
+        brow_thick=rng.uniform(0.035, 0.055), mouth_y=rng.uniform(0.38, 0.44), mouth_w=rng.uniform(0.2, 0.26),
+        nose_len=rng.uniform(0.12, 0.2), rest_curve=rng.normal(0, 0.01), rest_brow=rng.normal(0, 0.01),
+        skin=as_rgb(skin), hair=as_rgb(hair), background=as_rgb(background), lips=as_rgb(lips),
+    )
+
+
+def expression_profile(num_frames: int, rng: np.random.Generator) -> np.ndarray:
+    """Per-frame expression intensity in ``[0.25, 1]``: a sigmoid onset at a random frame."""
+    t = np.arange(num_frames, dtype=np.float64)
+    onset = rng.uniform(-0.2, 0.5) * num_frames
+    width = rng.uniform(0.05, 0.2) * num_frames + 1e-3
+    return 0.25 + 0.75 / (1.0 + np.exp(-(t - onset) / width))
+
+
+def _blend(img: np.ndarray, alpha: np.ndarray, colour) -> None:
+    """In place: ``img = img + alpha * (colour - img)``, ``img`` channel-first ``(3, T, H, W)``."""
+    img += alpha * (np.asarray(colour, np.float32)[:, None, None, None] - img)
+
+
+def _soft(dist: np.ndarray, pixel: np.ndarray) -> np.ndarray:
+    """Anti-aliased coverage from a signed distance (negative inside), in pixel units ``pixel``."""
+    return np.clip(np.float32(0.5) - dist / pixel, np.float32(0.0), np.float32(1.0))
+
+
+@dataclass
+class _Pose:
+    """Per-frame similarity transform image <- face coordinates; arrays of shape ``(T, 1, 1)``."""
+
+    dx: np.ndarray
+    dy: np.ndarray
+    scale: np.ndarray
+    theta: np.ndarray
+
+    def window(self, x0: float, x1: float, y0: float, y1: float, size: int) -> tuple[slice, slice] | None:
+        """Rows/columns of the image covering the face-coordinate box in every frame (+2 px margin)."""
+        xs = np.array([x0, x1, x0, x1], np.float32)
+        ys = np.array([y0, y0, y1, y1], np.float32)
+        cos, sin = np.cos(self.theta), np.sin(self.theta)
+        u = self.scale * (xs * cos - ys * sin) + self.dx
+        v = self.scale * (xs * sin + ys * cos) + self.dy
+        to_px = lambda w: (w + 1.0) * size / 2.0 - 0.5  # noqa: E731
+        c0, c1 = max(int(np.floor(to_px(u.min()))) - 2, 0), min(int(np.ceil(to_px(u.max()))) + 3, size)
+        r0, r1 = max(int(np.floor(to_px(v.min()))) - 2, 0), min(int(np.ceil(to_px(v.max()))) + 3, size)
+        return (slice(r0, r1), slice(c0, c1)) if r1 > r0 and c1 > c0 else None
+
+
+def draw_face(traits: FaceTraits, state: np.ndarray, rng: np.random.Generator, *, num_frames: int,
+              image_size: int, signal: float = 1.0, noise: float = 1.0, pixel_noise: float = 8.0) -> np.ndarray:
+    """Render a clip's face video.
+
+    Args:
+        traits: the speaker's face.
+        state: the clip's latent emotion state ``(valence, arousal, dominance)``.
+        rng: the clip's video random stream.
+        signal: scales how strongly ``state`` moves the face.
+        noise: scales read noise on the expression parameters and the pose jitter.
+        pixel_noise: standard deviation of the additive pixel noise (grey levels).
+
+    Returns:
+        uint8 array ``(num_frames, image_size, image_size, 3)``.
+    """
+    v, ar, dom = (float(x) for x in state)
+    n = lambda scale: noise * scale * rng.normal()  # noqa: E731
+    # expression parameters at the apex, each read from the latent with its own noise
+    curve = signal * (0.24 * v + 0.03 * ar) + n(0.05)
+    opening = signal * (0.08 * ar - 0.04 * dom + 0.03 * v) + n(0.025)
+    brow_raise = signal * (0.07 * ar - 0.08 * dom) + n(0.02)
+    brow_angle = signal * (0.6 * dom - 0.2 * v) + n(0.15)
+    eye_open = signal * (0.6 * ar - 0.35 * v) + n(0.15)
+
+    T, S, t = num_frames, image_size, traits
+    prof = expression_profile(T, rng).astype(np.float32)[:, None, None]
+
+    def walk(scale: float) -> np.ndarray:  # per-frame pose: smooth random walk
+        steps = np.cumsum(rng.normal(0, scale * noise, T)) + rng.normal(0, 1.5 * scale * noise)
+        return steps.astype(np.float32)[:, None, None]
+
+    pose = _Pose(walk(0.012), walk(0.012), np.float32(1.0) + walk(0.01), walk(0.015))
+    lin = (np.arange(S, dtype=np.float32) + np.float32(0.5)) / np.float32(S / 2) - np.float32(1.0)
+    U, V = lin[None, None, :] - pose.dx, lin[None, :, None] - pose.dy
+    cos, sin = np.cos(pose.theta), np.sin(pose.theta)
+    x = (U * cos + V * sin) / pose.scale
+    y = (V * cos - U * sin) / pose.scale
+    px = np.float32(2.0 / S) / pose.scale  # one pixel in face units, per frame
+
+    top = np.linspace(0.85, 1.1, S, dtype=np.float32)[None, None, :, None]
+    img = np.broadcast_to(np.asarray(t.background, np.float32)[:, None, None, None] * top, (3, T, S, S)).copy()
+    r_face = np.sqrt((x / t.face_w) ** 2 + (y / t.face_h) ** 2)
+    face_alpha = _soft((r_face - 1) * min(t.face_w, t.face_h), px)
+    _blend(img, face_alpha, t.skin)
+    _blend(img, face_alpha * _soft(y - (-t.face_h + t.hair_h), px), t.hair)
+
+    # the small parts are drawn only inside their image windows
+    nose_y = (t.eye_y + t.mouth_y) / 2
+    win = pose.window(-0.04, 0.04, nose_y - t.nose_len / 2, nose_y + t.nose_len / 2, S)
+    if win is not None:  # nose: a slightly darker thin vertical ellipse
+        xs, ys, sub = x[:, win[0], win[1]], y[:, win[0], win[1]], img[:, :, win[0], win[1]]
+        r_nose = np.sqrt((xs / 0.03) ** 2 + ((ys - nose_y) / (t.nose_len / 2)) ** 2)
+        _blend(sub, 0.35 * _soft((r_nose - 1) * 0.03, px), np.asarray(t.skin) * 0.7)
+
+    brow_reach = abs(t.rest_brow) + abs(brow_raise) + abs(brow_angle) * t.brow_w + t.brow_thick / 2
+    half_w = t.eye_x + max(t.eye_w, t.brow_w) + 0.02
+    win = pose.window(-half_w, half_w, t.eye_y - t.brow_gap - brow_reach,
+                      max(t.eye_y + 2.2 * t.eye_h, t.eye_y - t.brow_gap + brow_reach) + 0.01, S)
+    if win is not None:
+        xs, ys, sub = x[:, win[0], win[1]], y[:, win[0], win[1]], img[:, :, win[0], win[1]]
+        # eyes (both at once through |x|): white, then pupil clipped to the eye
+        ax = np.abs(xs)
+        eye_h = t.eye_h * np.clip(1.0 + prof * eye_open, 0.15, 2.2)
+        r_eye = np.sqrt(((ax - t.eye_x) / t.eye_w) ** 2 + ((ys - t.eye_y) / eye_h) ** 2)
+        eye_alpha = _soft((r_eye - 1) * np.minimum(t.eye_w, eye_h), px)
+        _blend(sub, eye_alpha, (240, 240, 240))
+        r_pupil = np.sqrt((ax - t.eye_x) ** 2 + (ys - t.eye_y) ** 2)
+        _blend(sub, eye_alpha * _soft(r_pupil - 0.45 * t.eye_w, px), (25, 20, 20))
+        # brows: a thick segment above each eye; positive angle lowers the inner end
+        xb = ax - t.eye_x
+        yb = t.eye_y - t.brow_gap - t.rest_brow - prof * (brow_raise + brow_angle * xb)
+        brow = _soft(np.abs(ys - yb) - t.brow_thick / 2, px) * _soft(np.abs(xb) - t.brow_w, px)
+        _blend(sub, brow, np.asarray(t.hair) * 0.45 + 15)
+
+    reach = 0.5 * (abs(t.rest_curve) + abs(curve)) + 0.14 + 0.02
+    win = pose.window(-t.mouth_w - 0.01, t.mouth_w + 0.01, t.mouth_y - reach, t.mouth_y + reach, S)
+    if win is not None:  # mouth: curved centre line (corners up when smiling), opened by a lens-shaped gap
+        xs, ys, sub = x[:, win[0], win[1]], y[:, win[0], win[1]], img[:, :, win[0], win[1]]
+        inside = _soft(np.abs(xs) - t.mouth_w, px)
+        shape = np.clip(1 - (xs / t.mouth_w) ** 2, 0, None)
+        yc = t.mouth_y + (t.rest_curve + prof * curve) * (shape - 0.5)
+        half = np.clip(0.012 + prof * opening, 0.0, 0.14) * np.sqrt(shape)
+        _blend(sub, inside * _soft(np.abs(ys - yc) - half - 0.018, px), t.lips)
+        _blend(sub, inside * _soft(np.abs(ys - yc) - half, px) * np.clip(half / 0.01, 0, 1), (70, 20, 25))
+
+    img *= np.float32(1.0 + noise * 0.06 * rng.normal())
+    # triangular pixel noise (sum of two uniforms, unit variance): much cheaper than Gaussian draws
+    raw = np.frombuffer(rng.bytes(2 * img.size), np.uint8).reshape(2, *img.shape)
+    tri = raw[0].astype(np.float32) + raw[1] - np.float32(255.0)
+    img += np.float32(pixel_noise * noise / (255.0 * np.sqrt(1 / 6))) * tri
+    return np.clip(img, 0, 255).astype(np.uint8).transpose(1, 2, 3, 0).copy()

@@ -1,0 +1,139 @@
+"""kNN probe: cosine similarity through FAISS, temperature-weighted voting.
+
+Features are L2-normalised and searched with ``faiss.IndexFlatIP`` (exact inner product = cosine). Each of
+the ``k`` nearest training samples votes with weight ``exp(sim / T)`` (the kNN monitor of InstDisc and
+DINO) or 1 (``weighting="uniform"``). Votes are normalised to sum to one per query: class scores for
+``multiclass`` (prediction = arg max, ties to the lower class code), per-label scores for ``multilabel``
+(label predicted where the score >= 0.5), and a weighted mean for ``regression``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import faiss
+import numpy as np
+
+from contrastive_mer.evaluation.metrics import task_metrics
+
+TASKS = ("multiclass", "multilabel", "regression")
+
+
+@dataclass
+class KnnProbeConfig:
+    """Settings of :func:`knn_probe`: neighbours ``k``, vote ``temperature``, ``weighting`` (``exp`` or
+    ``uniform``) and the number of queries per FAISS search (``batch_size``)."""
+
+    task: str = "multiclass"
+    k: int = 20
+    temperature: float = 0.07
+    weighting: str = "exp"
+    batch_size: int = 4096
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"unknown task {self.task!r}; expected one of {', '.join(TASKS)}")
+        if self.k < 1:
+            raise ValueError(f"k must be >= 1, got {self.k}")
+        if self.weighting not in ("exp", "uniform"):
+            raise ValueError(f"unknown weighting {self.weighting!r}; expected exp or uniform")
+        if self.weighting == "exp" and not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+
+
+@dataclass
+class KnnProbeResult:
+    """Predictions as in :class:`~contrastive_mer.evaluation.linear.LinearProbeResult`; ``probabilities`` are
+    the normalised votes (``None`` for regression); ``k`` is the number of neighbours actually used."""
+
+    predictions: np.ndarray
+    probabilities: np.ndarray | None
+    k: int
+    metrics: dict[str, Any] | None = None
+    n_train: int = 0
+    n_test: int = 0
+
+
+def l2_normalise(X: np.ndarray, name: str = "X") -> np.ndarray:
+    """Row-wise L2-normalised float32 copy (all-zero rows stay zero)."""
+    X = np.asarray(X, dtype=np.float32)
+    if X.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D (samples, features) array, got shape {X.shape}")
+    finite = np.isfinite(X).all(axis=1)
+    if not finite.all():
+        raise ValueError(f"{name} has non-finite values (first in row {int(np.flatnonzero(~finite)[0])})")
+    norms = np.linalg.norm(X, axis=1, keepdims=True)
+    return np.ascontiguousarray(X / np.maximum(norms, 1e-12), dtype=np.float32)
+
+
+def cosine_neighbours(X_train: np.ndarray, X_test: np.ndarray, k: int,
+                      batch_size: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` most cosine-similar training rows of each test row: ``(similarities, indices)``, both
+    ``(M, k)``, most similar first."""
+    train = l2_normalise(X_train, "X_train")
+    test = l2_normalise(X_test, "X_test")
+    if train.shape[1] != test.shape[1]:
+        raise ValueError(f"X_test has {test.shape[1]} features but X_train has {train.shape[1]}")
+    index = faiss.IndexFlatIP(train.shape[1])
+    index.add(train)
+    sims, idx = [], []
+    for start in range(0, len(test), batch_size):
+        s, i = index.search(test[start:start + batch_size], k)
+        sims.append(s)
+        idx.append(i)
+    return np.concatenate(sims), np.concatenate(idx)
+
+
+def vote(similarities: np.ndarray, neighbours: np.ndarray, y_train: np.ndarray, config: KnnProbeConfig,
+         num_classes: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Weighted vote of the neighbours' targets; returns ``(predictions, probabilities)``."""
+    if config.weighting == "exp":
+        # subtracting the row maximum leaves the normalised votes unchanged and avoids overflow
+        w = np.exp((similarities - similarities.max(axis=1, keepdims=True)) / config.temperature)
+    else:
+        w = np.ones_like(similarities)
+    w = (w / w.sum(axis=1, keepdims=True)).astype(np.float64)
+    targets = y_train[neighbours]  # (M, k) or (M, k, K)
+    if config.task == "multiclass":
+        c = int(num_classes if num_classes is not None else y_train.max() + 1)
+        scores = np.zeros((len(w), c))
+        np.add.at(scores, (np.arange(len(w))[:, None], targets), w)
+        return scores.argmax(axis=1), scores
+    if config.task == "multilabel":
+        scores = np.einsum("mk,mkl->ml", w, (targets > 0).astype(np.float64))
+        return (scores >= 0.5).astype(np.int64), scores
+    return (w * targets).sum(axis=1), None
+
+
+def knn_probe(X_train: np.ndarray, y_train: Any, X_test: np.ndarray, y_test: Any = None,
+              config: KnnProbeConfig | None = None, num_classes: int | None = None) -> KnnProbeResult:
+    """Classify (or regress) each test row from its ``k`` nearest training rows; ``y_test`` only feeds
+    ``metrics``. ``k`` is capped at the number of training rows."""
+    config = config or KnnProbeConfig()
+    y = np.asarray(y_train)
+    if len(y) != len(X_train):
+        raise ValueError(f"y_train has {len(y)} rows but X_train has {len(X_train)}")
+    if len(y) == 0:
+        raise ValueError("the training set is empty")
+    if config.task == "multiclass":
+        if y.ndim != 1:
+            raise ValueError(f"y_train must be (N,) class codes for a multiclass probe, got shape {y.shape}")
+        y = y.astype(np.int64)
+        if y.min() < 0:
+            raise ValueError(f"y_train has negative class codes (min {y.min()})")
+        if num_classes is None:
+            num_classes = int(max(y.max(), np.max(y_test) if y_test is not None else 0)) + 1
+    elif config.task == "multilabel" and y.ndim != 2:
+        raise ValueError(f"y_train must be (N, K) for a multilabel probe, got shape {y.shape}")
+    elif config.task == "regression":
+        y = y.astype(np.float64).reshape(-1)
+    k = min(config.k, len(y))
+    sims, idx = cosine_neighbours(X_train, X_test, k, config.batch_size)
+    pred, proba = vote(sims, idx, y, config, num_classes)
+    metrics = None
+    if y_test is not None:
+        if len(y_test) != len(pred):
+            raise ValueError(f"y_test has {len(y_test)} rows but X_test has {len(pred)}")
+        metrics = task_metrics(config.task, np.asarray(y_test), pred, num_classes)
+    return KnnProbeResult(pred, proba, k, metrics, n_train=len(y), n_test=len(pred))

@@ -1,0 +1,359 @@
+"""The probing protocol: run linear and/or kNN probes over several views of the data and tabulate them.
+
+A *view* is one feature matrix to probe: a modality's ``features/<m>`` (restricted to the rows where the
+modality is present), a fused mode ``fused/<mode>``, or any explicit ``features/``, ``projections/`` or
+``fused/`` key of a store. Two set-ups are supported:
+
+* a train store and a test store (the weight decay is chosen on a group-disjoint split of the train store);
+* one store and K group-disjoint folds by a group name such as ``speaker`` (mean and std over folds).
+
+Callers without a store build :class:`ProbeView` s from arrays (:func:`kfold_views` for folds) and call
+:func:`run_probes`. Rows whose label is missing (-1 for categorical labels, NaN for float ones) are dropped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from contrastive_mer.data.splits import group_kfold
+from contrastive_mer.evaluation.knn import KnnProbeConfig, knn_probe
+from contrastive_mer.evaluation.linear import LinearProbeConfig, linear_probe
+from contrastive_mer.store.hdf5 import FeatureStore
+
+PROBES = ("linear", "knn")
+#: table columns per task: (metric key, column title)
+COLUMNS = {
+    "multiclass": [("accuracy", "acc"), ("balanced_accuracy", "uar"), ("f1_macro", "f1_macro"),
+                   ("f1_weighted", "f1_w")],
+    "multilabel": [("mean_weighted_accuracy", "wa"), ("mean_f1_weighted", "f1_w")],
+    "regression": [("mae", "mae"), ("pearson_r", "r"), ("acc2", "acc2"), ("acc7", "acc7")],
+}
+
+
+@dataclass
+class ProbeView:
+    """One train/test split of one view. Views sharing a ``name`` are folds of the same view."""
+
+    name: str
+    X_train: np.ndarray
+    y_train: np.ndarray
+    groups_train: np.ndarray | None
+    X_test: np.ndarray
+    y_test: np.ndarray
+    fold: int = 0
+
+
+@dataclass
+class ViewResult:
+    """Result of one probe on one view.
+
+    ``metrics``: scalar metrics (mean over folds); ``std``: their standard deviation over folds (ddof=0; empty
+    for a single split); ``n_train``: training rows (mean over folds); ``n_test``: test rows (summed over
+    folds, so each row counts once); ``details``: confusion matrix (summed over folds), per-label values
+    (mean over folds), chosen weight decays; ``folds``: per-fold scalar metrics and sizes.
+    """
+
+    view: str
+    probe: str
+    metrics: dict[str, float]
+    std: dict[str, float]
+    n_train: int
+    n_test: int
+    details: dict[str, Any] = field(default_factory=dict)
+    folds: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class ProbeResults:
+    """All rows of a probing run, with the task, label and how the data was split (``setup``)."""
+
+    task: str
+    label: str
+    rows: list[ViewResult]
+    setup: dict[str, Any] = field(default_factory=dict)
+    class_names: list[str] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable copy (arrays become lists, NaN becomes None)."""
+        return _jsonable({"task": self.task, "label": self.label, "class_names": self.class_names,
+                          "setup": self.setup, "rows": [dataclasses.asdict(r) for r in self.rows]})
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return _jsonable(x.tolist())
+    if isinstance(x, np.generic):
+        return _jsonable(x.item())
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, Path):
+        return str(x)
+    return x
+
+
+def infer_task(labels: np.ndarray) -> str:
+    """``multilabel`` for (N, K) labels, ``multiclass`` for integer labels, ``regression`` otherwise."""
+    if labels.ndim == 2:
+        return "multilabel"
+    return "multiclass" if labels.dtype.kind in "iub" else "regression"
+
+
+def valid_label_rows(labels: np.ndarray) -> np.ndarray:
+    """Rows whose label is not missing (-1 / any negative code for categorical, NaN for float)."""
+    if labels.dtype.kind in "iub":
+        return labels >= 0
+    finite = np.isfinite(labels)
+    return finite.all(axis=1) if labels.ndim == 2 else finite
+
+
+# ------------------------------------------------------------------------------------------ array API
+def kfold_views(name: str, X: np.ndarray, y: np.ndarray, groups: Sequence, k: int, seed: int = 0) -> list[ProbeView]:
+    """``k`` group-disjoint folds of one array view (see :func:`~contrastive_mer.data.splits.group_kfold`)."""
+    groups = np.asarray(groups)
+    return [ProbeView(name, X[tr], y[tr], groups[tr], X[te], y[te], fold=i)
+            for i, (tr, te) in enumerate(group_kfold(groups, k, seed))]
+
+
+def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items() if np.ndim(v) == 0}
+
+
+def _aggregate(view: str, probe: str, runs: list[tuple[dict[str, Any], int, int, dict[str, Any]]]) -> ViewResult:
+    """Mean/std of scalar metrics over folds; confusion matrices summed, per-label arrays averaged."""
+    scalars = [_scalars(m) for m, *_ in runs]
+    keys = list(scalars[0])
+    mean = {k: float(np.mean([s[k] for s in scalars])) for k in keys}
+    std = {k: float(np.std([s[k] for s in scalars])) for k in keys} if len(runs) > 1 else {}
+    details: dict[str, Any] = {}
+    for key in (k for k, v in runs[0][0].items() if np.ndim(v) > 0):
+        stacked = np.stack([np.asarray(m[key]) for m, *_ in runs])
+        details[key] = stacked.sum(0) if key == "confusion_matrix" else stacked.mean(0)
+    for key in runs[0][3]:
+        values = [extra[key] for *_, extra in runs]
+        details[key] = values[0] if len(values) == 1 else values
+    folds = [{"metrics": s, "n_train": ntr, "n_test": nte, **extra}
+             for s, (_, ntr, nte, extra) in zip(scalars, runs)]
+    return ViewResult(view, probe, mean, std, int(round(np.mean([r[1] for r in runs]))),
+                      int(sum(r[2] for r in runs)), details, folds)
+
+
+def _probe_once(probe: str, v: ProbeView, lin: LinearProbeConfig, kn: KnnProbeConfig,
+                num_classes: int | None) -> tuple[dict[str, Any], int, int, dict[str, Any]]:
+    """One probe on one fold: ``(metrics, n_train, n_test, extra)``; errors name the view and fold."""
+    where = f"view {v.name!r} fold {v.fold}"
+    if len(v.X_train) == 0 or len(v.X_test) == 0:
+        raise ValueError(f"{where} has {len(v.X_train)} training and {len(v.X_test)} test rows; "
+                         "both must be non-empty")
+    try:
+        if probe == "linear":
+            r = linear_probe(v.X_train, v.y_train, v.X_test, v.y_test, v.groups_train, lin, num_classes)
+            return r.metrics, r.n_train, r.n_test, {"weight_decay": r.weight_decay}
+        r = knn_probe(v.X_train, v.y_train, v.X_test, v.y_test, kn, num_classes)
+        return r.metrics, r.n_train, r.n_test, {"k": r.k}
+    except ValueError as e:
+        raise ValueError(f"{where}: {e}") from e
+
+
+def run_probes(views: Sequence[ProbeView], task: str, label: str = "label", probes: Sequence[str] = PROBES,
+               linear: LinearProbeConfig | None = None, knn: KnnProbeConfig | None = None,
+               num_classes: int | None = None, class_names: list[str] | None = None,
+               setup: dict[str, Any] | None = None, log: Callable[[str], None] | None = None) -> ProbeResults:
+    """Run each probe on each view (views sharing a name are folds, aggregated into one row).
+
+    The configs' ``task`` is replaced by ``task``. Returns rows in view order, probes in ``probes`` order.
+    """
+    unknown = [p for p in probes if p not in PROBES]
+    if unknown or not probes:
+        raise ValueError(f"unknown probe(s) {unknown}; expected some of {', '.join(PROBES)}")
+    if not views:
+        raise ValueError("no views to probe")
+    lin = dataclasses.replace(linear or LinearProbeConfig(), task=task)
+    kn = dataclasses.replace(knn or KnnProbeConfig(), task=task)
+    if task == "multiclass" and num_classes is None:
+        num_classes = int(max(np.max(y) for v in views for y in (v.y_train, v.y_test) if len(y))) + 1
+    by_name: dict[str, list[ProbeView]] = {}
+    for v in views:
+        by_name.setdefault(v.name, []).append(v)
+    rows = []
+    for name, folds in by_name.items():
+        for probe in probes:
+            runs = []
+            for v in folds:
+                if log:
+                    log(f"{probe} probe on {name} (fold {v.fold}: {len(v.X_train)} train, {len(v.X_test)} test)")
+                runs.append(_probe_once(probe, v, lin, kn, num_classes))
+            rows.append(_aggregate(name, probe, runs))
+    setup = dict(setup or {})
+    setup.setdefault("probes", list(probes))
+    if "linear" in probes:
+        setup.setdefault("linear", dataclasses.asdict(lin))
+    if "knn" in probes:
+        setup.setdefault("knn", dataclasses.asdict(kn))
+    return ProbeResults(task, label, rows, setup, class_names)
+
+
+# ------------------------------------------------------------------------------------------ store API
+def resolve_views(store: Any, names: Sequence[str] | None = None) -> list[tuple[str, str]]:
+    """Map view names to ``(display name, store key)``.
+
+    A modality name -> ``features/<m>``; a fused mode name -> ``fused/<mode>``; ``fused`` -> every fused
+    mode; ``features/``, ``projections/`` and ``fused/`` keys are taken as given. ``None`` = every modality
+    and every fused mode.
+    """
+    modalities, modes = list(store.modalities), list(store.fused_modes())
+    if names is None:
+        names = modalities + ["fused"] * bool(modes)
+    out: list[tuple[str, str]] = []
+    for name in names:
+        if name in modalities:
+            out.append((name, f"features/{name}"))
+        elif name == "fused":
+            if not modes:
+                raise KeyError(f"view 'fused': {store.path} has no fused features")
+            out.extend((f"fused/{m}", f"fused/{m}") for m in modes)
+        elif name in modes:
+            out.append((f"fused/{name}", f"fused/{name}"))
+        elif name.split("/", 1)[0] in ("features", "projections", "fused") and "/" in name:
+            out.append((name, name))
+        else:
+            raise KeyError(f"view {name!r} is not in {store.path}; it has modalities {modalities} and fused "
+                           f"modes {modes} (or give a features/<m>, projections/<m> or fused/<mode> key)")
+    return list(dict.fromkeys(out))
+
+
+def load_view(store: Any, key: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(X (N, D) float32, usable (N,) bool)`` of a store key; modality rows are usable where present."""
+    kind, _, name = key.partition("/")
+    if kind == "fused":
+        X = store.fused(name)
+        return X, np.ones(len(X), dtype=bool)
+    X = store.features(name) if kind == "features" else store.projections(name)
+    return X, store.present(name)
+
+
+def _label_info(train: Any, test: Any | None, label: str, task: str | None):
+    y_train = train.labels(label)
+    y_test = test.labels(label) if test is not None else None
+    names = train.class_names(label)
+    if test is not None:
+        if y_test.ndim != y_train.ndim or y_test.shape[1:] != y_train.shape[1:]:
+            raise ValueError(f"label {label!r} has shape {y_train.shape[1:]} in {train.path} but "
+                             f"{y_test.shape[1:]} in {test.path}")
+        if test.class_names(label) != names:
+            raise ValueError(f"label {label!r} has class names {names} in {train.path} but "
+                             f"{test.class_names(label)} in {test.path}")
+    task = task or infer_task(y_train)
+    num_classes = None
+    if task == "multiclass":
+        if names:
+            num_classes = len(names)
+        else:
+            tops = [int(np.nanmax(y)) for y in (y_train, y_test) if y is not None and len(y)]
+            num_classes = max(tops) + 1 if tops else None
+    return y_train, y_test, names, task, num_classes
+
+
+def _group_array(store: Any, group: str) -> np.ndarray:
+    if group not in store.group_names():
+        raise KeyError(f"group {group!r} is not in {store.path}; it has groups {store.group_names()}")
+    return np.asarray(store.groups(group))
+
+
+def store_views(train: Any, test: Any | None, label: str, views: Sequence[str] | None = None,
+                folds: int | None = None, group: str | None = None, seed: int = 0,
+                task: str | None = None) -> tuple[list[ProbeView], dict[str, Any]]:
+    """Build :class:`ProbeView` s from a train store and a test store, or from one store and ``folds``.
+
+    ``group`` names the group that folds (required) and the linear probe's validation split are disjoint
+    by; without it the validation split uses ``speaker`` when the train store has it, else single samples.
+    Returns ``(views, info)`` with ``info`` holding task, num_classes, class_names and the setup.
+    """
+    if (test is None) == (folds is None):
+        raise ValueError("give either a test store or a number of folds, not both or neither")
+    if folds is not None and group is None:
+        raise ValueError("folds need a group name (e.g. speaker) so that folds are group-disjoint")
+    y_train, y_test, class_names, task, num_classes = _label_info(train, test, label, task)
+    val_group = group if group is not None else ("speaker" if "speaker" in train.group_names() else None)
+    groups = _group_array(train, val_group) if val_group is not None else None
+    setup: dict[str, Any] = {"train": str(train.path), "test": None if test is None else str(test.path),
+                             "folds": folds, "group": val_group, "seed": seed}
+    resolved = resolve_views(train, views)
+    if test is not None:
+        resolve_views(test, [key for _, key in resolved])  # KeyError naming the test file if one is missing
+    ok_train = valid_label_rows(y_train)
+    if folds is not None:
+        labelled = np.flatnonzero(ok_train)
+        splits = [(labelled[tr], labelled[te]) for tr, te in group_kfold(groups[labelled], folds, seed)]
+    out: list[ProbeView] = []
+    for name, key in resolved:
+        X, usable = load_view(train, key)
+        if folds is None:
+            X_test, usable_test = load_view(test, key)
+            if X_test.shape[1] != X.shape[1]:
+                raise ValueError(f"{key} has {X.shape[1]} columns in {train.path} but {X_test.shape[1]} "
+                                 f"in {test.path}")
+            tr = np.flatnonzero(usable & ok_train)
+            te = np.flatnonzero(usable_test & valid_label_rows(y_test))
+            out.append(ProbeView(name, X[tr], y_train[tr], None if groups is None else groups[tr],
+                                 X_test[te], y_test[te]))
+            continue
+        for i, (tr, te) in enumerate(splits):
+            tr, te = tr[usable[tr]], te[usable[te]]
+            out.append(ProbeView(name, X[tr], y_train[tr], groups[tr], X[te], y_train[te], fold=i))
+    info = {"task": task, "num_classes": num_classes, "class_names": class_names, "setup": setup}
+    return out, info
+
+
+def probe_stores(train: Any, test: Any | None = None, *, label: str, views: Sequence[str] | None = None,
+                 folds: int | None = None, group: str | None = None, probes: Sequence[str] = PROBES,
+                 linear: LinearProbeConfig | None = None, knn: KnnProbeConfig | None = None,
+                 task: str | None = None, seed: int = 0, log: Callable[[str], None] | None = None) -> ProbeResults:
+    """Probe stores (open :class:`~contrastive_mer.store.hdf5.FeatureStore` s or paths to them).
+
+    Without an explicit ``linear`` config the probe uses ``LinearProbeConfig(seed=seed)``.
+    """
+    with contextlib.ExitStack() as stack:
+        def opened(s: Any) -> Any:
+            return stack.enter_context(FeatureStore(s)) if isinstance(s, (str, Path)) else s
+
+        tr, te = opened(train), (opened(test) if test is not None else None)
+        pv, info = store_views(tr, te, label, views, folds, group, seed, task)
+        return run_probes(pv, info["task"], label, probes, linear or LinearProbeConfig(seed=seed), knn,
+                          info["num_classes"], info["class_names"], info["setup"], log)
+
+
+# ------------------------------------------------------------------------------------------ table
+def _cell(result: ViewResult, key: str) -> str:
+    value = result.metrics.get(key, float("nan"))
+    if key not in result.std:
+        return f"{value:.4f}"
+    return f"{value:.4f} ± {result.std[key]:.4f}"
+
+
+def format_table(results: ProbeResults) -> str:
+    """A plain-text table: one row per (view, probe), the task's headline metrics as columns."""
+    cols = COLUMNS[results.task]
+    folds = results.setup.get("folds")
+    split = f"{folds} folds by {results.setup.get('group')}" if folds else "train/test"
+    header = ["view", "probe", "n_train", "n_test"] + [title for _, title in cols]
+    body = [[r.view, r.probe, str(r.n_train), str(r.n_test)] + [_cell(r, key) for key, _ in cols]
+            for r in results.rows]
+    widths = [max(len(row[i]) for row in [header] + body) for i in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
+    rule = "-" * len(line(header))
+    title = f"label {results.label!r} ({results.task}, {split})"
+    return "\n".join([title, rule, line(header), rule, *[line(b) for b in body], rule])

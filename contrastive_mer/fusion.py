@@ -1,0 +1,146 @@
+"""Late fusion of per-modality outputs (inference only; nothing here is trained).
+
+Modes:
+
+* ``concat`` (the paper's default): the pre-head features of every modality concatenated in a fixed modality
+  order; an absent modality contributes zeros. ``append_mask=True`` appends one 0/1 column per modality so a
+  downstream classifier can tell "absent" from "all-zero".
+* ``mean``: the mean of the L2-normalised projections over the modalities present in that row (not
+  renormalised).
+* ``weighted``: a weighted sum of the L2-normalised projections, the weights renormalised over the modalities
+  present in that row (so an absent modality's weight is shared out among the others).
+
+A row where no modality is present fuses to all zeros in every mode (plus zero mask columns).
+Inputs may be torch tensors or numpy arrays; the output has the type of the inputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+
+MODES = ("concat", "mean", "weighted")
+
+
+@dataclass
+class FusionConfig:
+    """How to fuse: ``mode``, per-modality ``weights`` (``weighted`` only), ``append_mask`` (``concat`` only)."""
+
+    mode: str = "concat"
+    weights: dict[str, float] | None = None
+    append_mask: bool = False
+
+    def apply(self, features: Mapping[str, Any], projections: Mapping[str, Any], present: Mapping[str, Any] | None,
+              modalities: Sequence[str] | None = None) -> Any:
+        return fuse(features, projections, present, self.mode, self.weights, modalities, self.append_mask)
+
+    def dim(self, feature_dims: Mapping[str, int], projection_dim: int,
+            modalities: Sequence[str] | None = None) -> int:
+        return fused_dim(self.mode, feature_dims, projection_dim, self.append_mask, modalities)
+
+
+def _order(modalities: Sequence[str] | None, available: Mapping[str, Any]) -> list[str]:
+    """The fixed modality order: the one given, else sorted names."""
+    order = list(modalities) if modalities is not None else sorted(available)
+    missing = [m for m in order if m not in available]
+    if missing:
+        raise KeyError(f"fusion: no input for modalities {missing}; got {sorted(available)}")
+    if not order:
+        raise ValueError("fusion: no modalities to fuse")
+    return order
+
+
+def fused_dim(mode: str, feature_dims: Mapping[str, int], projection_dim: int, append_mask: bool = False,
+              modalities: Sequence[str] | None = None) -> int:
+    """Width of the fused vector: sum of D_m (+ one per modality with the mask) for concat, P otherwise."""
+    _check_mode(mode)
+    if mode == "concat":
+        order = _order(modalities, feature_dims)
+        return sum(int(feature_dims[m]) for m in order) + (len(order) if append_mask else 0)
+    return int(projection_dim)
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise ValueError(f"unknown fusion mode {mode!r}; choose one of {list(MODES)}")
+
+
+def _tensor(x: Any, like: torch.Tensor | None = None) -> torch.Tensor:
+    t = torch.as_tensor(x) if not isinstance(x, torch.Tensor) else x
+    return t if like is None else t.to(like.device)
+
+
+def _masks(order: list[str], present: Mapping[str, Any] | None, batch: int, device: torch.device) -> torch.Tensor:
+    """(B, M) float mask; ``present=None`` means every modality is present."""
+    if present is None:
+        return torch.ones(batch, len(order), device=device)
+    cols = []
+    for m in order:
+        if m not in present:
+            raise KeyError(f"fusion: no presence mask for modality {m!r}; got {sorted(present)}")
+        p = _tensor(present[m]).to(device=device).reshape(-1)
+        if p.shape[0] != batch:
+            raise ValueError(f"fusion: present[{m!r}] has {p.shape[0]} rows, expected {batch}")
+        cols.append(p.to(torch.float32))
+    return torch.stack(cols, dim=1)
+
+
+def fuse(features: Mapping[str, Any], projections: Mapping[str, Any] | None, present: Mapping[str, Any] | None,
+         mode: str = "concat", weights: Mapping[str, float] | None = None,
+         modalities: Sequence[str] | None = None, append_mask: bool = False) -> Any:
+    """Fuse one batch; see the module docstring for the modes.
+
+    Args:
+        features: modality -> (B, D_m) pre-head features (used by ``concat``).
+        projections: modality -> (B, P) projections (used by ``mean``/``weighted``; normalised here).
+        present: modality -> (B,) bool; None means all present.
+        mode: ``concat``, ``mean`` or ``weighted``.
+        weights: modality -> non-negative weight for ``weighted`` (default: equal weights).
+        modalities: fixed modality order (default: sorted names of the inputs used).
+        append_mask: ``concat`` only: append the (B, M) presence mask as float columns.
+    Returns:
+        (B, D_f) float32, a torch tensor or numpy array like the inputs.
+    """
+    _check_mode(mode)
+    source = features if mode == "concat" else projections
+    if source is None:
+        raise ValueError(f"fusion mode {mode!r} needs {'features' if mode == 'concat' else 'projections'}")
+    order = _order(modalities, source)
+    as_numpy = not isinstance(source[order[0]], torch.Tensor)
+    xs = [_tensor(source[m]) for m in order]
+    device = xs[0].device
+    xs = [x.to(device=device, dtype=torch.float32) for x in xs]
+    batch = xs[0].shape[0]
+    for m, x in zip(order, xs):
+        if x.ndim != 2 or x.shape[0] != batch:
+            raise ValueError(f"fusion: {m!r} input must be (B={batch}, D), got {tuple(x.shape)}")
+    mask = _masks(order, present, batch, device)
+    if mode == "concat":
+        keep = mask.bool()  # where(), not multiplication: an absent row may hold NaN
+        out = torch.cat([torch.where(keep[:, i:i + 1], x, 0.0) for i, x in enumerate(xs)], dim=1)
+        if append_mask:
+            out = torch.cat([out, mask], dim=1)
+    else:
+        dims = {x.shape[1] for x in xs}
+        if len(dims) != 1:
+            raise ValueError(f"fusion: projections of {order} have different widths {sorted(dims)}")
+        if mode == "mean":
+            w = torch.ones(len(order), device=device)
+        else:
+            weights = weights or {m: 1.0 for m in order}
+            missing = [m for m in order if m not in weights]
+            if missing:
+                raise KeyError(f"fusion: no weight for modalities {missing}; got {sorted(weights)}")
+            w = torch.tensor([float(weights[m]) for m in order], device=device)
+            if (w < 0).any() or not torch.isfinite(w).all():
+                raise ValueError(f"fusion: weights must be finite and non-negative, got {dict(weights)}")
+        wm = mask * w[None, :]  # (B, M)
+        total = wm.sum(dim=1, keepdim=True)
+        wm = torch.where(total > 0, wm / total.clamp_min(1e-12), torch.zeros_like(wm))
+        normed = torch.stack([torch.nn.functional.normalize(x, dim=1) for x in xs], dim=1)  # (B, M, P)
+        normed = torch.where(wm[:, :, None] > 0, normed, 0.0)
+        out = (wm[:, :, None] * normed).sum(dim=1)
+    return out.cpu().numpy().astype(np.float32) if as_numpy else out

@@ -1,0 +1,390 @@
+"""The HDF5 feature store: a crash-safe streaming writer and a read-only reader (layout in DESIGN.md).
+
+Writing: :class:`FeatureStoreWriter` buffers at most ``shard_rows`` rows, then writes them as one shard file
+in ``<out>.parts/`` (temp name + atomic rename). :meth:`FeatureStoreWriter.finish` merges the shards in order
+into ``<out>.tmp`` (chunked, lzf), sets ``complete=True`` last, and ``os.replace``-s it to ``<out>``. If the
+process dies at any moment, constructing the writer again with the same arguments resumes:
+:meth:`~FeatureStoreWriter.done_ids` tells the caller which ids to skip, and the final file equals that of an
+uninterrupted run (same rows, same order, same ``created`` time).
+
+Reading: :class:`FeatureStore` refuses a file without ``complete=True`` unless ``allow_partial=True``. With
+``allow_partial=True`` it also reads an unfinished ``<out>.parts/`` folder (merged in memory).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import h5py
+import numpy as np
+
+import contrastive_mer
+from contrastive_mer.store.shards import (
+    FINISHED_NAME, FORMAT_VERSION, MANIFEST_NAME, LabelSpec, StoreSchema, as_label_spec, atomic_write_text,
+    build_rows, fsync_dir, fsync_file, list_shards, merge_shards, parts_dir_for, read_shard_ids,
+    shard_path, write_shard,
+)
+
+__all__ = ["FeatureStore", "FeatureStoreWriter", "IncompleteStoreError", "StoreMismatchError", "LabelSpec"]
+
+_RESERVED_ATTRS = {"format_version", "library_version", "created", "modalities", "complete", "schema",
+                   "json_attrs", "fused_modes"}
+
+
+class IncompleteStoreError(RuntimeError):
+    """The store was not finished (``complete`` attribute missing or false)."""
+
+
+class StoreMismatchError(ValueError):
+    """A resumed writer does not match the store already on disk."""
+
+
+def _root_attrs(schema: StoreSchema, created: str) -> dict[str, Any]:
+    """Root attributes of a merged store (``complete`` is set separately, last)."""
+    return {"format_version": FORMAT_VERSION, "library_version": contrastive_mer.__version__, "created": created,
+            "modalities": schema.modalities, "fused_modes": list(schema.fused_dims), "schema": schema.to_json(),
+            **schema.attrs}
+
+
+class FeatureStoreWriter:
+    """Streams rows into a feature store; resumable after a crash (see the module docstring).
+
+    Args:
+        path: the final ``.h5`` file.
+        modalities: modality names, in the store's fixed order.
+        feature_dims: modality -> D_m of ``/features/<m>``.
+        projection_dim: P of ``/projections/<m>``, or None to store no projections.
+        fused_dims: fusion mode -> D_f of ``/fused/<mode>``.
+        sequences: modalities with frame-level rows; a list (dim = D_m) or modality -> frame dim.
+        labels: label name -> :class:`LabelSpec`, class names (categorical) or None (float).
+        groups: group names (speaker, session, ...).
+        attrs: extra root attributes (``config`` YAML text, ``checkpoint_sha256``, ...); plain values are
+            stored as they are, lists/dicts as JSON text.
+        sequence_dtype: ``float32`` or ``float16``.
+        shard_rows: rows buffered before a shard is written (the most a crash can lose); 1 = every append.
+        overwrite: delete an existing store and its parts first.
+        fsync: fsync every shard before its rename (durable against power loss, not only process death).
+    """
+
+    def __init__(self, path: str | Path, modalities: Sequence[str], feature_dims: Mapping[str, int],
+                 projection_dim: int | None, fused_dims: Mapping[str, int] | None = None,
+                 sequences: Sequence[str] | Mapping[str, int] = (),
+                 labels: Mapping[str, LabelSpec | Sequence[str] | None] | None = None,
+                 groups: Sequence[str] = (), attrs: Mapping[str, Any] | None = None,
+                 sequence_dtype: str = "float32", shard_rows: int = 256, overwrite: bool = False,
+                 fsync: bool = True) -> None:
+        self.path = Path(path)
+        self.parts = parts_dir_for(self.path)
+        self.tmp_path = self.path.with_name(self.path.name + ".tmp")
+        self.shard_rows = max(1, int(shard_rows))
+        self.fsync = fsync
+        self.schema = self._make_schema(modalities, feature_dims, projection_dim, fused_dims or {},
+                                        sequences, labels or {}, groups, attrs or {}, sequence_dtype)
+        self._buffer: list[dict[str, np.ndarray]] = []
+        self._buffered = 0
+        self._done: set[str] = set()  # durably written (in shards or the finished file)
+        self._pending: set[str] = set()  # buffered for the next shard
+        self._finished = False
+        self.created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        if overwrite:
+            shutil.rmtree(self.parts, ignore_errors=True)
+            for p in (self.path, self.tmp_path):
+                p.unlink(missing_ok=True)
+        self._open()
+
+    # ------------------------------------------------------------------------------------ setup
+    def _make_schema(self, modalities, feature_dims, projection_dim, fused_dims, sequences, labels, groups,
+                     attrs, sequence_dtype) -> StoreSchema:
+        modalities = [str(m) for m in modalities]
+        if not modalities or len(set(modalities)) != len(modalities):
+            raise ValueError(f"{self.path}: modalities must be a non-empty list of unique names, got {modalities}")
+        missing = [m for m in modalities if m not in feature_dims]
+        if missing:
+            raise ValueError(f"{self.path}: feature_dims lacks modalities {missing}")
+        seq = dict(sequences) if isinstance(sequences, Mapping) else {m: feature_dims[m] for m in sequences}
+        unknown = [m for m in seq if m not in modalities]
+        if unknown:
+            raise ValueError(f"{self.path}: sequence modalities {unknown} are not among {modalities}")
+        if np.dtype(sequence_dtype) not in (np.float16, np.float32):
+            raise ValueError(f"{self.path}: sequence_dtype must be float16 or float32, got {sequence_dtype}")
+        bad = sorted(_RESERVED_ATTRS & set(attrs))
+        if bad:
+            raise ValueError(f"{self.path}: attrs {bad} are set by the writer itself")
+        attrs = {str(k): v.item() if isinstance(v, np.generic) else v for k, v in attrs.items()}
+        try:
+            json.dumps(attrs)
+        except TypeError as e:
+            raise ValueError(f"{self.path}: attrs must be plain values, lists or dicts ({e})") from e
+        return StoreSchema(
+            modalities=modalities, feature_dims={m: int(feature_dims[m]) for m in modalities},
+            projection_dim=None if projection_dim is None else int(projection_dim),
+            fused_dims={str(k): int(v) for k, v in fused_dims.items()},
+            sequence_dims={m: int(d) for m, d in seq.items()}, sequence_dtype=str(np.dtype(sequence_dtype)),
+            labels={str(k): as_label_spec(k, v) for k, v in labels.items()}, groups=[str(g) for g in groups],
+            attrs=dict(attrs))
+
+    def _check(self, other: StoreSchema, where: Path) -> None:
+        diff = self.schema.diff(other)
+        if diff:
+            raise StoreMismatchError(
+                f"{where} was written with different settings ({', '.join(diff)}); use another output path "
+                "or overwrite it to start afresh")
+
+    def _open(self) -> None:
+        manifest = self.parts / MANIFEST_NAME
+        if (self.parts / FINISHED_NAME).exists():  # a previous finish() died after merging
+            if self.tmp_path.exists():
+                os.replace(self.tmp_path, self.path)
+            shutil.rmtree(self.parts)
+        self.tmp_path.unlink(missing_ok=True)  # an interrupted merge
+        if self.parts.is_dir():
+            for p in self.parts.glob("*.tmp"):  # a shard or manifest that was being written
+                p.unlink()
+            if manifest.exists():
+                meta = json.loads(manifest.read_text(encoding="utf-8"))
+                self._check(StoreSchema.from_json(meta["schema"]), self.parts)
+                self.created = meta["created"]
+            elif list_shards(self.parts):
+                raise StoreMismatchError(f"{self.parts} holds shards but no {MANIFEST_NAME}; delete the folder")
+            else:
+                self._write_manifest()
+            for shard in list_shards(self.parts):
+                self._add_done(read_shard_ids(shard), shard)
+            return
+        if self.path.exists():
+            with FeatureStore(self.path, allow_partial=True) as old:
+                if not old.attrs.get("complete", False):
+                    raise StoreMismatchError(f"{self.path} is an unfinished store without its {self.parts.name} "
+                                             "folder; it cannot be resumed; overwrite it")
+                if "schema" not in old.attrs:
+                    raise StoreMismatchError(f"{self.path} was not written by FeatureStoreWriter; overwrite it")
+                self._check(StoreSchema.from_json(old.attrs["schema"]), self.path)
+                self._done = set(old.ids.tolist())
+            self._finished = True
+            return
+        self.parts.mkdir(parents=True)
+        self._write_manifest()
+
+    def _write_manifest(self) -> None:
+        text = json.dumps({"schema": self.schema.to_json(), "created": self.created})
+        atomic_write_text(self.parts / MANIFEST_NAME, text, self.fsync)
+
+    def _add_done(self, ids: Sequence[str], where: Any) -> None:
+        for i in ids:
+            if i in self._done:
+                raise ValueError(f"duplicate id {i!r} in {where} (already in the store {self.path})")
+            self._done.add(i)
+
+    # ------------------------------------------------------------------------------------ writing
+    def done_ids(self) -> set[str]:
+        """Ids safely written (in shard files or the finished store); skip these when resuming."""
+        return set(self._done)
+
+    def append(self, ids: Sequence[str], labels: Mapping[str, Any], groups: Mapping[str, Sequence[str]],
+               features: Mapping[str, Any], projections: Mapping[str, Any], present: Mapping[str, Any],
+               fused: Mapping[str, Any], sequences: Mapping[str, Any] | None = None) -> None:
+        """Add one batch of B rows (numpy arrays or CPU tensors).
+
+        ``sequences[m]`` is either a list of B arrays ``(T_i, D)`` (None or empty for absent rows) or a pair
+        ``(values (sum T_i, D), lengths (B,))``. Categorical labels are int codes (-1 = missing), float labels
+        use NaN for missing.
+        """
+        if self._finished:
+            raise RuntimeError(f"{self.path} is already complete; overwrite it to write it again")
+        ids = [str(i) for i in ids]
+        if not ids:
+            return
+        given = {"labels": labels, "groups": groups, "features": features, "projections": projections,
+                 "present": present, "fused": fused, "sequences": sequences or {}}
+        rows = build_rows(self.schema, ids, given, where=str(self.path))
+        seen: set[str] = set()
+        for i in ids:
+            if i in self._done or i in self._pending or i in seen:
+                raise ValueError(f"duplicate id {i!r}: it is already in the store {self.path}")
+            seen.add(i)
+        self._buffer.append(rows)
+        self._buffered += len(ids)
+        self._pending.update(ids)
+        if self._buffered >= self.shard_rows:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the buffered rows as one shard (atomic)."""
+        if not self._buffer:
+            return
+        rows = {k: np.concatenate([r[k] for r in self._buffer]) for k in self._buffer[0]}
+        shards = list_shards(self.parts)
+        index = int(shards[-1].name[6:-3]) + 1 if shards else 0
+        write_shard(shard_path(self.parts, index), rows, self.fsync)
+        self._buffer, self._buffered = [], 0
+        self._done |= self._pending
+        self._pending = set()
+
+    def finish(self) -> Path:
+        """Merge the shards into the final file, mark it complete, remove the parts; return the path."""
+        if self._finished:
+            return self.path
+        self.flush()
+        with h5py.File(self.tmp_path, "w") as f:
+            merge_shards(list_shards(self.parts), self.schema, f, _root_attrs(self.schema, self.created))
+            f.attrs["complete"] = True
+        if self.fsync:
+            fsync_file(self.tmp_path)
+        atomic_write_text(self.parts / FINISHED_NAME, "merged\n", self.fsync)
+        os.replace(self.tmp_path, self.path)
+        if self.fsync:
+            fsync_dir(self.path.parent)
+        shutil.rmtree(self.parts)
+        self._finished = True
+        return self.path
+
+    def __enter__(self) -> "FeatureStoreWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        """Finish on a clean exit; on an exception keep what was written (resumable)."""
+        if exc_type is None:
+            self.finish()
+        else:
+            self.flush()
+
+
+# ---------------------------------------------------------------------------------------------------- reader
+class FeatureStore:
+    """Read-only access to a feature store (never unpickles anything).
+
+    ``allow_partial=True`` accepts a file whose ``complete`` flag is missing/false, and an unfinished
+    ``<path>.parts/`` folder (its shards are merged in memory, so use it for inspection, not huge stores).
+    """
+
+    def __init__(self, path: str | Path, allow_partial: bool = False) -> None:
+        self.path = Path(path)
+        parts = self.path if self.path.name.endswith(".parts") else parts_dir_for(self.path)
+        hint = ("rerun the extraction with the same output to resume it, or open it with allow_partial=True "
+                "to read the rows written so far")
+        if self.path.is_file():
+            try:
+                self._f = h5py.File(self.path, "r")
+            except OSError as e:
+                raise OSError(f"cannot open feature store {self.path}: {e}") from e
+        elif parts.is_dir() and (parts / MANIFEST_NAME).exists():
+            if not allow_partial:
+                raise IncompleteStoreError(f"{self.path} is not finished (only {parts} exists); {hint}")
+            self._f = self._merge_in_memory(parts)
+        else:
+            raise FileNotFoundError(f"feature store {self.path} does not exist")
+        self.attrs = self._read_attrs()
+        if not self.attrs.get("complete", False) and not allow_partial:
+            self._f.close()
+            raise IncompleteStoreError(f"{self.path} is incomplete (no complete=True attribute); {hint}")
+        self.ids = self._f["ids"].asstr()[...].astype(object) if "ids" in self._f else np.array([], object)
+        mods = self.attrs.get("modalities")
+        self.modalities = list(mods) if mods else sorted(self._f.get("features", {}))
+        self._offsets: dict[str, np.ndarray] = {}
+
+    def _merge_in_memory(self, parts: Path) -> h5py.File:
+        meta = json.loads((parts / MANIFEST_NAME).read_text(encoding="utf-8"))
+        schema = StoreSchema.from_json(meta["schema"])
+        f = h5py.File(f"{parts}/partial-{id(self)}.h5", "w", driver="core", backing_store=False)
+        merge_shards(list_shards(parts), schema, f, _root_attrs(schema, meta["created"]))
+        f.attrs["complete"] = False
+        return f
+
+    def _read_attrs(self) -> dict[str, Any]:
+        raw = dict(self._f.attrs)
+        json_keys = set(json.loads(raw.get("json_attrs", "[]")))
+        out: dict[str, Any] = {}
+        for k, v in raw.items():
+            if isinstance(v, bytes):
+                v = v.decode("utf-8")
+            elif isinstance(v, np.generic):
+                v = v.item()
+            elif isinstance(v, np.ndarray):
+                v = [x.decode("utf-8") if isinstance(x, bytes) else x for x in v.tolist()]
+            out[k] = json.loads(v) if k in json_keys and k != "json_attrs" else v
+        out.pop("json_attrs", None)
+        return out
+
+    # ------------------------------------------------------------------------------------ lookup
+    def _get(self, group: str, name: str) -> h5py.Dataset:
+        key = f"{group}/{name}"
+        if key not in self._f:
+            have = sorted(self._f[group]) if group in self._f else []
+            raise KeyError(f"{key!r} is not in {self.path}; {group} has {have}")
+        return self._f[key]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __enter__(self) -> "FeatureStore":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._f.id.valid:
+            self._f.close()
+
+    def index_of(self, sample_id: str) -> int:
+        """Row of ``sample_id``; KeyError naming the file when it is not stored."""
+        hits = np.flatnonzero(self.ids == sample_id)
+        if len(hits) == 0:
+            raise KeyError(f"id {sample_id!r} is not in {self.path}")
+        return int(hits[0])
+
+    def row(self, key: str, index: int) -> np.ndarray:
+        """One row of ``<group>/<name>`` (e.g. ``features/audio``) without reading the whole dataset."""
+        group, _, name = key.partition("/")
+        return self._get(group, name)[int(index)]
+
+    def label_names(self) -> list[str]:
+        return list(self._f.get("labels", {}))
+
+    def labels(self, name: str) -> np.ndarray:
+        return self._get("labels", name)[...]
+
+    def class_names(self, name: str) -> list[str] | None:
+        names = self._get("labels", name).attrs.get("class_names")
+        return None if names is None else [n.decode() if isinstance(n, bytes) else str(n) for n in names]
+
+    def group_names(self) -> list[str]:
+        return list(self._f.get("groups", {}))
+
+    def groups(self, name: str) -> np.ndarray:
+        return self._get("groups", name).asstr()[...].astype(object)
+
+    def features(self, modality: str) -> np.ndarray:
+        return self._get("features", modality)[...]
+
+    def projections(self, modality: str) -> np.ndarray:
+        return self._get("projections", modality)[...]
+
+    def present(self, modality: str) -> np.ndarray:
+        return self._get("present", modality)[...].astype(bool)
+
+    def fused_modes(self) -> list[str]:
+        modes = self.attrs.get("fused_modes")
+        return list(modes) if modes is not None else list(self._f.get("fused", {}))
+
+    def fused(self, mode: str) -> np.ndarray:
+        return self._get("fused", mode)[...]
+
+    def has_sequences(self, modality: str) -> bool:
+        return f"sequences/{modality}" in self._f
+
+    def sequence(self, modality: str, index: int) -> np.ndarray:
+        """Frame-level rows ``(T_i, D)`` of row ``index``."""
+        data = self._get("sequences", modality)
+        if modality not in self._offsets:
+            self._offsets[modality] = self._f[f"sequences/{modality}_offsets"][...]
+        off = self._offsets[modality]
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"row {index} out of range for {len(self)} rows in {self.path}")
+        index %= len(self)
+        return data[int(off[index]):int(off[index + 1])]

@@ -1,0 +1,259 @@
+"""FAISS nearest-neighbour index over stored embeddings, with its row -> id map.
+
+``EmbeddingIndex.build(vectors, ids)`` builds an exact ``flat`` index (default), an ``ivf`` or an ``hnsw`` one.
+Metric ``ip`` L2-normalises vectors and queries (cosine similarity, higher is better); ``l2`` keeps them as
+they are and scores are squared L2 distances (lower is better). ``save(path)`` writes the FAISS file and a JSON
+sidecar ``<path>.json`` (ids, metric, kind, params, source store and key, dim).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import faiss
+import numpy as np
+
+from contrastive_mer.store.hdf5 import FeatureStore
+
+KINDS = ("flat", "ivf", "hnsw")
+METRICS = ("ip", "l2")
+SIDECAR_VERSION = 1
+_ADD_CHUNK = 65536
+
+
+def gpu_available() -> bool:
+    """True when this faiss build has GPU support and sees at least one GPU."""
+    return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
+
+
+def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
+    """Row-wise L2 normalisation; all-zero rows stay zero."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.maximum(norms, eps)
+
+
+@dataclass
+class IndexParams:
+    """Index settings. ``nlist``/``nprobe`` for ``ivf`` (None = chosen from N), ``hnsw_m``/``ef_search`` for
+    ``hnsw`` (``ef_construction`` too)."""
+
+    kind: str = "flat"
+    metric: str = "ip"
+    nlist: int | None = None
+    nprobe: int | None = None
+    hnsw_m: int = 32
+    ef_search: int = 64
+    ef_construction: int = 40
+
+    def validate(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown index kind {self.kind!r}; choose one of {list(KINDS)}")
+        if self.metric not in METRICS:
+            raise ValueError(f"unknown metric {self.metric!r}; choose one of {list(METRICS)}")
+
+
+_GPU_RESOURCES: Any = None
+
+
+def _to_gpu(index: Any) -> Any:
+    """Move a CPU index to GPU 0, sharing one long-lived StandardGpuResources (it must outlive the index)."""
+    global _GPU_RESOURCES
+    if _GPU_RESOURCES is None:
+        _GPU_RESOURCES = faiss.StandardGpuResources()
+    return faiss.index_cpu_to_gpu(_GPU_RESOURCES, 0, index)
+
+
+def _resolve_gpu(use_gpu: bool | str) -> bool:
+    if use_gpu == "auto":
+        return gpu_available()
+    if use_gpu and not gpu_available():
+        raise RuntimeError("a GPU index was requested but this faiss build has no GPU support or sees no GPU; "
+                           "install faiss-gpu or use use_gpu='auto'/False")
+    return bool(use_gpu)
+
+
+@dataclass
+class EmbeddingIndex:
+    """A FAISS index plus the id of each row. Build with :meth:`build`, reopen with :meth:`load`."""
+
+    index: Any
+    ids: list[str]
+    params: IndexParams
+    dim: int
+    source: dict[str, Any] = field(default_factory=dict)
+    on_gpu: bool = False
+
+    @classmethod
+    def build(cls, vectors: np.ndarray, ids: Sequence[str], kind: str = "flat", metric: str = "ip",
+              nlist: int | None = None, nprobe: int | None = None, hnsw_m: int = 32, ef_search: int = 64,
+              use_gpu: bool | str = "auto", source: dict[str, Any] | None = None,
+              progress: bool = False, seed: int = 0) -> "EmbeddingIndex":
+        """Index ``vectors`` (N, D) whose rows are named ``ids``."""
+        params = IndexParams(kind, metric, nlist, nprobe, hnsw_m, ef_search)
+        params.validate()
+        x = np.ascontiguousarray(vectors, dtype=np.float32)
+        ids = [str(i) for i in ids]
+        if x.ndim != 2 or x.shape[0] != len(ids):
+            raise ValueError(f"vectors must be (N, D) with N = len(ids) = {len(ids)}, got {x.shape}")
+        if len(set(ids)) != len(ids):
+            raise ValueError("ids must be unique")
+        if len(ids) == 0:
+            raise ValueError("cannot build an index from zero vectors")
+        if metric == "ip":
+            x = l2_normalize(x)
+        n, d = x.shape
+        fmetric = faiss.METRIC_INNER_PRODUCT if metric == "ip" else faiss.METRIC_L2
+        if kind == "flat":
+            index = faiss.IndexFlatIP(d) if metric == "ip" else faiss.IndexFlatL2(d)
+        elif kind == "ivf":
+            params.nlist = params.nlist or max(1, min(int(4 * math.sqrt(n)), n // 39))
+            if params.nlist > n:
+                raise ValueError(f"nlist={params.nlist} exceeds the number of vectors ({n})")
+            params.nprobe = min(params.nprobe or max(1, params.nlist // 8), params.nlist)
+            quantizer = faiss.IndexFlatIP(d) if metric == "ip" else faiss.IndexFlatL2(d)
+            index = faiss.IndexIVFFlat(quantizer, d, params.nlist, fmetric)
+            index.cp.seed = seed
+        else:
+            index = faiss.IndexHNSWFlat(d, params.hnsw_m, fmetric)
+            index.hnsw.efConstruction = params.ef_construction
+        on_gpu = _resolve_gpu(use_gpu) and kind != "hnsw"  # faiss has no GPU HNSW
+        if on_gpu:
+            index = _to_gpu(index)
+        if kind == "ivf":
+            index.train(x)
+        starts = range(0, n, _ADD_CHUNK)
+        if progress and n > _ADD_CHUNK:
+            from tqdm import tqdm
+            starts = tqdm(starts, desc="indexing", unit="chunk")
+        for s in starts:
+            index.add(x[s:s + _ADD_CHUNK])
+        out = cls(index, ids, params, d, dict(source or {}), on_gpu)
+        out._apply_search_params()
+        return out
+
+    def _apply_search_params(self) -> None:
+        if self.params.kind == "ivf":
+            self.index.nprobe = self.params.nprobe
+        elif self.params.kind == "hnsw":
+            self.index.hnsw.efSearch = self.params.ef_search
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def search(self, queries: np.ndarray, k: int = 10) -> tuple[np.ndarray, list[list[str]]]:
+        """Top-``k`` neighbours of each query (Q, D) or (D,).
+
+        Returns ``scores`` (Q, k') with k' = min(k, N): cosine similarity for ``ip`` (descending), squared
+        L2 distance for ``l2`` (ascending); and ``ids`` (Q lists). Where an approximate index finds fewer
+        than k' hits, the missing scores are NaN and the id list is shorter.
+        """
+        q = np.ascontiguousarray(queries, dtype=np.float32)
+        if q.ndim == 1:
+            q = q[None]
+        if q.ndim != 2 or q.shape[1] != self.dim:
+            raise ValueError(f"queries must be (Q, {self.dim}), got {np.shape(queries)}")
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        if self.params.metric == "ip":
+            q = l2_normalize(q)
+        k = min(int(k), len(self.ids))
+        scores, rows = self.index.search(q, k)
+        scores = scores.astype(np.float32)
+        scores[rows < 0] = np.nan
+        return scores, [[self.ids[r] for r in row if r >= 0] for row in rows]
+
+    # -------------------------------------------------------------------------------------- files
+    def save(self, path: str | Path) -> Path:
+        """Write the FAISS index to ``path`` and its sidecar to ``<path>.json``."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cpu = faiss.index_gpu_to_cpu(self.index) if self.on_gpu else self.index
+        faiss.write_index(cpu, str(path))
+        meta = {"sidecar_version": SIDECAR_VERSION, "kind": self.params.kind, "metric": self.params.metric,
+                "params": self.params.__dict__, "dim": self.dim, "count": len(self.ids),
+                "source": self.source, "ids": self.ids}
+        sidecar_path(path).write_text(json.dumps(meta), encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, use_gpu: bool | str = "auto") -> "EmbeddingIndex":
+        """Reopen an index written by :meth:`save`."""
+        path = Path(path)
+        side = sidecar_path(path)
+        for p in (path, side):
+            if not p.is_file():
+                raise FileNotFoundError(f"index file {p} does not exist")
+        try:
+            meta = json.loads(side.read_text(encoding="utf-8"))
+            params = IndexParams(**meta["params"])
+            ids, dim = [str(i) for i in meta["ids"]], int(meta["dim"])
+        except (ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"{side} is not a valid index sidecar: {e}") from e
+        index = faiss.read_index(str(path))
+        if index.ntotal != len(ids) or index.d != dim:
+            raise ValueError(f"{path} holds {index.ntotal} vectors of dim {index.d} but {side} lists "
+                             f"{len(ids)} ids of dim {dim}")
+        on_gpu = _resolve_gpu(use_gpu) and params.kind != "hnsw"
+        if on_gpu:
+            index = _to_gpu(index)
+        out = cls(index, ids, params, dim, meta.get("source", {}), on_gpu)
+        out._apply_search_params()
+        return out
+
+
+def sidecar_path(path: str | Path) -> Path:
+    path = Path(path)
+    return path.with_name(path.name + ".json")
+
+
+# ----------------------------------------------------------------------------------------- from a store
+def resolve_key(store: FeatureStore, key: str) -> tuple[str, str]:
+    """Turn ``audio`` / ``fused`` / ``projections/audio`` / ... into ``(group, name)``."""
+    if "/" in key:
+        group, name = key.split("/", 1)
+    elif key == "fused":
+        modes = store.fused_modes()
+        if not modes:
+            raise KeyError(f"{store.path} has no fused features; choose one of {store.modalities}")
+        group, name = "fused", modes[0]
+    else:
+        group, name = "projections", key
+    if group not in ("features", "projections", "fused"):
+        raise KeyError(f"key {key!r}: the group must be features, projections or fused")
+    return group, name
+
+
+def vectors_from_store(store: FeatureStore, key: str) -> tuple[np.ndarray, np.ndarray, str]:
+    """Rows of ``key`` where it is present: ``(vectors, row indices, canonical key)``.
+
+    A fused row counts as present when any modality is present in it.
+    """
+    group, name = resolve_key(store, key)
+    if group == "fused":
+        x = store.fused(name)
+        mask = np.zeros(len(store), dtype=bool)
+        for m in store.modalities:
+            mask |= store.present(m)
+    else:
+        x = store.projections(name) if group == "projections" else store.features(name)
+        mask = store.present(name)
+    rows = np.flatnonzero(mask)
+    return x[rows], rows, f"{group}/{name}"
+
+
+def index_from_store(store: FeatureStore, key: str = "fused", **kwargs: Any) -> EmbeddingIndex:
+    """Index the vectors stored under ``key`` (only rows where that modality is present).
+
+    ``key``: ``features/<m>``, ``projections/<m>``, ``fused/<mode>``, a bare modality (its projections) or
+    ``fused`` (the first fused mode). ``kwargs`` go to :meth:`EmbeddingIndex.build`.
+    """
+    x, rows, canonical = vectors_from_store(store, key)
+    if len(rows) == 0:
+        raise ValueError(f"{store.path}: no row has {canonical} present")
+    source = {"store": str(store.path), "key": canonical}
+    return EmbeddingIndex.build(x, store.ids[rows].tolist(), source=source, **kwargs)

@@ -1,0 +1,274 @@
+"""Audio/video decoding and face cropping against known values (files written here with soundfile and PyAV)."""
+
+from __future__ import annotations
+
+import pickle
+import sys
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import soundfile as sf
+from scipy.signal import resample_poly
+
+from contrastive_mer.data.face import FaceCropper, center_crop, square_box
+from contrastive_mer.data.media import (
+    DecodeLimits,
+    MediaError,
+    MediaOptions,
+    load_audio,
+    load_audio_video,
+    load_media,
+    load_video,
+    uniform_indices,
+)
+
+COLOURS = [(220, 30, 30), (30, 200, 30), (30, 30, 220), (128, 128, 128)]
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+def sine(freq: float, rate: int, seconds: float, amp: float = 0.5) -> np.ndarray:
+    t = np.arange(int(rate * seconds)) / rate
+    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def peak_hz(x: np.ndarray, rate: int) -> float:
+    spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    return float(np.fft.rfftfreq(len(x), 1 / rate)[spectrum.argmax()])
+
+
+def colour_frames(n_per_colour: int = 5, width: int = 64, height: int = 48) -> list[np.ndarray]:
+    return [np.full((height, width, 3), c, np.uint8) for c in COLOURS for _ in range(n_per_colour)]
+
+
+def write_video(path: Path, frames: list[np.ndarray], fps: int = 10, codec: str = "mpeg4",
+                audio: np.ndarray | None = None, audio_rate: int = 16000, audio_codec: str = "aac") -> Path:
+    """Write RGB ``frames`` (and optionally mono float ``audio``) with PyAV."""
+    h, w = frames[0].shape[:2]
+    with av.open(str(path), "w") as out:
+        vs = out.add_stream(codec, rate=fps)
+        vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
+        vs.codec_context.options = {"qscale": "2"} if codec in ("mpeg4", "flv") else {}
+        if audio is not None:
+            ast = out.add_stream(audio_codec, rate=audio_rate, layout="mono")
+        for img in frames:
+            for packet in vs.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                out.mux(packet)
+        for packet in vs.encode():
+            out.mux(packet)
+        if audio is not None:
+            fmt = ast.codec_context.format.name
+            step = ast.codec_context.frame_size or 1024
+            for start in range(0, len(audio), step):
+                chunk = audio[None, start:start + step]
+                if fmt.startswith(("s16", "s32")):
+                    bits = 16 if fmt.startswith("s16") else 32
+                    chunk = (chunk.astype(np.float64) * (2 ** (bits - 1) - 1)).astype(f"int{bits}")
+                frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format=fmt, layout="mono")
+                frame.sample_rate, frame.pts = audio_rate, start
+                for packet in ast.encode(frame):
+                    out.mux(packet)
+            for packet in ast.encode():
+                out.mux(packet)
+    return path
+
+
+def mean_colour(frame: np.ndarray) -> np.ndarray:
+    return frame.reshape(-1, 3).mean(axis=0)
+
+
+# ---------------------------------------------------------------------------------------------------- audio
+def test_resample_48k_stereo_keeps_frequency_and_mixes_to_mono(tmp_path: Path) -> None:
+    left, right = sine(440, 48000, 2.0, 0.5), sine(440, 48000, 2.0, 0.3)
+    path = tmp_path / "tone.wav"
+    sf.write(path, np.stack([left, right], axis=1), 48000)
+    out = load_audio(path, sample_rate=16000)
+    assert out.dtype == np.float32 and out.ndim == 1
+    assert abs(len(out) - 32000) <= 1
+    assert abs(peak_hz(out, 16000) - 440) <= 16000 / len(out)
+    core = out[800:-800]  # away from the filter edges
+    assert np.sqrt(np.mean(core ** 2)) == pytest.approx(0.4 / np.sqrt(2), rel=0.01)
+    ref = resample_poly((left + right) / 2, 1, 3)  # peer implementation
+    assert np.corrcoef(core, ref[800:len(out) - 800])[0, 1] > 0.999
+
+
+def test_flac_44k_trimmed_by_max_seconds(tmp_path: Path) -> None:
+    path = tmp_path / "tone.flac"
+    sf.write(path, sine(1000, 44100, 1.5), 44100)
+    out = load_audio(path, sample_rate=16000, max_seconds=0.5)
+    assert len(out) == 8000
+    assert abs(peak_hz(out, 16000) - 1000) <= 2
+
+
+@pytest.mark.parametrize("subtype", ["PCM_16", "PCM_24", "PCM_32", "PCM_U8", "FLOAT", "DOUBLE"])
+@pytest.mark.parametrize("channels", [1, 2])
+def test_ffmpeg_path_matches_soundfile(tmp_path: Path, subtype: str, channels: int) -> None:
+    rng = np.random.default_rng(0)
+    data = np.clip(rng.normal(0, 0.2, (4000, channels)), -0.99, 0.99)
+    wav = tmp_path / "x.wav"
+    sf.write(wav, data, 16000, subtype=subtype)
+    other = tmp_path / "x.bin"  # not a soundfile extension: decoded by FFmpeg (probed as WAV)
+    other.write_bytes(wav.read_bytes())
+    a, b = load_audio(wav), load_audio(other)
+    assert a.shape == b.shape == (4000,)
+    np.testing.assert_allclose(b, a, atol=1e-6)
+    np.testing.assert_allclose(a, data.mean(axis=1), atol=1e-2 if subtype == "PCM_U8" else 1e-4)
+
+
+def test_errors_name_the_file(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.wav"
+    with pytest.raises(MediaError, match="nope.wav: file not found") as info:
+        load_audio(missing)
+    assert info.value.path == str(missing) and info.value.reason == "file not found"
+    empty = tmp_path / "empty.mp3"
+    empty.touch()
+    with pytest.raises(MediaError, match="empty.mp3: empty file"):
+        load_audio(empty)
+    text = tmp_path / "notes.mp3"
+    text.write_text("this is not audio at all\n" * 20)
+    with pytest.raises(MediaError, match="notes.mp3"):
+        load_audio(text)
+
+
+def test_silent_nan_zero_length_and_rates(tmp_path: Path) -> None:
+    sf.write(tmp_path / "silent.wav", np.zeros(16000, np.float32), 16000)
+    with pytest.raises(MediaError, match="silent"):
+        load_audio(tmp_path / "silent.wav")
+    quiet = load_audio(tmp_path / "silent.wav", reject_silent=False)
+    assert quiet.shape == (16000,) and not quiet.any()
+    bad = sine(300, 16000, 0.5)
+    bad[100] = np.nan
+    sf.write(tmp_path / "nan.wav", bad, 16000, subtype="FLOAT")
+    with pytest.raises(MediaError, match="NaN"):
+        load_audio(tmp_path / "nan.wav")
+    sf.write(tmp_path / "zero.wav", np.zeros((0, 1), np.float32), 16000)
+    with pytest.raises(MediaError, match="zero-length"):
+        load_audio(tmp_path / "zero.wav")
+    for rate in (500, 400000):
+        sf.write(tmp_path / f"r{rate}.wav", sine(100, rate, 0.5), rate)
+        with pytest.raises(MediaError, match=f"unsupported sample rate {rate}"):
+            load_audio(tmp_path / f"r{rate}.wav")
+    with pytest.raises(ValueError, match="sample_rate"):
+        load_audio(tmp_path / "nan.wav", sample_rate=10)
+
+
+# ---------------------------------------------------------------------------------------------------- video
+@pytest.mark.parametrize("ext,codec,acodec", [(".mp4", "mpeg4", "aac"), (".flv", "flv", "libmp3lame"),
+                                              (".mkv", "libx264", "aac")])
+def test_video_frames_and_audio_from_one_container(tmp_path: Path, ext: str, codec: str, acodec: str) -> None:
+    rate = 22050 if acodec == "libmp3lame" else 16000
+    tone = sine(700, rate, 2.0)
+    path = write_video(tmp_path / f"clip{ext}", colour_frames(), codec=codec, audio=tone, audio_rate=rate,
+                       audio_codec=acodec)
+    frames = load_video(path, num_frames=4, size=32)
+    assert frames.shape == (4, 32, 32, 3) and frames.dtype == np.uint8
+    for frame, colour in zip(frames, COLOURS, strict=True):  # uniform picks ordinals 2, 7, 12, 17 -> one per colour
+        np.testing.assert_allclose(mean_colour(frame), colour, atol=12)
+    every = load_video(path, num_frames=20, size=16)
+    assert [int(np.argmin([np.abs(mean_colour(f) - c).sum() for c in COLOURS])) for f in every] == \
+        [k // 5 for k in range(20)]
+    audio, video = load_audio_video(path, sample_rate=16000, num_frames=4, size=32)
+    np.testing.assert_array_equal(video, frames)
+    assert abs(len(audio) - 32000) < 2000  # codec padding/priming only
+    assert abs(peak_hz(audio, 16000) - 700) <= 2
+    assert np.array_equal(load_audio(path), audio)
+
+
+def test_fps_sampling_and_repeats(tmp_path: Path) -> None:
+    path = write_video(tmp_path / "c.mp4", colour_frames())  # 20 frames at 10 fps
+    at2 = load_video(path, num_frames=None, fps=2, size=16)  # t = 0, .5, 1, 1.5 -> frames 0, 5, 10, 15
+    assert at2.shape[0] == 4
+    for frame, colour in zip(at2, COLOURS, strict=True):
+        np.testing.assert_allclose(mean_colour(frame), colour, atol=12)
+    assert load_video(path, num_frames=3, fps=2, size=16).shape[0] == 3  # num_frames caps fps mode
+    assert load_video(path, num_frames=None, fps=20, size=16).shape[0] == 40  # held frames repeat
+    many = load_video(path, num_frames=30, size=16)  # more frames than the clip has: repeats, in order
+    assert many.shape[0] == 30
+    assert uniform_indices(20, 30) == sorted(uniform_indices(20, 30))
+    assert uniform_indices(20, 4) == [2, 7, 12, 17]
+
+
+def test_crop_modes_geometry(tmp_path: Path) -> None:
+    img = np.full((32, 64, 3), COLOURS[0], np.uint8)
+    img[:, :16] = COLOURS[2]  # blue left border, 16 px
+    path = write_video(tmp_path / "g.mp4", [img] * 3)
+    centre = load_video(path, num_frames=1, size=32, crop="center")[0]  # columns 16..48: all red
+    np.testing.assert_allclose(mean_colour(centre), COLOURS[0], atol=12)
+    squeezed = load_video(path, num_frames=1, size=32, crop="none")[0]  # whole frame: border kept (8 px)
+    np.testing.assert_allclose(mean_colour(squeezed[:, :6]), COLOURS[2], atol=20)
+    native = load_video(path, num_frames=1, size=None)
+    assert native.shape == (1, 32, 64, 3)
+    cropper = FaceCropper()
+    face = load_video(path, num_frames=2, size=32, crop="face", face_detector=cropper)
+    assert face.shape == (2, 32, 32, 3) and (cropper.calls, cropper.fallbacks) == (2, 2)  # no face: centre
+    np.testing.assert_allclose(mean_colour(face[0]), COLOURS[0], atol=12)
+
+
+def test_stream_errors(tmp_path: Path) -> None:
+    wav = tmp_path / "a.wav"
+    sf.write(wav, sine(200, 16000, 0.5), 16000)
+    with pytest.raises(MediaError, match="a.wav: .*no video stream"):
+        load_video(wav)
+    silent_video = write_video(tmp_path / "v.mp4", colour_frames(2))
+    with pytest.raises(MediaError, match="v.mp4: no audio stream"):
+        load_audio(silent_video)
+    with pytest.raises(ValueError, match="crop"):
+        load_video(silent_video, crop="square")
+
+
+def test_decode_limits(tmp_path: Path) -> None:
+    clip = write_video(tmp_path / "c.mp4", colour_frames(), audio=sine(500, 16000, 2.0))
+    with pytest.raises(MediaError, match="c.mp4: decode limit reached \\(3 packets\\)"):
+        load_video(clip, num_frames=4, limits=DecodeLimits(max_packets=3))
+    with pytest.raises(MediaError, match="c.mp4: audio longer than the 1 s decode limit"):
+        load_audio(clip, limits=DecodeLimits(max_audio_seconds=1.0))
+    assert len(load_audio(clip, max_seconds=0.5, limits=DecodeLimits(max_audio_seconds=1.0))) == 8000
+    sf.write(tmp_path / "long.wav", sine(500, 16000, 2.0), 16000)
+    with pytest.raises(MediaError, match="long.wav: audio longer than the 1 s decode limit"):
+        load_audio(tmp_path / "long.wav", limits=DecodeLimits(max_audio_seconds=1.0))
+
+
+def test_load_media_routes_modalities(tmp_path: Path) -> None:
+    clip = write_video(tmp_path / "c.mp4", colour_frames(2), audio=sine(500, 16000, 1.0))
+    opts = MediaOptions(num_frames=2, size=16)
+    both = load_media(clip, clip, opts)
+    assert set(both) == {"audio", "video"} and both["video"].shape == (2, 16, 16, 3)
+    assert set(load_media(None, clip, opts)) == {"video"}
+    with pytest.raises(ValueError, match="num_frames"):
+        MediaOptions(num_frames=0)
+
+
+# ----------------------------------------------------------------------------------------------------- face
+def test_center_crop_matches_slicing() -> None:
+    img = np.zeros((100, 200, 3), np.uint8)
+    for x in range(0, 200, 10):  # 10-px stripes: area resizing by 2 is exact on them
+        img[:, x:x + 10] = (x, 255 - x, (7 * x) % 256)
+    np.testing.assert_array_equal(center_crop(img, 50), img[::2, 50:150:2])
+
+
+def test_fallback_counting_and_square_box() -> None:
+    cropper = FaceCropper("haar", margin=0.2)
+    flat = np.full((60, 80, 3), 90, np.uint8)
+    out = cropper.crop(flat, 24)
+    assert out.shape == (24, 24, 3) and (cropper.calls, cropper.fallbacks) == (1, 1)
+    assert cropper.fallback_rate == 1.0
+    assert square_box((40, 40, 60, 60), 0.5, 200, 100) == (30, 30, 70, 70)  # 20 px face -> 40 px square
+    assert square_box((0, 0, 20, 30), 0.2, 200, 100) == (0, 0, 42, 42)  # pushed back inside
+    assert square_box((150, 20, 250, 120), 0.2, 200, 100) == (100, 0, 200, 100)  # shrunk to the image
+
+
+def test_cropper_pickles_with_its_counts() -> None:
+    cropper = FaceCropper("haar", margin=0.3)
+    cropper.crop(np.full((40, 40, 3), 10, np.uint8), 16)
+    clone = pickle.loads(pickle.dumps(cropper))
+    assert (clone.backend, clone.margin, clone.calls, clone.fallbacks) == ("haar", 0.3, 1, 1)
+    assert clone.crop(np.full((40, 40, 3), 10, np.uint8), 16).shape == (16, 16, 3) and clone.calls == 2
+
+
+def test_mtcnn_missing_names_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "facenet_pytorch", None)
+    with pytest.raises(ImportError, match="pip install --no-deps facenet-pytorch"):
+        FaceCropper("mtcnn")
+    with pytest.raises(ValueError, match="unknown face backend"):
+        FaceCropper("dlib")
