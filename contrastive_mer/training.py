@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from dataclasses import dataclass
@@ -70,6 +71,24 @@ class SkipReportCallback(Callback):
             print(f"[cmer] {self.report.summary()}")
 
 
+class HistoryCallback(Callback):
+    """Appends every epoch's scalar metrics to ``history.json`` in the run directory (for plots and reports)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if trainer.global_rank != 0 or trainer.sanity_checking:
+            return
+        history = json.loads(self.path.read_text()) if self.path.is_file() else []
+        history = [h for h in history if h["epoch"] < trainer.current_epoch]  # after a resume
+        row = {"epoch": trainer.current_epoch, "step": trainer.global_step}
+        row.update({k: float(v) for k, v in trainer.callback_metrics.items()
+                    if torch.is_tensor(v) and v.numel() == 1 and not k.endswith("_step")})
+        history.append(row)
+        self.path.write_text(json.dumps(history, indent=1))
+
+
 @dataclass
 class PretrainResult:
     run_dir: Path
@@ -131,7 +150,7 @@ def pretrain(cfg: DictConfig, output: str | Path | None = None, resume: bool = F
         for name in module.modalities:
             module.encoders[name] = torch.compile(module.encoders[name])
     report = SkipReport(run_dir / "skipped.jsonl", cfg.data.max_skip_fraction)
-    callbacks = [SkipReportCallback(report), *(extra_callbacks or [])]
+    callbacks = [SkipReportCallback(report), HistoryCallback(run_dir / "history.json"), *(extra_callbacks or [])]
     trainer, ckpt = build_trainer(cfg, run_dir, callbacks, has_val=data.val_set is not None)
     start = time.perf_counter()
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume else None)

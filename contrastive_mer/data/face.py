@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import cv2
 import numpy as np
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 (pixels, exclusive end)
@@ -18,11 +17,22 @@ Box = tuple[int, int, int, int]  # x0, y0, x1, y1 (pixels, exclusive end)
 MTCNN_INSTALL = "pip install --no-deps facenet-pytorch"
 
 
+def _cv2() -> Any:
+    """OpenCV, imported on first use (the ``face`` extra: opencv-python-headless)."""
+    try:
+        import cv2
+    except ImportError as err:
+        raise ImportError("face cropping and image resizing need OpenCV; install it with "
+                          "`pip install opencv-python-headless`") from err
+    return cv2
+
+
 def resize_image(image: np.ndarray, width: int, height: int) -> np.ndarray:
     """Resize an ``(H, W, 3)`` uint8 image (area filter when shrinking, bilinear when enlarging)."""
     h, w = image.shape[:2]
     if (w, h) == (width, height):
         return np.ascontiguousarray(image)
+    cv2 = _cv2()
     interp = cv2.INTER_AREA if width * height < w * h else cv2.INTER_LINEAR
     return cv2.resize(image, (width, height), interpolation=interp)
 
@@ -82,6 +92,7 @@ class FaceCropper:
 
     def _load_detector(self) -> Any:
         if self.backend == "haar":
+            cv2 = _cv2()
             path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
             cascade = cv2.CascadeClassifier(path)
             if cascade.empty():
@@ -114,6 +125,7 @@ class FaceCropper:
         min_side = max(12, int(self.min_face * min(h, w)))
         boxes: list[Box] = []
         if self.backend == "haar":
+            cv2 = _cv2()
             gray = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
             found = self._detector.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5,
                                                     minSize=(min_side, min_side))

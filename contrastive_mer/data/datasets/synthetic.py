@@ -258,11 +258,11 @@ class SyntheticCorpus(CorpusAdapter):
     def _index_of(self, record: ClipRecord) -> int:
         c = self.config
         total = c.num_speakers * c.num_emotions * c.clips_per_speaker_emotion
-        values = set(record.sources.values())
-        if len(values) != 1:
+        values = list(record.sources.values())
+        if not values or not all(isinstance(v, (int, np.integer)) and v == values[0] for v in values):
             raise SampleError(record.id, f"expected one synthetic clip index in sources, got {record.sources!r}")
-        index = values.pop()
-        if not isinstance(index, (int, np.integer)) or not 0 <= index < total or self.clip_id(index) != record.id:
+        index = values[0]
+        if not 0 <= index < total or self.clip_id(index) != record.id:
             raise SampleError(record.id, f"source {index!r} is not a clip of this synthetic corpus "
                                          f"(seed={c.seed}, {total} clips)")
         return int(index)

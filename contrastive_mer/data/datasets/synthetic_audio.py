@@ -36,7 +36,7 @@ def sample_voice_traits(rng: np.random.Generator) -> VoiceTraits:
     return VoiceTraits(
         f0=float(np.exp(rng.uniform(np.log(90.0), np.log(230.0)))),
         formants=tuple(float(f) for f in formants),  # type: ignore[arg-type]
-        loudness_db=float(rng.uniform(-26.0, -20.0)),
+        loudness_db=float(rng.uniform(-30.0, -24.0)),
         tilt=float(rng.normal(0.0, 0.3)),
         syllable_rate=float(rng.uniform(3.2, 4.8)),
         breathiness=float(rng.uniform(0.02, 0.12)),

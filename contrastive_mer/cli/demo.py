@@ -1,0 +1,19 @@
+"""``cmer demo [--fast] [--output RUN_DIR] [key=value ...]``"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--fast", action="store_true", help="a quick look: fewer clips and epochs")
+    parser.add_argument("--output", help="run folder (default: runs/demo-<time>)")
+    parser.add_argument("--config", help="experiment YAML (default: experiments/demo.yaml)")
+    parser.add_argument("overrides", nargs="*", help="config overrides as key=value")
+
+
+def run(args: argparse.Namespace) -> int:
+    from contrastive_mer.demo import run_demo
+
+    run_demo(args.output, args.fast, args.overrides, args.config)
+    return 0

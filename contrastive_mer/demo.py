@@ -1,0 +1,197 @@
+"""``cmer demo``: the whole chain on the embedded synthetic corpus.
+
+pretrain (speakers the config lists) -> extract training and held-out speakers with (a) the pretrained encoders
+and (b) the same encoders untrained -> (c) raw-input baseline features -> linear and kNN probes on the held-out
+speakers -> FAISS index and cross-modal retrieval -> one table, a JSON report and pictures in the run folder.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pytorch_lightning as pl
+from omegaconf import DictConfig, OmegaConf
+
+from contrastive_mer.config import config_from_dict, load_config, to_dict
+from contrastive_mer.data.datamodule import build_corpus, build_preprocessors
+from contrastive_mer.data.dataset import MERDataset
+from contrastive_mer.evaluation.baselines import RawFeatures, compute_raw_features
+from contrastive_mer.evaluation.protocol import ProbeResults, ProbeView, probe_stores, run_probes
+from contrastive_mer.extraction import ExtractOptions, extract, file_sha256
+from contrastive_mer.module import PairwiseContrastiveModule, load_module
+from contrastive_mer.training import make_run_dir, pretrain
+
+DEMO_CONFIG = Path(__file__).resolve().parents[1] / "experiments" / "demo.yaml"
+FAST_OVERRIDES = ["trainer.max_epochs=3", "data.options.clips_per_speaker_emotion=4"]
+LABEL = "emotion"
+
+
+def with_speakers(cfg: DictConfig, speakers: Sequence[int]) -> DictConfig:
+    data = to_dict(cfg)
+    data["data"]["options"]["speakers"] = list(speakers)
+    return config_from_dict(data)
+
+
+def held_out_speakers(cfg: DictConfig) -> tuple[list[int], list[int]]:
+    options = cfg.data.options
+    everyone = list(range(int(options.get("num_speakers", 12))))
+    train = list(options.get("speakers") or everyone)
+    test = [s for s in everyone if s not in train]
+    if not test:
+        raise ValueError("the demo needs held-out speakers: set data.options.speakers to a subset")
+    return train, test
+
+
+def raw_probe(cfg: DictConfig, train_speakers: list[int], test_speakers: list[int],
+              probes: Sequence[str]) -> ProbeResults:
+    """Probes on raw-input baseline features (pooled log-mel statistics, downsampled frames, bag of words)."""
+    preprocessors = build_preprocessors(cfg)
+
+    def raw(speakers: list[int]) -> RawFeatures:
+        adapter = build_corpus(with_speakers(cfg, speakers))
+        return compute_raw_features(MERDataset(adapter, adapter.records(), preprocessors, cache="none"))
+
+    tr, te = raw(train_speakers), raw(test_speakers)
+    modalities = list(preprocessors)
+    views = []
+    for m in modalities:
+        a, b = tr.present[m], te.present[m]
+        views.append(ProbeView(f"raw/{m}", tr.features[m][a], tr.labels[LABEL][a], tr.groups["speaker"][a],
+                               te.features[m][b], te.labels[LABEL][b]))
+    # standardise train and test with train statistics: concat both, then split
+    both = RawFeatures(tr.ids + te.ids, {m: np.concatenate([tr.features[m], te.features[m]]) for m in modalities},
+                       {m: np.concatenate([tr.present[m], te.present[m]]) for m in modalities})
+    fused = both.concat(modalities)
+    n = len(tr.ids)
+    views.append(ProbeView("raw/fused", fused[:n], tr.labels[LABEL], tr.groups["speaker"], fused[n:],
+                           te.labels[LABEL]))
+    return run_probes(views, task="multiclass", label=LABEL, probes=probes)
+
+
+def _rows(results: ProbeResults, prefix: str) -> dict[str, dict[str, float]]:
+    out: dict[str, dict[str, float]] = {}
+    for r in results.rows:
+        view = r.view.split("/", 1)[1] if r.view.startswith("raw/") else r.view
+        out.setdefault(view, {})[f"{prefix}/{r.probe}"] = r.metrics["accuracy"]
+    return out
+
+
+def format_demo_table(table: dict[str, dict[str, float]], columns: Sequence[str]) -> str:
+    width = max(len(v) for v in table) + 2
+    lines = ["held-out speakers, emotion accuracy (linear probe / kNN probe)",
+             "view".ljust(width) + "".join(c.rjust(18) for c in columns)]
+    for view, cells in table.items():
+        line = view.ljust(width)
+        for c in columns:
+            lin, knn = cells.get(f"{c}/linear"), cells.get(f"{c}/knn")
+            fmt = lambda v: "  -  " if v is None else f"{100 * v:5.1f}"  # noqa: E731
+            line += f"{fmt(lin)} / {fmt(knn)}".rjust(18)
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def run_demo(output: str | Path | None = None, fast: bool = False, overrides: Sequence[str] = (),
+             config: str | Path | None = None) -> dict[str, Any]:
+    """Run the demo; returns the report (also written to ``<run>/report.json``)."""
+    start = time.perf_counter()
+    cfg = load_config(config or DEMO_CONFIG, (FAST_OVERRIDES if fast else []) + list(overrides))
+    run_dir = make_run_dir(cfg, output)
+    train_spk, test_spk = held_out_speakers(cfg)
+    print(f"[demo] run folder: {run_dir}")
+    print(f"[demo] 1/5 pretraining on speakers {train_spk} (labels unused)")
+    result = pretrain(cfg, run_dir / "pretrain")
+    trained = load_module(str(result.checkpoint))
+    pl.seed_everything(cfg.seed, verbose=False)
+    untrained = PairwiseContrastiveModule(cfg).eval()
+    modalities = trained.modalities
+
+    print("[demo] 2/5 extracting features (pretrained and random-init encoders)")
+    stores: dict[str, dict[str, Path]] = {}
+    opts = ExtractOptions(progress=False, overwrite=True, fusion_modes=("concat", "mean"))
+    sha = file_sha256(result.checkpoint)
+    for name, module in (("pretrained", trained), ("random_init", untrained)):
+        stores[name] = {}
+        for split, speakers in (("train", train_spk), ("test", test_spk)):
+            path = run_dir / f"features-{name}-{split}.h5"
+            extract(module, with_speakers(cfg, speakers), path, opts,
+                    checkpoint_sha256=sha if name == "pretrained" else "untrained")
+            stores[name][split] = path
+
+    print("[demo] 3/5 probes on held-out speakers")
+    probes = ("linear", "knn")
+    views = [*modalities, "fused/concat", "fused/mean"]
+    results = {name: probe_stores(s["train"], s["test"], label=LABEL, views=views, probes=probes,
+                                  seed=cfg.seed) for name, s in stores.items()}
+    results["raw_input"] = raw_probe(cfg, train_spk, test_spk, probes)
+    table: dict[str, dict[str, float]] = {}
+    for name, res in results.items():
+        for view, cells in _rows(res, name).items():
+            table.setdefault(view, {}).update(cells)
+    columns = ["pretrained", "random_init", "raw_input"]
+    text = format_demo_table(table, columns)
+
+    print("[demo] 4/5 FAISS index and cross-modal retrieval")
+    retrieval, neighbours = _retrieval(stores["pretrained"]["test"], run_dir)
+
+    print("[demo] 5/5 report and pictures")
+    pictures = _pictures(run_dir, results["pretrained"], stores["pretrained"]["test"], result.run_dir)
+    report = {"config": to_dict(cfg), "train_speakers": train_spk, "test_speakers": test_spk,
+              "pretrain": {"seconds": result.seconds, "checkpoint": str(result.checkpoint),
+                           "final_metrics": result.metrics},
+              "table": table, "probes": {k: v.to_dict() for k, v in results.items()},
+              "retrieval": retrieval, "neighbours": neighbours, "pictures": [str(p) for p in pictures],
+              "seconds": time.perf_counter() - start}
+    (run_dir / "report.json").write_text(json.dumps(report, indent=1, default=str))
+    print()
+    print(text)
+    print()
+    from contrastive_mer.evaluation.retrieval import format_table
+
+    print("cross-modal retrieval on held-out speakers (pretrained projections)")
+    print(format_table(retrieval))
+    print(f"\n[demo] finished in {report['seconds']:.0f} s; report: {run_dir / 'report.json'}")
+    return report
+
+
+def _retrieval(test_store: Path, run_dir: Path) -> tuple[dict, list]:
+    from contrastive_mer.evaluation.retrieval import cross_modal_retrieval
+    from contrastive_mer.store.hdf5 import FeatureStore
+    from contrastive_mer.store.index import index_from_store
+
+    with FeatureStore(test_store) as store:
+        metrics = cross_modal_retrieval({m: store.projections(m) for m in store.modalities},
+                                        {m: store.present(m) for m in store.modalities})
+        index = index_from_store(store, "fused/mean")
+        index.save(run_dir / "test-fused-mean.faiss")
+        labels = store.labels(LABEL)
+        names = store.class_names(LABEL) or []
+        fused = store.fused("mean")
+        scores, ids = index.search(fused[:3], k=6)
+        neighbours = []
+        for q in range(3):
+            hits = [i for i in ids[q] if i != store.ids[q]][:5]
+            neighbours.append({"query": str(store.ids[q]), "emotion": names[labels[q]],
+                               "neighbours": [(h, names[labels[store.index_of(h)]]) for h in hits]})
+    return metrics, neighbours
+
+
+def _pictures(run_dir: Path, results: ProbeResults, test_store: Path, pretrain_dir: Path) -> list[Path]:
+    from contrastive_mer.evaluation.plots import plot_confusion, plot_embedding, plot_history
+    from contrastive_mer.store.hdf5 import FeatureStore
+
+    out = []
+    row = next(r for r in results.rows if r.view == "fused/concat" and r.probe == "linear")
+    names = results.class_names or [str(i) for i in range(len(row.details["confusion_matrix"]))]
+    out.append(plot_confusion(np.asarray(row.details["confusion_matrix"]), names,
+                              run_dir / "confusion_fused_linear.png", "fused (concat), linear probe"))
+    with FeatureStore(test_store) as store:
+        out.append(plot_embedding(store.fused("mean"), store.labels(LABEL), names,
+                                  run_dir / "embedding_fused_pca.png", "held-out speakers, fused embedding (PCA)"))
+    history_file = pretrain_dir / "history.json"
+    if history_file.is_file():
+        out.append(plot_history(json.loads(history_file.read_text()), run_dir / "pretraining_loss.png"))
+    return out

@@ -1,0 +1,80 @@
+"""Pictures for reports: confusion matrix, 2-D projection of embeddings, training curves (matplotlib, Agg)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_confusion(matrix: np.ndarray, class_names: Sequence[str], path: Path, title: str) -> Path:
+    plt = _pyplot()
+    m = np.asarray(matrix, dtype=float)
+    norm = m / np.clip(m.sum(1, keepdims=True), 1, None)
+    fig, ax = plt.subplots(figsize=(5.5, 4.8))
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(len(class_names)), class_names)
+    for i in range(m.shape[0]):
+        for j in range(m.shape[1]):
+            ax.text(j, i, int(m[i, j]), ha="center", va="center", fontsize=8,
+                    color="white" if norm[i, j] > 0.5 else "black")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def pca_2d(x: np.ndarray) -> np.ndarray:
+    """First two principal components of ``x`` (rows centred)."""
+    centred = x - x.mean(0)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    return centred @ vt[:2].T
+
+
+def plot_embedding(x: np.ndarray, labels: np.ndarray, class_names: Sequence[str], path: Path, title: str) -> Path:
+    plt = _pyplot()
+    xy = pca_2d(x)
+    fig, ax = plt.subplots(figsize=(5.5, 4.8))
+    for k, name in enumerate(class_names):
+        sel = labels == k
+        ax.scatter(xy[sel, 0], xy[sel, 1], s=10, label=name, alpha=0.8)
+    ax.legend(fontsize=7, markerscale=2)
+    ax.set_title(title)
+    ax.set_xlabel("PC 1")
+    ax.set_ylabel("PC 2")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_history(history: list[dict], path: Path, keys: Sequence[str] = ("train/loss_epoch", "val/loss")) -> Path:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for key in keys:
+        pts = [(h["epoch"], h[key]) for h in history if key in h]
+        if pts:
+            ax.plot(*zip(*pts), marker="o", label=key)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("pairwise InfoNCE")
+    ax.legend()
+    ax.set_title("pretraining loss")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
