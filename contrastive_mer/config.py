@@ -45,6 +45,8 @@ class DataConfig:
     cache_dir: Optional[str] = None
     max_skip_fraction: float = 0.05
     drop_last: bool = True
+    batch_grouping: Optional[str] = None
+    groups_per_batch: int = 1
 
 
 @dataclass
@@ -158,7 +160,7 @@ def _choice(value: str, allowed: tuple[str, ...], key: str) -> None:
 
 def validate(cfg: DictConfig) -> None:
     """Semantic checks that the schema cannot express; raises ConfigError naming the key."""
-    from contrastive_mer.data.datasets import adapter_names
+    from contrastive_mer.data.datasets import adapter_modalities, adapter_names
     from contrastive_mer.data.transforms import PREPROCESSORS
     from contrastive_mer.encoders import encoder_config, get_entry
     from contrastive_mer.losses import parse_pairs
@@ -184,6 +186,11 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(str(err)) from None
     if cfg.data.dataset not in adapter_names():
         raise ConfigError(f"data.dataset: unknown dataset {cfg.data.dataset!r}; known: {', '.join(adapter_names())}")
+    offered = adapter_modalities(cfg.data.dataset)
+    for name in modalities:
+        if offered and name not in offered:
+            raise ConfigError(f"model.modalities.{name}: unknown modality {name!r} for dataset "
+                              f"{cfg.data.dataset!r}; it provides {', '.join(offered)}")
     _choice(cfg.optim.name, OPTIMIZERS, "optim.name")
     _choice(cfg.optim.scheduler, SCHEDULERS, "optim.scheduler")
     _choice(cfg.trainer.precision, PRECISIONS, "trainer.precision")

@@ -10,11 +10,15 @@ Design points:
 * a sample missing a modality is masked out of that modality's pairs only: a pair scores the samples that
   carry both of its modalities (as queries and as negative keys);
 * a pair with fewer than two valid samples contributes nothing: never NaN, even when a modality is absent from
-  the whole batch;
+  the whole batch; every embedding still takes part in the graph with a zero gradient (DDP needs every
+  parameter to receive one);
+* one matmul per pair: the ``b -> a`` logits are the transpose of the ``a -> b`` logits (except in local-loss
+  mode, where queries are local rows and keys are gathered rows);
 * distributed training: each modality's embeddings and presence masks are gathered across ranks once per step
-  (with gradient). ``local_loss=True`` scores only the local rows against every gathered column (labels offset by
-  rank), and the result is scaled so that, after DDP's gradient averaging, values and gradients equal those of a
-  single process holding the concatenated batch.
+  (with gradient; ranks may hold different numbers of rows). ``local_loss=True`` scores only the local rows
+  against every gathered column (labels offset by the rows of earlier ranks), and the result is scaled so that,
+  after DDP's gradient averaging, values and gradients equal those of a single process holding the
+  concatenated batch.
 """
 
 from __future__ import annotations
@@ -84,21 +88,38 @@ class _PositiveIndexCache:
 _POSITIVES = _PositiveIndexCache()
 
 
-def _directional_sums(queries: torch.Tensor, keys: torch.Tensor, query_valid: torch.Tensor,
-                      key_valid: torch.Tensor, positives: torch.Tensor,
-                      scale: torch.Tensor | float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed cross-entropy and number of correct top-1 predictions of ``queries`` against ``keys``.
+def _pair_sums(qa: torch.Tensor, qb: torch.Tensor, ka: torch.Tensor, kb: torch.Tensor, positives: torch.Tensor,
+               scale: torch.Tensor | float, shared: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed cross-entropy of both directions (a -> b and b -> a) and their number of correct top-1 picks.
 
-    Invalid keys are removed from the softmax; invalid queries are left out of the sum.
+    Query row ``i`` of ``qa`` / ``qb`` has its positive at key column ``positives[i]``. With ``shared``
+    (queries are the keys, positives on the diagonal) one matmul serves both directions: ``b -> a`` is the
+    transpose of ``a -> b``, and autograd sums both directions' gradients into that one product.
     """
-    logits = (queries @ keys.t()) * scale
-    logits = logits.masked_fill(~key_valid.unsqueeze(0), float("-inf"))
-    # rows of invalid queries may be all -inf; give them a finite dummy row so CE stays finite
-    logits = torch.where(query_valid.unsqueeze(1), logits, torch.zeros_like(logits))
-    ce = F.cross_entropy(logits, positives, reduction="none")
-    ce_sum = (ce * query_valid).sum()
-    correct = ((logits.argmax(dim=1) == positives) & query_valid).sum()
-    return ce_sum, correct
+    logits_ab = (qa @ kb.t()) * scale
+    logits_ba = logits_ab.t() if shared else (qb @ ka.t()) * scale
+    ce = (F.cross_entropy(logits_ab, positives, reduction="sum")
+          + F.cross_entropy(logits_ba, positives, reduction="sum"))
+    with torch.no_grad():  # argmax over dim 0 of the contiguous logits is faster than over the transpose's dim 1
+        picks_ba = logits_ab.argmax(dim=0) if shared else logits_ba.argmax(dim=1)
+        correct = (logits_ab.argmax(dim=1) == positives).sum() + (picks_ba == positives).sum()
+    return ce, correct
+
+
+def _graph_anchor(embeddings: Mapping[str, torch.Tensor], unused_scales: Sequence[torch.Tensor | float],
+                  like: torch.Tensor) -> torch.Tensor:
+    """A zero that depends on every embedding and on the unused learnable scales.
+
+    Added to the loss so that every encoder (and temperature) receives a gradient, zero where its modality
+    (pair) did not count this step: DDP without ``find_unused_parameters`` requires every parameter to take part.
+    """
+    zero = like.new_zeros(())
+    for z in embeddings.values():
+        zero = zero + z.sum() * 0.0
+    for s in unused_scales:
+        if isinstance(s, torch.Tensor) and s.requires_grad:
+            zero = zero + s.sum() * 0.0
+    return zero
 
 
 def pairwise_infonce(embeddings: Mapping[str, torch.Tensor], present: Mapping[str, torch.Tensor],
@@ -111,53 +132,66 @@ def pairwise_infonce(embeddings: Mapping[str, torch.Tensor], present: Mapping[st
         present: modality -> ``(B,)`` bool mask; False rows take no part in that modality's pairs.
         logit_scales: pair name -> inverse temperature (``1 / tau``), float or scalar tensor.
         pairs: the modality pairs to score.
-        gather: gather embeddings and masks from every rank first (distributed training).
+        gather: gather embeddings and masks from every rank first (distributed training). Ranks may hold
+            different numbers of rows.
         local_loss: with ``gather``, score only this rank's rows as queries (cheaper, same gradients).
-    """
-    world, rank = distributed.world_size(), distributed.rank()
-    gathered = gather and world > 1
-    local_size = next(iter(embeddings.values())).shape[0]
-    keys_z = {m: distributed.gather_with_grad(z) if gathered else z for m, z in embeddings.items()}
-    keys_p = {m: distributed.gather_no_grad(p) if gathered else p for m, p in present.items()}
-    if gathered and local_loss:
-        offset = rank * local_size
-        queries_z = dict(embeddings)
-        queries_p = dict(present)
-    else:
-        offset = 0
-        queries_z, queries_p = keys_z, keys_p
-    n_queries = next(iter(queries_z.values())).shape[0]
 
-    out = PairwiseLossOutput(loss=torch.zeros(()))
-    contributions = []
-    for a, b in pairs:
+    A pair's valid rows (both modalities present) are selected once; when every row is valid no indexing is
+    done. Without ``local_loss`` one matmul per pair gives both directions.
+    """
+    first = next(iter(embeddings.values()))
+    local_size, device = first.shape[0], first.device
+    gathered = gather and distributed.is_distributed()
+    world = distributed.world_size() if gathered else 1
+    local = gathered and local_loss
+    offset = 0
+    keys_z, keys_p = dict(embeddings), dict(present)
+    if gathered:
+        sizes = distributed.gather_sizes(local_size, device)
+        offset = sum(sizes[:distributed.rank()])
+        keys_z = {m: distributed.gather_with_grad(z, sizes) for m, z in embeddings.items()}
+        keys_p = {m: distributed.gather_no_grad(p, sizes) for m, p in present.items()}
+    n_keys = next(iter(keys_z.values())).shape[0]
+
+    valid = [keys_p[a] & keys_p[b] for a, b in pairs]
+    counts = torch.stack([v.sum() for v in valid]).tolist() if valid else []  # one host sync for all pairs
+    out = PairwiseLossOutput(loss=first.new_zeros(()))
+    contributions, unused_scales = [], []
+    for (a, b), key_valid, n_valid in zip(pairs, valid, counts):
         name = pair_name(a, b)
-        both_global = keys_p[a] & keys_p[b]
-        n_valid = int(both_global.sum())
-        out.count[name] = n_valid
+        out.count[name] = int(n_valid)
         if n_valid < 2:
+            unused_scales.append(logit_scales[name])
             continue
-        device = queries_z[a].device
-        positives = _POSITIVES.get(n_queries, offset, device)
-        scale = logit_scales[name]
-        q_valid = queries_p[a] & queries_p[b]
-        ab_sum, ab_correct = _directional_sums(queries_z[a], keys_z[b], q_valid, both_global, positives, scale)
-        ba_sum, ba_correct = _directional_sums(queries_z[b], keys_z[a], q_valid, both_global, positives, scale)
-        pair_loss = (ab_sum + ba_sum) / (2 * n_valid)
-        if gathered and local_loss:
+        if n_valid == n_keys:  # every row carries both modalities
+            ka, kb = keys_z[a], keys_z[b]
+            if local:
+                qa, qb = embeddings[a], embeddings[b]
+                positives = _POSITIVES.get(local_size, offset, device)
+            else:
+                qa, qb = ka, kb
+                positives = _POSITIVES.get(n_keys, 0, device)
+        else:
+            key_idx = key_valid.nonzero().squeeze(1)
+            ka, kb = keys_z[a].index_select(0, key_idx), keys_z[b].index_select(0, key_idx)
+            if local:  # this rank's valid rows, and where they sit among the gathered valid rows
+                query_idx = (present[a] & present[b]).nonzero().squeeze(1)
+                qa, qb = embeddings[a].index_select(0, query_idx), embeddings[b].index_select(0, query_idx)
+                positives = (key_valid.cumsum(0) - 1).index_select(0, query_idx + offset)
+            else:
+                qa, qb = ka, kb
+                positives = _POSITIVES.get(int(n_valid), 0, device)
+        ce_sum, correct = _pair_sums(qa, qb, ka, kb, positives, logit_scales[name], shared=not local)
+        pair_loss = ce_sum / (2 * n_valid)
+        if local:
             # each rank holds a slice of the global sum; DDP averages gradients over ranks, so scale by world
             pair_loss = pair_loss * world
-            n_acc = max(int(q_valid.sum()), 1)
-        else:
-            n_acc = n_valid
         contributions.append(pair_loss)
         out.per_pair[name] = pair_loss.detach()
-        out.accuracy[name] = ((ab_correct + ba_correct).float() / (2 * n_acc)).detach()
+        out.accuracy[name] = (correct.float() / (2 * max(qa.shape[0], 1))).detach()
 
-    if contributions:
-        out.loss = torch.stack(contributions).mean()
-    else:  # keep the graph connected so backward() works and gives zero gradients
-        out.loss = sum((z.sum() * 0.0 for z in embeddings.values()), torch.zeros(()))
+    anchor = _graph_anchor(embeddings, unused_scales, first)
+    out.loss = torch.stack(contributions).mean() + anchor if contributions else anchor
     return out
 
 
@@ -196,7 +230,7 @@ class PairwiseInfoNCE(nn.Module):
 
     def temperatures(self) -> dict[str, float]:
         """Pair name -> current temperature, for logging."""
-        return {name: float(1.0 / s) for name, s in self.logit_scales().items()}
+        return {name: float(1.0 / s.detach()) for name, s in self.logit_scales().items()}
 
     @torch.no_grad()
     def clamp_(self) -> None:

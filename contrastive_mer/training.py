@@ -126,7 +126,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, extra_callbacks: list[Callback
         limit_train_batches=t.limit_train_batches if t.limit_train_batches is not None else 1.0,
         enable_progress_bar=t.enable_progress_bar, deterministic=t.deterministic, callbacks=callbacks,
         logger=logger, default_root_dir=str(run_dir), enable_model_summary=False,
-        num_sanity_val_steps=0)
+        num_sanity_val_steps=0, use_distributed_sampler=False)
     return trainer, ckpt
 
 

@@ -7,9 +7,11 @@ from typing import Any, Sequence
 
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
-from torch.utils.data import DataLoader
+import torch
+from torch.utils.data import DataLoader, DistributedSampler
 
 from contrastive_mer.data.dataset import Collator, MERDataset
+from contrastive_mer.data.samplers import GroupBatchSampler
 from contrastive_mer.data.datasets import build_adapter
 from contrastive_mer.data.datasets.base import ClipRecord, CorpusAdapter
 from contrastive_mer.data.transforms import PREPROCESSORS, Preprocessor
@@ -78,16 +80,38 @@ class MERDataModule(pl.LightningDataModule):
         cache_dir = Path(d.cache_dir) if d.cache_dir else None
         return MERDataset(self.adapter, records, self.preprocessors, d.cache, cache_dir)
 
+    def _rank_world(self) -> tuple[int, int]:
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return 0, 1
+        return trainer.global_rank, trainer.world_size
+
     def loader(self, dataset: MERDataset, batch_size: int, shuffle: bool, drop_last: bool) -> DataLoader:
+        """A loader that shards across DDP ranks itself (the Trainer runs with ``use_distributed_sampler=False``)."""
+        rank, world = self._rank_world()
+        sampler = None
+        if world > 1:
+            sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=shuffle,
+                                         seed=self.cfg.seed, drop_last=drop_last)
+            shuffle = False
+        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, sampler=sampler,
+                          **self._loader_kwargs())
+
+    def _loader_kwargs(self) -> dict[str, Any]:
         workers = self.cfg.data.num_workers
-        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
-                          num_workers=workers, persistent_workers=workers > 0,
-                          collate_fn=Collator(self.preprocessors), pin_memory=False)
+        return {"num_workers": workers, "persistent_workers": workers > 0,
+                "collate_fn": Collator(self.preprocessors), "pin_memory": torch.cuda.is_available()}
 
     def train_dataloader(self) -> DataLoader:
         assert self.train_set is not None
-        drop_last = self.cfg.data.drop_last and len(self.train_set) > self.cfg.data.batch_size
-        return self.loader(self.train_set, self.cfg.data.batch_size, True, drop_last)
+        d = self.cfg.data
+        drop_last = d.drop_last and len(self.train_set) > d.batch_size
+        if d.batch_grouping is None:
+            return self.loader(self.train_set, d.batch_size, True, drop_last)
+        rank, world = self._rank_world()
+        groups = [r.groups.get(d.batch_grouping, r.id) for r in self.train_set.records]
+        sampler = GroupBatchSampler(groups, d.batch_size, d.groups_per_batch, drop_last, self.cfg.seed, rank, world)
+        return DataLoader(self.train_set, batch_sampler=sampler, **self._loader_kwargs())
 
     def val_dataloader(self) -> DataLoader | list:
         if self.val_set is None:

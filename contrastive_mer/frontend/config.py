@@ -27,7 +27,8 @@ class FrontEndConfig:
         level: ``sequence`` (frame-level encoder output, before pooling) or ``feature`` (the pooled feature).
             An encoder without a time axis contributes its feature as a one-frame sequence.
         projector: ``linear``, ``mlp`` (2 layers, GELU) or ``resampler`` (learned queries cross-attending
-            to the valid frames).
+            to the valid frames). Single-vector sources (``fused``, or any source at ``feature`` level) get the
+            MLP when ``resampler`` is chosen: attention over one vector would ignore the queries.
         tokens_per_modality: soft tokens per modality source. With ``linear``/``mlp`` at sequence level the
             valid frames are split into that many equal segments and averaged; ``0`` keeps one token per
             valid frame (a variable number). At feature level one vector is mapped to that many tokens.

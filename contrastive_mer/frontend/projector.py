@@ -123,8 +123,13 @@ class Resampler(nn.Module):
 def build_projector(kind: str, in_dim: int, out_dim: int, num_tokens: int, level: str,
                     mlp_hidden: int | None = None, resampler_dim: int = 256, resampler_heads: int = 4,
                     resampler_layers: int = 1) -> nn.Module:
-    """The projector of one source; ``level`` is ``sequence`` or ``feature`` (a single vector)."""
-    if kind in ("linear", "mlp"):
+    """The projector of one source; ``level`` is ``sequence`` or ``feature`` (a single vector).
+
+    ``resampler`` at feature level becomes the MLP expansion: cross-attention to one vector would return the
+    same value for every query (the queries' own path would get no gradient).
+    """
+    if kind in ("linear", "mlp") or (kind == "resampler" and level == "feature"):
+        kind = "mlp" if kind == "resampler" else kind
         return TokenMapper(in_dim, out_dim, num_tokens, expand=level == "feature", kind=kind, hidden=mlp_hidden)
     if kind == "resampler":
         return Resampler(in_dim, out_dim, num_tokens, resampler_dim, resampler_heads, resampler_layers)

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from contrastive_mer.data.dataset import Collator, PreparedSample
+from contrastive_mer.data.media import MediaError, load_audio, load_video
 from contrastive_mer.data.sample import Batch
 from contrastive_mer.data.transforms import Frames, LogMel, Preprocessor, Tokens, Vector
 from contrastive_mer.frontend.config import FUSED
@@ -120,10 +121,12 @@ def encode_sources(module: Any, batch: Batch, modalities: Sequence[str], fused: 
     sources: dict[str, TokenSource] = {}
     for m in modalities:
         out, present = outputs[m], batch.present[m]
-        lens = None
-        if out.sequence is not None:
+        seq = lens = None
+        if out.sequence is not None:  # canonical form: frames past the valid length are zero
             lens = torch.where(present, out.sequence_lengths.to(present.device), 0)
-        sources[m] = TokenSource(out.feature, present, out.sequence, lens)
+            valid = torch.arange(out.sequence.shape[1], device=lens.device).unsqueeze(0) < lens.unsqueeze(1)
+            seq = torch.where(valid.unsqueeze(-1), out.sequence, 0.0)
+        sources[m] = TokenSource(out.feature, present, seq, lens)
     if fused:
         features = {m: o.feature for m, o in outputs.items()}
         projections = module.project(outputs) if fusion_mode != "concat" else None
@@ -136,8 +139,6 @@ def encode_sources(module: Any, batch: Batch, modalities: Sequence[str], fused: 
 
 def _decode_path(modality: str, prep: Preprocessor, path: Path) -> Any:
     """Decode a file for ``modality`` with settings that match its preprocessor."""
-    from contrastive_mer.data.media import load_audio, load_video
-
     if isinstance(prep, LogMel):
         return load_audio(path, prep.cfg.sample_rate, prep.cfg.max_seconds)
     if isinstance(prep, Frames):
@@ -171,7 +172,7 @@ def prepare_batch(preprocessors: Mapping[str, Preprocessor], samples: Sequence[M
                 if isinstance(value, Path) or (isinstance(value, str) and not isinstance(preprocessors[m], Tokens)):
                     value = _decode_path(m, preprocessors[m], Path(value))
                 tensors[m] = preprocessors[m](value)
-            except (ValueError, RuntimeError, OSError) as err:
+            except (ValueError, RuntimeError, OSError, MediaError) as err:
                 raise ValueError(f"sample {sid!r}, {m}: {err}") from err
         prepared.append(PreparedSample(sid, tensors, {}, {}))
     return Collator(dict(preprocessors))(prepared)

@@ -2,8 +2,8 @@
 
 import importlib
 
-from contrastive_mer.data.datasets.base import (ClipRecord, CorpusAdapter, SampleError, adapter_names,
-                                                build_adapter, register_adapter)
+from contrastive_mer.data.datasets.base import (ClipRecord, CorpusAdapter, SampleError, adapter_modalities,
+                                                adapter_names, build_adapter, register_adapter)
 
 _BUILTIN = ("synthetic", "ravdess", "cremad", "meld", "mosei", "iemocap", "manifest")
 for _name in _BUILTIN:
@@ -13,4 +13,4 @@ for _name in _BUILTIN:
         if err.name != f"contrastive_mer.data.datasets.{_name}":
             raise
 
-__all__ = ["ClipRecord", "CorpusAdapter", "SampleError", "adapter_names", "build_adapter", "register_adapter"]
+__all__ = ["ClipRecord", "CorpusAdapter", "SampleError", "adapter_modalities", "adapter_names", "build_adapter", "register_adapter"]

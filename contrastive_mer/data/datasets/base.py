@@ -85,6 +85,12 @@ def adapter_names() -> list[str]:
     return sorted(_ADAPTERS)
 
 
+def adapter_modalities(name: str) -> tuple[str, ...]:
+    """The modalities an adapter class declares (empty when they depend on its options, e.g. manifests)."""
+    adapter_names()
+    return tuple(getattr(_ADAPTERS.get(name), "modalities", ()) or ())
+
+
 def build_adapter(name: str, **kwargs: Any) -> CorpusAdapter:
     """Build the adapter registered as ``name`` with keyword arguments from config."""
     names = adapter_names()

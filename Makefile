@@ -1,0 +1,32 @@
+# Two commands on a fresh machine: `make demo` (the whole chain on the embedded synthetic corpus) and
+# `make test`. Both create the virtual environment in .venv when it is missing.
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+EXTRAS ?= test,text,face
+
+.PHONY: venv demo demo-fast test test-fast bench clean
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[$(EXTRAS)]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/cmer demo
+
+demo-fast: $(STAMP)
+	$(VENV)/bin/cmer demo --fast
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+clean:
+	rm -rf runs lightning_logs .pytest_cache

@@ -1,0 +1,38 @@
+"""Shared fixtures: small configs built from experiments/demo.yaml, and paths."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "experiments" / "demo.yaml"
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+torch.set_num_threads(2)
+
+#: a tiny synthetic corpus and tiny encoders: trains in seconds on a CPU
+TINY = [
+    "data.options.num_speakers=4", "data.options.speakers=[0,1,2]", "data.options.clips_per_speaker_emotion=4",
+    "data.options.num_frames=4", "data.options.image_size=32", "data.batch_size=8", "data.val_fraction=0.34",
+    "model.modalities.video.preprocess.size=32", "model.modalities.video.preprocess.num_frames=2",
+    "model.modalities.audio.encoder_args.n_mels=32", "model.modalities.audio.encoder_args.blocks=2",
+    "model.modalities.audio.encoder_args.output_dim=32", "model.modalities.video.encoder_args.output_dim=32",
+    "model.modalities.text.encoder_args.output_dim=32", "model.head.hidden_dim=32", "model.head.output_dim=16",
+    "model.modalities.audio.preprocess.max_seconds=1.0",
+    "trainer.max_epochs=1", "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1",
+]
+
+
+@pytest.fixture
+def tiny_overrides() -> list[str]:
+    return list(TINY)
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real recordings not available at {SHARED_DATA}")
+    return SHARED_DATA
