@@ -90,11 +90,13 @@ def main() -> None:
 
         t = interleaved({"naive": naive_step, "library": library_step}, args.repeats, args.warmup)
         ratio = t["library"].median / t["naive"].median
-        if missing == args.missing[0]:
+        target_row = missing == args.missing[0]
+        if target_row:
             met_main = ratio <= TARGET
         rows.append([f"{missing:.0%}", args.modalities, len(list(itertools.combinations(names, 2))),
                      ms(t["naive"].median), ms(t["library"].median), f"{ratio:.2f}x",
-                     f"{t['naive'].spread:.0%} / {t['library'].spread:.0%}", verdict(ratio <= TARGET)])
+                     f"{t['naive'].spread:.0%} / {t['library'].spread:.0%}",
+                     verdict(ratio <= TARGET) if target_row else "(no target)"])
 
     body = table(["missing rows", "modalities", "pairs", "naive ms", "library ms", "library / naive",
                   "IQR / median (naive / library)", f"target <= {TARGET}x"], rows)
@@ -104,8 +106,12 @@ def main() -> None:
              f"Target on the first scenario: {verdict(bool(met_main))}.\n\n"
              "Where the time goes: per pair the naive version normalises twice and runs 2 forward + 4 backward "
              "matmuls of B x B x D; the library normalises each modality once and runs 1 forward + 2 backward "
-             "matmuls, so the floor is about 0.5x; softmax / cross-entropy over the B x B logits and, with "
-             "missing rows, selecting the valid rows are the rest.")
+             "matmuls, so the floor is about 0.5x, and softmax / cross-entropy over the B x B logits are the "
+             "rest. With missing rows (the second scenario, not the target configuration) each pair keeps "
+             "about half the batch, the matmuls become 4x cheaper, and what they save no longer dominates: "
+             "selecting each pair's valid rows (and scattering their gradients back), normalising all rows "
+             "of every modality, and per-operation overhead take a larger share, so the ratio rises toward 1 "
+             "as batches shrink.")
     report("loss", "a. Pairwise loss: library vs naive per-pair implementation", body, not args.no_write)
 
 

@@ -111,8 +111,11 @@ def build_trainer(cfg: DictConfig, run_dir: Path, extra_callbacks: list[Callback
     t = cfg.trainer
     monitor = "val/loss" if has_val else "train/loss_epoch"
     ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best-{epoch:03d}", monitor=monitor,
-                           mode="min", save_top_k=1, save_last=True, auto_insert_metric_name=False)
-    callbacks: list[Callback] = [ckpt, LearningRateMonitor(logging_interval="epoch"), RngStateCallback()]
+                           mode="min", save_top_k=1, auto_insert_metric_name=False)
+    # last.ckpt is rewritten after every epoch, whether or not the monitored loss improved
+    last = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", monitor=None, save_top_k=1,
+                           every_n_epochs=1, enable_version_counter=False)
+    callbacks: list[Callback] = [ckpt, last, LearningRateMonitor(logging_interval="epoch"), RngStateCallback()]
     if t.early_stopping_patience is not None and has_val:
         callbacks.append(EarlyStopping(monitor=monitor, patience=t.early_stopping_patience, mode="min"))
     callbacks += extra_callbacks or []

@@ -241,10 +241,10 @@ def test_gathered_loss_equals_single_process(ranks, case, mode):
             for k in ref["accuracy"]:
                 torch.testing.assert_close(got["accuracy"][k], ref["accuracy"][k])
         assert_grads_equal(got["grads"], ref["grads"], where)
-        # the gradient reaches every encoder of a modality that takes part in a counted pair
+        # an encoder's gradient is non-zero exactly when its modality takes part in a counted pair
         for m in MODS:
             counted = any(ref["count"][f"{a}-{b}"] >= 2 for a, b in PAIRS if m in (a, b))
-            assert counted == bool(ref["grads"][f"encoders.{m}.weight"].abs().sum() > 0), (where, m)
+            assert counted == bool(got["grads"][f"encoders.{m}.weight"].abs().sum() > 0), (where, m)
 
 
 def test_local_accuracy_averages_to_global_with_equal_shards(ranks):
