@@ -110,7 +110,7 @@ def run_batches(front, llm, splicer, items, prompt, class_names, batch_size, dev
             optimizer.zero_grad()
             (nll / n).backward()
             optimizer.step()
-        total += float(nll)
+        total += float(nll.detach())
         count += n
         pred = first[:, class_ids].argmax(-1).tolist()
         correct += sum(int(p == y) for p, y in zip(pred, labels))

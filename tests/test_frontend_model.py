@@ -9,7 +9,7 @@ import torch
 
 from contrastive_mer.data.datamodule import build_preprocessors
 from contrastive_mer.frontend import (
-    FUSED, EncoderMismatchError, FrontEnd, FrontEndConfig, StoreSources, encode_sources, prepare_batch,
+    FUSED, EncoderMismatchError, FrontEnd, FrontEndConfig, StoreSources, prepare_batch,
 )
 from contrastive_mer.frontend.sources import SourceBatch
 from contrastive_mer.fusion import fuse
@@ -29,38 +29,48 @@ def batch():
     return mixed_batch(6)
 
 
+@pytest.fixture(scope="module")
+def encoded(ckpt, batch):
+    """Token sources of the fixture batch and the encoder outputs they came from (encoded once)."""
+    front = FrontEnd.from_checkpoint(ckpt, config())
+    with torch.no_grad():
+        return front.sources(batch), front.encoder.encode(batch)
+
+
 def config(**kw) -> FrontEndConfig:
     base = dict(llm_hidden=H, tokens_per_modality=3, resampler_dim=16, resampler_heads=2)
     return FrontEndConfig(**{**base, **kw})
 
 
 @pytest.mark.parametrize("projector", ["linear", "mlp", "resampler"])
-def test_sources_and_tokens_follow_presence(ckpt, batch, projector):
+def test_sources_and_tokens_follow_presence(ckpt, batch, encoded, projector):
     front = FrontEnd.from_checkpoint(ckpt, config(projector=projector))
+    sources, outputs = encoded
     with torch.no_grad():
-        sources = front.sources(batch)
         tokens = front(sources)
     assert list(tokens) == ["audio", "video", "text", FUSED]
     for m in ["audio", "video", "text"]:
         present = batch.present[m]
         src = sources.sources[m]
         # sources are the encoder's own outputs: frame-level sequence (before pooling) and pooled feature
-        assert src.sequence is not None and src.sequence.ndim == 3
+        lengths = outputs[m].sequence_lengths
+        assert torch.equal(src.feature, outputs[m].feature)
+        for i in torch.nonzero(present).flatten().tolist():
+            assert int(src.lengths[i]) == int(lengths[i])
+            assert torch.equal(src.sequence[i, :int(lengths[i])], outputs[m].sequence[i, :int(lengths[i])])
         assert src.lengths[~present].eq(0).all() and src.lengths[present].gt(0).all()
         assert tokens[m].tokens.shape == (6, 3, H)
         assert tokens[m].counts.tolist() == [3 if p else 0 for p in present.tolist()]
-    with torch.no_grad():
-        outputs = front.encoder.encode(batch)
     expected = fuse({m: o.feature for m, o in outputs.items()}, None, batch.present, "concat",
                     modalities=front.encoder.modalities)
     torch.testing.assert_close(sources.sources[FUSED].feature, expected)
     assert tokens[FUSED].counts.tolist() == [1] * 6
 
 
-def test_learned_missing_token_replaces_absent_rows(ckpt, batch):
+def test_learned_missing_token_replaces_absent_rows(ckpt, batch, encoded):
     front = FrontEnd.from_checkpoint(ckpt, config(missing="learned"))
     with torch.no_grad():
-        tokens = front(batch)
+        tokens = front(encoded[0])
     for m in ["audio", "video", "text"]:
         present = batch.present[m]
         assert tokens[m].counts.tolist() == [3 if p else 1 for p in present.tolist()]
@@ -91,7 +101,7 @@ def test_gradients_reach_the_projector_only(ckpt, batch, freeze):
     assert all((id(p) in trainable) != freeze for p in front.encoder.parameters())
 
 
-def test_save_load_round_trip_and_sha_check(ckpt, batch, tmp_path):
+def test_save_load_round_trip_and_sha_check(ckpt, encoded, tmp_path):
     front = FrontEnd.from_checkpoint(ckpt, config(projector="mlp", missing="learned", seed=3))
     with torch.no_grad():  # make the weights differ from any fresh initialisation
         for p in front.projectors.parameters():
@@ -100,7 +110,7 @@ def test_save_load_round_trip_and_sha_check(ckpt, batch, tmp_path):
     loaded = FrontEnd.load(path, encoder_ckpt=ckpt)
     assert loaded.config == front.config
     with torch.no_grad():
-        a, b = front(batch), loaded(batch)
+        a, b = front(encoded[0]), loaded(encoded[0])
     for s in a:
         assert torch.equal(a[s].tokens, b[s].tokens) and torch.equal(a[s].counts, b[s].counts)
     # the saved file holds the projectors, not the frozen encoders
@@ -137,7 +147,7 @@ def test_raw_inputs_and_clip_paths_give_the_same_tokens(ckpt, tmp_path):
         prepare_batch(pre, [{"landmarks": wave}], ["x"])
 
 
-def test_tokens_from_a_feature_store_match_raw_inputs(ckpt, batch, tmp_path):
+def test_tokens_from_a_feature_store_match_raw_inputs(ckpt, batch, encoded, tmp_path):
     front = FrontEnd.from_checkpoint(ckpt, config(projector="resampler"))
     write_store(tmp_path / "feats.h5", front.encoder, batch, front.encoder_sha256)
     path = front.save(tmp_path / "front.safetensors")
@@ -149,7 +159,7 @@ def test_tokens_from_a_feature_store_match_raw_inputs(ckpt, batch, tmp_path):
         assert sources.ids == [batch.ids[r] for r in rows]
         with torch.no_grad():
             from_store = store_front(sources)
-            from_raw = front(SourceBatch.concat([front.sources(batch).split()[r] for r in rows]))
+            from_raw = front(SourceBatch.concat([encoded[0].split()[r] for r in rows]))
         for s in from_raw:
             torch.testing.assert_close(from_store[s].tokens, from_raw[s].tokens, rtol=1e-5, atol=1e-5)
             assert from_store[s].counts.tolist() == from_raw[s].counts.tolist()
@@ -158,14 +168,11 @@ def test_tokens_from_a_feature_store_match_raw_inputs(ckpt, batch, tmp_path):
         with pytest.raises(EncoderMismatchError):
             FrontEnd.load(tmp_path / "other.safetensors", store=store)
         with pytest.raises(KeyError, match="sequences"):
-            store_sources_without_sequences(tmp_path, front, batch)
+            store_sources_without_sequences(tmp_path, front.encoder.modalities, encoded[0], batch)
 
 
-def store_sources_without_sequences(tmp_path, front, batch):
-    mods = front.encoder.modalities
-    with torch.no_grad():
-        outputs = front.encoder.encode(batch)
-    feats = {m: outputs[m].feature.numpy() for m in mods}
+def store_sources_without_sequences(tmp_path, mods, sources, batch):
+    feats = {m: sources.sources[m].feature.numpy() for m in mods}
     with FeatureStoreWriter(tmp_path / "flat.h5", mods, {m: f.shape[1] for m, f in feats.items()}, None,
                             fsync=False) as w:
         w.append(batch.ids, {}, {}, feats, {}, {m: batch.present[m].numpy() for m in mods}, {})
@@ -173,15 +180,15 @@ def store_sources_without_sequences(tmp_path, front, batch):
         StoreSources(store, mods, level="sequence", fused=False)
 
 
-def test_encode_sources_without_fusion_and_subset(ckpt, batch):
-    from contrastive_mer.module import load_module
-
-    module = load_module(str(ckpt))
-    with torch.no_grad():
-        sb = encode_sources(module, batch, ["audio"], fused=False)
-    assert list(sb.sources) == ["audio"] and sb.ids == batch.ids
+def test_split_and_concat_round_trip(encoded, batch):
+    sb = encoded[0]
+    assert sb.ids == batch.ids
     parts = sb.split()
     assert [p.sources["audio"].sequence.shape[1] for p in parts] == \
         [max(int(n), 1) for n in sb.sources["audio"].lengths]
     again = SourceBatch.concat(parts)
-    torch.testing.assert_close(again.sources["audio"].sequence, sb.sources["audio"].sequence)
+    for name, src in sb.sources.items():
+        torch.testing.assert_close(again.sources[name].feature, src.feature)
+        if src.sequence is not None:
+            torch.testing.assert_close(again.sources[name].sequence, src.sequence)
+            assert torch.equal(again.sources[name].lengths, src.lengths)

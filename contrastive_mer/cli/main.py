@@ -15,6 +15,7 @@ SUBCOMMANDS = {
     "index": "build a FAISS index over stored embeddings",
     "retrieve": "nearest neighbours of a stored clip or a vector; cross-modal retrieval metrics",
     "probe": "linear / kNN probes on stored features",
+    "evaluate": "pretrained vs random-init vs raw-input baselines, group-disjoint K-fold probes",
     "demo": "the whole chain on the embedded synthetic corpus",
     "frontend-export": "export MLLM front-end tokens (HDF5 and MER-style .npy)",
 }
