@@ -3,8 +3,8 @@
 Prompt: "... <audio> ... <video> ... <text> ... <fused> What emotion does this person express?"; target: the
 emotion word. The encoders and the LLM stay frozen; only the projectors learn. The held-out speakers' LM loss
 on the target tokens is compared with the same LLM given zeroed front-end tokens (same number of tokens) and
-with the tokens of another held-out clip (shuffled), which keep the prompt but carry no information about
-the clip.
+with the tokens of another held-out clip (``shuffled``: a fixed random permutation), which keep the prompt
+and the learned answer prior but carry no information about the clip itself.
 
     python experiments/mllm_frontend.py                       # pretrains a 2-epoch encoder, tiny random LLaMA
     python experiments/mllm_frontend.py --checkpoint runs/demo/checkpoints/last.ckpt --llm /path/to/local/llm
@@ -22,19 +22,21 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from contrastive_mer.config import load_config, to_dict  # noqa: E402
+from contrastive_mer.module import load_module  # noqa: E402
 from contrastive_mer.data.datasets.synthetic import split_speakers  # noqa: E402
 from contrastive_mer.frontend.config import FrontEndConfig  # noqa: E402
-from contrastive_mer.frontend.data import dataset_config, dataset_records, load_frontend_yaml, source_batches  # noqa: E402
+from contrastive_mer.frontend.data import (  # noqa: E402
+    dataset_config, dataset_records, load_frontend_yaml, source_batches,
+)
 from contrastive_mer.frontend.model import FrontEnd  # noqa: E402
 from contrastive_mer.frontend.sources import SourceBatch  # noqa: E402
-from contrastive_mer.frontend.splice import IGNORE_INDEX, PromptSplicer, SoftTokens  # noqa: E402
+from contrastive_mer.frontend.splice import IGNORE_INDEX  # noqa: E402
 from contrastive_mer.frontend.tiny_llm import TinyLLMConfig, load_llm, save_tiny_llm  # noqa: E402
 
 
@@ -88,21 +90,26 @@ def target_nll(llm, spliced) -> tuple[torch.Tensor, int, torch.Tensor]:
 
 def run_batches(front, llm, splicer, items, prompt, class_names, batch_size, device, variant="real",
                 optimizer=None, rng=None):
-    """One pass over ``items``; trains when ``optimizer`` is given. Returns mean target NLL and accuracy."""
+    """One pass over ``items``; trains when ``optimizer`` is given. Returns mean target NLL and accuracy
+    (argmax over the class words' first tokens at the first target position).
+
+    ``variant``: ``real`` (each clip's own tokens), ``zeros`` (zeroed tokens, same counts) or ``shuffled``
+    (the tokens of a clip drawn by a fixed random permutation of the whole set).
+    """
     order = list(range(len(items)))
     if rng is not None:
         rng.shuffle(order)
+    donors = random.Random(12345).sample(range(len(items)), len(items)) if variant == "shuffled" else order
+    donor_of = dict(zip(range(len(items)), donors))
     class_ids = [splicer.token_ids(c)[0] for c in class_names]
     total, count, correct = 0.0, 0, 0
     for start in range(0, len(order), batch_size):
-        chunk = [items[i] for i in order[start:start + batch_size]]
-        batch = SourceBatch.concat(chunk).to(device)
-        tokens = front(batch)
+        rows = order[start:start + batch_size]
+        batch = SourceBatch.concat([items[i] for i in rows]).to(device)
+        source = batch if variant != "shuffled" else SourceBatch.concat([items[donor_of[i]] for i in rows]).to(device)
+        tokens = front(source)
         if variant == "zeros":
             tokens = {s: t.zeroed() for s, t in tokens.items()}
-        elif variant == "shuffled":  # each clip gets another clip's tokens
-            perm = torch.roll(torch.arange(len(batch)), 1)
-            tokens = {s: SoftTokens(t.tokens[perm], t.counts[perm], t.present[perm]) for s, t in tokens.items()}
         labels = batch.labels["emotion"].tolist()
         spliced = splicer(prompt, tokens, [class_names[y] for y in labels], ids=batch.ids)
         nll, n, first = target_nll(llm, spliced)
@@ -125,12 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     train_cfg = yaml["train"]
     start = time.perf_counter()
     ckpt = Path(args.checkpoint) if args.checkpoint else pretrain_encoder(out / "encoder", args.pretrain_epochs)
-    class_names = None
     prompt = train_cfg["prompt"]
 
     # the corpus: all speakers, held-out speakers for evaluation
-    from contrastive_mer.module import load_module
-
     cfg = dataset_config(to_dict(load_module(str(ckpt)).cfg), yaml.get("data"))
     adapter, records = dataset_records(cfg)
     class_names = adapter.label_names["emotion"]

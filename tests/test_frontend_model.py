@@ -192,3 +192,14 @@ def test_split_and_concat_round_trip(encoded, batch):
         if src.sequence is not None:
             torch.testing.assert_close(again.sources[name].sequence, src.sequence)
             assert torch.equal(again.sources[name].lengths, src.lengths)
+
+
+def test_config_names_must_be_token_sources():
+    with pytest.raises(ValueError, match="tokens names \\['landmarks'\\]"):
+        FrontEnd(FrontEndConfig(llm_hidden=8, tokens={"landmarks": 2}), {"audio": 4})
+    with pytest.raises(ValueError, match="placeholders names"):
+        FrontEnd(FrontEndConfig(llm_hidden=8, placeholders={"vid": "<v>"}), {"audio": 4, FUSED: 4})
+    front = FrontEnd(FrontEndConfig(llm_hidden=8, tokens={"audio": 2}), {"audio": 4, FUSED: 4})
+    assert front.encoder is None and front.modalities == ["audio"]
+    with pytest.raises(RuntimeError, match="no encoders"):
+        front.sources(None)

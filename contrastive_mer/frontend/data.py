@@ -49,7 +49,8 @@ def load_frontend_yaml(path: str | Path | None, overrides: Sequence[str] = ()) -
     return out
 
 
-def dataset_config(checkpoint_config: dict[str, Any], data: dict[str, Any] | None, seed: int | None = None) -> DictConfig:
+def dataset_config(checkpoint_config: dict[str, Any], data: dict[str, Any] | None,
+                   seed: int | None = None) -> DictConfig:
     """The checkpoint's experiment config with ``data`` laid over its data section."""
     base = to_dict(config_from_dict(checkpoint_config))
     if data:

@@ -64,6 +64,11 @@ class FrontEnd(nn.Module):
         self.encoder_sha256 = encoder_sha256
         self.encoder = encoder
         self.modalities = [s for s in self.source_dims if s != FUSED]
+        for key in ("tokens", "placeholders"):
+            unknown = sorted(set(getattr(config, key)) - set(self.source_dims))
+            if unknown:
+                raise ValueError(f"frontend config: {key} names {unknown}, which are not token sources "
+                                 f"{list(self.source_dims)}")
         if encoder is not None:
             expected = encoder_source_dims(encoder, config)
             if expected != self.source_dims:

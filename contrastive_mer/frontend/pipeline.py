@@ -13,7 +13,9 @@ from contrastive_mer.config import to_dict, to_yaml
 from contrastive_mer.data.dataset import SkipReport
 from contrastive_mer.errors import UserError
 from contrastive_mer.frontend.config import FUSED, FrontEndConfig
-from contrastive_mer.frontend.data import dataset_config, dataset_records, label_specs, load_frontend_yaml, source_batches
+from contrastive_mer.frontend.data import (
+    dataset_config, dataset_records, label_specs, load_frontend_yaml, source_batches,
+)
 from contrastive_mer.frontend.export import export_npy, write_tokens
 from contrastive_mer.frontend.model import FrontEnd, encoder_source_dims, sha256_file
 from contrastive_mer.frontend.sources import SourceBatch, StoreSources
@@ -75,9 +77,11 @@ def export_frontend(req: ExportRequest) -> tuple[Path, dict[str, int]]:
     if req.projector is not None:
         front = FrontEnd.load(req.projector, encoder_ckpt=ckpt)
         fcfg = front.config
-        if yaml.get("frontend") and _frontend_config(yaml["frontend"]).to_dict() != fcfg.to_dict():
+        section = yaml.get("frontend") or {}
+        differ = sorted(k for k, v in section.items() if getattr(fcfg, k, None) != v)
+        if differ:
             print(f"[cmer frontend-export] note: the front-end settings saved in {req.projector} are used; "
-                  "the config's frontend section is ignored", file=sys.stderr)
+                  f"the config's frontend.{{{','.join(differ)}}} are ignored", file=sys.stderr)
         module = front.encoder
         dims = {s: fcfg.llm_hidden for s in front.source_dims}
     else:
@@ -92,36 +96,37 @@ def export_frontend(req: ExportRequest) -> tuple[Path, dict[str, int]]:
     if req.projector is not None:
         attrs["projector_sha256"] = sha256_file(req.projector)
     out = Path(req.out)
-    if req.features is not None:
-        store = FeatureStore(req.features)
-        try:
+    if front is not None:
+        front.to(req.device)
+    report: SkipReport | None = None
+    store: FeatureStore | None = None
+    try:
+        if req.features is not None:
+            store = FeatureStore(req.features)
             if str(store.attrs.get("checkpoint_sha256", "")) != sha:
                 raise UserError(f"{req.features} was extracted with another encoder checkpoint than {ckpt}")
             sources = StoreSources(store, modalities, fcfg.level, fcfg.fused, fcfg.fusion_mode)
             attrs["source_store"] = str(req.features)
-            bar = tqdm(_chunks(sources, req.batch_size), total=-(-len(sources) // req.batch_size),
-                       disable=not req.progress, desc=f"frontend-export -> {out.name}")
-            path = write_tokens(out, bar, front, dims, level=fcfg.level, labels=_store_labels(store),
-                                groups=store.group_names(), attrs=attrs, overwrite=req.overwrite)
-        finally:
-            store.close()
-    else:
-        cfg = dataset_config(to_dict(module.cfg), yaml.get("data"))
-        adapter, records = dataset_records(cfg)
-        attrs["config"] = to_yaml(cfg)
-        report = SkipReport(out.with_name(out.name + ".skipped.jsonl"), cfg.data.max_skip_fraction)
-        device = req.device
-        if front is not None:
-            front.to(device)
-        batches = source_batches(module, cfg, records, adapter, modalities, fcfg.fused, fcfg.fusion_mode,
-                                 req.batch_size, device, report)
-        bar = tqdm(batches, total=-(-len(records) // req.batch_size), disable=not req.progress,
+            batches: Iterator[SourceBatch] = _chunks(sources, req.batch_size)
+            total, labels, groups = len(sources), _store_labels(store), store.group_names()
+        else:
+            cfg = dataset_config(to_dict(module.cfg), yaml.get("data"))
+            adapter, records = dataset_records(cfg)
+            attrs["config"] = to_yaml(cfg)
+            report = SkipReport(out.with_name(out.name + ".skipped.jsonl"), cfg.data.max_skip_fraction)
+            batches = source_batches(module, cfg, records, adapter, modalities, fcfg.fused, fcfg.fusion_mode,
+                                     req.batch_size, req.device, report)
+            total, labels = len(records), label_specs(adapter, records)
+            groups = sorted({g for r in records for g in r.groups})
+        bar = tqdm(batches, total=-(-total // req.batch_size), disable=not req.progress,
                    desc=f"frontend-export -> {out.name}")
-        moved = (b.to(device) for b in bar) if front is not None else bar
-        path = write_tokens(out, moved, front, dims, level=fcfg.level, labels=label_specs(adapter, records),
-                            groups=sorted({g for r in records for g in r.groups}), attrs=attrs,
+        moved = (b.to(req.device) for b in bar) if front is not None else bar
+        path = write_tokens(out, moved, front, dims, level=fcfg.level, labels=labels, groups=groups, attrs=attrs,
                             overwrite=req.overwrite)
-        if report.entries:
-            print(f"[cmer frontend-export] {report.summary()}", file=sys.stderr)
+    finally:
+        if store is not None:
+            store.close()
+    if report is not None and report.entries:
+        print(f"[cmer frontend-export] {report.summary()}", file=sys.stderr)
     counts = export_npy(path, req.npy_dir, req.name) if req.npy_dir else {}
     return path, counts

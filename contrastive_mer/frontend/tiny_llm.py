@@ -12,9 +12,12 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import torch
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerFast
 
 SPECIAL_TOKENS = {"pad": "<pad>", "unk": "<unk>", "bos": "<s>", "eos": "</s>"}
 _WORD = re.compile(r"\w+|[^\w\s]+")
@@ -45,7 +48,7 @@ def words_of(texts: Iterable[str]) -> list[str]:
     return sorted({w for t in texts for w in _WORD.findall(t)})
 
 
-def build_word_tokenizer(texts: Iterable[str]) -> "PreTrainedTokenizerFast":  # noqa: F821
+def build_word_tokenizer(texts: Iterable[str]) -> "PreTrainedTokenizerFast":
     """A word-level tokenizer whose vocabulary is the special tokens plus every word of ``texts``."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
@@ -61,7 +64,7 @@ def build_word_tokenizer(texts: Iterable[str]) -> "PreTrainedTokenizerFast":  # 
                                    eos_token=SPECIAL_TOKENS["eos"])
 
 
-def build_tiny_llm(cfg: TinyLLMConfig, tokenizer: "PreTrainedTokenizerFast") -> torch.nn.Module:  # noqa: F821
+def build_tiny_llm(cfg: TinyLLMConfig, tokenizer: "PreTrainedTokenizerFast") -> torch.nn.Module:
     """A randomly initialised causal LM (seeded) sized by ``cfg`` with the tokenizer's vocabulary."""
     from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config
 
