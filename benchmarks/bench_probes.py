@@ -12,8 +12,6 @@ L-BFGS, the same objective; both objectives are evaluated in float64 at the retu
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 from threadpoolctl import threadpool_limits
 
@@ -77,7 +75,8 @@ def main() -> None:
 
     if args.threads:
         faiss.omp_set_num_threads(args.threads)
-    limit = threadpool_limits(args.threads) if args.threads else None
+    if args.threads:  # numpy / scipy BLAS threads (scikit-learn), for the whole run
+        threadpool_limits(args.threads)
     X_train, y_train = make_features(args.n_train, args.dim, args.classes, seed=0)
     X_test, y_test = make_features(args.n_test, args.dim, args.classes, seed=1)
     rows = []
@@ -130,8 +129,6 @@ def main() -> None:
                      f"{t['sklearn'].median:.2f}", f"{acc_s:.4f}", "", "", ""])
         print(f"linear: library {t['library'].median:.2f} s, sklearn {t['sklearn'].median:.2f} s", flush=True)
 
-    if limit is not None:
-        limit.unregister() if hasattr(limit, "unregister") else None
     body = table(["probe", "implementation", "seconds (median)", "test accuracy", "time ratio library / peer",
                   "accuracy difference (points)", "agreement"], rows)
     body += (f"\n\n{args.n_train} x {args.dim} float32 training features, {args.n_test} test rows, "

@@ -91,7 +91,9 @@ class PairwiseContrastiveModule(pl.LightningModule):
         result: PairwiseLossOutput = self.loss_fn(projections, batch.present)
         size = len(batch)
         on_step = stage == "train"
-        sync = self.trainer is not None and self.trainer.world_size > 1
+        # with gathered embeddings every rank scores the same pairs, so metrics can be averaged across ranks;
+        # without gathering ranks may score different pairs and a collective would deadlock: log rank 0's
+        sync = self.trainer is not None and self.trainer.world_size > 1 and self.loss_fn.gather
         self.log(f"{stage}/loss", result.loss, prog_bar=True, on_step=on_step, on_epoch=True, batch_size=size,
                  sync_dist=sync)
         for name, value in result.per_pair.items():
@@ -112,11 +114,6 @@ class PairwiseContrastiveModule(pl.LightningModule):
     def on_train_batch_end(self, outputs: Any, batch: Batch, batch_idx: int) -> None:
         if self.loss_fn.learnable:
             self.loss_fn.clamp_()
-
-    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
-        if isinstance(batch, Batch):
-            return batch.to(device, non_blocking=True)
-        return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
     def configure_optimizers(self) -> Any:
         o = self.cfg.optim

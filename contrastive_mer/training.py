@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 import random
 import time
 from dataclasses import dataclass
@@ -21,6 +22,9 @@ from contrastive_mer.data.datamodule import MERDataModule
 from contrastive_mer.data.dataset import SkipReport
 from contrastive_mer.errors import UserError
 from contrastive_mer.module import PairwiseContrastiveModule
+
+# noise from Lightning's own internals on current torch; nothing a user can act on
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 
 
 class RngStateCallback(Callback):
@@ -96,6 +100,7 @@ class PretrainResult:
     best_checkpoint: Path | None
     metrics: dict[str, float]
     seconds: float
+    is_global_zero: bool = True
 
 
 def make_run_dir(cfg: DictConfig, output: str | Path | None) -> Path:
@@ -160,7 +165,7 @@ def pretrain(cfg: DictConfig, output: str | Path | None = None, resume: bool = F
     seconds = time.perf_counter() - start
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1}
     best = Path(ckpt.best_model_path) if ckpt.best_model_path else None
-    return PretrainResult(run_dir, last, best, metrics, seconds)
+    return PretrainResult(run_dir, last, best, metrics, seconds, trainer.is_global_zero)
 
 
 def pretrain_from_files(config: str | Path | None, overrides: list[str], output: str | None,

@@ -98,7 +98,7 @@ def test_gradients_reach_the_projector_only(ckpt, batch, freeze):
     assert (not any(enc_grads)) if freeze else any(enc_grads)
     trainable = {id(p) for p in front.trainable_parameters()}
     assert all(id(p) in trainable for p in front.projectors.parameters())
-    assert all((id(p) in trainable) != freeze for p in front.encoder.parameters())
+    assert all((id(p) in trainable) != freeze for p in front.encoder.encoders.parameters())
 
 
 def test_save_load_round_trip_and_sha_check(ckpt, encoded, tmp_path):

@@ -16,6 +16,8 @@ def run(args: argparse.Namespace) -> int:
     from contrastive_mer.training import pretrain_from_files
 
     result = pretrain_from_files(args.config, args.overrides, args.output, args.resume)
+    if not result.is_global_zero:  # DDP: only rank 0 reports
+        return 0
     losses = {k: round(v, 4) for k, v in sorted(result.metrics.items()) if "loss" in k or "acc" in k}
     print(f"finished in {result.seconds:.1f} s; final metrics: {losses}")
     print(f"run directory: {result.run_dir}")

@@ -114,6 +114,8 @@ class HFTextEncoder(ModalityEncoder):
             self.model = AutoModel.from_config(config)
         else:
             self.model = AutoModel.from_pretrained(str(resolve_model_path(cfg.model_path)), local_files_only=True)
+        if getattr(self.model, "pooler", None) is not None:
+            self.model.pooler.requires_grad_(False)  # unused (we mean-pool); DDP needs every trainable param used
         if cfg.gradient_checkpointing:
             self.model.gradient_checkpointing_enable()
         if cfg.freeze:

@@ -177,11 +177,12 @@ def _fit(Xs: torch.Tensor, target: torch.Tensor, wd: float, init: tuple[torch.Te
     """Minimise the regularised objective from ``init``; returns ``(W, b)`` on the CPU."""
     dev = torch.device(config.device)
     X, tgt = Xs.to(dev), target.to(dev)
-    W = init[0].clone().to(dev).requires_grad_(True)
+    # optimised as (C, D) with F.linear: the backward of X @ W with W as (D, C) takes a slow CPU path
+    W = init[0].t().contiguous().to(dev).requires_grad_(True)
     b = init[1].clone().to(dev).requires_grad_(True)
 
     def objective(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
-        return _loss(xb @ W + b, yb, config.task) + 0.5 * wd * (W * W).sum()
+        return _loss(F.linear(xb, W, b), yb, config.task) + 0.5 * wd * (W * W).sum()
 
     if config.solver == "lbfgs":
         opt = torch.optim.LBFGS([W, b], lr=1.0, max_iter=config.max_iter, history_size=20,
@@ -203,7 +204,7 @@ def _fit(Xs: torch.Tensor, target: torch.Tensor, wd: float, init: tuple[torch.Te
                 opt.zero_grad()
                 objective(X[idx], tgt[idx]).backward()
                 opt.step()
-    return W.detach().cpu(), b.detach().cpu()
+    return W.detach().t().contiguous().cpu(), b.detach().cpu()
 
 
 def _standardise(X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
