@@ -95,6 +95,7 @@ class TrainerConfig:
     enable_progress_bar: bool = True
     deterministic: bool = False
     compile: bool = False
+    sync_batchnorm: bool = False
 
 
 @dataclass

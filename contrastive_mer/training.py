@@ -132,7 +132,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, extra_callbacks: list[Callback
         gradient_clip_val=t.gradient_clip_val, accumulate_grad_batches=t.accumulate_grad_batches,
         check_val_every_n_epoch=t.check_val_every_n_epoch,
         limit_train_batches=t.limit_train_batches if t.limit_train_batches is not None else 1.0,
-        enable_progress_bar=t.enable_progress_bar, deterministic=t.deterministic, callbacks=callbacks,
+        enable_progress_bar=t.enable_progress_bar, deterministic=t.deterministic, sync_batchnorm=t.sync_batchnorm, callbacks=callbacks,
         logger=logger, default_root_dir=str(run_dir), enable_model_summary=False,
         num_sanity_val_steps=0, use_distributed_sampler=False)
     return trainer, ckpt

@@ -11,8 +11,8 @@ Rules:
   end's ``missing`` setting says; padded projector rows never reach the LLM.
 * Targets (training): the target text, then EOS, follow the prompt; ``labels`` hold their token ids, and -100
   on the BOS, the prompt text, the soft tokens and the padding.
-* Padding: ``right`` (training) or ``left`` (generation; :meth:`PromptSplicer.__call__` callers generating
-  must use it). Pad positions hold zero vectors with attention mask 0; ``position_ids`` count only attended
+* Padding: ``right`` (training) or ``left`` (generation: ``generate`` appends after the last position, so
+  it needs left padding). Pad positions hold zero vectors with attention mask 0; ``position_ids`` count only attended
   positions (``cumsum(mask) - 1``, 0 on pads), the convention ``generate`` uses, so left and right padding
   give the same logits at every real position.
 """

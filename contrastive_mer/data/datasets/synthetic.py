@@ -65,6 +65,8 @@ class SyntheticConfig:
         video_signal, audio_signal: how strongly the latent state moves the face / the voice.
         pixel_noise: std of additive pixel noise (grey levels) at ``noise=1``.
         audio_noise_floor: std of additive background noise at ``noise=1``.
+        speaker_spread: scales between-speaker variation of face and voice traits around the average face and
+            voice (1: the default spread, 0: every speaker looks and sounds alike; verbal fillers unchanged).
     """
 
     seed: int = 0
@@ -88,6 +90,7 @@ class SyntheticConfig:
     audio_signal: float = 1.0
     pixel_noise: float = 8.0
     audio_noise_floor: float = 0.004
+    speaker_spread: float = 1.0
 
     def __post_init__(self) -> None:
         self.modalities = tuple(str(m) for m in self.modalities)
@@ -120,7 +123,8 @@ class SyntheticConfig:
                 bad(key, "a fraction in [0, 1]")
         if not 0.0 <= self.min_intensity <= 1.0:
             bad("min_intensity", "a value in [0, 1]")
-        for key in ("noise", "latent_spread", "video_signal", "audio_signal", "pixel_noise", "audio_noise_floor"):
+        for key in ("noise", "latent_spread", "video_signal", "audio_signal", "pixel_noise", "audio_noise_floor",
+                    "speaker_spread"):
             if getattr(self, key) < 0:
                 bad(key, "a value >= 0")
 
@@ -203,7 +207,9 @@ class SyntheticCorpus(CorpusAdapter):
         out = []
         for s in range(self.config.num_speakers):
             rng = self._rng("speaker", s)
-            out.append(SpeakerTraits(sample_face_traits(rng), sample_voice_traits(rng), sample_text_traits(rng)))
+            spread = self.config.speaker_spread
+            out.append(SpeakerTraits(sample_face_traits(rng, spread), sample_voice_traits(rng, spread),
+                                     sample_text_traits(rng)))
         return out
 
     @cached_property

@@ -29,17 +29,22 @@ class VoiceTraits:
     breathiness: float
 
 
-def sample_voice_traits(rng: np.random.Generator) -> VoiceTraits:
-    """Draw one speaker's voice traits."""
-    tract = rng.uniform(0.88, 1.15)
-    formants = np.asarray(_NEUTRAL_FORMANTS) * tract * (1 + rng.normal(0, 0.03, 3))
+def sample_voice_traits(rng: np.random.Generator, spread: float = 1.0) -> VoiceTraits:
+    """Draw one speaker's voice traits; ``spread`` scales how far they stray from the average voice (1: default)."""
+
+    def shrink(value: float, centre: float) -> float:  # exact draw at spread == 1 (bit-identical defaults)
+        return float(value) if spread == 1.0 else float(centre + spread * (value - centre))
+
+    tract = shrink(rng.uniform(0.88, 1.15), 1.015)
+    formants = np.asarray(_NEUTRAL_FORMANTS) * tract * (1 + spread * rng.normal(0, 0.03, 3))
+    log_f0 = shrink(rng.uniform(np.log(90.0), np.log(230.0)), (np.log(90.0) + np.log(230.0)) / 2)
     return VoiceTraits(
-        f0=float(np.exp(rng.uniform(np.log(90.0), np.log(230.0)))),
+        f0=float(np.exp(log_f0)),
         formants=tuple(float(f) for f in formants),  # type: ignore[arg-type]
-        loudness_db=float(rng.uniform(-30.0, -24.0)),
-        tilt=float(rng.normal(0.0, 0.3)),
-        syllable_rate=float(rng.uniform(3.2, 4.8)),
-        breathiness=float(rng.uniform(0.02, 0.12)),
+        loudness_db=shrink(rng.uniform(-30.0, -24.0), -27.0),
+        tilt=float(spread * rng.normal(0.0, 0.3)),
+        syllable_rate=shrink(rng.uniform(3.2, 4.8), 4.0),
+        breathiness=shrink(rng.uniform(0.02, 0.12), 0.07),
     )
 
 

@@ -39,22 +39,34 @@ class FaceTraits:
     lips: tuple[float, float, float]
 
 
-def sample_face_traits(rng: np.random.Generator) -> FaceTraits:
-    """Draw one speaker's face traits."""
-    tone = rng.uniform(0.0, 1.0)
+def _shrink(value, centre, spread: float):
+    """``centre + spread * (value - centre)``; ``value`` itself at ``spread == 1`` (bit-identical defaults)."""
+    if spread == 1.0:
+        return value
+    return np.asarray(centre) + spread * (np.asarray(value) - np.asarray(centre))
+
+
+#: (low, high) ranges of the scalar face traits; ``speaker_spread`` shrinks draws towards their middles
+_FACE_RANGES = {"face_w": (0.52, 0.68), "face_h": (0.72, 0.88), "hair_h": (0.18, 0.35), "eye_x": (0.22, 0.26),
+                "eye_y": (-0.14, -0.10), "eye_w": (0.09, 0.12), "eye_h": (0.045, 0.06), "brow_gap": (0.10, 0.14),
+                "brow_w": (0.10, 0.14), "brow_thick": (0.035, 0.055), "mouth_y": (0.38, 0.44),
+                "mouth_w": (0.2, 0.26), "nose_len": (0.12, 0.2)}
+_HAIR = np.array([[30, 25, 20], [90, 60, 30], [200, 170, 100], [120, 120, 120], [150, 50, 30]], float)
+
+
+def sample_face_traits(rng: np.random.Generator, spread: float = 1.0) -> FaceTraits:
+    """Draw one speaker's face traits; ``spread`` scales how far they stray from the average face (1: default)."""
+    tone = _shrink(rng.uniform(0.0, 1.0), 0.5, spread)
     skin = np.array([235.0, 200.0, 170.0]) * (1 - tone) + np.array([120.0, 80.0, 55.0]) * tone
-    skin = skin + rng.normal(0, 6, 3)
+    skin = skin + spread * rng.normal(0, 6, 3)
     hair = rng.choice([[30, 25, 20], [90, 60, 30], [200, 170, 100], [120, 120, 120], [150, 50, 30]])
-    hair = np.asarray(hair, float) + rng.normal(0, 8, 3)
-    background = rng.uniform(40, 220, 3)
+    hair = _shrink(np.asarray(hair, float) + rng.normal(0, 8, 3), _HAIR.mean(axis=0), spread)
+    background = _shrink(rng.uniform(40, 220, 3), 130.0, spread)
     lips = skin * np.array([0.85, 0.6, 0.6])
     as_rgb = lambda c: tuple(float(v) for v in np.clip(c, 0, 255))  # noqa: E731
+    shape = {k: float(_shrink(rng.uniform(lo, hi), (lo + hi) / 2, spread)) for k, (lo, hi) in _FACE_RANGES.items()}
     return FaceTraits(
-        face_w=rng.uniform(0.52, 0.68), face_h=rng.uniform(0.72, 0.88), hair_h=rng.uniform(0.18, 0.35),
-        eye_x=rng.uniform(0.22, 0.26), eye_y=rng.uniform(-0.14, -0.10), eye_w=rng.uniform(0.09, 0.12),
-        eye_h=rng.uniform(0.045, 0.06), brow_gap=rng.uniform(0.10, 0.14), brow_w=rng.uniform(0.10, 0.14),
-        brow_thick=rng.uniform(0.035, 0.055), mouth_y=rng.uniform(0.38, 0.44), mouth_w=rng.uniform(0.2, 0.26),
-        nose_len=rng.uniform(0.12, 0.2), rest_curve=rng.normal(0, 0.01), rest_brow=rng.normal(0, 0.01),
+        **shape, rest_curve=float(spread * rng.normal(0, 0.01)), rest_brow=float(spread * rng.normal(0, 0.01)),
         skin=as_rgb(skin), hair=as_rgb(hair), background=as_rgb(background), lips=as_rgb(lips),
     )
 
