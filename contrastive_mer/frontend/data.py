@@ -23,6 +23,7 @@ from contrastive_mer.data.datasets.base import ClipRecord, CorpusAdapter
 from contrastive_mer.errors import UserError
 from contrastive_mer.frontend.sources import SourceBatch, encode_sources
 from contrastive_mer.store.hdf5 import LabelSpec
+from contrastive_mer.extraction import label_specs  # noqa: F401  (re-exported for the pipeline)
 
 
 def load_frontend_yaml(path: str | Path | None, overrides: Sequence[str] = ()) -> dict[str, Any]:
@@ -58,21 +59,6 @@ def dataset_config(checkpoint_config: dict[str, Any], data: dict[str, Any] | Non
     if seed is not None:
         base["seed"] = seed
     return config_from_dict(base)
-
-
-def label_specs(adapter: CorpusAdapter, records: Sequence[ClipRecord]) -> dict[str, LabelSpec]:
-    """Store label specs from the adapter's class names and the values the records carry."""
-    specs: dict[str, LabelSpec] = {}
-    for r in records:
-        for name, value in r.labels.items():
-            if name in specs:
-                continue
-            names = adapter.label_names.get(name)
-            if isinstance(value, (list, tuple, np.ndarray)):
-                specs[name] = LabelSpec(tuple(names) if names else None, multi_label=True, dim=len(value))
-            else:
-                specs[name] = LabelSpec(tuple(names) if names is not None else None)
-    return specs
 
 
 def source_batches(module: Any, cfg: DictConfig, records: Sequence[ClipRecord], adapter: CorpusAdapter,

@@ -8,7 +8,6 @@ feature store) it is used with and refuses a mismatch.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any, Mapping
@@ -22,21 +21,13 @@ from contrastive_mer.frontend.projector import build_projector
 from contrastive_mer.frontend.sources import SourceBatch, encode_sources
 from contrastive_mer.frontend.splice import PromptSplicer, SoftTokens, SplicedBatch
 from contrastive_mer.fusion import fused_dim
+from contrastive_mer.extraction import file_sha256 as sha256_file
 
 FORMAT = "contrastive-mer-frontend/1"
 
 
 class EncoderMismatchError(ValueError):
     """Projector weights used with an encoder checkpoint other than the one they were trained on."""
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def encoder_source_dims(module: Any, config: FrontEndConfig) -> dict[str, int]:

@@ -1,0 +1,298 @@
+"""Merge the feature stores of a sharded extraction into one store ordered by id.
+
+A sharded extraction (``cmer extract --shard-index I --num-shards N --out feats.h5``) writes N complete stores
+``feats.shard-I-of-N.h5``. :func:`merge_shards` checks that they belong together (all complete, same schema:
+modalities, dims, labels, groups, fusion modes, config, checkpoint SHA-256; every shard index present once; no id
+in two shards) and writes ``feats.h5`` with the rows of all of them sorted by id (Python string order).
+
+Crash safety: the output is written to ``<out>.tmp`` with ``complete`` set last, then ``os.replace``-d to
+``<out>``; an interrupted merge leaves at most the temp file, which the next merge overwrites.
+Memory: features, projections, fused vectors and sequences stream through in blocks of about ``block_bytes``;
+what is held for the whole run is every id (as bytes) and two integers per row (the sort order).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any, Sequence
+
+import h5py
+import numpy as np
+
+from contrastive_mer.store.hdf5 import IncompleteStoreError
+from contrastive_mer.store.shards import (
+    STR_DTYPE, StoreSchema, _append, _new_dataset, fsync_dir, fsync_file, parts_dir_for,
+)
+
+__all__ = ["SHARD_ATTRS", "ShardMergeError", "find_shards", "merge_shards", "shard_store_path"]
+
+#: root attributes that tell the shards apart (removed from the merged store)
+SHARD_ATTRS = ("shard_index", "num_shards")
+
+
+class ShardMergeError(ValueError):
+    """The shards do not belong together (schema mismatch, missing shard, duplicate id)."""
+
+
+def shard_store_path(out: str | Path, index: int, count: int) -> Path:
+    """``feats.h5`` -> ``feats.shard-I-of-N.h5``: where shard ``index`` of ``count`` is written."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}.shard-{index}-of-{count}{out.suffix}")
+
+
+def find_shards(out: str | Path) -> list[Path]:
+    """The N shard paths of ``out`` (``<stem>.shard-I-of-N<suffix>``, I = 0..N-1), found by listing its folder.
+
+    Returns every expected path, including shards that are missing or unfinished (only their ``.parts`` folder
+    exists), so that :func:`merge_shards` can name them. Raises when no shard is found or N is ambiguous.
+    """
+    out = Path(out)
+    pattern = re.compile(re.escape(out.stem) + r"\.shard-(\d+)-of-(\d+)" + re.escape(out.suffix) + r"(\.parts)?$")
+    counts = set()
+    if out.parent.is_dir():
+        for p in out.parent.iterdir():
+            m = pattern.match(p.name)
+            if m:
+                counts.add(int(m.group(2)))
+    if not counts:
+        raise FileNotFoundError(f"no shards of {out} found (expected {shard_store_path(out, 0, 2).name} ...)")
+    if len(counts) > 1:
+        raise ShardMergeError(f"shards of {out} from runs with different shard counts {sorted(counts)}; "
+                              "delete the stale ones")
+    n = counts.pop()
+    return [shard_store_path(out, i, n) for i in range(n)]
+
+
+# ----------------------------------------------------------------------------------------------- checks
+def _open_shard(path: Path, stack: ExitStack) -> h5py.File:
+    if not path.is_file():
+        if parts_dir_for(path).is_dir():
+            raise IncompleteStoreError(f"shard {path} is unfinished (only {parts_dir_for(path).name} exists); "
+                                       "rerun its extraction with the same options to resume it")
+        raise FileNotFoundError(f"shard {path} does not exist")
+    try:
+        f = stack.enter_context(h5py.File(path, "r"))
+    except OSError as e:
+        raise OSError(f"cannot open shard {path}: {e}") from e
+    if not bool(f.attrs.get("complete", False)):
+        raise IncompleteStoreError(f"shard {path} is incomplete (no complete=True attribute); rerun its "
+                                   "extraction to finish it")
+    if "schema" not in f.attrs or "ids" not in f:
+        raise ShardMergeError(f"shard {path} was not written by FeatureStoreWriter (no schema attribute)")
+    return f
+
+
+def _schema(f: h5py.File) -> StoreSchema:
+    schema = StoreSchema.from_json(f.attrs["schema"])
+    for key in SHARD_ATTRS:
+        schema.attrs.pop(key, None)
+    return schema
+
+
+def _attr(f: h5py.File, key: str) -> Any:
+    v = f.attrs.get(key)
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def _check_shards(paths: Sequence[Path], files: Sequence[h5py.File]) -> StoreSchema:
+    """The common schema (without shard attributes); raises naming the first shard that does not fit."""
+    first = _schema(files[0])
+    for path, f in zip(paths[1:], files[1:]):
+        diff = first.diff(_schema(f))
+        if _attr(f, "format_version") != _attr(files[0], "format_version"):
+            diff.insert(0, "format_version")
+        if diff:
+            raise ShardMergeError(f"shard {path} does not match {paths[0]}: they differ in {', '.join(diff)}")
+    counts = [_attr(f, "num_shards") for f in files]
+    if all(c is None for c in counts):
+        return first
+    if any(c is None for c in counts) or len(set(counts)) > 1:
+        by = ", ".join(f"{p.name}: {c}" for p, c in zip(paths, counts))
+        raise ShardMergeError(f"the shards come from different shardings (num_shards {by})")
+    n = counts[0]
+    seen: dict[int, Path] = {}
+    for path, f in zip(paths, files):
+        i = _attr(f, "shard_index")
+        if i in seen:
+            raise ShardMergeError(f"shard index {i} given twice: {seen[i]} and {path}")
+        seen[i] = path
+    missing = sorted(set(range(n)) - set(seen))
+    if missing:
+        raise ShardMergeError(f"missing shard(s) {missing} of {n}; expected e.g. "
+                              f"{shard_store_path(paths[0].parent / 'X', missing[0], n).name.replace('X', '<name>')}")
+    return first
+
+
+def _global_order(paths: Sequence[Path], files: Sequence[h5py.File]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(shard of each output row, its row in that shard, sorted ids as bytes); raises on a duplicate id."""
+    keys, shard, row = [], [], []
+    for s, f in enumerate(files):
+        ids = np.array([i.encode("utf-8") for i in f["ids"].asstr()[...]], dtype=bytes)
+        keys.append(ids)
+        shard.append(np.full(len(ids), s, dtype=np.int32))
+        row.append(np.arange(len(ids), dtype=np.int64))
+    all_ids = np.concatenate(keys) if keys else np.array([], dtype=bytes)
+    order = np.argsort(all_ids, kind="stable")
+    sorted_ids = all_ids[order]
+    shard_of, row_of = np.concatenate(shard)[order], np.concatenate(row)[order]
+    dup = np.flatnonzero(sorted_ids[1:] == sorted_ids[:-1])
+    if len(dup):
+        j = int(dup[0])
+        raise ShardMergeError(f"duplicate id {sorted_ids[j].decode()!r} in {paths[shard_of[j]]} and "
+                              f"{paths[shard_of[j + 1]]}")
+    return shard_of, row_of, sorted_ids
+
+
+# ----------------------------------------------------------------------------------------------- streaming
+def _read_rows(ds: h5py.Dataset, rows: np.ndarray, is_str: bool) -> np.ndarray:
+    """``ds[rows]`` for increasing ``rows``: one slice read when they are close together, else fancy indexing."""
+    src = ds.asstr() if is_str else ds
+    lo, hi = int(rows[0]), int(rows[-1]) + 1
+    if hi - lo <= 4 * len(rows) + 1024:
+        return np.asarray(src[lo:hi])[rows - lo]
+    return np.asarray(src[rows])
+
+
+def _segment_index(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Positions ``[s0, s0+1, .., s0+l0-1, s1, ...]`` of the segments ``(starts, lengths)``."""
+    total = int(lengths.sum())
+    ends = np.cumsum(lengths)
+    return np.repeat(starts - (ends - lengths), lengths) + np.arange(total)
+
+
+def _read_segments(ds: h5py.Dataset, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The rows of ``ds`` in the segments (increasing, non-overlapping), concatenated."""
+    if len(starts) == 0 or lengths.sum() == 0:
+        return np.zeros((0, *ds.shape[1:]), dtype=ds.dtype)
+    lo, hi = int(starts[0]), int(starts[-1] + lengths[-1])
+    if hi - lo <= 4 * int(lengths.sum()) + 1024:
+        return ds[lo:hi][_segment_index(starts - lo, lengths)]
+    return np.concatenate([ds[int(s):int(s + n)] for s, n in zip(starts, lengths) if n])
+
+
+def _block_rows(files: Sequence[h5py.File], schema: StoreSchema, block_bytes: int) -> int:
+    row_bytes = 0
+    for dtype, tail in schema.row_specs().values():
+        row_bytes += 64 if dtype is STR_DTYPE else np.dtype(dtype).itemsize * int(np.prod(tail, dtype=np.int64))
+    n = sum(int(f["ids"].shape[0]) for f in files)
+    for m, dim in schema.sequence_dims.items():
+        frames = sum(int(f[f"sequences/{m}"].shape[0]) for f in files)
+        row_bytes += np.dtype(schema.sequence_dtype).itemsize * dim * frames // max(n, 1)
+    return int(max(16, min(65536, block_bytes // max(row_bytes, 1))))
+
+
+def _write_merged(tmp: Path, paths: Sequence[Path], files: Sequence[h5py.File], schema: StoreSchema,
+                  block_bytes: int) -> int:
+    shard_of, row_of, _ = _global_order(paths, files)
+    first = files[0]
+    with h5py.File(tmp, "w") as f:
+        for key, value in first.attrs.items():
+            if key not in SHARD_ATTRS and key != "complete":
+                f.attrs[key] = value
+        f.attrs["schema"] = schema.to_json()
+        created = [str(_attr(s, "created")) for s in files if "created" in s.attrs]
+        if created:
+            f.attrs["created"] = min(created)
+        keys = [k for k in schema.row_specs() if not k.startswith("sequences/")]
+        out: dict[str, h5py.Dataset] = {}
+        for key in keys:
+            dtype, tail = schema.row_specs()[key]
+            out[key] = _new_dataset(f, key, dtype, tail)
+            for k, v in first[key].attrs.items():
+                out[key].attrs[k] = v
+        offsets = {m: [] for m in schema.sequence_dims}
+        totals = {m: 0 for m in schema.sequence_dims}
+        seq_out = {}
+        for m, dim in schema.sequence_dims.items():
+            seq_out[m] = _new_dataset(f, f"sequences/{m}", np.dtype(schema.sequence_dtype), (dim,))
+            seq_out[f"{m}_offsets"] = _new_dataset(f, f"sequences/{m}_offsets", np.int64, ())
+            _append(seq_out[f"{m}_offsets"], np.zeros(1, dtype=np.int64))
+            offsets[m] = [s[f"sequences/{m}_offsets"][...] for s in files]  # (N_s + 1,) int64 each
+        block = _block_rows(files, schema, block_bytes)
+        for start in range(0, len(shard_of), block):
+            sh, rows = shard_of[start:start + block], row_of[start:start + block]
+            groups = []
+            for s in np.unique(sh):
+                pos = np.flatnonzero(sh == s)
+                order = np.argsort(rows[pos], kind="stable")
+                groups.append((int(s), pos[order], rows[pos][order]))
+            for key in keys:
+                dtype, tail = schema.row_specs()[key]
+                is_str = dtype is STR_DTYPE
+                buf = np.empty((len(sh), *tail), dtype=object if is_str else dtype)
+                for s, pos, r in groups:
+                    buf[pos] = _read_rows(files[s][key], r, is_str)
+                _append(out[key], buf)
+            for m in schema.sequence_dims:
+                lengths = np.zeros(len(sh), dtype=np.int64)
+                parts: list[tuple[np.ndarray, np.ndarray]] = []
+                for s, pos, r in groups:
+                    off = offsets[m][s]
+                    lengths[pos] = off[r + 1] - off[r]
+                    parts.append((pos, _read_segments(files[s][f"sequences/{m}"], off[r], off[r + 1] - off[r])))
+                ends = np.cumsum(lengths)
+                values = np.empty((int(ends[-1]) if len(ends) else 0, schema.sequence_dims[m]),
+                                  dtype=np.dtype(schema.sequence_dtype))
+                for pos, data in parts:
+                    values[_segment_index(ends[pos] - lengths[pos], lengths[pos])] = data
+                _append(seq_out[m], values)
+                _append(seq_out[f"{m}_offsets"], totals[m] + ends)
+                totals[m] += int(ends[-1]) if len(ends) else 0
+        f.attrs["complete"] = True
+    return len(shard_of)
+
+
+def _merge_skipped(paths: Sequence[Path], out: Path) -> None:
+    """Concatenate the shards' ``.skipped.jsonl`` reports into ``<out>.skipped.jsonl`` (if any exist)."""
+    lines = []
+    for p in paths:
+        report = p.with_name(p.name + ".skipped.jsonl")
+        if report.is_file():
+            lines += [ln for ln in report.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    if lines:
+        target = out.with_name(out.name + ".skipped.jsonl")
+        tmp = target.with_name(target.name + ".tmp")
+        tmp.write_text("\n".join(json.dumps(json.loads(ln)) for ln in lines) + "\n", encoding="utf-8")
+        os.replace(tmp, target)
+
+
+def merge_shards(shard_paths: Sequence[str | Path], out: str | Path, overwrite: bool = False,
+                 remove_shards: bool = False, block_bytes: int = 16 << 20, fsync: bool = True) -> Path:
+    """Merge complete stores ``shard_paths`` into one store at ``out``, rows ordered by id; return ``out``.
+
+    Refuses (before writing anything) an incomplete or missing shard, shards whose schemas differ, shards of
+    different shardings or with an index missing, and an id stored in two shards; every error names the shard.
+    ``overwrite`` replaces an existing ``out``; ``remove_shards`` deletes the shard files after a successful merge.
+    """
+    paths = [Path(p) for p in shard_paths]
+    out = Path(out)
+    if not paths:
+        raise ValueError(f"no shards given to merge into {out}")
+    if out in paths:
+        raise ValueError(f"the merged store {out} cannot be one of the shards")
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} already exists; pass overwrite=True (cmer: --overwrite) to replace it")
+    tmp = out.with_name(out.name + ".tmp")
+    with ExitStack() as stack:
+        files = [_open_shard(p, stack) for p in paths]
+        schema = _check_shards(paths, files)
+        tmp.unlink(missing_ok=True)
+        try:
+            _write_merged(tmp, paths, files, schema, block_bytes)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    if fsync:
+        fsync_file(tmp)
+    os.replace(tmp, out)
+    if fsync:
+        fsync_dir(out.parent)
+    _merge_skipped(paths, out)
+    if remove_shards:
+        for p in paths:
+            p.unlink(missing_ok=True)
+    return out
