@@ -2,6 +2,8 @@
 
 Eval mode, no gradients, its own batch size. Resumable: the store writer reports the ids already written, and
 only the remaining clips are encoded. Undecodable clips are skipped and listed in ``<out>.skipped.jsonl``.
+Sharded (``ExtractOptions.shard_index``/``num_shards``): this process writes only its shard's store, see
+:mod:`contrastive_mer.extraction_parallel`; :func:`contrastive_mer.store.merge.merge_shards` joins the shards.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -21,6 +23,10 @@ from contrastive_mer.config import config_from_dict, load_config, to_dict, to_ya
 from contrastive_mer.data.datamodule import build_corpus, build_preprocessors
 from contrastive_mer.data.dataset import Collator, MERDataset, SkipReport
 from contrastive_mer.data.datasets.base import ClipRecord, CorpusAdapter
+from contrastive_mer.data.sample import Batch
+from contrastive_mer.extraction_parallel import (
+    local_rank_device, resolve_shard, shard_attrs, shard_output, shard_records,
+)
 from contrastive_mer.fusion import fuse, fused_dim
 from contrastive_mer.module import PairwiseContrastiveModule, load_module
 from contrastive_mer.store.hdf5 import FeatureStoreWriter, LabelSpec
@@ -40,6 +46,10 @@ class ExtractOptions:
     overwrite: bool = False
     progress: bool = True
     extra_attrs: dict[str, Any] = field(default_factory=dict)
+    #: this process's shard: an index, "auto" (RANK under torchrun), or None for an unsharded extraction
+    shard_index: int | str | None = None
+    #: number of shards (with an integer ``shard_index``; "auto" takes WORLD_SIZE)
+    num_shards: int | None = None
 
 
 def file_sha256(path: str | Path) -> str:
@@ -51,8 +61,9 @@ def file_sha256(path: str | Path) -> str:
 
 
 def resolve_device(device: str) -> torch.device:
+    """``auto``: CUDA when available (``cuda:<LOCAL_RANK>`` under torchrun), else CPU."""
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(local_rank_device() or "cuda") if torch.cuda.is_available() else torch.device("cpu")
     return torch.device(device)
 
 
@@ -85,17 +96,10 @@ def _batch_labels(batch_labels: dict[str, torch.Tensor], specs: dict[str, LabelS
     return out
 
 
-@torch.no_grad()
-def extract(module: PairwiseContrastiveModule, cfg: DictConfig, out: str | Path,
-            options: ExtractOptions | None = None, adapter: CorpusAdapter | None = None,
-            records: Sequence[ClipRecord] | None = None, checkpoint_sha256: str = "") -> Path:
-    """Encode ``records`` (default: every record of the configured dataset) into the store at ``out``."""
-    opts = options or ExtractOptions()
-    out = Path(out)
-    adapter = adapter or build_corpus(cfg)
-    records = list(records if records is not None else adapter.records())
-    if not records:
-        raise ValueError(f"nothing to extract: dataset {cfg.data.dataset!r} lists no clips")
+def open_store(module: PairwiseContrastiveModule, cfg: DictConfig, out: Path, opts: ExtractOptions,
+               adapter: CorpusAdapter, records: Sequence[ClipRecord], checkpoint_sha256: str = "",
+               attrs: dict[str, Any] | None = None) -> tuple[FeatureStoreWriter, dict[str, LabelSpec]]:
+    """The (resumable) store writer of an extraction whose labels and groups ``records`` describe."""
     modalities = module.modalities
     unknown = [m for m in opts.sequences if m not in modalities]
     if unknown:
@@ -106,13 +110,70 @@ def extract(module: PairwiseContrastiveModule, cfg: DictConfig, out: str | Path,
     groups = sorted({g for r in records for g in r.groups})
     specs = label_specs(adapter, records)
     attrs = {"config": to_yaml(cfg), "checkpoint_sha256": checkpoint_sha256, "dataset": cfg.data.dataset,
-             **opts.extra_attrs}
+             **opts.extra_attrs, **(attrs or {})}
     writer = FeatureStoreWriter(out, modalities, feature_dims, proj_dim, fused_dims,
                                 sequences=list(opts.sequences), labels=specs, groups=groups, attrs=attrs,
                                 sequence_dtype=opts.sequence_dtype, shard_rows=opts.shard_rows,
                                 overwrite=opts.overwrite)
+    return writer, specs
+
+
+def encode_batch(module: PairwiseContrastiveModule, batch: Batch, specs: dict[str, LabelSpec],
+                 opts: ExtractOptions, device: torch.device) -> dict[str, Any]:
+    """Encode one non-empty batch: the keyword arguments of :meth:`FeatureStoreWriter.append`."""
+    modalities = module.modalities
+    batch = batch.to(device, non_blocking=True)
+    outputs, projections = module(batch)
+    features = {m: o.feature.float().cpu() for m, o in outputs.items()}
+    projections = {m: p.float().cpu() for m, p in projections.items()}
+    present = {m: batch.present[m].cpu() for m in modalities}
+    fused = {mode: fuse(features, projections, present, mode=mode, modalities=modalities).numpy()
+             for mode in opts.fusion_modes}
+    seqs = {}
+    for m in opts.sequences:
+        o = outputs[m]
+        if o.sequence is None:
+            raise ValueError(f"--sequences: the {m} encoder has no frame-level output")
+        lens = o.sequence_lengths.cpu().tolist()
+        seqs[m] = [o.sequence[i, :n].float().cpu().numpy() if present[m][i] else None for i, n in enumerate(lens)]
+    return {"ids": batch.ids,
+            "labels": _batch_labels({k: v.cpu() for k, v in batch.labels.items()}, specs, len(batch)),
+            "groups": batch.groups, "features": {m: f.numpy() for m, f in features.items()},
+            "projections": {m: p.numpy() for m, p in projections.items()},
+            "present": {m: p.numpy() for m, p in present.items()}, "fused": fused, "sequences": seqs}
+
+
+@torch.no_grad()
+def write_batches(module: PairwiseContrastiveModule, batches: Iterable[Batch], writer: FeatureStoreWriter,
+                  specs: dict[str, LabelSpec], opts: ExtractOptions, device: torch.device) -> Path:
+    """Encode pre-collated ``batches`` into ``writer`` and finish the store (no skip report, no progress bar)."""
+    for batch in batches:
+        if len(batch):
+            writer.append(**encode_batch(module, batch, specs, opts, device))
+    return writer.finish()
+
+
+@torch.no_grad()
+def extract(module: PairwiseContrastiveModule, cfg: DictConfig, out: str | Path,
+            options: ExtractOptions | None = None, adapter: CorpusAdapter | None = None,
+            records: Sequence[ClipRecord] | None = None, checkpoint_sha256: str = "") -> Path:
+    """Encode ``records`` (default: every record of the configured dataset) into the store at ``out``.
+
+    With ``options.shard_index`` set, only this process's shard is encoded, into ``<stem>.shard-I-of-N<suffix>``
+    (returned); the shard's labels and groups are still described from all ``records``.
+    """
+    opts = options or ExtractOptions()
+    adapter = adapter or build_corpus(cfg)
+    records = list(records if records is not None else adapter.records())
+    if not records:
+        raise ValueError(f"nothing to extract: dataset {cfg.data.dataset!r} lists no clips")
+    shard = resolve_shard(opts.shard_index, opts.num_shards)
+    out = shard_output(out, shard)
+    writer, specs = open_store(module, cfg, out, opts, adapter, records, checkpoint_sha256,
+                               shard_attrs(*shard) if shard else None)
+    mine = shard_records(records, *shard) if shard else records
     done = writer.done_ids()
-    todo = [r for r in records if r.id not in done]
+    todo = [r for r in mine if r.id not in done]
     device = resolve_device(opts.device)
     module = module.to(device).eval()
     preprocessors = build_preprocessors(cfg)
@@ -122,7 +183,7 @@ def extract(module: PairwiseContrastiveModule, cfg: DictConfig, out: str | Path,
                         collate_fn=Collator(preprocessors), pin_memory=device.type == "cuda")
     report = SkipReport(out.with_name(out.name + ".skipped.jsonl"), cfg.data.max_skip_fraction)
     seen = len(done)
-    bar = tqdm(total=len(records), initial=len(done), desc=f"extract -> {out.name}", disable=not opts.progress,
+    bar = tqdm(total=len(mine), initial=len(done), desc=f"extract -> {out.name}", disable=not opts.progress,
                unit="clip")
     for batch in loader:
         seen += len(batch) + len(batch.skipped)
@@ -131,25 +192,7 @@ def extract(module: PairwiseContrastiveModule, cfg: DictConfig, out: str | Path,
         bar.update(len(batch) + len(batch.skipped))
         if len(batch) == 0:
             continue
-        batch = batch.to(device, non_blocking=True)
-        outputs, projections = module(batch)
-        features = {m: o.feature.float().cpu() for m, o in outputs.items()}
-        projections = {m: p.float().cpu() for m, p in projections.items()}
-        present = {m: batch.present[m].cpu() for m in modalities}
-        fused = {mode: fuse(features, projections, present, mode=mode, modalities=modalities).numpy()
-                 for mode in opts.fusion_modes}
-        seqs = {}
-        for m in opts.sequences:
-            o = outputs[m]
-            if o.sequence is None:
-                raise ValueError(f"--sequences: the {m} encoder has no frame-level output")
-            lens = o.sequence_lengths.cpu().tolist()
-            seqs[m] = [o.sequence[i, :n].float().cpu().numpy() if present[m][i] else None
-                       for i, n in enumerate(lens)]
-        writer.append(batch.ids, _batch_labels({k: v.cpu() for k, v in batch.labels.items()}, specs, len(batch)),
-                      batch.groups, {m: f.numpy() for m, f in features.items()},
-                      {m: p.numpy() for m, p in projections.items()}, {m: p.numpy() for m, p in present.items()},
-                      fused, seqs)
+        writer.append(**encode_batch(module, batch, specs, opts, device))
     bar.close()
     path = writer.finish()
     if report.entries:

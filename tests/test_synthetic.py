@@ -320,3 +320,25 @@ def test_generation_speed():
     total = time.perf_counter() - start
     print(f"\ngenerated {len(recs)} clips in {total:.2f} s ({1000 * total / len(recs):.1f} ms/clip)")
     assert total < 10.0
+
+
+def test_speaker_spread_scales_trait_deviations_around_the_average():
+    """spread s moves every speaker's traits to centre + s * (trait at spread 1 - centre); 0 makes speakers alike."""
+    full, half, none = (SyntheticCorpus(num_speakers=6, speaker_spread=s) for s in (1.0, 0.5, 0.0))
+    for spk in range(6):
+        f1, fh, f0 = (c.speaker_traits(spk).face for c in (full, half, none))
+        v1, vh, v0 = (c.speaker_traits(spk).voice for c in (full, half, none))
+        assert f0.face_w == pytest.approx((0.52 + 0.68) / 2) and f0.background == (130.0, 130.0, 130.0)
+        assert fh.face_w == pytest.approx(0.6 + 0.5 * (f1.face_w - 0.6))
+        assert fh.background[0] == pytest.approx(130.0 + 0.5 * (f1.background[0] - 130.0))
+        centre = np.sqrt(90.0 * 230.0)  # geometric middle of the f0 range
+        assert v0.f0 == pytest.approx(centre) and v0.loudness_db == pytest.approx(-27.0)
+        assert np.log(vh.f0 / centre) == pytest.approx(0.5 * np.log(v1.f0 / centre))
+        assert vh.tilt == pytest.approx(0.5 * v1.tilt)
+    # spread 0: every speaker's face and voice are the same; default spread keeps the corpus unchanged
+    assert len({none.speaker_traits(s).face for s in range(6)}) == 1
+    assert len({none.speaker_traits(s).voice for s in range(6)}) == 1
+    default = SyntheticCorpus(num_speakers=6)
+    assert all(default.speaker_traits(s) == full.speaker_traits(s) for s in range(6))
+    with pytest.raises(ValueError, match="speaker_spread"):
+        SyntheticConfig(speaker_spread=-0.1)

@@ -1,4 +1,8 @@
-"""``cmer extract --checkpoint CKPT [--config CFG] [key=value ...] --out feats.h5``"""
+"""``cmer extract --checkpoint CKPT [--config CFG] [key=value ...] --out feats.h5``
+
+Sharded: ``--shard-index I --num-shards N`` (or ``--shard-index auto`` under torchrun) writes
+``feats.shard-I-of-N.h5``; ``cmer extract --merge-shards feats.h5`` then joins the shards into ``feats.h5``.
+"""
 
 from __future__ import annotations
 
@@ -6,28 +10,68 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", required=True, help="a checkpoint written by cmer pretrain")
+    parser.add_argument("--checkpoint", help="a checkpoint written by cmer pretrain (required unless merging)")
     parser.add_argument("--config", help="experiment YAML for the data section (default: the checkpoint's)")
-    parser.add_argument("--out", required=True, help="output HDF5 store")
+    parser.add_argument("--out", help="output HDF5 store")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--num-workers", type=int, default=0)
     parser.add_argument("--fusion", default="concat,mean", help="fusion modes to store (concat, mean, weighted)")
     parser.add_argument("--sequences", default="", help="modalities whose frame-level sequences are stored")
     parser.add_argument("--sequence-dtype", default="float16", choices=["float16", "float32"])
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--overwrite", action="store_true", help="start again instead of resuming")
+    parser.add_argument("--device", default="auto", help="auto: CUDA (cuda:LOCAL_RANK under torchrun) or CPU")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start again instead of resuming (with --merge-shards: replace an existing output)")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--shard-index", metavar="I|auto",
+                        help="extract only shard I (clips at positions I, I+N, ... in id order) into "
+                             "OUT_STEM.shard-I-of-N.h5; 'auto' takes RANK and WORLD_SIZE from torchrun")
+    parser.add_argument("--num-shards", type=int, metavar="N", help="number of shards (with --shard-index I)")
+    parser.add_argument("--merge-shards", metavar="OUT",
+                        help="merge the complete shards OUT_STEM.shard-*-of-N.h5 into OUT, ordered by id")
+    parser.add_argument("--remove-shards", action="store_true", help="with --merge-shards: delete them afterwards")
     parser.add_argument("overrides", nargs="*", help="data overrides as key=value (e.g. data.root=DIR)")
 
 
-def run(args: argparse.Namespace) -> int:
-    from contrastive_mer.extraction import ExtractOptions, extract_from_checkpoint
+def _merge(args: argparse.Namespace) -> int:
+    from contrastive_mer.errors import UserError
+    from contrastive_mer.store.hdf5 import IncompleteStoreError
+    from contrastive_mer.store.merge import find_shards, merge_shards
 
+    if args.checkpoint or args.out or args.shard_index is not None or args.overrides:
+        raise UserError("--merge-shards OUT takes no --checkpoint, --out, --shard-index or overrides")
+    try:
+        path = merge_shards(find_shards(args.merge_shards), args.merge_shards, overwrite=args.overwrite,
+                            remove_shards=args.remove_shards)
+    except (IncompleteStoreError, OSError) as err:
+        if isinstance(err, FileNotFoundError):
+            raise
+        raise UserError(str(err)) from None
+    print(f"shards merged into {path}")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    from contrastive_mer.errors import UserError
+
+    if args.merge_shards:
+        return _merge(args)
+    if not args.checkpoint or not args.out:
+        raise UserError("--checkpoint and --out are required (or --merge-shards OUT)")
+    from contrastive_mer.extraction import ExtractOptions, extract_from_checkpoint
+    from contrastive_mer.extraction_parallel import resolve_shard
+
+    shard_index = args.shard_index
+    if shard_index is not None and shard_index != "auto":
+        try:
+            shard_index = int(shard_index)
+        except ValueError:
+            raise UserError(f"--shard-index must be an integer or 'auto', got {shard_index!r}") from None
+    resolve_shard(shard_index, args.num_shards)  # bad values fail here, before the checkpoint is loaded
     split = lambda s: [x for x in s.split(",") if x]  # noqa: E731
     options = ExtractOptions(batch_size=args.batch_size, num_workers=args.num_workers,
                              fusion_modes=split(args.fusion), sequences=split(args.sequences),
                              sequence_dtype=args.sequence_dtype, device=args.device, overwrite=args.overwrite,
-                             progress=not args.no_progress)
+                             progress=not args.no_progress, shard_index=shard_index, num_shards=args.num_shards)
     path = extract_from_checkpoint(args.checkpoint, args.out, args.config, args.overrides, options)
     print(f"features written to {path}")
     return 0

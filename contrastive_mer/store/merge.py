@@ -32,6 +32,8 @@ __all__ = ["SHARD_ATTRS", "ShardMergeError", "find_shards", "merge_shards", "sha
 
 #: root attributes that tell the shards apart (removed from the merged store)
 SHARD_ATTRS = ("shard_index", "num_shards")
+#: rows read from a shard in one slice when the span holds at most 4x the rows needed plus this many
+SPAN_SLACK = 1024
 
 
 class ShardMergeError(ValueError):
@@ -122,8 +124,8 @@ def _check_shards(paths: Sequence[Path], files: Sequence[h5py.File]) -> StoreSch
         seen[i] = path
     missing = sorted(set(range(n)) - set(seen))
     if missing:
-        raise ShardMergeError(f"missing shard(s) {missing} of {n}; expected e.g. "
-                              f"{shard_store_path(paths[0].parent / 'X', missing[0], n).name.replace('X', '<name>')}")
+        raise ShardMergeError(f"missing shard index(es) {missing} of {n}; given: "
+                              f"{', '.join(str(seen[i]) for i in sorted(seen))}")
     return first
 
 
@@ -152,7 +154,7 @@ def _read_rows(ds: h5py.Dataset, rows: np.ndarray, is_str: bool) -> np.ndarray:
     """``ds[rows]`` for increasing ``rows``: one slice read when they are close together, else fancy indexing."""
     src = ds.asstr() if is_str else ds
     lo, hi = int(rows[0]), int(rows[-1]) + 1
-    if hi - lo <= 4 * len(rows) + 1024:
+    if hi - lo <= 4 * len(rows) + SPAN_SLACK:
         return np.asarray(src[lo:hi])[rows - lo]
     return np.asarray(src[rows])
 
@@ -169,7 +171,7 @@ def _read_segments(ds: h5py.Dataset, starts: np.ndarray, lengths: np.ndarray) ->
     if len(starts) == 0 or lengths.sum() == 0:
         return np.zeros((0, *ds.shape[1:]), dtype=ds.dtype)
     lo, hi = int(starts[0]), int(starts[-1] + lengths[-1])
-    if hi - lo <= 4 * int(lengths.sum()) + 1024:
+    if hi - lo <= 4 * int(lengths.sum()) + SPAN_SLACK:
         return ds[lo:hi][_segment_index(starts - lo, lengths)]
     return np.concatenate([ds[int(s):int(s + n)] for s, n in zip(starts, lengths) if n])
 
