@@ -13,16 +13,14 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-import pytorch_lightning as pl
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from contrastive_mer.config import config_from_dict, load_config, to_dict
-from contrastive_mer.data.datamodule import build_corpus, build_preprocessors
-from contrastive_mer.data.dataset import MERDataset
-from contrastive_mer.evaluation.baselines import RawFeatures, compute_raw_features
-from contrastive_mer.evaluation.protocol import ProbeResults, ProbeView, probe_stores, run_probes
+from contrastive_mer.evaluation.comparison import (format_comparison, merge_tables, random_init_like,
+                                                   raw_features_for, raw_views_split)
+from contrastive_mer.evaluation.protocol import ProbeResults, probe_stores, run_probes
 from contrastive_mer.extraction import ExtractOptions, extract, file_sha256
-from contrastive_mer.module import PairwiseContrastiveModule, load_module
+from contrastive_mer.module import load_module
 from contrastive_mer.training import make_run_dir, pretrain
 
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "experiments" / "demo.yaml"
@@ -49,49 +47,10 @@ def held_out_speakers(cfg: DictConfig) -> tuple[list[int], list[int]]:
 def raw_probe(cfg: DictConfig, train_speakers: list[int], test_speakers: list[int],
               probes: Sequence[str]) -> ProbeResults:
     """Probes on raw-input baseline features (pooled log-mel statistics, downsampled frames, bag of words)."""
-    preprocessors = build_preprocessors(cfg)
-
-    def raw(speakers: list[int]) -> RawFeatures:
-        adapter = build_corpus(with_speakers(cfg, speakers))
-        return compute_raw_features(MERDataset(adapter, adapter.records(), preprocessors, cache="none"))
-
-    tr, te = raw(train_speakers), raw(test_speakers)
-    modalities = list(preprocessors)
-    views = []
-    for m in modalities:
-        a, b = tr.present[m], te.present[m]
-        views.append(ProbeView(f"raw/{m}", tr.features[m][a], tr.labels[LABEL][a], tr.groups["speaker"][a],
-                               te.features[m][b], te.labels[LABEL][b]))
-    # standardise train and test with train statistics: concat both, then split
-    both = RawFeatures(tr.ids + te.ids, {m: np.concatenate([tr.features[m], te.features[m]]) for m in modalities},
-                       {m: np.concatenate([tr.present[m], te.present[m]]) for m in modalities})
-    fused = both.concat(modalities)
-    n = len(tr.ids)
-    views.append(ProbeView("raw/fused", fused[:n], tr.labels[LABEL], tr.groups["speaker"], fused[n:],
-                           te.labels[LABEL]))
-    return run_probes(views, task="multiclass", label=LABEL, probes=probes)
-
-
-def _rows(results: ProbeResults, prefix: str) -> dict[str, dict[str, float]]:
-    out: dict[str, dict[str, float]] = {}
-    for r in results.rows:
-        view = r.view.split("/", 1)[1] if r.view.startswith("raw/") else r.view
-        out.setdefault(view, {})[f"{prefix}/{r.probe}"] = r.metrics["accuracy"]
-    return out
-
-
-def format_demo_table(table: dict[str, dict[str, float]], columns: Sequence[str]) -> str:
-    width = max(len(v) for v in table) + 2
-    lines = ["held-out speakers, emotion accuracy (linear probe / kNN probe)",
-             "view".ljust(width) + "".join(c.rjust(18) for c in columns)]
-    for view, cells in table.items():
-        line = view.ljust(width)
-        for c in columns:
-            lin, knn = cells.get(f"{c}/linear"), cells.get(f"{c}/knn")
-            fmt = lambda v: "  -  " if v is None else f"{100 * v:5.1f}"  # noqa: E731
-            line += f"{fmt(lin)} / {fmt(knn)}".rjust(18)
-        lines.append(line)
-    return "\n".join(lines)
+    train = raw_features_for(with_speakers(cfg, train_speakers))
+    test = raw_features_for(with_speakers(cfg, test_speakers))
+    return run_probes(raw_views_split(train, test, LABEL, "speaker"), task="multiclass", label=LABEL,
+                      probes=probes)
 
 
 def run_demo(output: str | Path | None = None, fast: bool = False, overrides: Sequence[str] = (),
@@ -105,8 +64,7 @@ def run_demo(output: str | Path | None = None, fast: bool = False, overrides: Se
     print(f"[demo] 1/5 pretraining on speakers {train_spk} (labels unused)")
     result = pretrain(cfg, run_dir / "pretrain")
     trained = load_module(str(result.checkpoint))
-    pl.seed_everything(cfg.seed, verbose=False)
-    untrained = PairwiseContrastiveModule(cfg).eval()
+    untrained = random_init_like(cfg)
     modalities = trained.modalities
 
     print("[demo] 2/5 extracting features (pretrained and random-init encoders)")
@@ -127,12 +85,8 @@ def run_demo(output: str | Path | None = None, fast: bool = False, overrides: Se
     results = {name: probe_stores(s["train"], s["test"], label=LABEL, views=views, probes=probes,
                                   seed=cfg.seed) for name, s in stores.items()}
     results["raw_input"] = raw_probe(cfg, train_spk, test_spk, probes)
-    table: dict[str, dict[str, float]] = {}
-    for name, res in results.items():
-        for view, cells in _rows(res, name).items():
-            table.setdefault(view, {}).update(cells)
-    columns = ["pretrained", "random_init", "raw_input"]
-    text = format_demo_table(table, columns)
+    table = merge_tables(results)
+    text = format_comparison(table, "held-out speakers, emotion accuracy (linear probe / kNN probe, %)")
 
     print("[demo] 4/5 FAISS index and cross-modal retrieval")
     retrieval, neighbours = _retrieval(stores["pretrained"]["test"], run_dir)
