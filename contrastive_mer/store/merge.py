@@ -34,6 +34,8 @@ __all__ = ["SHARD_ATTRS", "ShardMergeError", "find_shards", "merge_shards", "sha
 SHARD_ATTRS = ("shard_index", "num_shards")
 #: rows read from a shard in one slice when the span holds at most 4x the rows needed plus this many
 SPAN_SLACK = 1024
+_REOPEN_BYTES = 64 << 20  # reopen the shards after about this much output (see _ShardFiles)
+_ID_SLICE = 1 << 13  # small slices: large vlen reads leave fragmented C heap behind
 
 
 class ShardMergeError(ValueError):
@@ -77,7 +79,7 @@ def _open_shard(path: Path, stack: ExitStack) -> h5py.File:
                                        "rerun its extraction with the same options to resume it")
         raise FileNotFoundError(f"shard {path} does not exist")
     try:
-        f = stack.enter_context(h5py.File(path, "r"))
+        f = stack.enter_context(h5py.File(path, "r", rdcc_nbytes=0))  # per-shard chunk caches would add up
     except OSError as e:
         raise OSError(f"cannot open shard {path}: {e}") from e
     if not bool(f.attrs.get("complete", False)):
@@ -129,15 +131,22 @@ def _check_shards(paths: Sequence[Path], files: Sequence[h5py.File]) -> StoreSch
     return first
 
 
-def _global_order(paths: Sequence[Path], files: Sequence[h5py.File]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(shard of each output row, its row in that shard, sorted ids as bytes); raises on a duplicate id."""
+def _global_order(paths: Sequence[Path]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(shard of each output row, its row in that shard, sorted ids as UTF-8 bytes); raises on a duplicate id.
+
+    Each shard is opened on its own and closed again: HDF5 keeps what it read of a file's variable-length
+    strings until the file is closed, so reading every shard's ids through files held open would add up.
+    """
     keys, shard, row = [], [], []
-    for s, f in enumerate(files):
-        ids = np.array([i.encode("utf-8") for i in f["ids"].asstr()[...]], dtype=bytes)
+    for s, path in enumerate(paths):
+        with h5py.File(path, "r", rdcc_nbytes=0) as f:
+            ds = f["ids"]  # raw UTF-8 bytes (byte order = code point order), in slices: little memory held
+            ids = np.concatenate([np.asarray(ds[i:i + _ID_SLICE]).astype(bytes)
+                                  for i in range(0, len(ds), _ID_SLICE)] or [np.array([], dtype=bytes)])
         keys.append(ids)
         shard.append(np.full(len(ids), s, dtype=np.int32))
         row.append(np.arange(len(ids), dtype=np.int64))
-    all_ids = np.concatenate(keys) if keys else np.array([], dtype=bytes)
+    all_ids = np.concatenate(keys)
     order = np.argsort(all_ids, kind="stable")
     sorted_ids = all_ids[order]
     shard_of, row_of = np.concatenate(shard)[order], np.concatenate(row)[order]
@@ -176,6 +185,31 @@ def _read_segments(ds: h5py.Dataset, starts: np.ndarray, lengths: np.ndarray) ->
     return np.concatenate([ds[int(s):int(s + n)] for s, n in zip(starts, lengths) if n])
 
 
+class _ShardFiles:
+    """The shards opened for reading; :meth:`reopen` closes and reopens them, which frees what HDF5 keeps of
+    the variable-length strings (ids, groups) it has read from a file until that file is closed."""
+
+    def __init__(self, paths: Sequence[Path]):
+        self.paths = list(paths)
+        self.files: list[h5py.File] = []
+        self.reopen()
+
+    def reopen(self) -> None:
+        self.close()
+        self.files = [h5py.File(p, "r", rdcc_nbytes=0) for p in self.paths]
+
+    def close(self) -> None:
+        for f in self.files:
+            f.close()
+        self.files = []
+
+    def __getitem__(self, index: int) -> h5py.File:
+        return self.files[index]
+
+    def __iter__(self):
+        return iter(self.files)
+
+
 def _block_rows(files: Sequence[h5py.File], schema: StoreSchema, block_bytes: int) -> int:
     row_bytes = 0
     for dtype, tail in schema.row_specs().values():
@@ -187,11 +221,11 @@ def _block_rows(files: Sequence[h5py.File], schema: StoreSchema, block_bytes: in
     return int(max(16, min(65536, block_bytes // max(row_bytes, 1))))
 
 
-def _write_merged(tmp: Path, paths: Sequence[Path], files: Sequence[h5py.File], schema: StoreSchema,
-                  block_bytes: int) -> int:
-    shard_of, row_of, _ = _global_order(paths, files)
+def _write_merged(tmp: Path, files: _ShardFiles, schema: StoreSchema, block_bytes: int,
+                  order: tuple[np.ndarray, np.ndarray, np.ndarray]) -> int:
+    shard_of, row_of, sorted_ids = order
     first = files[0]
-    with h5py.File(tmp, "w") as f:
+    with h5py.File(tmp, "w", rdcc_nbytes=0) as f:  # no chunk cache: blocks cover whole chunks; flat memory
         for key, value in first.attrs.items():
             if key not in SHARD_ATTRS and key != "complete":
                 f.attrs[key] = value
@@ -215,14 +249,20 @@ def _write_merged(tmp: Path, paths: Sequence[Path], files: Sequence[h5py.File], 
             _append(seq_out[f"{m}_offsets"], np.zeros(1, dtype=np.int64))
             offsets[m] = [s[f"sequences/{m}_offsets"][...] for s in files]  # (N_s + 1,) int64 each
         block = _block_rows(files, schema, block_bytes)
-        for start in range(0, len(shard_of), block):
+        reopen_every = max(1, _REOPEN_BYTES // block_bytes)
+        for b, start in enumerate(range(0, len(shard_of), block)):
+            if b and b % reopen_every == 0:
+                files.reopen()
             sh, rows = shard_of[start:start + block], row_of[start:start + block]
             groups = []
             for s in np.unique(sh):
                 pos = np.flatnonzero(sh == s)
                 order = np.argsort(rows[pos], kind="stable")
                 groups.append((int(s), pos[order], rows[pos][order]))
+            _append(out["ids"], np.char.decode(sorted_ids[start:start + block], "utf-8").astype(object))
             for key in keys:
+                if key == "ids":
+                    continue
                 dtype, tail = schema.row_specs()[key]
                 is_str = dtype is STR_DTYPE
                 buf = np.empty((len(sh), *tail), dtype=object if is_str else dtype)
@@ -263,7 +303,7 @@ def _merge_skipped(paths: Sequence[Path], out: Path) -> None:
 
 
 def merge_shards(shard_paths: Sequence[str | Path], out: str | Path, overwrite: bool = False,
-                 remove_shards: bool = False, block_bytes: int = 16 << 20, fsync: bool = True) -> Path:
+                 remove_shards: bool = False, block_bytes: int = 4 << 20, fsync: bool = True) -> Path:
     """Merge complete stores ``shard_paths`` into one store at ``out``, rows ordered by id; return ``out``.
 
     Refuses (before writing anything) an incomplete or missing shard, shards whose schemas differ, shards of
@@ -280,14 +320,18 @@ def merge_shards(shard_paths: Sequence[str | Path], out: str | Path, overwrite: 
         raise FileExistsError(f"{out} already exists; pass overwrite=True (cmer: --overwrite) to replace it")
     tmp = out.with_name(out.name + ".tmp")
     with ExitStack() as stack:
-        files = [_open_shard(p, stack) for p in paths]
-        schema = _check_shards(paths, files)
-        tmp.unlink(missing_ok=True)
+        schema = _check_shards(paths, [_open_shard(p, stack) for p in paths])
+    order = _global_order(paths)
+    tmp.unlink(missing_ok=True)
+    try:
+        files = _ShardFiles(paths)
         try:
-            _write_merged(tmp, paths, files, schema, block_bytes)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+            _write_merged(tmp, files, schema, block_bytes, order)
+        finally:
+            files.close()
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     if fsync:
         fsync_file(tmp)
     os.replace(tmp, out)
