@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fixtures_corpora import make_iemocap, make_manifest_files, make_mosei, write_csd
+from tests.fixtures_corpora import make_iemocap, make_manifest_files, make_mosei, write_csd
 
 from contrastive_mer.data.datasets import ClipRecord, SampleError, build_adapter
 from contrastive_mer.data.datasets.iemocap import IemocapAdapter

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from scipy.signal import correlate, resample_poly
-from test_media import colour_frames, sine, write_video
+from tests.test_media import colour_frames, sine, write_video
 
 from contrastive_mer.data.datasets import SampleError, build_adapter
 from contrastive_mer.data.datasets.cremad import CremadAdapter

@@ -112,7 +112,7 @@ def test_disk_cache_avoids_decoding_again_and_matches(tiny_cfg, tmp_path):
         for m in x.tensors:
             assert torch.equal(x.tensors[m], y.tensors[m])
     # other preprocessing settings -> other cache entries
-    changed = load_config(DEMO, TINY + ["model.modalities.audio.preprocess.hop_length=320"])
+    changed = load_config(DEMO, TINY + ["model.modalities.audio.preprocess.hop_length=160"])
     third = MERDataset(corpus, corpus.records()[:1], build_preprocessors(changed), cache="disk",
                        cache_dir=tmp_path / "cache")
     third[0]
