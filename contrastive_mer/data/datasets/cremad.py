@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from contrastive_mer.data.datasets.base import ClipRecord, CorpusAdapter, SampleError, register_adapter
+from contrastive_mer.data.datasets.clip_media import decode_audio_video
 from contrastive_mer.data.face import FaceCropper
-from contrastive_mer.data.media import MediaError, MediaOptions, load_media
+from contrastive_mer.data.media import MediaOptions
 from contrastive_mer.data.sample import Sample
 
 SENTENCES = {
@@ -145,13 +146,7 @@ class CremadAdapter(CorpusAdapter):
             reason, path = self._invalid[record.id]
             raise SampleError(record.id, reason, path)
         src = record.sources
-        audio = src.get("audio") if "audio" in modalities else None
-        video = src.get("video") if "video" in modalities else None
-        try:
-            inputs: dict[str, Any] = load_media(audio, video, self.options, self.cropper)
-        except MediaError as err:
-            modality = "audio+video" if audio == video else "audio" if err.path == str(audio) else "video"
-            raise SampleError(record.id, f"{modality}: {err.reason}", err.path) from err
+        inputs: dict[str, Any] = decode_audio_video(record, modalities, self.options, self.cropper)
         if "text" in modalities and "text" in src:
             inputs["text"] = src["text"]
         meta = {"files": {m: src[m] for m in ("audio", "video") if m in inputs}}

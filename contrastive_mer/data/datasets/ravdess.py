@@ -19,8 +19,9 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from contrastive_mer.data.datasets.base import ClipRecord, CorpusAdapter, SampleError, register_adapter
+from contrastive_mer.data.datasets.clip_media import decode_audio_video
 from contrastive_mer.data.face import FaceCropper
-from contrastive_mer.data.media import MediaError, MediaOptions, load_media
+from contrastive_mer.data.media import MediaOptions
 from contrastive_mer.data.sample import Sample
 
 EMOTIONS = ["neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"]
@@ -210,13 +211,7 @@ class RavdessAdapter(CorpusAdapter):
             reason, path = self._invalid[record.id]
             raise SampleError(record.id, reason, path)
         src = record.sources
-        audio = src.get("audio") if "audio" in modalities else None
-        video = src.get("video") if "video" in modalities else None
-        try:
-            inputs: dict[str, Any] = load_media(audio, video, self.options, self.cropper)
-        except MediaError as err:
-            modality = "audio+video" if audio == video else "audio" if err.path == str(audio) else "video"
-            raise SampleError(record.id, f"{modality}: {err.reason}", err.path) from err
+        inputs: dict[str, Any] = decode_audio_video(record, modalities, self.options, self.cropper)
         for name in ("au", "text"):
             if name in modalities and name in src:
                 inputs[name] = src[name].copy() if name == "au" else src[name]
