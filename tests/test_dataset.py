@@ -133,3 +133,14 @@ def test_group_batch_sampler_single_speaker_batches_and_ddp_shards():
     assert not {i for b in ranks[0] for i in b} & {i for b in ranks[1] for i in b}
     sampler.set_epoch(1)
     assert list(sampler) != batches
+
+
+def test_collate_marks_missing_labels_instead_of_dropping_them():
+    from contrastive_mer.data.dataset import _label_column
+
+    assert _label_column([3, None, 1]).tolist() == [3, -1, 1]
+    floats = _label_column([0.5, None])
+    assert floats[0] == 0.5 and torch.isnan(floats[1])
+    multi = _label_column([[1, 0], None])
+    assert multi.shape == (2, 2) and torch.isnan(multi[1]).all()
+    assert _label_column([None, None]) is None

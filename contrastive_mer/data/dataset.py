@@ -160,6 +160,18 @@ class MERDataset(Dataset):
         return item
 
 
+def _label_column(values: list[Any]) -> torch.Tensor | None:
+    """One label over a batch; a clip lacking it gets -1 (categorical) or NaN (float, multi-label)."""
+    known = [v for v in values if v is not None]
+    if not known:
+        return None
+    if all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in known):
+        return torch.tensor([-1 if v is None else int(v) for v in values], dtype=torch.long)
+    width = np.asarray(known[0], dtype=np.float32).shape
+    filler = np.full(width, np.nan, dtype=np.float32)
+    return torch.from_numpy(np.stack([filler if v is None else np.asarray(v, dtype=np.float32) for v in values]))
+
+
 class Collator:
     """Builds a :class:`Batch` from prepared samples, padding each modality with its preprocessor."""
 
@@ -180,13 +192,8 @@ class Collator:
                     lengths[m] = lens
         label_keys = self.label_names if self.label_names is not None else \
             sorted({k for s in samples for k in s.labels})
-        labels = {}
-        for k in label_keys:
-            values = [s.labels.get(k) for s in samples]
-            if any(v is None for v in values):
-                continue
-            tensor = torch.tensor(values)
-            labels[k] = tensor.long() if not tensor.is_floating_point() else tensor.float()
+        labels = {k: _label_column([s.labels.get(k) for s in samples]) for k in label_keys}
+        labels = {k: v for k, v in labels.items() if v is not None}
         group_keys = sorted({k for s in samples for k in s.groups})
         groups = {k: [s.groups.get(k, "") for s in samples] for k in group_keys}
         return Batch([s.id for s in samples], inputs, lengths, present, labels, groups, skipped)
