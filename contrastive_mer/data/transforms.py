@@ -8,6 +8,7 @@ list of them into a batch. Which preprocessor a modality gets follows from its e
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -16,18 +17,19 @@ import torch
 import torch.nn.functional as F
 
 
-class Preprocessor:
+class Preprocessor(ABC):
     """Base class: ``__call__(raw) -> Tensor``; ``collate(items) -> (padded, lengths or None)``."""
 
     #: True when the tensor has a time axis that is padded in batches
     has_time: bool = True
 
-    def __call__(self, raw: Any) -> torch.Tensor:  # pragma: no cover
-        raise NotImplementedError  # abstract
+    @abstractmethod
+    def __call__(self, raw: Any) -> torch.Tensor:
+        """Prepare one raw input."""
 
+    @abstractmethod
     def placeholder(self) -> torch.Tensor:
         """A minimal valid tensor standing in for an absent input."""
-        raise NotImplementedError  # abstract
 
     def settings(self) -> dict[str, Any]:
         """What determines the output (used as part of cache keys)."""

@@ -24,12 +24,9 @@ class EncoderOutput:
 
 
 class ModalityEncoder(nn.Module):
-    """Base class: ``forward(x, lengths) -> EncoderOutput``; ``output_dim`` is D."""
+    """Base class: subclasses define ``forward(x, lengths=None) -> EncoderOutput`` and set ``output_dim`` (D)."""
 
     output_dim: int
-
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> EncoderOutput:  # pragma: no cover
-        raise NotImplementedError  # abstract
 
 
 def length_mask(lengths: torch.Tensor | None, max_len: int, batch: int, device: torch.device) -> torch.Tensor:

@@ -7,6 +7,7 @@ and the file; the dataset wrapper turns them into skip-report entries instead of
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -38,7 +39,7 @@ class ClipRecord:
     groups: dict[str, str] = field(default_factory=dict)
 
 
-class CorpusAdapter:
+class CorpusAdapter(ABC):
     """Base class of dataset adapters.
 
     Subclasses set :attr:`name`, fill :attr:`label_names` (categorical label name -> class names, index =
@@ -52,16 +53,16 @@ class CorpusAdapter:
     def __init__(self) -> None:
         self.label_names: dict[str, list[str]] = {}
 
+    @abstractmethod
     def records(self) -> list[ClipRecord]:
         """All clips of the corpus (cheap: no media is decoded)."""
-        raise NotImplementedError  # abstract
 
+    @abstractmethod
     def load(self, record: ClipRecord, modalities: Sequence[str]) -> Sample:
         """Decode ``record`` into a :class:`Sample` holding only ``modalities`` (those it has).
 
         Raises :class:`SampleError` naming the clip and file when something cannot be decoded.
         """
-        raise NotImplementedError  # abstract
 
 
 AdapterFactory = Callable[..., CorpusAdapter]
