@@ -12,8 +12,8 @@ import re
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from contrastive_mer.data.datasets.base import ClipRecord, CorpusAdapter, SampleError, register_adapter
-from contrastive_mer.data.datasets.clip_media import decode_audio_video
+from contrastive_mer.data.datasets.base import ClipRecord, register_adapter
+from contrastive_mer.data.datasets.clip_media import ScannedCorpus, decode_audio_video
 from contrastive_mer.data.face import FaceCropper
 from contrastive_mer.data.media import MediaOptions
 from contrastive_mer.data.sample import Sample
@@ -55,7 +55,7 @@ def parse_name(stem: str) -> dict[str, Any]:
 
 
 @register_adapter("cremad")
-class CremadAdapter(CorpusAdapter):
+class CremadAdapter(ScannedCorpus):
     """CREMA-D clips with audio, video and text.
 
     Labels: ``emotion`` (0..5: anger, disgust, fear, happy, neutral, sad), ``level`` (low, medium, high,
@@ -94,7 +94,6 @@ class CremadAdapter(CorpusAdapter):
         self.cropper = FaceCropper(face_backend) if crop == "face" else None
         self.speakers = None if speakers is None else {str(s) for s in speakers}
         self.label_names = {"emotion": list(EMOTIONS), "level": list(LEVELS), "sentence": list(SENTENCES)}
-        self._invalid: dict[str, tuple[str, str]] = {}
         self._records = self._scan()
 
     def _scan(self) -> list[ClipRecord]:
@@ -136,15 +135,9 @@ class CremadAdapter(CorpusAdapter):
             records.append(ClipRecord(stem, sources, labels, {"speaker": codes["speaker"]}))
         return records
 
-    def records(self) -> list[ClipRecord]:
-        """Every clip (sorted by name), including malformed names, whose :meth:`load` raises."""
-        return list(self._records)
-
     def load(self, record: ClipRecord, modalities: Sequence[str]) -> Sample:
         """Decode the requested modalities the clip has; :class:`SampleError` names the clip and file."""
-        if record.id in self._invalid:
-            reason, path = self._invalid[record.id]
-            raise SampleError(record.id, reason, path)
+        self.check_valid(record)
         src = record.sources
         inputs: dict[str, Any] = decode_audio_video(record, modalities, self.options, self.cropper)
         if "text" in modalities and "text" in src:

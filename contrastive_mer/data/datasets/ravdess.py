@@ -18,8 +18,8 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from contrastive_mer.data.datasets.base import ClipRecord, CorpusAdapter, SampleError, register_adapter
-from contrastive_mer.data.datasets.clip_media import decode_audio_video
+from contrastive_mer.data.datasets.base import ClipRecord, register_adapter
+from contrastive_mer.data.datasets.clip_media import ScannedCorpus, decode_audio_video
 from contrastive_mer.data.face import FaceCropper
 from contrastive_mer.data.media import MediaOptions
 from contrastive_mer.data.sample import Sample
@@ -102,7 +102,7 @@ def read_action_units(path: Path) -> tuple[list[str], dict[str, np.ndarray | str
 
 
 @register_adapter("ravdess")
-class RavdessAdapter(CorpusAdapter):
+class RavdessAdapter(ScannedCorpus):
     """RAVDESS takes with audio, video, action units and text (see the module docstring).
 
     Labels: ``emotion`` (0..7), ``intensity`` (0 normal, 1 strong), ``statement`` (0, 1).
@@ -145,7 +145,6 @@ class RavdessAdapter(CorpusAdapter):
                             "statement": list(STATEMENTS)}
         #: rows of the action-unit table that name no valid take
         self.skipped: list[str] = []
-        self._invalid: dict[str, tuple[str, str | None]] = {}  # id -> (reason, path)
         self._records = self._scan()
 
     def _scan(self) -> list[ClipRecord]:
@@ -201,15 +200,9 @@ class RavdessAdapter(CorpusAdapter):
     def _keep_actor(self, actor: int) -> bool:
         return self.actors is None or actor in self.actors
 
-    def records(self) -> list[ClipRecord]:
-        """Every take (sorted by id), including malformed ones, whose :meth:`load` raises."""
-        return list(self._records)
-
     def load(self, record: ClipRecord, modalities: Sequence[str]) -> Sample:
         """Decode the requested modalities the take has; :class:`SampleError` names the take and file."""
-        if record.id in self._invalid:
-            reason, path = self._invalid[record.id]
-            raise SampleError(record.id, reason, path)
+        self.check_valid(record)
         src = record.sources
         inputs: dict[str, Any] = decode_audio_video(record, modalities, self.options, self.cropper)
         for name in ("au", "text"):
