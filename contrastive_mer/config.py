@@ -37,7 +37,7 @@ class DataConfig:
     root: Optional[str] = None
     options: dict[str, Any] = field(default_factory=dict)
     batch_size: int = 32
-    eval_batch_size: int = 64
+    eval_batch_size: Optional[int] = None  # validation batches (None: batch_size, so val and train losses compare)
     num_workers: int = 0
     val_fraction: float = 0.2
     split_group: str = "speaker"

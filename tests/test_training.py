@@ -63,6 +63,23 @@ def test_short_training_run_learns(tmp_path):
     assert (tmp_path / "run" / "config.yaml").is_file()
 
 
+def test_validation_batches_are_mixed_and_fixed():
+    """Validation batches mix speakers and emotions (records come sorted) and are identical every epoch."""
+    cfg = load_config(DEMO, TINY + ["data.options.num_speakers=6", "data.options.speakers=null",
+                                    "data.val_fraction=0.34"])
+    data = MERDataModule(cfg)
+    data.setup("fit")
+    assert data.val_set is not None
+    first = next(iter(data.val_dataloader()))
+    assert len(first) == cfg.data.batch_size  # eval_batch_size unset: the training batch size
+    assert len(set(first.groups["speaker"])) > 1 and len(set(first.labels["emotion"].tolist())) > 2
+    again = [b.ids for b in data.val_dataloader()]
+    assert again == [b.ids for b in data.val_dataloader()]
+    val_speakers = {r.groups["speaker"] for r in data.val_set.records}
+    assert sorted(i for ids in again for i in ids) == sorted(r.id for r in data.records
+                                                            if r.groups["speaker"] in val_speakers)
+
+
 def _fast_dev_run(cfg) -> None:
     pl.seed_everything(0)
     data = MERDataModule(cfg)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 import torch
@@ -73,7 +74,11 @@ class MERDataModule(pl.LightningDataModule):
         self.preprocessors = build_preprocessors(self.cfg)
         train, val = split_records(self.records, d.split_group, d.val_fraction, self.cfg.seed)
         self.train_set = self.dataset(train)
-        self.val_set = self.dataset(val) if val else None
+        # Records come ordered (by speaker, emotion, ...): unshuffled validation batches would hold one speaker's
+        # clips of one emotion, so the validation loss would measure something else than the training loss. One
+        # fixed permutation keeps validation batches mixed like training batches and identical every epoch.
+        order = np.random.default_rng(self.cfg.seed).permutation(len(val))
+        self.val_set = self.dataset([val[i] for i in order]) if val else None
 
     def dataset(self, records: Sequence[ClipRecord]) -> MERDataset:
         d = self.cfg.data
@@ -116,4 +121,6 @@ class MERDataModule(pl.LightningDataModule):
     def val_dataloader(self) -> DataLoader | list:
         if self.val_set is None:
             return []
-        return self.loader(self.val_set, self.cfg.data.eval_batch_size, False, False)
+        # default: the training batch size, so that validation and training losses (log B at chance) compare
+        d = self.cfg.data
+        return self.loader(self.val_set, d.eval_batch_size or d.batch_size, False, False)
