@@ -99,6 +99,19 @@ class TrainerConfig:
 
 
 @dataclass
+class DemoConfig:
+    """Which synthetic speakers ``cmer demo`` probes (indices; pretraining sees ``data.options.speakers``).
+
+    ``labelled_speakers``: whose labels train the probes (None: every pretraining speaker); as in practice,
+    pretraining can use many more unlabelled speakers than there are labelled ones. ``test_speakers``: whom the
+    probes are tested on (None: every speaker of the corpus that pretraining did not see).
+    """
+
+    labelled_speakers: Optional[list[int]] = None
+    test_speakers: Optional[list[int]] = None
+
+
+@dataclass
 class ExperimentConfig:
     name: str = "experiment"
     seed: int = 0
@@ -108,6 +121,7 @@ class ExperimentConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    demo: DemoConfig = field(default_factory=DemoConfig)
 
 
 OPTIMIZERS = ("sgd", "adamw")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -34,14 +35,33 @@ def with_speakers(cfg: DictConfig, speakers: Sequence[int]) -> DictConfig:
     return config_from_dict(data)
 
 
-def held_out_speakers(cfg: DictConfig) -> tuple[list[int], list[int]]:
-    options = cfg.data.options
-    everyone = list(range(int(options.get("num_speakers", 12))))
-    train = list(options.get("speakers") or everyone)
-    test = [s for s in everyone if s not in train]
+@dataclass(frozen=True)
+class DemoSpeakers:
+    """Speaker indices of the three roles in the demo."""
+
+    pretrain: list[int]
+    labelled: list[int]
+    test: list[int]
+
+
+def demo_speakers(cfg: DictConfig) -> DemoSpeakers:
+    """Pretraining speakers (``data.options.speakers``), labelled ones (``demo.labelled_speakers``, default: the
+    pretraining ones) and test ones (``demo.test_speakers``, default: the rest); test speakers are unseen."""
+    everyone = list(range(int(cfg.data.options.get("num_speakers", 12))))
+    pretrain_spk = list(cfg.data.options.get("speakers") or everyone)
+    labelled = list(cfg.demo.labelled_speakers or pretrain_spk)
+    test = list(cfg.demo.test_speakers or [s for s in everyone if s not in pretrain_spk])
     if not test:
         raise ValueError("the demo needs held-out speakers: set data.options.speakers to a subset")
-    return train, test
+    for key, values in (("data.options.speakers", pretrain_spk), ("demo.labelled_speakers", labelled),
+                        ("demo.test_speakers", test)):
+        unknown = sorted(set(values) - set(everyone))
+        if unknown:
+            raise ValueError(f"{key}: speaker(s) {unknown} not in the corpus (0..{len(everyone) - 1})")
+    seen = sorted(set(test) & (set(pretrain_spk) | set(labelled)))
+    if seen:
+        raise ValueError(f"demo.test_speakers: speaker(s) {seen} are also pretraining or labelled speakers")
+    return DemoSpeakers(pretrain_spk, labelled, test)
 
 
 def raw_probe(cfg: DictConfig, train_speakers: list[int], test_speakers: list[int],
@@ -59,23 +79,24 @@ def run_demo(output: str | Path | None = None, fast: bool = False, overrides: Se
     start = time.perf_counter()
     cfg = load_config(config or DEMO_CONFIG, (FAST_OVERRIDES if fast else []) + list(overrides))
     run_dir = make_run_dir(cfg, output)
-    train_spk, test_spk = held_out_speakers(cfg)
+    speakers = demo_speakers(cfg)
+    train_spk, test_spk = speakers.labelled, speakers.test
     print(f"[demo] run folder: {run_dir}")
-    print(f"[demo] 1/5 pretraining on speakers {train_spk} (labels unused)")
+    print(f"[demo] 1/5 pretraining on speakers {speakers.pretrain} (labels unused)")
     result = pretrain(cfg, run_dir / "pretrain")
     trained = load_module(str(result.checkpoint))
     untrained = random_init_like(cfg)
     modalities = trained.modalities
 
-    print("[demo] 2/5 extracting features (pretrained and random-init encoders)")
+    print(f"[demo] 2/5 extracting features of labelled speakers {train_spk} and test speakers {test_spk}")
     stores: dict[str, dict[str, Path]] = {}
     opts = ExtractOptions(progress=False, overwrite=True, fusion_modes=("concat", "mean"))
     sha = file_sha256(result.checkpoint)
     for name, module in (("pretrained", trained), ("random_init", untrained)):
         stores[name] = {}
-        for split, speakers in (("train", train_spk), ("test", test_spk)):
+        for split, split_speakers in (("train", train_spk), ("test", test_spk)):
             path = run_dir / f"features-{name}-{split}.h5"
-            extract(module, with_speakers(cfg, speakers), path, opts,
+            extract(module, with_speakers(cfg, split_speakers), path, opts,
                     checkpoint_sha256=sha if name == "pretrained" else "untrained")
             stores[name][split] = path
 
@@ -93,7 +114,8 @@ def run_demo(output: str | Path | None = None, fast: bool = False, overrides: Se
 
     print("[demo] 5/5 report and pictures")
     pictures = _pictures(run_dir, results["pretrained"], stores["pretrained"]["test"], result.run_dir)
-    report = {"config": to_dict(cfg), "train_speakers": train_spk, "test_speakers": test_spk,
+    report = {"config": to_dict(cfg), "pretrain_speakers": speakers.pretrain, "train_speakers": train_spk,
+              "test_speakers": test_spk,
               "pretrain": {"seconds": result.seconds, "checkpoint": str(result.checkpoint),
                            "final_metrics": result.metrics},
               "table": table, "probes": {k: v.to_dict() for k, v in results.items()},

@@ -23,6 +23,7 @@ TINY = [
     "model.modalities.text.encoder_args.output_dim=32", "model.head.hidden_dim=32", "model.head.output_dim=16",
     "model.modalities.audio.preprocess.max_seconds=1.0",
     "trainer.max_epochs=1", "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1",
+    "demo.labelled_speakers=null",
 ]
 
 
