@@ -16,7 +16,7 @@ import statistics
 import time
 from pathlib import Path
 
-from common import BENCHMARKS_MD, report, table
+from common import BENCHMARKS_MD, apply_threads, report, table
 
 from contrastive_mer.demo import run_demo
 
@@ -41,8 +41,10 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", default="runs/demo-seeds", help="one run folder per seed below this")
     parser.add_argument("--no-write", action="store_true", help=f"print only; leave {BENCHMARKS_MD.name} alone")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("overrides", nargs="*", help="config overrides for every run (key=value)")
     args = parser.parse_args()
+    apply_threads(args.threads)
 
     rows, per_seed = [], []
     start = time.perf_counter()
