@@ -137,11 +137,11 @@ def main() -> None:
              "ratio <= 1. kNN: both do the same exact inner-product search; FAISS's blocked search and heap "
              "selection versus numpy's full similarity rows and `argpartition`. Linear: the same "
              "regularised cross-entropy and about as many L-BFGS iterations; torch float32 with a "
-             "strong-Wolfe line search versus scikit-learn's float64 L-BFGS (scipy). What limits the library "
-             "probe: it stores the weight as (D, C) and computes `X @ W`, whose backward `X.T @ G` takes a slow "
-             "transposed-GEMM path on CPU (1.2 s per objective evaluation at 50k x 1536 x 8 on one thread); "
-             "storing it as (C, D) and using `F.linear(X, W, b)` (backward `G.T @ X`) costs 0.2 s, which "
-             "would bring the probe to about sklearn's time (fix belongs in `evaluation/linear.py`).")
+             "strong-Wolfe line search versus scikit-learn's float64 L-BFGS (scipy). The library probe "
+             "optimises the weight as (C, D) through `F.linear(X, W, b)` (backward `G.T @ X`): with the "
+             "weight as (D, C), `X @ W` had a backward `X.T @ G` on a slow transposed-GEMM CPU path (1.2 s "
+             "instead of 0.2 s per objective evaluation at 50k x 1536 x 8 on one thread; the probe then took "
+             "5.4x sklearn's time).")
     report("probes", "e. Probes: kNN vs numpy brute force, linear vs scikit-learn", body, not args.no_write)
 
 
