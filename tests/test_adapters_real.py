@@ -267,3 +267,42 @@ def test_meld_clip_decoding_and_bad_rows(tmp_path: Path) -> None:
         MeldAdapter(tmp_path, split="train")
     with pytest.raises(ValueError, match="unknown MELD split"):
         MeldAdapter(tmp_path, split="validation")
+
+
+def test_normalise_per_actor_matches_a_numpy_reference() -> None:
+    from contrastive_mer.data.datasets.ravdess import normalise_per_actor
+
+    rng = np.random.default_rng(0)
+    table: dict = {}
+    for actor, offset in ((1, 0.0), (2, 3.0)):
+        for k in range(5):
+            table[f"03-01-0{k + 1}-01-01-01-{actor:02d}"] = (offset + rng.normal(size=4)).astype(np.float32)
+    table["03-01-01-01-01-01-01"][2] = 7.0  # an outlier
+    for key in [k for k in table if k.endswith("-02")]:
+        table[key][3] = 1.5                   # a column constant within actor 2
+    table["03-01-06-01-01-01-02"] = "bad row"  # error entries pass through untouched
+    out = normalise_per_actor(table)
+    assert out["03-01-06-01-01-01-02"] == "bad row"
+    for actor in ("01", "02"):
+        keys = sorted(k for k in table if k.endswith(actor) and not isinstance(table[k], str))
+        block = np.stack([table[k] for k in keys]).astype(np.float64)
+        std = block.std(axis=0)
+        expected = np.where(std > 1e-6, (block - block.mean(0)) / np.where(std > 1e-6, std, 1), 0.0)
+        np.testing.assert_allclose(np.stack([out[k] for k in keys]), expected, rtol=1e-5, atol=1e-6)
+    assert np.all(np.stack([out[k] for k in table if k.endswith("-02") and k[6:8] != "06"])[:, 3] == 0)
+
+
+@needs_data
+def test_ravdess_au_normalised_per_actor_has_zero_mean_per_actor() -> None:
+    adapter = RavdessAdapter(DATA / "ravdess", modalities=("au",), au_normalize="actor", actors=[1, 2, 3])
+    rows: dict[str, list[np.ndarray]] = {}
+    for record in adapter.records():
+        if "au" in record.sources:
+            rows.setdefault(record.groups["speaker"], []).append(adapter.load(record, ["au"]).inputs["au"])
+    assert sorted(rows) == ["actor01", "actor02", "actor03"]
+    for values in rows.values():
+        block = np.stack(values)
+        np.testing.assert_allclose(block.mean(0), 0.0, atol=1e-5)
+        assert np.all((np.abs(block.std(0) - 1) < 1e-4) | (block.std(0) < 1e-6))
+    with pytest.raises(ValueError, match="au_normalize"):
+        RavdessAdapter(DATA / "ravdess", modalities=("au",), au_normalize="global")

@@ -64,6 +64,27 @@ def _actor_number(actor: int | str) -> int:
         raise ValueError(f"bad actor {actor!r}; expected a number like 1 or 'actor01'") from None
 
 
+def normalise_per_actor(au_table: dict[str, np.ndarray | str]) -> dict[str, np.ndarray | str]:
+    """Standardise every action-unit column within each actor (mean 0, std 1 over that actor's valid takes).
+
+    Removes what identifies the face (an actor's resting action-unit levels) and keeps how each take departs
+    from it; uses no labels. Columns constant for an actor become 0; error entries (strings) are kept as they are.
+    """
+    by_actor: dict[int, list[str]] = {}
+    for key, entry in au_table.items():
+        if isinstance(entry, np.ndarray):
+            by_actor.setdefault(parse_name(key)["actor"], []).append(key)
+    out = dict(au_table)
+    for keys in by_actor.values():
+        block = np.stack([au_table[k] for k in keys]).astype(np.float64)  # type: ignore[misc]
+        std = block.std(axis=0)
+        block = (block - block.mean(axis=0)) / np.where(std > 1e-6, std, 1.0)
+        block[:, std <= 1e-6] = 0.0
+        for key, row in zip(keys, block):
+            out[key] = row.astype(np.float32)
+    return out
+
+
 def read_action_units(path: Path) -> tuple[list[str], dict[str, np.ndarray | str], list[str]]:
     """The action-unit table -> (AU column names, take id -> float32 vector or an error message, skipped rows).
 
@@ -116,7 +137,7 @@ class RavdessAdapter(ScannedCorpus):
                  sample_rate: int = 16000, max_seconds: float | None = None, num_frames: int | None = 8,
                  fps: float | None = None, frame_size: int | None = 112, crop: str = "center",
                  face_backend: str = "haar", actors: Iterable[int | str] | None = None,
-                 au_file: str | Path | None = AU_FILE) -> None:
+                 au_file: str | Path | None = AU_FILE, au_normalize: str | None = None) -> None:
         """Args:
             root: the folder holding ``Actor_XX/`` (and the action-unit table).
             modalities: which modalities to list (a subset of ``audio, video, au, text``).
@@ -124,6 +145,8 @@ class RavdessAdapter(ScannedCorpus):
                 decoding (see :mod:`contrastive_mer.data.media`).
             actors: keep only these actors (numbers or ``"actor01"`` style names).
             au_file: the action-unit table, relative to ``root``; None to ignore it.
+            au_normalize: ``"actor"`` standardises the action units within each actor
+                (:func:`normalise_per_actor`; over the actors kept); None leaves them as in the table.
         """
         super().__init__()
         self.root = Path(root)
@@ -138,6 +161,9 @@ class RavdessAdapter(ScannedCorpus):
         self.cropper = FaceCropper(face_backend) if crop == "face" else None
         self.actors = None if actors is None else {_actor_number(a) for a in actors}
         self.au_path = None if au_file is None else self.root / au_file
+        if au_normalize not in (None, "actor"):
+            raise ValueError(f"RAVDESS au_normalize={au_normalize!r}: expected None or 'actor'")
+        self.au_normalize = au_normalize
         if self.au_path is not None and "au" in modalities and au_file != AU_FILE and not self.au_path.is_file():
             raise FileNotFoundError(f"RAVDESS action-unit table not found: {self.au_path}")
         self.au_columns: list[str] = []
@@ -167,6 +193,9 @@ class RavdessAdapter(ScannedCorpus):
         au_table: dict[str, np.ndarray | str] = {}
         if "au" in self.modalities and self.au_path is not None and self.au_path.is_file():
             self.au_columns, au_table, self.skipped = read_action_units(self.au_path)
+            au_table = {k: v for k, v in au_table.items() if self._keep_actor(parse_name(k)["actor"])}
+            if self.au_normalize == "actor":
+                au_table = normalise_per_actor(au_table)
             for key, entry in au_table.items():
                 codes = parse_name(key)
                 if self._keep_actor(codes["actor"]):
