@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from common import (
-    ROOT, apply_threads, base_parser, current_rss_mb, interleaved, ms, peak_rss_mb, report, table, verdict,
+    ROOT, apply_threads, base_parser, current_rss_mb, high_water_mb, interleaved, ms, report, table, verdict,
 )
 
 from contrastive_mer.config import config_from_dict, load_config, to_dict
@@ -196,18 +196,6 @@ def reset_peak_rss() -> bool:
         return True
     except OSError:
         return False
-
-
-def high_water_mb() -> float:
-    """The RSS high-water mark (MiB): ``VmHWM`` of ``/proc/self/status`` (which :func:`reset_peak_rss` resets;
-    ``ru_maxrss`` also keeps the peaks of exited threads), else ``ru_maxrss``."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return peak_rss_mb()
 
 
 def child_memory(clips: int, batch: int, out_dir: str) -> None:

@@ -4,6 +4,7 @@ machine description, Markdown tables and the section of ``BENCHMARKS.md`` each s
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import re
@@ -75,14 +76,24 @@ def current_rss_mb() -> float:
         return peak_rss_mb()
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+def _proc_field(path: str, key: str) -> str | None:
+    """The value after ``key:`` on the first matching line of a ``/proc`` file (None where absent)."""
+    with contextlib.suppress(OSError):
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(key):
                 return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return None
+
+
+def high_water_mb() -> float:
+    """The RSS high-water mark (MiB): ``VmHWM`` of ``/proc/self/status`` (resettable through
+    ``/proc/self/clear_refs``, while ``ru_maxrss`` also keeps the peaks of exited threads), else ``ru_maxrss``."""
+    value = _proc_field("/proc/self/status", "VmHWM:")
+    return int(value.split()[0]) / 1024 if value else peak_rss_mb()
+
+
+def cpu_model() -> str:
+    return _proc_field("/proc/cpuinfo", "model name") or platform.processor() or platform.machine()
 
 
 def machine() -> str:
@@ -98,10 +109,8 @@ def machine() -> str:
 def command_line() -> str:
     """The command that ran this script, relative to the repository root."""
     script = Path(sys.argv[0]).resolve()
-    try:
+    if script.is_relative_to(ROOT):
         script = script.relative_to(ROOT)
-    except ValueError:
-        pass
     return " ".join([".venv/bin/python", str(script), *map(shlex.quote, sys.argv[1:])])
 
 

@@ -11,6 +11,7 @@ Inside a shard, every dataset is keyed by its final path (``ids``, ``features/au
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -198,9 +199,8 @@ def fsync_dir(path: Path) -> None:
     except OSError:
         return
     try:
-        os.fsync(fd)
-    except OSError:
-        pass
+        with contextlib.suppress(OSError):
+            os.fsync(fd)
     finally:
         os.close(fd)
 
