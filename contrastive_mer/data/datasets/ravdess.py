@@ -197,11 +197,9 @@ class RavdessAdapter(ScannedCorpus):
             if self.au_normalize == "actor":
                 au_table = normalise_per_actor(au_table)
             for key, entry in au_table.items():
-                codes = parse_name(key)
-                if self._keep_actor(codes["actor"]):
-                    takes.setdefault(key, {"codes": codes})
-                    if isinstance(entry, str):
-                        self._invalid[key] = (entry, str(self.au_path))
+                takes.setdefault(key, {"codes": parse_name(key)})
+                if isinstance(entry, str):
+                    self._invalid[key] = (entry, str(self.au_path))
         records = []
         for key in sorted(takes):
             files, codes = takes[key], takes[key]["codes"]
