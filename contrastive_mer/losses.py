@@ -241,3 +241,103 @@ class PairwiseInfoNCE(nn.Module):
                 present: Mapping[str, torch.Tensor]) -> PairwiseLossOutput:
         return pairwise_infonce(embeddings, present, self.logit_scales(), self.pairs,
                                 gather=self.gather, local_loss=self.local_loss)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The official code's loss (ricfrr/mpuc-mer, utils/SupConSeparate.py used pairwise): an option beside the default.
+# --------------------------------------------------------------------------------------------------------------
+
+
+def two_window_supcon(za: torch.Tensor, zb: torch.Tensor, temperature: float = 0.07,
+                      labels: torch.Tensor | None = None, count_offset: float = 0.0) -> torch.Tensor:
+    """Two-window cross-modal contrastive loss of one ordered modality pair ``a -> b`` (SupCon form).
+
+    Each clip is seen through two temporal windows. Anchors are the ``2B`` window embeddings of modality ``a``,
+    candidates the ``2B`` window embeddings of modality ``b`` minus the anchor's same-window partner (the same clip
+    and window in ``b``), so each anchor scores ``2B - 1`` candidates. Without ``labels`` the single positive is the
+    OTHER window of the same clip in ``b``; with ``labels`` (supervised contrastive) every candidate whose clip
+    has the anchor's label is a positive. Per anchor::
+
+        loss_i = -1 / (|P(i)| + count_offset) * sum_{p in P(i)} log softmax_{c != partner(i)}(a_i . b_c / tau)[p]
+
+    and the result is the mean over the ``2B`` anchors. ``count_offset=1`` reproduces the official code's
+    ``mask.sum(1) + 1`` denominator (which halves the label-free loss); 0, the default, is SupCon's mean.
+
+    Args:
+        za, zb: ``(B, 2, P)`` L2-normalised embeddings of modalities ``a`` and ``b``, window on axis 1.
+        temperature: softmax temperature ``tau``.
+        labels: optional ``(B,)`` integer class labels (supervised variant).
+        count_offset: added to the number of positives in each anchor's denominator.
+    """
+    if za.dim() != 3 or za.shape[1] != 2 or za.shape != zb.shape:
+        raise ValueError(f"two_window_supcon expects two (B, 2, P) tensors of one shape, got {tuple(za.shape)} "
+                         f"and {tuple(zb.shape)}")
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    batch = za.shape[0]
+    anchors = za.transpose(0, 1).reshape(2 * batch, -1)  # row w * B + i: clip i, window w
+    keys = zb.transpose(0, 1).reshape(2 * batch, -1)
+    partner = torch.eye(2 * batch, dtype=torch.bool, device=za.device)
+    logits = (anchors @ keys.t() / temperature).masked_fill(partner, float("-inf"))
+    log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+    if labels is None:
+        group = torch.arange(batch, device=za.device).repeat(2)
+    else:
+        if labels.shape != (batch,):
+            raise ValueError(f"labels must be ({batch},) class indices, got shape {tuple(labels.shape)}")
+        group = labels.to(za.device).repeat(2)
+    positive = (group.unsqueeze(0) == group.unsqueeze(1)) & ~partner
+    pos_sum = log_prob.masked_fill(~positive, 0.0).sum(1)
+    return -(pos_sum / (positive.sum(1).to(log_prob.dtype) + count_offset)).mean()
+
+
+def two_window_pairwise_loss(embeddings: Mapping[str, torch.Tensor],
+                             present: Mapping[str, torch.Tensor] | None = None, temperature: float = 0.07,
+                             labels: torch.Tensor | None = None, count_offset: float = 0.0,
+                             pairs: Sequence[tuple[str, str]] | None = None) -> PairwiseLossOutput:
+    """Mean of :func:`two_window_supcon` over the ordered modality pairs (both directions of each pair).
+
+    Args:
+        embeddings: modality -> ``(B, 2, P)`` L2-normalised projections of the two windows of each clip.
+        present: optional modality -> ``(B,)`` bool mask; a pair scores only the clips carrying both modalities,
+            and an ordered pair with fewer than two such clips is skipped (as in :func:`pairwise_infonce`).
+        temperature, labels, count_offset: as in :func:`two_window_supcon`.
+        pairs: unordered pairs to score (default: every pair of ``embeddings``' modalities).
+
+    ``per_pair`` and ``count`` are keyed ``"a->b"``; ``accuracy`` is the share of anchors whose best-scoring
+    candidate is a positive.
+    """
+    names = list(embeddings)
+    first = embeddings[names[0]]
+    out = PairwiseLossOutput(loss=first.new_zeros(()))
+    contributions = []
+    for a, b in all_pairs(names) if pairs is None else pairs:
+        for src, dst in ((a, b), (b, a)):
+            name = f"{src}->{dst}"
+            za, zb = embeddings[src], embeddings[dst]
+            lab = labels
+            if present is not None:
+                keep = (present[src] & present[dst]).nonzero().squeeze(1)
+                if keep.numel() < za.shape[0]:
+                    za, zb = za.index_select(0, keep), zb.index_select(0, keep)
+                    lab = None if labels is None else labels.index_select(0, keep.to(labels.device))
+            out.count[name] = int(za.shape[0])
+            if za.shape[0] < 2:
+                continue
+            loss = two_window_supcon(za, zb, temperature, lab, count_offset)
+            contributions.append(loss)
+            out.per_pair[name] = loss.detach()
+            with torch.no_grad():
+                out.accuracy[name] = _two_window_accuracy(za, zb, lab)
+    anchor = _graph_anchor(embeddings, [], first)
+    out.loss = torch.stack(contributions).mean() + anchor if contributions else anchor
+    return out
+
+
+def _two_window_accuracy(za: torch.Tensor, zb: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+    """Share of the ``2B`` anchors of :func:`two_window_supcon` whose top candidate is a positive."""
+    batch = za.shape[0]
+    scores = za.transpose(0, 1).reshape(2 * batch, -1) @ zb.transpose(0, 1).reshape(2 * batch, -1).t()
+    scores.fill_diagonal_(float("-inf"))
+    group = torch.arange(batch, device=za.device).repeat(2) if labels is None else labels.to(za.device).repeat(2)
+    return (group[scores.argmax(1)] == group).float().mean()
