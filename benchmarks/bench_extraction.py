@@ -235,7 +235,7 @@ def child_write_shards(rows: int, shards: int, out_dir: str) -> None:
         mine = ids[s::shards]
         writer = FeatureStoreWriter(shard_store_path(out, s, shards), ["au", "physio"], {"au": 64, "physio": 64}, 32,
                                     {"concat": 128, "mean": 64}, labels={"emotion": [f"e{i}" for i in range(8)]},
-                                    groups=["speaker"], attrs=shard_attrs(s, shards), shard_rows=4096,
+                                    groups=["speaker"], attrs=shard_attrs(s, shards), part_rows=4096,
                                     overwrite=True, fsync=False)
         for b in range(0, len(mine), 4096):
             part = mine[b:b + 4096]
@@ -390,14 +390,14 @@ PEAK_NOTE_NO_RESET = ("Peak = the RSS high-water mark since the process started 
 
 LIMITS = (
     "time: the store's cost is a fixed part per extraction (creating the parts folder, manifest, final file, "
-    "about ten fsyncs) plus a part per row (every `shard_rows`=256 rows a shard file written and fsynced, then "
-    "`finish()` reading every shard back and writing the chunked, lzf-compressed file). With the demo model on "
+    "about ten fsyncs) plus a part per row (every `part_rows`=256 rows a part file written and fsynced, then "
+    "`finish()` reading every part back and writing the chunked, lzf-compressed file). With the demo model on "
     "a CPU the forward pass dominates; with nearly free encoders (the MLP rows) the store is nearly all of it, "
     "and the same holds on a GPU, where the forward pass is 10-100x faster while the store's cost stays: "
-    "larger `shard_rows` (fewer fsyncs) and a `finish()` that appends chunk-aligned blocks would cut it. "
+    "larger `part_rows` (fewer fsyncs) and a `finish()` that appends chunk-aligned blocks would cut it. "
     "Memory: the rows stream through; during the loop (peak before `finish()`) only the record list and "
     "the ids the writer keeps for exact resume and duplicate checks grow with N (about 100 bytes per clip). "
-    "What grows besides is `FeatureStoreWriter.finish()` (`store/shards.py`): it appends each 256-row shard "
+    "What grows besides is `FeatureStoreWriter.finish()` (`store/parts.py`): it appends each 256-row part "
     "to lzf-chunked datasets through HDF5's chunk cache, which with partly filled chunks leaves tens of MiB "
     "behind at 100k rows; opening its output with `rdcc_nbytes=0` kept it flat in a separate measurement "
     "(+7 MiB at 100k rows) but doubled its time, since partial chunks are then re-read and recompressed; "

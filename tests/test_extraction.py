@@ -77,7 +77,7 @@ def slow_flush(self):
     original(self)
     time.sleep(0.4)
 hdf5.FeatureStoreWriter.flush = slow_flush
-extract_from_checkpoint(sys.argv[1], sys.argv[2], None, [], ExtractOptions(batch_size=4, shard_rows=4,
+extract_from_checkpoint(sys.argv[1], sys.argv[2], None, [], ExtractOptions(batch_size=4, part_rows=4,
                         progress=False))
 """
 

@@ -74,7 +74,7 @@ def make_cfg(**data):
 
 
 def opts(**kw) -> ExtractOptions:
-    return ExtractOptions(**{"batch_size": 4, "progress": False, "sequences": ("voice",), "shard_rows": 3, **kw})
+    return ExtractOptions(**{"batch_size": 4, "progress": False, "sequences": ("voice",), "part_rows": 3, **kw})
 
 
 @pytest.fixture(scope="module")
@@ -231,10 +231,10 @@ def test_merge_of_unsorted_stores_by_row_reads(model, tmp_path, monkeypatch):
 def test_interrupted_merge_leaves_nothing_complete(model, single, tmp_path, monkeypatch):
     out = tmp_path / "feats.h5"
     extract_shards(model, out, 2)
-    from contrastive_mer.store import merge
+    from contrastive_mer.store import _layout
 
     calls = {"n": 0}
-    original = merge._append
+    original = _layout._append
 
     def failing_append(ds, arr):
         calls["n"] += 1
@@ -242,7 +242,7 @@ def test_interrupted_merge_leaves_nothing_complete(model, single, tmp_path, monk
             raise OSError("disk full")
         original(ds, arr)
 
-    monkeypatch.setattr(merge, "_append", failing_append)
+    monkeypatch.setattr(_layout, "_append", failing_append)
     with pytest.raises(OSError, match="disk full"):
         merge_shards(find_shards(out), out, block_bytes=200)
     monkeypatch.undo()

@@ -44,7 +44,7 @@ def write_store(path: Path, d: dict) -> Path:
     w = FeatureStoreWriter(path, ["audio", "video"], {"audio": 16, "video": 8}, projection_dim=None,
                            fused_dims={"concat": 24}, labels={"emotion": CLASSES, "valence": None,
                                                      "tags": LabelSpec(("a", "b", "c"), multi_label=True)},
-                           groups=["speaker"], fsync=False, shard_rows=10_000)
+                           groups=["speaker"], fsync=False, part_rows=10_000)
     w.append([f"{path.stem}-{i}" for i in range(n)], {"emotion": d["y"], "valence": d["valence"], "tags": d["multi"]},
              {"speaker": d["speakers"]}, {"audio": d["audio"], "video": d["video"]}, {},
              {"audio": np.ones(n, bool), "video": d["present_video"]},

@@ -53,7 +53,7 @@ def writer_kwargs(**over) -> dict:
                       "multi": LabelSpec(("laugh", "cry"), multi_label=True)},
               groups=["speaker"], attrs={"config": "model:\n  dim: 4\n", "checkpoint_sha256": "ab12",
                                          "epochs": 3, "extra": {"k": [1, 2]}},
-              shard_rows=1, fsync=False)
+              part_rows=1, fsync=False)
     kw.update(over)
     return kw
 
@@ -101,10 +101,10 @@ def assert_same_file(a: Path, b: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------- round trip
-@pytest.mark.parametrize("shard_rows", [1, 7])
-def test_round_trip_every_dataset_and_attribute(tmp_path: Path, shard_rows: int) -> None:
+@pytest.mark.parametrize("part_rows", [1, 7])
+def test_round_trip_every_dataset_and_attribute(tmp_path: Path, part_rows: int) -> None:
     rows = make_rows(22)
-    path = write_store(tmp_path / "f.h5", rows, batch=5, shard_rows=shard_rows)
+    path = write_store(tmp_path / "f.h5", rows, batch=5, part_rows=part_rows)
     assert not (tmp_path / "f.h5.parts").exists() and not (tmp_path / "f.h5.tmp").exists()
     with FeatureStore(path) as s:
         assert len(s) == 22 and s.ids.tolist() == rows["ids"]
@@ -174,16 +174,16 @@ def test_empty_store(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------------- bad input
 def test_duplicate_ids_rejected(tmp_path: Path) -> None:
     rows = make_rows(8)
-    w = FeatureStoreWriter(tmp_path / "d.h5", **writer_kwargs(shard_rows=3))
+    w = FeatureStoreWriter(tmp_path / "d.h5", **writer_kwargs(part_rows=3))
     append_rows(w, rows, np.arange(0, 2))
     with pytest.raises(ValueError, match="duplicate id 'clip-001-é'"):
-        append_rows(w, rows, np.array([2, 1]))  # 1 is buffered, not yet in a shard
+        append_rows(w, rows, np.array([2, 1]))  # 1 is buffered, not yet in a part file
     with pytest.raises(ValueError, match="duplicate id 'clip-003-é'"):
         append_rows(w, rows, np.array([3, 3]))
     append_rows(w, rows, np.arange(2, 4))  # flushes (4 rows >= 3)
     with pytest.raises(ValueError, match="duplicate id 'clip-000-é'"):
         append_rows(w, rows, np.array([0]))
-    w2 = FeatureStoreWriter(tmp_path / "d.h5", **writer_kwargs(shard_rows=3))  # resumed writer knows them too
+    w2 = FeatureStoreWriter(tmp_path / "d.h5", **writer_kwargs(part_rows=3))  # resumed writer knows them too
     assert w2.done_ids() == set(rows["ids"][:4])
     with pytest.raises(ValueError, match="duplicate id 'clip-002-é'"):
         append_rows(w2, rows, np.array([2]))
@@ -250,7 +250,7 @@ def test_incomplete_file_refused_unless_partial(tmp_path: Path) -> None:
 
 def test_unfinished_parts_folder_readable_as_partial(tmp_path: Path) -> None:
     rows = make_rows(10)
-    w = FeatureStoreWriter(tmp_path / "p.h5", **writer_kwargs(shard_rows=4))
+    w = FeatureStoreWriter(tmp_path / "p.h5", **writer_kwargs(part_rows=4))
     append_rows(w, rows, np.arange(0, 5))
     append_rows(w, rows, np.arange(5, 7))  # buffered only: not visible
     with pytest.raises(IncompleteStoreError, match="p.h5.*allow_partial"):
@@ -314,7 +314,7 @@ def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path: Path) -> None:
     with FeatureStore(out, allow_partial=True) as partial:
         n1 = len(partial)
         assert 9 <= n1 < 40 and partial.ids.tolist() == make_rows(40)["ids"][:n1]
-    # 2nd run: resumes with another batch size, killed right after a write (likely mid-shard)
+    # 2nd run: resumes with another batch size, killed right after a write (likely mid-part)
     seen = _kill_after(_child(script, out, 5, 0.0), 2, 0.003)
     assert seen[0] == f"resumed {n1}"
     assert not out.exists()
@@ -361,7 +361,7 @@ def test_crash_during_finish_recovers(tmp_path: Path, monkeypatch: pytest.Monkey
     append_rows(w, rows, np.arange(12))
 
     def dying_rmtree(path, *a, **k):
-        (Path(path) / "shard-000000.h5").unlink()
+        (Path(path) / "part-000000.h5").unlink()
         raise KeyboardInterrupt("simulated crash")
 
     monkeypatch.setattr(store_mod.shutil, "rmtree", dying_rmtree)
@@ -371,11 +371,11 @@ def test_crash_during_finish_recovers(tmp_path: Path, monkeypatch: pytest.Monkey
     w3 = FeatureStoreWriter(out, **writer_kwargs())
     assert w3.done_ids() == set(rows["ids"]) and not (tmp_path / "b.h5.parts").exists()
     assert_same_file(w3.finish(), ref)
-    # (c) a half-written shard and merge file are discarded
+    # (c) a half-written part file and merge file are discarded
     out = tmp_path / "c.h5"
     w = FeatureStoreWriter(out, **writer_kwargs())
     append_rows(w, rows, np.arange(5))
-    (tmp_path / "c.h5.parts" / "shard-000005.h5.tmp").write_bytes(b"garbage")
+    (tmp_path / "c.h5.parts" / "part-000005.h5.tmp").write_bytes(b"garbage")
     (tmp_path / "c.h5.tmp").write_bytes(b"garbage")
     w4 = FeatureStoreWriter(out, **writer_kwargs())
     assert w4.done_ids() == set(rows["ids"][:5])

@@ -49,7 +49,7 @@ class TokenWriter:
     def __init__(self, path: str | Path, source_dims: Mapping[str, int], projected: bool, level: str = "sequence",
                  labels: Mapping[str, Any] | None = None, groups: Sequence[str] = (),
                  attrs: Mapping[str, Any] | None = None, sequence_dtype: str = "float32", overwrite: bool = False,
-                 shard_rows: int = 256):
+                 part_rows: int = 256):
         self.sources = list(source_dims)
         self.projected, self.level = projected, level
         self.labels = dict(labels or {})
@@ -57,7 +57,7 @@ class TokenWriter:
         all_attrs = {"kind": KIND_TOKENS if projected else KIND_SOURCES, **(attrs or {})}
         self.writer = FeatureStoreWriter(path, self.sources, dict(source_dims), None, {},
                                          sequences=dict(source_dims), labels=self.labels, groups=self.groups,
-                                         attrs=all_attrs, sequence_dtype=sequence_dtype, shard_rows=shard_rows,
+                                         attrs=all_attrs, sequence_dtype=sequence_dtype, part_rows=part_rows,
                                          overwrite=overwrite)
 
     def done_ids(self) -> set[str]:

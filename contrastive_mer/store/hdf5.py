@@ -1,7 +1,7 @@
-"""The HDF5 feature store: a crash-safe streaming writer and a read-only reader (layout in DESIGN.md).
+"""The HDF5 feature store: a crash-safe streaming writer and a read-only reader (layout in docs/architecture.md).
 
-Writing: :class:`FeatureStoreWriter` buffers at most ``shard_rows`` rows, then writes them as one shard file
-in ``<out>.parts/`` (temp name + atomic rename). :meth:`FeatureStoreWriter.finish` merges the shards in order
+Writing: :class:`FeatureStoreWriter` buffers at most ``part_rows`` rows, then writes them as one part file
+in ``<out>.parts/`` (temp name + atomic rename). :meth:`FeatureStoreWriter.finish` merges the parts in order
 into ``<out>.tmp`` (chunked, lzf), sets ``complete=True`` last, and ``os.replace``-s it to ``<out>``. If the
 process dies at any moment, constructing the writer again with the same arguments resumes:
 :meth:`~FeatureStoreWriter.done_ids` tells the caller which ids to skip, and the final file equals that of an
@@ -24,10 +24,10 @@ import h5py
 import numpy as np
 
 import contrastive_mer
-from contrastive_mer.store.shards import (
+from contrastive_mer.store.parts import (
     FINISHED_NAME, FORMAT_VERSION, MANIFEST_NAME, LabelSpec, StoreSchema, as_label_spec, atomic_write_text,
-    build_rows, fsync_dir, fsync_file, list_shards, merge_shards, parts_dir_for, read_shard_ids,
-    shard_path, write_shard,
+    build_rows, fsync_dir, fsync_file, list_parts, merge_parts, next_part_path, parts_dir_for, read_part_ids,
+    write_part,
 )
 
 __all__ = ["FeatureStore", "FeatureStoreWriter", "IncompleteStoreError", "StoreMismatchError", "LabelSpec"]
@@ -66,9 +66,9 @@ class FeatureStoreWriter:
         attrs: extra root attributes (``config`` YAML text, ``checkpoint_sha256``, ...); plain values are
             stored as they are, lists/dicts as JSON text.
         sequence_dtype: ``float32`` or ``float16``.
-        shard_rows: rows buffered before a shard is written (the most a crash can lose); 1 = every append.
+        part_rows: rows buffered before a part file is written (the most a crash can lose); 1 = every append.
         overwrite: delete an existing store and its parts first.
-        fsync: fsync every shard before its rename (durable against power loss, not only process death).
+        fsync: fsync every part file before its rename (durable against power loss, not only process death).
     """
 
     def __init__(self, path: str | Path, modalities: Sequence[str], feature_dims: Mapping[str, int],
@@ -76,19 +76,19 @@ class FeatureStoreWriter:
                  sequences: Sequence[str] | Mapping[str, int] = (),
                  labels: Mapping[str, LabelSpec | Sequence[str] | None] | None = None,
                  groups: Sequence[str] = (), attrs: Mapping[str, Any] | None = None,
-                 sequence_dtype: str = "float32", shard_rows: int = 256, overwrite: bool = False,
+                 sequence_dtype: str = "float32", part_rows: int = 256, overwrite: bool = False,
                  fsync: bool = True) -> None:
         self.path = Path(path)
         self.parts = parts_dir_for(self.path)
         self.tmp_path = self.path.with_name(self.path.name + ".tmp")
-        self.shard_rows = max(1, int(shard_rows))
+        self.part_rows = max(1, int(part_rows))
         self.fsync = fsync
         self.schema = self._make_schema(modalities, feature_dims, projection_dim, fused_dims or {},
                                         sequences, labels or {}, groups, attrs or {}, sequence_dtype)
         self._buffer: list[dict[str, np.ndarray]] = []
         self._buffered = 0
-        self._done: set[str] = set()  # durably written (in shards or the finished file)
-        self._pending: set[str] = set()  # buffered for the next shard
+        self._done: set[str] = set()  # durably written (in part files or the finished file)
+        self._pending: set[str] = set()  # buffered for the next part file
         self._finished = False
         self.created = datetime.now(timezone.utc).isoformat(timespec="seconds")
         if overwrite:
@@ -143,18 +143,18 @@ class FeatureStoreWriter:
             shutil.rmtree(self.parts)
         self.tmp_path.unlink(missing_ok=True)  # an interrupted merge
         if self.parts.is_dir():
-            for p in self.parts.glob("*.tmp"):  # a shard or manifest that was being written
+            for p in self.parts.glob("*.tmp"):  # a part file or manifest that was being written
                 p.unlink()
             if manifest.exists():
                 meta = json.loads(manifest.read_text(encoding="utf-8"))
                 self._check(StoreSchema.from_json(meta["schema"]), self.parts)
                 self.created = meta["created"]
-            elif list_shards(self.parts):
-                raise StoreMismatchError(f"{self.parts} holds shards but no {MANIFEST_NAME}; delete the folder")
+            elif list_parts(self.parts):
+                raise StoreMismatchError(f"{self.parts} holds part files but no {MANIFEST_NAME}; delete the folder")
             else:
                 self._write_manifest()
-            for shard in list_shards(self.parts):
-                self._add_done(read_shard_ids(shard), shard)
+            for part in list_parts(self.parts):
+                self._add_done(read_part_ids(part), part)
             return
         if self.path.exists():
             with FeatureStore(self.path, allow_partial=True) as old:
@@ -182,7 +182,7 @@ class FeatureStoreWriter:
 
     # ------------------------------------------------------------------------------------ writing
     def done_ids(self) -> set[str]:
-        """Ids safely written (in shard files or the finished store); skip these when resuming."""
+        """Ids safely written (in part files or the finished store); skip these when resuming."""
         return set(self._done)
 
     def append(self, ids: Sequence[str], labels: Mapping[str, Any], groups: Mapping[str, Sequence[str]],
@@ -210,28 +210,26 @@ class FeatureStoreWriter:
         self._buffer.append(rows)
         self._buffered += len(ids)
         self._pending.update(ids)
-        if self._buffered >= self.shard_rows:
+        if self._buffered >= self.part_rows:
             self.flush()
 
     def flush(self) -> None:
-        """Write the buffered rows as one shard (atomic)."""
+        """Write the buffered rows as one part file (atomic)."""
         if not self._buffer:
             return
         rows = {k: np.concatenate([r[k] for r in self._buffer]) for k in self._buffer[0]}
-        shards = list_shards(self.parts)
-        index = int(shards[-1].name[6:-3]) + 1 if shards else 0
-        write_shard(shard_path(self.parts, index), rows, self.fsync)
+        write_part(next_part_path(self.parts), rows, self.fsync)
         self._buffer, self._buffered = [], 0
         self._done |= self._pending
         self._pending = set()
 
     def finish(self) -> Path:
-        """Merge the shards into the final file, mark it complete, remove the parts; return the path."""
+        """Merge the part files into the final file, mark it complete, remove the parts; return the path."""
         if self._finished:
             return self.path
         self.flush()
         with h5py.File(self.tmp_path, "w") as f:
-            merge_shards(list_shards(self.parts), self.schema, f, _root_attrs(self.schema, self.created))
+            merge_parts(list_parts(self.parts), self.schema, f, _root_attrs(self.schema, self.created))
             f.attrs["complete"] = True
         if self.fsync:
             fsync_file(self.tmp_path)
@@ -259,7 +257,7 @@ class FeatureStore:
     """Read-only access to a feature store (never unpickles anything).
 
     ``allow_partial=True`` accepts a file whose ``complete`` flag is missing/false, and an unfinished
-    ``<path>.parts/`` folder (its shards are merged in memory, so use it for inspection, not huge stores).
+    ``<path>.parts/`` folder (its part files are merged in memory, so use it for inspection, not huge stores).
     """
 
     def __init__(self, path: str | Path, allow_partial: bool = False) -> None:
@@ -291,7 +289,7 @@ class FeatureStore:
         meta = json.loads((parts / MANIFEST_NAME).read_text(encoding="utf-8"))
         schema = StoreSchema.from_json(meta["schema"])
         f = h5py.File(f"{parts}/partial-{id(self)}.h5", "w", driver="core", backing_store=False)
-        merge_shards(list_shards(parts), schema, f, _root_attrs(schema, meta["created"]))
+        merge_parts(list_parts(parts), schema, f, _root_attrs(schema, meta["created"]))
         f.attrs["complete"] = False
         return f
 

@@ -25,9 +25,8 @@ import h5py
 import numpy as np
 
 from contrastive_mer.store.hdf5 import IncompleteStoreError
-from contrastive_mer.store.shards import (
-    STR_DTYPE, StoreSchema, _append, _new_dataset, fsync_dir, fsync_file, parts_dir_for,
-)
+from contrastive_mer.store._layout import STR_DTYPE, StoreLayout, StoreSchema
+from contrastive_mer.store.parts import fsync_dir, fsync_file, parts_dir_for
 
 __all__ = ["SHARD_ATTRS", "ShardMergeError", "find_shards", "merge_shards", "shard_store_path"]
 
@@ -225,7 +224,7 @@ def _block_rows(files: Sequence[h5py.File], schema: StoreSchema, block_bytes: in
 def _sequence_block(files: _ShardFiles, m: str, offsets: Sequence[np.ndarray],
                     groups: Sequence[tuple[int, np.ndarray, np.ndarray]], n: int,
                     schema: StoreSchema) -> tuple[np.ndarray, np.ndarray]:
-    """The frames of one output block of ``n`` rows for modality ``m``, and the rows' end offsets in them.
+    """The frames of one output block of ``n`` rows for modality ``m``, and the rows' frame counts.
 
     ``groups``: (shard, output positions, shard rows in increasing order) for every shard in the block.
     """
@@ -239,36 +238,23 @@ def _sequence_block(files: _ShardFiles, m: str, offsets: Sequence[np.ndarray],
     values = np.empty((int(ends[-1]) if n else 0, schema.sequence_dims[m]), dtype=np.dtype(schema.sequence_dtype))
     for pos, data in parts:
         values[_segment_index(ends[pos] - lengths[pos], lengths[pos])] = data
-    return values, ends
+    return values, lengths
 
 
 def _write_merged(tmp: Path, files: _ShardFiles, schema: StoreSchema, block_bytes: int,
                   order: tuple[np.ndarray, np.ndarray, np.ndarray]) -> int:
     shard_of, row_of, sorted_ids = order
-    first = files[0]
     with h5py.File(tmp, "w", rdcc_nbytes=0) as f:  # no chunk cache: blocks cover whole chunks; flat memory
-        for key, value in first.attrs.items():
+        for key, value in files[0].attrs.items():
             if key not in SHARD_ATTRS and key != "complete":
                 f.attrs[key] = value
         f.attrs["schema"] = schema.to_json()
         created = [str(_attr(s, "created")) for s in files if "created" in s.attrs]
         if created:
             f.attrs["created"] = min(created)
-        keys = [k for k in schema.row_specs() if not k.startswith("sequences/")]
-        out: dict[str, h5py.Dataset] = {}
-        for key in keys:
-            dtype, tail = schema.row_specs()[key]
-            out[key] = _new_dataset(f, key, dtype, tail)
-            for k, v in first[key].attrs.items():
-                out[key].attrs[k] = v
-        offsets = {m: [] for m in schema.sequence_dims}
-        totals = {m: 0 for m in schema.sequence_dims}
-        seq_out = {}
-        for m, dim in schema.sequence_dims.items():
-            seq_out[m] = _new_dataset(f, f"sequences/{m}", np.dtype(schema.sequence_dtype), (dim,))
-            seq_out[f"{m}_offsets"] = _new_dataset(f, f"sequences/{m}_offsets", np.int64, ())
-            _append(seq_out[f"{m}_offsets"], np.zeros(1, dtype=np.int64))
-            offsets[m] = [s[f"sequences/{m}_offsets"][...] for s in files]  # (N_s + 1,) int64 each
+        layout = StoreLayout(f, schema)
+        offsets = {m: [s[f"sequences/{m}_offsets"][...] for s in files]  # (N_s + 1,) int64 each
+                   for m in schema.sequence_dims}
         block = _block_rows(files, schema, block_bytes)
         reopen_every = max(1, _REOPEN_BYTES // block_bytes)
         for b, start in enumerate(range(0, len(shard_of), block)):
@@ -280,21 +266,18 @@ def _write_merged(tmp: Path, files: _ShardFiles, schema: StoreSchema, block_byte
                 pos = np.flatnonzero(sh == s)
                 order = np.argsort(rows[pos], kind="stable")
                 groups.append((int(s), pos[order], rows[pos][order]))
-            _append(out["ids"], np.char.decode(sorted_ids[start:start + block], "utf-8").astype(object))
-            for key in keys:
+            layout.append("ids", np.char.decode(sorted_ids[start:start + block], "utf-8").astype(object))
+            for key in layout.row_keys:
                 if key == "ids":
                     continue
-                dtype, tail = schema.row_specs()[key]
+                dtype, tail = layout.specs[key]
                 is_str = dtype is STR_DTYPE
                 buf = np.empty((len(sh), *tail), dtype=object if is_str else dtype)
                 for s, pos, r in groups:
                     buf[pos] = _read_rows(files[s][key], r, is_str)
-                _append(out[key], buf)
+                layout.append(key, buf)
             for m in schema.sequence_dims:
-                values, ends = _sequence_block(files, m, offsets[m], groups, len(sh), schema)
-                _append(seq_out[m], values)
-                _append(seq_out[f"{m}_offsets"], totals[m] + ends)
-                totals[m] += len(values)
+                layout.append_sequences(m, *_sequence_block(files, m, offsets[m], groups, len(sh), schema))
         f.attrs["complete"] = True
     return len(shard_of)
 
