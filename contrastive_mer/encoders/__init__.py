@@ -1,6 +1,6 @@
 """Modality encoders. Importing this package registers the built-in ones."""
 
-from contrastive_mer.encoders import audio, text, vector, vision  # noqa: F401  (registration)
+from contrastive_mer.encoders import audio, graph, sequence, text, vector, video3d, vision  # noqa: F401  (registration)
 from contrastive_mer.encoders.base import EncoderOutput, ModalityEncoder
 from contrastive_mer.encoders.registry import build_encoder, encoder_config, encoder_names, get_entry
 
