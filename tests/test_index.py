@@ -123,13 +123,16 @@ def make_store(path: Path, n: int = 40, seed: int = 0) -> dict:
 
 
 def test_index_from_store_keys(tmp_path: Path) -> None:
+    """Keys follow the store's one view rule: a bare modality is its features, projections are named in full."""
     data = make_store(tmp_path / "f.h5")
+    any_present = data["present"]["audio"] | data["present"]["video"]
     with FeatureStore(tmp_path / "f.h5") as store:
         for key, canonical, rows_mask, vectors in [
-            ("audio", "projections/audio", data["present"]["audio"], data["projections"]["audio"]),
+            ("audio", "features/audio", data["present"]["audio"], data["features"]["audio"]),
+            ("projections/audio", "projections/audio", data["present"]["audio"], data["projections"]["audio"]),
             ("features/video", "features/video", data["present"]["video"], data["features"]["video"]),
-            ("fused", "fused/mean", data["present"]["audio"] | data["present"]["video"], data["fused"]["mean"]),
-            ("fused/concat", "fused/concat", data["present"]["audio"] | data["present"]["video"], data["fused"]["concat"]),
+            ("mean", "fused/mean", any_present, data["fused"]["mean"]),
+            ("fused/concat", "fused/concat", any_present, data["fused"]["concat"]),
         ]:
             index = index_from_store(store, key, use_gpu=False)
             rows = np.flatnonzero(rows_mask)
@@ -138,7 +141,10 @@ def test_index_from_store_keys(tmp_path: Path) -> None:
             # every indexed vector finds itself first
             _, got = index.search(vectors[rows], 1)
             assert [g[0] for g in got] == index.ids
-        with pytest.raises(KeyError, match="projections/text"):
+        assert index_from_store(store, use_gpu=False).source["key"] == "fused/mean"  # the default
+        with pytest.raises(KeyError, match=r"'fused' .*several fused modes.*'fused/mean', 'fused/concat'"):
+            index_from_store(store, "fused")
+        with pytest.raises(KeyError, match="'text' is not in"):
             index_from_store(store, "text")
 
 
@@ -156,7 +162,7 @@ def test_cli_index(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert str(out) in capsys.readouterr().out
     loaded = EmbeddingIndex.load(out, use_gpu=False)
     assert loaded.ids == [i for i, p in zip(data["ids"], data["present"]["video"]) if p]
-    assert loaded.source["key"] == "projections/video"
+    assert loaded.source["key"] == "features/video" and loaded.dim == data["features"]["video"].shape[1]
     with pytest.raises(UserError, match="missing.h5"):
         cli_index.run(_parse(cli_index, ["--features", str(tmp_path / "missing.h5"), "--out", str(out)]))
     with pytest.raises(UserError, match="fused/nope"):

@@ -78,7 +78,8 @@ def _parse(mod, argv: list[str]) -> argparse.Namespace:
 def test_cli_retrieve_query_and_vector_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     data = make_store(tmp_path / "f.h5")
     feats, idx = str(tmp_path / "f.h5"), str(tmp_path / "f.faiss")
-    cli_index.run(_parse(cli_index, ["--features", feats, "--modality", "audio", "--out", idx, "--gpu", "no"]))
+    cli_index.run(_parse(cli_index, ["--features", feats, "--modality", "projections/audio", "--out", idx,
+                                     "--gpu", "no"]))
     capsys.readouterr()
     assert cli_retrieve.run(_parse(cli_retrieve, ["--features", feats, "--index", idx, "--query", "s01", "--k", "3",
                                                   "--json", str(tmp_path / "r.json")])) == 0
@@ -103,7 +104,7 @@ def test_cli_retrieve_query_and_vector_file(tmp_path: Path, capsys: pytest.Captu
     assert out[1]["results"][0]["id"] == "s02"
     with pytest.raises(UserError, match="'nope' is not in"):
         cli_retrieve.run(_parse(cli_retrieve, ["--features", feats, "--index", idx, "--query", "nope"]))
-    with pytest.raises(UserError, match="has no audio"):  # s00 lacks audio
+    with pytest.raises(UserError, match="no usable projections/audio"):  # s00 lacks audio
         cli_retrieve.run(_parse(cli_retrieve, ["--features", feats, "--index", idx, "--query", "s00"]))
     np.save(tmp_path / "bad.npy", np.zeros((2, 3)))
     with pytest.raises(UserError, match="dim 4"):

@@ -1,6 +1,6 @@
 """``cmer index``: build a FAISS index over one kind of vector of a feature store.
 
-    cmer index --features feats.h5 --modality fused --out feats.faiss [--kind flat|ivf|hnsw]
+    cmer index --features feats.h5 [--modality fused/mean] --out feats.faiss [--kind flat|ivf|hnsw]
 """
 
 from __future__ import annotations
@@ -8,18 +8,19 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from contrastive_mer.cli._common import open_store
 from contrastive_mer.errors import UserError
-from contrastive_mer.store.hdf5 import FeatureStore, IncompleteStoreError
-from contrastive_mer.store.index import KINDS, METRICS, index_from_store, sidecar_path
+from contrastive_mer.store.index import DEFAULT_VIEW, KINDS, METRICS, index_from_store, sidecar_path
 
 _GPU = {"auto": "auto", "yes": True, "no": False}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--features", required=True, help="feature store (.h5) written by `cmer extract`")
-    parser.add_argument("--modality", default="fused",
-                        help="what to index: fused, fused/<mode>, a modality (its projections), "
-                             "projections/<m> or features/<m> (default: fused)")
+    parser.add_argument("--modality", default=DEFAULT_VIEW,
+                        help="the view to index: a modality (its features/<m>, as `cmer probe` reads it), "
+                             "projections/<m>, fused/<mode>, fused (the only fused mode) or features/<m> "
+                             f"(default: {DEFAULT_VIEW}, the mean of the projections)")
     parser.add_argument("--out", required=True, help="index file to write (a <out>.json sidecar goes beside it)")
     parser.add_argument("--kind", choices=KINDS, default="flat", help="exact flat (default), ivf or hnsw")
     parser.add_argument("--metric", choices=METRICS, default="ip",
@@ -29,16 +30,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hnsw-m", type=int, default=32, help="hnsw: neighbours per node")
     parser.add_argument("--ef-search", type=int, default=64, help="hnsw: search breadth")
     parser.add_argument("--gpu", choices=sorted(_GPU), default="auto", help="use a GPU index (auto: when available)")
-
-
-def open_store(path: str) -> FeatureStore:
-    """Open a finished store, turning file problems into one-line :class:`UserError` s."""
-    try:
-        return FeatureStore(path)
-    except (FileNotFoundError, IncompleteStoreError) as e:
-        raise UserError(str(e)) from e
-    except (OSError, KeyError) as e:
-        raise UserError(f"cannot read feature store {path}: {e}") from e
 
 
 def run(args: argparse.Namespace) -> int:

@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from contrastive_mer.cli.index import open_store
+from contrastive_mer.cli._common import open_store
 from contrastive_mer.errors import UserError
 from contrastive_mer.evaluation.knn import KnnProbeConfig
 from contrastive_mer.evaluation.linear import LinearProbeConfig

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from contrastive_mer.cli.index import open_store
+from contrastive_mer.cli._common import open_store
 from contrastive_mer.errors import UserError
 from contrastive_mer.evaluation.retrieval import cross_modal_retrieval, format_table
 from contrastive_mer.store.hdf5 import FeatureStore
@@ -74,12 +74,13 @@ def _queries(args: argparse.Namespace, store: FeatureStore, index: EmbeddingInde
             raise UserError(f"{args.index} does not record which store key it indexes; use --vector-file")
         try:
             row = store.index_of(args.query)
+            key, vector, usable = store.view_row(key, row)
         except KeyError as e:
             raise UserError(e.args[0]) from e
-        group, name = key.split("/", 1)
-        if group != "fused" and not store.row(f"present/{name}", row):
-            raise UserError(f"clip {args.query!r} has no {name} in {store.path}, so it has no {key} vector")
-        return [(args.query, np.asarray(store.row(key, row), dtype=np.float32), row)]
+        if not usable:
+            raise UserError(f"clip {args.query!r} has no usable {key} vector in {store.path} "
+                            "(its modality is absent or the values are not finite)")
+        return [(args.query, vector.astype(np.float32), row)]
     path = Path(args.vector_file)
     try:
         vecs = np.load(path, allow_pickle=False)
@@ -128,10 +129,11 @@ def _cross_modal(args: argparse.Namespace) -> dict[str, Any]:
     with open_store(args.features) as store:
         mods = args.modalities.split(",") if args.modalities else store.modalities
         try:
-            proj = {m: store.projections(m) for m in mods}
-            present = {m: store.present(m) for m in mods}
+            views = {m: store.view(f"projections/{m}") for m in mods}
         except KeyError as e:
             raise UserError(e.args[0]) from e
+    proj = {m: v.vectors for m, v in views.items()}
+    present = {m: v.usable for m, v in views.items()}
     if len(mods) < 2:
         raise UserError(f"cross-modal retrieval needs at least two modalities, got {mods}")
     results = cross_modal_retrieval(proj, present, ks=ks, modalities=mods)

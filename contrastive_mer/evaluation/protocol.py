@@ -1,8 +1,8 @@
 """The probing protocol: run linear and/or kNN probes over several views of the data and tabulate them.
 
-A *view* is one feature matrix to probe: a modality's ``features/<m>`` (restricted to the rows where the
-modality is present), a fused mode ``fused/<mode>``, or any explicit ``features/``, ``projections/`` or
-``fused/`` key of a store. Two set-ups are supported:
+A *view* is one feature matrix to probe, named as :mod:`contrastive_mer.store.views` says (a modality's
+``features/<m>``, ``fused/<mode>``, ``projections/<m>``, ...) and restricted to its usable rows. Two set-ups
+are supported:
 
 * a train store and a test store (the weight decay is chosen on a group-disjoint split of the train store);
 * one store and K group-disjoint folds by a group name such as ``speaker`` (mean and std over folds).
@@ -205,41 +205,13 @@ def run_probes(views: Sequence[ProbeView], task: str, label: str = "label", prob
 
 # ------------------------------------------------------------------------------------------ store API
 def resolve_views(store: Any, names: Sequence[str] | None = None) -> list[tuple[str, str]]:
-    """Map view names to ``(display name, store key)``.
-
-    A modality name -> ``features/<m>``; a fused mode name -> ``fused/<mode>``; ``fused`` -> every fused
-    mode; ``features/``, ``projections/`` and ``fused/`` keys are taken as given. ``None`` = every modality
-    and every fused mode.
+    """Map view names to ``(display name, store key)`` by the store's one naming rule
+    (:mod:`contrastive_mer.store.views`: a modality -> ``features/<m>``, ``fused`` -> every fused mode, full keys
+    as given). A modality is displayed by its name, any other view by its key. ``None`` = every modality and
+    every fused mode.
     """
-    modalities, modes = list(store.modalities), list(store.fused_modes())
-    if names is None:
-        names = modalities + ["fused"] * bool(modes)
-    out: list[tuple[str, str]] = []
-    for name in names:
-        if name in modalities:
-            out.append((name, f"features/{name}"))
-        elif name == "fused":
-            if not modes:
-                raise KeyError(f"view 'fused': {store.path} has no fused features")
-            out.extend((f"fused/{m}", f"fused/{m}") for m in modes)
-        elif name in modes:
-            out.append((f"fused/{name}", f"fused/{name}"))
-        elif name.split("/", 1)[0] in ("features", "projections", "fused") and "/" in name:
-            out.append((name, name))
-        else:
-            raise KeyError(f"view {name!r} is not in {store.path}; it has modalities {modalities} and fused "
-                           f"modes {modes} (or give a features/<m>, projections/<m> or fused/<mode> key)")
-    return list(dict.fromkeys(out))
-
-
-def load_view(store: Any, key: str) -> tuple[np.ndarray, np.ndarray]:
-    """``(X (N, D) float32, usable (N,) bool)`` of a store key; modality rows are usable where present."""
-    kind, _, name = key.partition("/")
-    if kind == "fused":
-        X = store.fused(name)
-        return X, np.ones(len(X), dtype=bool)
-    X = store.features(name) if kind == "features" else store.projections(name)
-    return X, store.present(name)
+    return list(dict.fromkeys((name if name in store.modalities else key, key)
+                              for name, key in store.expand_views(names)))
 
 
 def _label_info(train: Any, test: Any | None, label: str, task: str | None):
@@ -297,9 +269,11 @@ def store_views(train: Any, test: Any | None, label: str, views: Sequence[str] |
         splits = [(labelled[tr], labelled[te]) for tr, te in group_kfold(groups[labelled], folds, seed)]
     out: list[ProbeView] = []
     for name, key in resolved:
-        X, usable = load_view(train, key)
+        view = train.view(key)
+        X, usable = view.vectors, view.usable
         if folds is None:
-            X_test, usable_test = load_view(test, key)
+            test_view = test.view(key)
+            X_test, usable_test = test_view.vectors, test_view.usable
             if X_test.shape[1] != X.shape[1]:
                 raise ValueError(f"{key} has {X.shape[1]} columns in {train.path} but {X_test.shape[1]} "
                                  f"in {test.path}")

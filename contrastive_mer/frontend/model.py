@@ -96,16 +96,18 @@ class FrontEnd(nn.Module):
 
     @classmethod
     def from_store_dims(cls, store: Any, config: FrontEndConfig) -> "FrontEnd":
-        """Projectors only, sized for the token sources of an open feature store (no encoders)."""
+        """Projectors only, sized for the token sources of an open feature store (no encoders): the views
+        ``<m>`` and ``fused/<fusion_mode>`` (see :class:`~contrastive_mer.frontend.sources.StoreSources`), or a
+        modality's frame width at ``sequence`` level when the store has its sequences."""
         mods = config.source_names(list(store.modalities))
         dims: dict[str, int] = {}
         for m in mods:
             if m == FUSED:
-                dims[m] = int(store.fused(config.fusion_mode).shape[1])
+                dims[m] = store.view_dim(f"fused/{config.fusion_mode}")
             elif config.level == "sequence" and store.has_sequences(m) and len(store):
                 dims[m] = int(store.sequence(m, 0).shape[1])
             else:
-                dims[m] = int(store.features(m).shape[1])
+                dims[m] = store.view_dim(m)
         return cls(config, dims, None, str(store.attrs.get("checkpoint_sha256", "")))
 
     # ------------------------------------------------------------------------------------------------ running

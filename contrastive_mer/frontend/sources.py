@@ -183,6 +183,8 @@ class StoreSources:
     """Token sources read from an open :class:`~contrastive_mer.store.hdf5.FeatureStore`.
 
     Per-row arrays (features, presence, fused vectors, labels, groups) are read once and kept in memory;
+    A modality's source is its view ``<m>`` (``features/<m>``), the fused source the view
+    ``fused/<fusion_mode>``; a row is present where the view is usable (:meth:`FeatureStore.view`).
     frame-level sequences are read row by row. At ``sequence`` level each modality needs ``/sequences/<m>``
     (extract with ``--sequences``), otherwise a ``KeyError`` names the store and the modality.
     """
@@ -198,11 +200,12 @@ class StoreSources:
                 if not store.has_sequences(m):
                     raise KeyError(f"{store.path} has no frame-level sequences for {m!r}; extract with "
                                    f"--sequences {m} or use level=feature")
-        self.features = {m: store.features(m).astype(np.float32) for m in self.modalities}
+        views = {m: store.view(m) for m in self.modalities}
+        self.features = {m: v.vectors.astype(np.float32) for m, v in views.items()}
+        self.present = {m: v.usable for m, v in views.items()}
         self.sequence_dims = {m: store.sequence(m, 0).shape[1] if level == "sequence" and len(store)
                               else self.features[m].shape[1] for m in self.modalities}
-        self.present = {m: store.present(m) for m in store.modalities}
-        self.fused = store.fused(fusion_mode).astype(np.float32) if fused else None
+        self.fused = store.view(f"fused/{fusion_mode}") if fused else None
         self.labels = {n: store.labels(n) for n in store.label_names()}
         self.groups = {n: store.groups(n) for n in store.group_names()}
 
@@ -225,8 +228,8 @@ class StoreSources:
                         seq[i, :len(f)] = torch.from_numpy(f)
             sources[m] = TokenSource(torch.from_numpy(self.features[m][rows]), present, seq, lens)
         if self.fused is not None:
-            any_present = np.stack([p[rows] for p in self.present.values()]).any(0)
-            sources[FUSED] = TokenSource(torch.from_numpy(self.fused[rows]), torch.from_numpy(any_present))
+            sources[FUSED] = TokenSource(torch.from_numpy(self.fused.vectors[rows].astype(np.float32)),
+                                         torch.from_numpy(self.fused.usable[rows]))
         ids = [str(self.store.ids[r]) for r in rows]
         labels = {n: torch.from_numpy(np.asarray(v[rows])) for n, v in self.labels.items()}
         groups = {n: [str(g) for g in v[rows]] for n, v in self.groups.items()}

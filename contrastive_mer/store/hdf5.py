@@ -29,8 +29,11 @@ from contrastive_mer.store.parts import (
     build_rows, fsync_dir, fsync_file, list_parts, merge_parts, next_part_path, parts_dir_for, read_part_ids,
     write_part,
 )
+from contrastive_mer.store import views as _views
+from contrastive_mer.store.views import StoreView
 
-__all__ = ["FeatureStore", "FeatureStoreWriter", "IncompleteStoreError", "StoreMismatchError", "LabelSpec"]
+__all__ = ["FeatureStore", "FeatureStoreWriter", "IncompleteStoreError", "StoreMismatchError", "StoreView",
+           "LabelSpec"]
 
 _RESERVED_ATTRS = {"format_version", "library_version", "created", "modalities", "complete", "schema",
                    "json_attrs", "fused_modes"}
@@ -319,6 +322,10 @@ class FeatureStore:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def __contains__(self, key: object) -> bool:
+        """Whether the dataset ``key`` (e.g. ``projections/audio``) is stored."""
+        return isinstance(key, str) and key in self._f
+
     def __enter__(self) -> "FeatureStore":
         return self
 
@@ -340,6 +347,35 @@ class FeatureStore:
         """One row of ``<group>/<name>`` (e.g. ``features/audio``) without reading the whole dataset."""
         group, _, name = key.partition("/")
         return self._get(group, name)[int(index)]
+
+    def dataset(self, key: str) -> np.ndarray:
+        """The whole dataset ``<group>/<name>``; KeyError naming the file when it is not stored."""
+        group, _, name = key.partition("/")
+        return self._get(group, name)[...]
+
+    def dataset_shape(self, key: str) -> tuple[int, ...]:
+        group, _, name = key.partition("/")
+        return tuple(self._get(group, name).shape)
+
+    # ------------------------------------------------------------------------------------ views
+    def view(self, name: str) -> StoreView:
+        """The view ``name`` (vectors, usable rows, canonical key) by the one naming rule of
+        :mod:`contrastive_mer.store.views`: ``audio`` = ``features/audio``, ``projections/audio`` named in full,
+        ``fused`` = the only fused mode (else an error listing ``fused/<mode>``), full keys as given."""
+        return _views.load_view(self, name)
+
+    def view_row(self, name: str, row: int) -> tuple[str, np.ndarray, bool]:
+        """``(canonical key, vector, usable)`` of one row of the view ``name``."""
+        return _views.load_view_row(self, name, row)
+
+    def view_dim(self, name: str) -> int:
+        """Width of the view ``name`` without reading it."""
+        return _views.view_dim(self, name)
+
+    def expand_views(self, names: Sequence[str] | None = None) -> list[tuple[str, str]]:
+        """``(name, canonical key)`` for each view ``names`` stand for (``fused`` = every fused mode);
+        ``None`` = every modality and every fused mode."""
+        return _views.expand_views(self, names)
 
     def label_names(self) -> list[str]:
         return list(self._f.get("labels", {}))

@@ -212,48 +212,21 @@ def sidecar_path(path: str | Path) -> Path:
 
 
 # ----------------------------------------------------------------------------------------- from a store
-def resolve_key(store: FeatureStore, key: str) -> tuple[str, str]:
-    """Turn ``audio`` / ``fused`` / ``projections/audio`` / ... into ``(group, name)``."""
-    if "/" in key:
-        group, name = key.split("/", 1)
-    elif key == "fused":
-        modes = store.fused_modes()
-        if not modes:
-            raise KeyError(f"{store.path} has no fused features; choose one of {store.modalities}")
-        group, name = "fused", modes[0]
-    else:
-        group, name = "projections", key
-    if group not in ("features", "projections", "fused"):
-        raise KeyError(f"key {key!r}: the group must be features, projections or fused")
-    return group, name
+#: what ``cmer index`` and :func:`index_from_store` index unless told: the mean of the L2-normalised
+#: projections, i.e. the shared embedding space the contrastive loss trains
+DEFAULT_VIEW = "fused/mean"
 
 
-def vectors_from_store(store: FeatureStore, key: str) -> tuple[np.ndarray, np.ndarray, str]:
-    """Rows of ``key`` where it is present: ``(vectors, row indices, canonical key)``.
+def index_from_store(store: FeatureStore, key: str = DEFAULT_VIEW, **kwargs: Any) -> EmbeddingIndex:
+    """Index the usable rows of the view ``key`` of ``store``.
 
-    A fused row counts as present when any modality is present in it.
+    ``key`` is named as :meth:`FeatureStore.view` says: a modality (its ``features/<m>``, as the probes read
+    it), ``projections/<m>``, ``fused/<mode>``, ``fused`` (the only fused mode), ``features/<m>``.
+    ``kwargs`` go to :meth:`EmbeddingIndex.build`.
     """
-    group, name = resolve_key(store, key)
-    if group == "fused":
-        x = store.fused(name)
-        mask = np.zeros(len(store), dtype=bool)
-        for m in store.modalities:
-            mask |= store.present(m)
-    else:
-        x = store.projections(name) if group == "projections" else store.features(name)
-        mask = store.present(name)
-    rows = np.flatnonzero(mask)
-    return x[rows], rows, f"{group}/{name}"
-
-
-def index_from_store(store: FeatureStore, key: str = "fused", **kwargs: Any) -> EmbeddingIndex:
-    """Index the vectors stored under ``key`` (only rows where that modality is present).
-
-    ``key``: ``features/<m>``, ``projections/<m>``, ``fused/<mode>``, a bare modality (its projections) or
-    ``fused`` (the first fused mode). ``kwargs`` go to :meth:`EmbeddingIndex.build`.
-    """
-    x, rows, canonical = vectors_from_store(store, key)
+    view = store.view(key)
+    rows = view.rows
     if len(rows) == 0:
-        raise ValueError(f"{store.path}: no row has {canonical} present")
-    source = {"store": str(store.path), "key": canonical}
-    return EmbeddingIndex.build(x, store.ids[rows].tolist(), source=source, **kwargs)
+        raise ValueError(f"{store.path}: no row has a usable {view.key}")
+    source = {"store": str(store.path), "key": view.key}
+    return EmbeddingIndex.build(view.vectors[rows], store.ids[rows].tolist(), source=source, **kwargs)
