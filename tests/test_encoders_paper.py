@@ -156,6 +156,8 @@ def test_stgcn_custom_graph_and_errors():
         build_encoder("stgcn", {"num_nodes": 3, "edges": [[0, 1], [1, 3]]})
     with pytest.raises(ValueError, match="no edges"):
         build_encoder("stgcn", {"num_nodes": 10})
+    with pytest.raises(ValueError, match="self_loop_weight"):
+        build_encoder("stgcn", {"self_loop_weight": -1.0})
     with pytest.raises(ValueError, match="temporal_gate"):
         build_encoder("stgcn", {"temporal_gate": "gru"})
 

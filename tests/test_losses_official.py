@@ -77,6 +77,8 @@ def test_perfect_alignment_gives_low_loss_and_shuffled_gives_high():
     aligned = two_window_supcon(za, za.flip(1), 0.05)  # b's other window is exactly a's window
     shuffled = two_window_supcon(za, za[torch.randperm(16, generator=torch.Generator().manual_seed(0))], 0.05)
     assert aligned.item() < 0.05 < math.log(31) / 2 < shuffled.item()
+    out = two_window_pairwise_loss({"a": za, "b": za.flip(1)}, temperature=0.05)
+    assert out.accuracy["a->b"].item() == 1.0 and out.accuracy["b->a"].item() == 1.0
 
 
 def test_pairwise_mean_over_ordered_pairs_and_presence():

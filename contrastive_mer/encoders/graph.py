@@ -77,6 +77,8 @@ def adjacency(edges: Sequence[Sequence[int]], num_nodes: int) -> torch.Tensor:
 def normalized_adjacency(edges: Sequence[Sequence[int]], num_nodes: int,
                          self_loop_weight: float = 1.0) -> torch.Tensor:
     """``D^-1/2 (A + w I) D^-1/2`` with ``D`` the degrees of ``A + w I`` (Kipf & Welling; Yu et al.)."""
+    if self_loop_weight < 0:
+        raise ValueError(f"stgcn.self_loop_weight must be >= 0, got {self_loop_weight}")
     a = adjacency(edges, num_nodes) + self_loop_weight * torch.eye(num_nodes)
     inv_sqrt = a.sum(1).clamp(min=1e-12).rsqrt()
     return inv_sqrt.unsqueeze(1) * a * inv_sqrt.unsqueeze(0)
