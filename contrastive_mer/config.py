@@ -175,7 +175,7 @@ def _choice(value: str, allowed: tuple[str, ...], key: str) -> None:
 
 def validate(cfg: DictConfig) -> None:
     """Semantic checks that the schema cannot express; raises ConfigError naming the key."""
-    from contrastive_mer.data.datasets import adapter_modalities, adapter_names
+    from contrastive_mer.data.datasets import adapter_modalities, adapter_names, adapter_options
     from contrastive_mer.data.transforms import PREPROCESSORS
     from contrastive_mer.encoders import encoder_config, get_entry
     from contrastive_mer.losses import parse_pairs
@@ -201,6 +201,13 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(str(err)) from None
     if cfg.data.dataset not in adapter_names():
         raise ConfigError(f"data.dataset: unknown dataset {cfg.data.dataset!r}; known: {', '.join(adapter_names())}")
+    options = OmegaConf.to_container(cfg.data.options, resolve=True) if cfg.data.options else {}
+    if cfg.data.root is not None:
+        options["root"] = cfg.data.root
+    try:  # typed like encoder_args: a misspelt or wrongly typed option is named here, before anything runs
+        adapter_options(cfg.data.dataset, options)
+    except ValueError as err:
+        raise ConfigError(f"data.options: {err}") from None
     offered = adapter_modalities(cfg.data.dataset)
     for name in modalities:
         if offered and name not in offered:

@@ -16,7 +16,7 @@ torch.set_num_threads(2)
 #: a tiny synthetic corpus and tiny encoders: trains in seconds on a CPU
 TINY = [
     "data.options.num_speakers=4", "data.options.speakers=[0,1,2]", "data.options.clips_per_speaker_emotion=4",
-    "data.options.num_frames=4", "data.options.image_size=32", "data.batch_size=8", "data.val_fraction=0.34",
+    "data.options.num_frames=4", "data.options.frame_size=32", "data.batch_size=8", "data.val_fraction=0.34",
     "model.modalities.video.preprocess.size=32", "model.modalities.video.preprocess.num_frames=2",
     "model.modalities.audio.encoder_args.n_mels=32", "model.modalities.audio.encoder_args.blocks=2",
     "model.modalities.audio.encoder_args.output_dim=32", "model.modalities.video.encoder_args.output_dim=32",

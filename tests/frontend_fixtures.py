@@ -28,7 +28,7 @@ TINY_OVERRIDES = [
     "bert_intermediate: 32}",
     "model.head={hidden_dim: 32, output_dim: 12}",
     "data.options={seed: 0, speakers: null, num_speakers: 2, clips_per_speaker_emotion: 1, missing_fraction: 0.5, "
-    "image_size: 32, min_seconds: 0.5, max_seconds: 1.0}",
+    "frame_size: 32, min_seconds: 0.5, max_seconds: 1.0}",
 ]
 PROMPT_WORDS = ["Listen", "to", "and", "watch", "What", "emotion", "does", "this", "person", "express", "?",
                 "neutral", "happy", "sad", "angry", "fearful", "surprised"]

@@ -6,6 +6,7 @@ Expected values are worked out by hand from the fixtures in ``fixtures_corpora.p
 from __future__ import annotations
 
 import pickle
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -144,7 +145,10 @@ def test_iemocap_four_class_map_and_exclusions(iemocap_dir):
         "Ses01F_impro01_F000": 0, "Ses01F_impro01_M000": 1, "Ses01F_impro01_F001": 1,
         "Ses01M_script01_1_F000": 2, "Ses01M_script01_1_M000": 3, "Ses02F_impro02_F000": 3,
         "Ses02F_impro02_M000": 0}
-    assert dict(ad.excluded) == {"xxx": 1, "fru": 1, "oth": 1}
+    assert Counter(s.reason for s in ad.skipped) == {f"label {label!r} is not in the 4-class map": 1
+                                                     for label in ("xxx", "fru", "oth")}
+    xxx = next(s for s in ad.skipped if "'xxx'" in s.reason)
+    assert xxx.file.endswith(".txt") and xxx.id is not None and xxx.id in xxx.__str__() and xxx.line is not None
     assert ad.label_names == {"emotion": ["neutral", "happy", "angry", "sad"]}
     r = recs["Ses01F_impro01_M000"]
     assert (r.labels["valence"], r.labels["arousal"], r.labels["dominance"]) == (4.0, 3.5, 3.0)
@@ -158,11 +162,16 @@ def test_iemocap_six_class_map_and_sessions(iemocap_dir):
     codes = {r.id: r.labels["emotion"] for r in ad.records()}
     assert len(codes) == 8
     assert (codes["Ses01F_impro01_F001"], codes["Ses01F_impro01_F002"], codes["Ses01F_impro01_M000"]) == (4, 5, 1)
-    assert dict(ad.excluded) == {"xxx": 1, "oth": 1}
-    only2 = IemocapAdapter(root=root, sessions=[2]).records()
+    assert sorted(s.reason.split("'")[1] for s in ad.skipped) == ["oth", "xxx"]
+    only2 = IemocapAdapter(root=root, speakers=[2]).records()
     assert [r.id for r in only2] == ["Ses02F_impro02_F000", "Ses02F_impro02_M000"]
+    assert [r.id for r in IemocapAdapter(root=root, speakers=["ses02_m"]).records()] == ["Ses02F_impro02_M000"]
+    assert {r.groups["speaker"] for r in IemocapAdapter(root=root, speakers=["Ses01_F", 2]).records()} == \
+        {"Ses01_F", "Ses02_F", "Ses02_M"}
     with pytest.raises(FileNotFoundError, match=r"sessions \[3\]"):
-        IemocapAdapter(root=root, sessions=[3]).records()
+        IemocapAdapter(root=root, speakers=[3]).records()
+    with pytest.raises(ValueError, match="bad IEMOCAP speaker 'Ses1F'"):
+        IemocapAdapter(root=root, speakers=["Ses1F"])
     with pytest.raises(ValueError, match="classes"):
         IemocapAdapter(root=root, classes=5)
 
@@ -205,8 +214,8 @@ def test_manifest_csv_records_and_bad_rows(manifest_dir, tmp_path, monkeypatch):
     ad = ManifestAdapter(path="clips.csv", root=root, labels=["emotion", "arousal"])
     recs = {r.id: r for r in ad.records()}
     assert list(recs) == ["c1", "c2", "c3", "c4"]
-    assert [line for line, _ in ad.skipped] == [5, 6, 10]
-    assert "missing id" in ad.skipped[0][1] and "duplicate id 'c1' (first on line 2)" in ad.skipped[1][1]
+    assert [s.line for s in ad.skipped] == [5, 6, 10] and {s.file for s in ad.skipped} == {str(root / "clips.csv")}
+    assert "missing id" in ad.skipped[0].reason and "duplicate id 'c1' (first on line 2)" in ad.skipped[1].reason
     assert ad.label_names == {"emotion": ["angry", "happy", "sad"]}
     assert {k: r.labels for k, r in recs.items()} == {
         "c1": {"emotion": 1, "arousal": 0.5}, "c2": {"emotion": 2, "arousal": -0.25},
@@ -244,7 +253,7 @@ def test_manifest_strict_and_class_names(manifest_dir):
         ManifestAdapter(path=root / "clips.csv", strict=True).records()
     ad = ManifestAdapter(path=root / "clips.csv", labels=["emotion"], class_names={"emotion": ["happy", "sad"]})
     assert [(r.id, r.labels["emotion"]) for r in ad.records()] == [("c1", 0), ("c2", 1), ("c4", 0)]
-    assert ad.skipped[-1][0] == 8 and "angry" in ad.skipped[-1][1]
+    assert ad.skipped[-1].line == 8 and "angry" in ad.skipped[-1].reason
 
 
 def test_manifest_jsonl(manifest_dir):
@@ -252,8 +261,8 @@ def test_manifest_jsonl(manifest_dir):
     ad = build_adapter("manifest", root=str(root / "clips.jsonl"), labels=["emotion", "valence"])
     recs = {r.id: r for r in ad.records()}
     assert list(recs) == ["j1", "j2"]
-    assert [line for line, _ in ad.skipped] == [2, 3, 4, 6]
-    assert "JSON" in ad.skipped[0][1] and "missing id" in ad.skipped[2][1]
+    assert [s.line for s in ad.skipped] == [2, 3, 4, 6]
+    assert "JSON" in ad.skipped[0].reason and "missing id" in ad.skipped[2].reason
     assert recs["j1"].labels == {"emotion": [1.0, 0.0, 1.0], "valence": 2.0}
     assert recs["j2"].labels == {"emotion": [0.0, 1.0, 0.0], "valence": -1.5}
     assert ad.label_names == {}

@@ -23,7 +23,7 @@ class FlakyCorpus(CorpusAdapter):
 
     def __init__(self, bad: set[str]):
         super().__init__()
-        self.inner = SyntheticCorpus(num_speakers=2, clips_per_speaker_emotion=2, image_size=32, num_frames=4)
+        self.inner = SyntheticCorpus(num_speakers=2, clips_per_speaker_emotion=2, frame_size=32, num_frames=4)
         self.bad = bad
         self.loads = 0
 
@@ -43,7 +43,7 @@ def tiny_cfg():
 
 
 def test_collate_pads_and_masks(tiny_cfg):
-    corpus = SyntheticCorpus(num_speakers=2, clips_per_speaker_emotion=2, image_size=32, num_frames=4,
+    corpus = SyntheticCorpus(num_speakers=2, clips_per_speaker_emotion=2, frame_size=32, num_frames=4,
                              missing_fraction=0.5)
     pre = build_preprocessors(tiny_cfg)
     ds = MERDataset(corpus, corpus.records(), pre, cache="none")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 import sys
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 import soundfile as sf
 from scipy.signal import resample_poly
 
+from contrastive_mer.data import media
 from contrastive_mer.data.face import FaceCropper, center_crop, square_box
 from contrastive_mer.data.media import (
     DecodeLimits,
@@ -237,6 +239,107 @@ def test_load_media_routes_modalities(tmp_path: Path) -> None:
     assert set(load_media(None, clip, opts)) == {"video"}
     with pytest.raises(ValueError, match="num_frames"):
         MediaOptions(num_frames=0)
+
+
+# ------------------------------------------------------------------ planned (seek + skip) vs sequential decoding
+def reference_frames(path: Path, num_frames: int) -> np.ndarray:
+    """The sequential definition, written plainly: count the packets, decode every frame single-threaded, keep
+    the uniform ordinals among the decoded frames (the last one past the end), native-resolution RGB."""
+    with av.open(str(path)) as container:
+        total = sum(1 for packet in container.demux(video=0) if packet.size > 0)
+    with av.open(str(path)) as container:
+        frames = list(container.decode(video=0))
+    return np.stack([frames[min(i, len(frames) - 1)].to_ndarray(format="rgb24")
+                     for i in uniform_indices(total, num_frames)])
+
+
+def moving_frames(n: int, width: int = 96, height: int = 64) -> list[np.ndarray]:
+    """Frames that differ from each other everywhere (a drifting pattern plus a frame counter in the corner)."""
+    y, x = np.mgrid[:height, :width]
+    out = []
+    for k in range(n):
+        img = np.stack([(x * 3 + k * 7) % 256, (y * 4 + k * 5) % 256, ((x + y) * 2 + k * 11) % 256], -1)
+        img[:8, :8] = (k * 37) % 256
+        out.append(img.astype(np.uint8))
+    return out
+
+
+class Spy:
+    """Counts the packets sent to decoders and whether the sequential decoder ran."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch):
+        self.sent, self.sequential = 0, 0
+        real_decode, real_sequential = media._Budget.decode, media._decode
+
+        def decode(budget: Any, packet: Any, codec: Any = None) -> list[Any]:
+            self.sent += packet is not None
+            return real_decode(budget, packet, codec)
+
+        def sequential(*args: Any, **kwargs: Any) -> None:
+            self.sequential += 1
+            real_sequential(*args, **kwargs)
+
+        monkeypatch.setattr(media._Budget, "decode", decode)
+        monkeypatch.setattr(media, "_decode", sequential)
+
+
+@pytest.mark.parametrize("ext", [".mp4", ".mkv"])
+def test_planned_decoding_matches_sequential_reference(tmp_path: Path, ext: str,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    frames = moving_frames(60)
+    path = tmp_path / f"gop{ext}"
+    with av.open(str(path), "w") as out:  # H.264, keyframe every 12 frames, B-frames (reordered, unreferenced)
+        vs = out.add_stream("libx264", rate=25)
+        vs.width, vs.height, vs.pix_fmt = 96, 64, "yuv420p"
+        vs.codec_context.options = {"g": "12", "keyint_min": "12", "sc_threshold": "0", "bf": "2",
+                                    "b-pyramid": "none", "crf": "18"}
+        for img in frames:
+            for packet in vs.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                out.mux(packet)
+        for packet in vs.encode():
+            out.mux(packet)
+    spy = Spy(monkeypatch)
+    for n in (1, 4, 8, 59, 80):
+        np.testing.assert_array_equal(load_video(path, num_frames=n, size=None), reference_frames(path, n))
+    assert spy.sequential == 0  # every call took the planned path
+    spy.sent = 0
+    load_video(path, num_frames=4, size=None)
+    assert spy.sent < 40  # of 60 packets: the frames after the last sampled one and between GOPs are not sent
+
+
+def test_planned_decoding_falls_back_when_a_seek_lands_elsewhere(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_video(tmp_path / "c.mp4", moving_frames(30), codec="libx264")
+    expected = reference_frames(path, 5)
+    real_plan = media._seek_plan
+
+    def wrong_start(packets: Any, ordinals: list[int]) -> Any:
+        plan = real_plan(packets, ordinals)
+        plan.start = {p: 3 for p in plan.start}  # not a keyframe: the seek lands on packet 0
+        return plan
+
+    monkeypatch.setattr(media, "_seek_plan", wrong_start)
+    spy = Spy(monkeypatch)
+    np.testing.assert_array_equal(load_video(path, num_frames=5, size=None), expected)
+    assert spy.sequential == 1
+
+
+REAL_VIDEOS = ["ravdess/Actor_01/*.mp4", "cremad/VideoFlash/*.flv"]
+
+
+@pytest.mark.parametrize("pattern", REAL_VIDEOS)
+def test_planned_decoding_on_real_clips_is_exact(pattern: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every shared RAVDESS MP4 (H.264 1280x720, B-frames, 4 GOPs) and CREMA-D FLV (VP6): the 8 sampled frames
+    at native resolution equal the sequential reference's exactly (tolerance 0: same decoder, same frames)."""
+    data = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    files = sorted(data.glob(pattern))
+    if not files:
+        pytest.skip(f"real recordings not found at {data} ({pattern}; ../shared/data)")
+    spy = Spy(monkeypatch)
+    for path in files:
+        np.testing.assert_array_equal(load_video(path, num_frames=8, size=None), reference_frames(path, 8),
+                                      err_msg=str(path))
+    assert spy.sequential == 0
 
 
 # ----------------------------------------------------------------------------------------------------- face

@@ -21,7 +21,7 @@ from contrastive_mer.data.datasets.synthetic import (EMOTION_NAMES, SyntheticCon
 from contrastive_mer.data.datasets.synthetic_text import EMOTION_WORDS
 
 ALL = ("video", "audio", "text")
-SMALL = dict(num_speakers=3, num_emotions=4, clips_per_speaker_emotion=2, num_frames=4, image_size=32,
+SMALL = dict(num_speakers=3, num_emotions=4, clips_per_speaker_emotion=2, num_frames=4, frame_size=32,
              sample_rate=8000, min_seconds=0.5, max_seconds=0.8)
 
 
@@ -64,7 +64,7 @@ def test_registry_and_config_forms():
     (dict(speakers=[0, 12]), "speakers"), (dict(speakers=[1, 1]), "speakers"),
     (dict(modalities=("video", "smell")), "modalities"), (dict(min_seconds=2.0, max_seconds=1.0), "max_seconds"),
     (dict(missing_fraction=1.5), "missing_fraction"), (dict(noise=-1.0), "noise"),
-    (dict(image_size=8), "image_size"), (dict(colour="red"), "colour"),
+    (dict(frame_size=8), "frame_size"), (dict(colour="red"), "colour"),
 ])
 def test_bad_config_names_the_field(kwargs, key):
     with pytest.raises(ValueError, match=key):
@@ -144,7 +144,7 @@ def test_shapes_dtypes_ranges(cfg):
         s = corpus.load(rec, ALL)
         assert s.id == rec.id and s.labels == rec.labels and s.groups == rec.groups
         v, a, t = s.inputs["video"], s.inputs["audio"], s.inputs["text"]
-        assert v.dtype == np.uint8 and v.shape == (c.num_frames, c.image_size, c.image_size, 3)
+        assert v.dtype == np.uint8 and v.shape == (c.num_frames, c.frame_size, c.frame_size, 3)
         assert v.std() > 10 and v.min() < 80 and v.max() > 150  # a drawn face, not a flat image
         assert a.dtype == np.float32 and a.ndim == 1
         assert c.min_seconds * c.sample_rate - 1 <= len(a) <= c.max_seconds * c.sample_rate + 1

@@ -8,6 +8,7 @@ file; decoding work is bounded (:class:`DecodeLimits`) so garbage input returns 
 
 from __future__ import annotations
 
+import bisect
 import functools
 import time
 from dataclasses import dataclass
@@ -308,20 +309,46 @@ def _open(path: Path) -> Any:
         raise MediaError(path, f"cannot open: {err}") from err
 
 
-def _demux(path: Path, container: Any, streams: list[Any], limits: DecodeLimits) -> Iterator[Any]:
+class _Budget:
+    """The work one decoding pass may do: packets and wall-clock time (shared by the demuxers of its seeks) and
+    packets that fail to decode."""
+
+    def __init__(self, path: Path, limits: DecodeLimits):
+        self.path, self.limits = path, limits
+        self.start, self.packets, self.errors, self.first_error = time.monotonic(), 0, 0, ""
+
+    def charge(self) -> None:
+        """Count one demuxed packet; raises :class:`MediaError` past the packet or time limit."""
+        self.packets += 1
+        if self.packets > self.limits.max_packets:
+            raise MediaError(self.path, f"decode limit reached ({self.limits.max_packets} packets)")
+        if time.monotonic() - self.start > self.limits.max_wall_seconds:
+            raise MediaError(self.path, f"decode limit reached ({self.limits.max_wall_seconds:g} s)")
+
+    def decode(self, packet: Any, codec: Any = None) -> list[Any]:
+        """Frames from ``packet`` (``None``: drain ``codec``); a failure counts toward the error limit."""
+        try:
+            return list(packet.decode() if packet is not None else codec.decode(None))
+        except _DECODE_ERRORS as err:
+            self.errors += 1
+            self.first_error = self.first_error or str(err)
+            if self.errors > self.limits.max_decode_errors:
+                raise MediaError(self.path, f"corrupt data: {self.errors} packets failed to decode "
+                                            f"(first: {self.first_error})") from err
+            return []
+
+
+def _demux(path: Path, container: Any, streams: list[Any], limits: DecodeLimits,
+           budget: _Budget | None = None) -> Iterator[Any]:
     """Packets of ``streams`` within the limits; a read error ends the stream (a truncated file)."""
-    start, count = time.monotonic(), 0
+    budget = budget or _Budget(path, limits)
     packets = container.demux(*streams)
     while True:
         try:
             packet = next(packets)
         except (StopIteration, *_DECODE_ERRORS):
             return
-        count += 1
-        if count > limits.max_packets:
-            raise MediaError(path, f"decode limit reached ({limits.max_packets} packets)")
-        if time.monotonic() - start > limits.max_wall_seconds:
-            raise MediaError(path, f"decode limit reached ({limits.max_wall_seconds:g} s)")
+        budget.charge()
         yield packet
 
 
@@ -336,7 +363,7 @@ def _first_stream(path: Path, container: Any, kind: str) -> Any:
 
 def _decode(path: Path, audio: _AudioSink | None, video: _VideoSink | None, limits: DecodeLimits) -> None:
     """Demux once, feeding decoded frames to the sinks, until they are satisfied or the file ends."""
-    errors, first_error = 0, ""
+    budget = _Budget(path, limits)
     with _open(path) as container:
         streams = []
         if audio is not None:
@@ -344,44 +371,141 @@ def _decode(path: Path, audio: _AudioSink | None, video: _VideoSink | None, limi
         if video is not None:
             streams.append(_first_stream(path, container, "video"))
             streams[-1].thread_type = "AUTO"
-        for packet in _demux(path, container, streams, limits):
+        for packet in _demux(path, container, streams, limits, budget):
             sink: Any = audio if packet.stream.type == "audio" else video
             if sink.done:
                 if (audio is None or audio.done) and (video is None or video.done):
                     break
                 continue
-            try:
-                frames = packet.decode()
-            except _DECODE_ERRORS as err:
-                errors += 1
-                first_error = first_error or str(err)
-                if errors > limits.max_decode_errors:
-                    raise MediaError(path, f"corrupt data: {errors} packets failed to decode "
-                                           f"(first: {first_error})") from err
-                continue
-            for frame in frames:
+            for frame in budget.decode(packet):
                 sink.add(frame)
 
 
-def _video_sink(path: Path, num_frames: int | None, fps: float | None, size: int | None, crop: str,
-                face_detector: FaceCropper | None, limits: DecodeLimits) -> _VideoSink:
-    """The sampling plan; in uniform mode the video packets are counted first (demux only, no decoding)."""
-    with _open(path) as container:
-        stream = _first_stream(path, container, "video")
-        rate = stream.average_rate
-        total = 0
-        if fps is None:
-            total = sum(1 for packet in _demux(path, container, [stream], limits) if packet.size > 0)
-    frame_duration = 1.0 / float(rate) if rate else 0.0
+@dataclass
+class _SeekPlan:
+    """Which frames to decode for the sampled ones, from the video stream's packet index.
+
+    ``pts``: every packet's pts in decode order; ``want``: the pts of each output frame in output order (repeats
+    allowed); ``start``: for each wanted pts, the decode index of the keyframe to start decoding from.
+    """
+
+    pts: list[int]
+    want: list[int]
+    start: dict[int, int]
+
+
+def _scan_video(path: Path, container: Any, stream: Any, limits: DecodeLimits) -> list[tuple[Any, bool, bool]]:
+    """``(pts, keyframe, discard)`` of every non-empty video packet in decode order (demux only, no decoding)."""
+    return [(packet.pts, packet.is_keyframe, packet.is_discard)
+            for packet in _demux(path, container, [stream], limits) if packet.size > 0]
+
+
+def _seek_plan(packets: list[tuple[Any, bool, bool]], ordinals: list[int]) -> _SeekPlan | None:
+    """Place the sampled frame ordinals on packets, or ``None`` when the index cannot do it exactly (missing or
+    repeated pts, no keyframe first).
+
+    The sequential decoder keeps the ordinals-th frames the decoder outputs, and the decoder outputs the packets
+    not marked discard in pts order; so ordinal ``i`` is the ``i``-th smallest such pts (the last one past the end).
+    """
+    pts = [p for p, _, _ in packets]
+    if not packets or not packets[0][1] or any(p is None for p in pts) or len(set(pts)) != len(pts):
+        return None
+    shown = sorted(p for p, _, discard in packets if not discard)
+    if not shown:
+        return None
+    want = [shown[min(i, len(shown) - 1)] for i in ordinals]
+    index = {p: i for i, p in enumerate(pts)}
+    keys = [i for i, (_, key, _) in enumerate(packets) if key]
+    start = {}
+    for p in set(want):
+        # the last keyframe decoded before this frame and shown no later (an open GOP's leading frames belong
+        # to the keyframe before); keys[0] == 0 qualifies for every frame
+        k = bisect.bisect_right(keys, index[p]) - 1
+        while pts[keys[k]] > p:
+            k -= 1
+        start[p] = keys[k]
+    return _SeekPlan(pts, want, start)
+
+
+def _decode_planned(path: Path, container: Any, stream: Any, plan: _SeekPlan, convert: Callable[[Any], np.ndarray],
+                    limits: DecodeLimits) -> np.ndarray | None:
+    """Decode only what the sampled frames need: from the keyframe before each one (seeking past the frames in
+    between), skipping the frames no other frame references. ``None`` when the file does not behave as its
+    index says (a seek lands elsewhere, a frame does not come out): the caller then decodes sequentially."""
+    budget = _Budget(path, limits)
+    codec = stream.codec_context
+    stream.thread_type = "AUTO"
+    wanted = set(plan.want)
+    index = {p: i for i, p in enumerate(plan.pts)}
+    kept: dict[int, np.ndarray] = {}
+
+    def take(frames: list[Any]) -> None:
+        for frame in frames:
+            if frame.pts in wanted and frame.pts not in kept:
+                kept[frame.pts] = convert(frame)
+
+    pos: int | None = None  # decode index of the last packet sent; None: just seeked
+    packets: Iterator[Any] = iter(())
+    for target in sorted(wanted, key=index.__getitem__):
+        key = plan.start[target]
+        if pos is None or key > pos + 1:  # a keyframe lies ahead: jump to it
+            if pos is not None:
+                take(budget.decode(None, codec))
+                if target in kept:
+                    continue
+            codec.flush_buffers()
+            try:
+                container.seek(plan.pts[key], stream=stream, backward=True, any_frame=False)
+            except _DECODE_ERRORS:
+                return None
+            packets, pos = _demux(path, container, [stream], limits, budget), None
+        while pos is None or pos < index[target]:
+            packet = next(packets, None)
+            if packet is None:
+                break
+            if packet.size == 0:
+                continue
+            at = index.get(packet.pts)
+            if at is None or (pos is None and at != key) or (pos is not None and at < pos):
+                return None
+            pos = at
+            codec.skip_frame = "DEFAULT" if packet.pts in wanted else "NONREF"
+            take(budget.decode(packet))
+    take(budget.decode(None, codec))
+    if len(kept) < len(wanted):
+        return None
+    return np.stack([kept[p] for p in plan.want])
+
+
+def _read_video(path: Path, num_frames: int | None, fps: float | None, size: int | None, crop: str,
+                face_detector: FaceCropper | None, limits: DecodeLimits) -> np.ndarray:
+    """Sample and convert the frames (see :func:`load_video`).
+
+    Uniform mode counts the video packets first (demux only); then, when the packet index allows it, decodes only
+    what the sampled frames need (:func:`_decode_planned`), else every frame up to the last one sampled.
+    """
     if crop == "face" and face_detector is None:
         face_detector = _default_cropper()
     convert = _frame_converter(size, crop, face_detector)
-    if fps is not None:
-        return _VideoSink(convert, None, fps, num_frames, frame_duration)
-    if total == 0:
-        raise MediaError(path, "no video frames (the video stream has no packets)")
-    assert num_frames is not None
-    return _VideoSink(convert, uniform_indices(total, num_frames), None, num_frames, frame_duration)
+    with _open(path) as container:
+        stream = _first_stream(path, container, "video")
+        rate = stream.average_rate
+        frame_duration = 1.0 / float(rate) if rate else 0.0
+        if fps is not None:
+            sink = _VideoSink(convert, None, fps, num_frames, frame_duration)
+        else:
+            packets = _scan_video(path, container, stream, limits)
+            if not packets:
+                raise MediaError(path, "no video frames (the video stream has no packets)")
+            assert num_frames is not None
+            ordinals = uniform_indices(len(packets), num_frames)
+            plan = _seek_plan(packets, ordinals)
+            frames = None if plan is None else _decode_planned(path, container, stream, plan, convert, limits)
+            if frames is not None:
+                return frames
+            sink = _VideoSink(convert, ordinals, None, num_frames, frame_duration)
+    _decode(path, None, sink, limits)
+    return sink.result(path)
 
 
 @functools.lru_cache(maxsize=1)
@@ -433,9 +557,7 @@ def load_video(path: str | Path, num_frames: int | None = 8, fps: float | None =
     _check_video_args(num_frames, fps, size, crop)
     p = _check_file(path)
     try:
-        sink = _video_sink(p, num_frames, fps, size, crop, face_detector, limits)
-        _decode(p, None, sink, limits)
-        return sink.result(p)
+        return _read_video(p, num_frames, fps, size, crop, face_detector, limits)
     except _DECODE_ERRORS as err:
         raise MediaError(p, f"cannot decode video: {err}") from err
 
@@ -445,7 +567,8 @@ def load_audio_video(path: str | Path, sample_rate: int = 16000, num_frames: int
                      face_detector: FaceCropper | None = None, max_seconds: float | None = None, *,
                      reject_silent: bool = True,
                      limits: DecodeLimits = DEFAULT_LIMITS) -> tuple[np.ndarray, np.ndarray]:
-    """Decode a container's first audio and video streams in one demuxing pass -> ``(audio, frames)``.
+    """Decode a container's first audio and video streams -> ``(audio, frames)`` (the video as :func:`load_video`
+    does, then the audio stream alone).
 
     Arguments as in :func:`load_audio` and :func:`load_video`.
     """
@@ -453,10 +576,9 @@ def load_audio_video(path: str | Path, sample_rate: int = 16000, num_frames: int
     _check_video_args(num_frames, fps, size, crop)
     p = _check_file(path)
     try:
-        video = _video_sink(p, num_frames, fps, size, crop, face_detector, limits)
+        frames = _read_video(p, num_frames, fps, size, crop, face_detector, limits)
         audio = _AudioSink(p, max_seconds, limits)
-        _decode(p, audio, video, limits)
-        frames = video.result(p)
+        _decode(p, audio, None, limits)
         wave, rate = audio.result()
     except _DECODE_ERRORS as err:
         raise MediaError(p, f"cannot decode: {err}") from err

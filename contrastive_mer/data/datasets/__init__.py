@@ -1,16 +1,18 @@
-"""Dataset adapters. Importing this package registers every built-in adapter."""
+"""Dataset adapters. Importing this package imports every module in it, which registers every built-in adapter;
+an adapter module that fails to import fails the import of the package (it never silently goes missing)."""
 
 import importlib
+import pkgutil
 
-from contrastive_mer.data.datasets.base import (ClipRecord, CorpusAdapter, SampleError, adapter_modalities,
-                                                adapter_names, build_adapter, register_adapter)
+from contrastive_mer.data.datasets.base import (ClipRecord, CorpusAdapter, SampleError, SkipEntry, adapter_class,
+                                                adapter_modalities, adapter_names, adapter_options, build_adapter,
+                                                register_adapter)
+from contrastive_mer.data.datasets.corpus import (AudioCorpusOptions, CorpusOptions, FolderCorpus, MediaCorpus,
+                                                  MediaCorpusOptions)
 
-_BUILTIN = ("synthetic", "ravdess", "cremad", "meld", "mosei", "iemocap", "manifest")
-for _name in _BUILTIN:
-    try:
-        importlib.import_module(f"contrastive_mer.data.datasets.{_name}")
-    except ModuleNotFoundError as err:  # adapter module not written yet in this checkout
-        if err.name != f"contrastive_mer.data.datasets.{_name}":
-            raise
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
 
-__all__ = ["ClipRecord", "CorpusAdapter", "SampleError", "adapter_modalities", "adapter_names", "build_adapter", "register_adapter"]
+__all__ = ["AudioCorpusOptions", "ClipRecord", "CorpusAdapter", "CorpusOptions", "FolderCorpus", "MediaCorpus",
+           "MediaCorpusOptions", "SampleError", "SkipEntry", "adapter_class", "adapter_modalities", "adapter_names",
+           "adapter_options", "build_adapter", "register_adapter"]

@@ -1,17 +1,29 @@
-"""The contract every corpus adapter fulfils, and the adapter registry.
+"""The contract every corpus adapter fulfils, its typed options, scan-time skips and the adapter registry.
 
-An adapter lists its clips cheaply (:meth:`CorpusAdapter.records`, no decoding) and decodes one clip on
-demand (:meth:`CorpusAdapter.load`). Decoding problems raise :class:`SampleError`, which names the sample
-and the file; the dataset wrapper turns them into skip-report entries instead of crashing the run.
+An adapter lists its clips cheaply (:meth:`CorpusAdapter.records`: one lazy scan, no decoding, cached) and
+decodes one clip on demand (:meth:`CorpusAdapter.load`). Decoding problems raise :class:`SampleError`, which
+names the sample and the file; the dataset wrapper turns them into skip-report entries instead of crashing the
+run. What the scan finds wrong is a :class:`SkipEntry`: in :attr:`CorpusAdapter.skipped` when the entry yields
+no record, or attached to a record that stays listed (its ``load`` raises, so the skip report names it).
+
+Every adapter declares a dataclass of its options (:attr:`CorpusAdapter.options_cls`); ``config.validate``
+checks ``data.options`` against it (:func:`adapter_options`), so a misspelt or wrongly typed option is a
+one-line error naming the option and the dataset before anything runs.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
+import typing
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 from contrastive_mer.data.sample import LabelValue, Sample
+
+#: option names that were renamed (the error for an old name says the new one)
+RENAMED_OPTIONS = {"actors": "speakers", "sessions": "speakers", "size": "frame_size", "image_size": "frame_size"}
 
 
 class SampleError(Exception):
@@ -39,23 +51,92 @@ class ClipRecord:
     groups: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class SkipEntry:
+    """Something the scan found wrong: the file it is in, why, and (when known) the table line and the clip id."""
+
+    file: str
+    reason: str
+    line: int | None = None
+    id: str | None = None
+
+    def __str__(self) -> str:
+        where = self.file if self.line is None else f"{self.file}:{self.line}"
+        return f"{where}: {self.id}: {self.reason}" if self.id else f"{where}: {self.reason}"
+
+
+def check_option_names(adapter: str, options_cls: type, names: Sequence[str]) -> None:
+    """Raise ValueError naming the first of ``names`` that ``options_cls`` does not have (and its new name)."""
+    known = [f.name for f in dataclasses.fields(options_cls)]
+    for name in names:
+        if name not in known:
+            hint = f" (renamed to {RENAMED_OPTIONS[name]!r})" if RENAMED_OPTIONS.get(name) in known else ""
+            raise ValueError(f"dataset {adapter!r} has no option {name!r}{hint}; known: {', '.join(known)}")
+
+
 class CorpusAdapter(ABC):
     """Base class of dataset adapters.
 
-    Subclasses set :attr:`name`, fill :attr:`label_names` (categorical label name -> class names, index =
-    label code) and implement :meth:`records` and :meth:`load`.
+    Subclasses set :attr:`name`, :attr:`options_cls` (a dataclass; its instance is :attr:`options`), fill
+    :attr:`label_names` (categorical label name -> class names, index = label code) and implement
+    :meth:`_scan` and :meth:`load`. Build one from an options object, a mapping, or keyword options.
+
+    A subclass without :attr:`options_cls` takes its options as plain constructor arguments (:attr:`options`
+    is None); :func:`register_adapter` then derives the options dataclass from its ``__init__`` signature.
+    It may override :meth:`records` instead of implementing :meth:`_scan`.
     """
 
     name: str = "base"
-    #: modality names this adapter can provide
+    #: modality names this adapter can provide (empty when they depend on its options, e.g. manifests)
     modalities: tuple[str, ...] = ()
+    #: the dataclass of this adapter's options
+    options_cls: ClassVar[type | None] = None
 
-    def __init__(self) -> None:
+    def __init__(self, options: Any = None, **fields: Any) -> None:
+        if options is not None and fields:
+            raise ValueError(f"dataset {self.name!r}: pass either an options object or keyword options, not both")
+        if isinstance(options, Mapping):
+            fields, options = dict(options), None
+        if self.options_cls is None:
+            if options is not None or fields:
+                raise TypeError(f"dataset {self.name!r} has no options_cls; it takes no options here")
+        elif options is None:
+            check_option_names(self.name, self.options_cls, list(fields))
+            options = self.options_cls(**fields)
+        elif not isinstance(options, self.options_cls):
+            raise TypeError(f"dataset {self.name!r}: expected {self.options_cls.__name__}, got "
+                            f"{type(options).__name__}")
+        self.options = options
         self.label_names: dict[str, list[str]] = {}
+        #: entries the scan left out (they yield no record)
+        self.skipped: list[SkipEntry] = []
+        self._invalid: dict[str, SkipEntry] = {}
+        self._records: list[ClipRecord] | None = None
 
-    @abstractmethod
     def records(self) -> list[ClipRecord]:
-        """All clips of the corpus (cheap: no media is decoded)."""
+        """All clips of the corpus (cheap: no media is decoded). The folder is scanned once, on first call."""
+        if self._records is None:
+            self.skipped, self._invalid = [], {}
+            self._records = self._scan()
+        return list(self._records)
+
+    def _scan(self) -> list[ClipRecord]:
+        """List the corpus; report problems with :meth:`skip` (no record) or :meth:`mark_invalid` (kept)."""
+        raise NotImplementedError(f"{type(self).__name__} implements neither _scan nor records")
+
+    def skip(self, file: Any, reason: str, line: int | None = None, id: str | None = None) -> None:
+        """Record an entry the scan leaves out."""
+        self.skipped.append(SkipEntry(str(file), reason, line, id))
+
+    def mark_invalid(self, record_id: str, file: Any, reason: str, line: int | None = None) -> None:
+        """Keep ``record_id`` listed but make its :meth:`load` raise (the skip report then names it)."""
+        self._invalid[record_id] = SkipEntry(str(file) if file else "", reason, line, record_id)
+
+    def check_valid(self, record: ClipRecord) -> None:
+        """Raise :class:`SampleError` for a record the scan found malformed."""
+        entry = self._invalid.get(record.id)
+        if entry is not None:
+            raise SampleError(record.id, entry.reason, entry.file or None)
 
     @abstractmethod
     def load(self, record: ClipRecord, modalities: Sequence[str]) -> Sample:
@@ -65,16 +146,34 @@ class CorpusAdapter(ABC):
         """
 
 
-AdapterFactory = Callable[..., CorpusAdapter]
-_ADAPTERS: dict[str, AdapterFactory] = {}
+_ADAPTERS: dict[str, type[CorpusAdapter]] = {}
+_OPTIONS: dict[str, type] = {}
 
 
-def register_adapter(name: str) -> Callable[[AdapterFactory], AdapterFactory]:
-    """Class decorator: make an adapter buildable by ``name`` from config (``data.dataset``)."""
+def options_from_signature(cls: type) -> type:
+    """A dataclass of the keyword arguments of ``cls.__init__`` (annotation, default), for adapters without
+    :attr:`CorpusAdapter.options_cls`; an unannotated argument is typed ``Any``."""
+    hints = typing.get_type_hints(cls.__init__)
+    fields = []
+    for param in list(inspect.signature(cls.__init__).parameters.values())[1:]:
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            continue
+        default = dataclasses.field() if param.default is param.empty else dataclasses.field(default=param.default)
+        fields.append((param.name, hints.get(param.name, Any), default))
+    return dataclasses.make_dataclass(f"{cls.__name__}Options", fields, kw_only=True)
 
-    def wrap(factory: AdapterFactory) -> AdapterFactory:
-        _ADAPTERS[name] = factory
-        return factory
+
+def register_adapter(name: str) -> Callable[[type[CorpusAdapter]], type[CorpusAdapter]]:
+    """Class decorator: make an adapter buildable by ``name`` from config (``data.dataset``), with the options
+    dataclass it declares (:attr:`CorpusAdapter.options_cls`) or one derived from its ``__init__``."""
+
+    def wrap(cls: type[CorpusAdapter]) -> type[CorpusAdapter]:
+        declared = getattr(cls, "options_cls", None)
+        if declared is not None and not dataclasses.is_dataclass(declared):
+            raise TypeError(f"adapter {name!r} ({cls.__name__}): options_cls must be a dataclass")
+        _ADAPTERS[name] = cls
+        _OPTIONS[name] = declared or options_from_signature(cls)
+        return cls
 
     return wrap
 
@@ -86,15 +185,57 @@ def adapter_names() -> list[str]:
     return sorted(_ADAPTERS)
 
 
+def adapter_class(name: str) -> type[CorpusAdapter]:
+    """The adapter class registered as ``name``; ValueError listing the known names otherwise."""
+    names = adapter_names()
+    if name not in _ADAPTERS:
+        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(names)}")
+    return _ADAPTERS[name]
+
+
 def adapter_modalities(name: str) -> tuple[str, ...]:
     """The modalities an adapter class declares (empty when they depend on its options, e.g. manifests)."""
     adapter_names()
     return tuple(getattr(_ADAPTERS.get(name), "modalities", ()) or ())
 
 
+def _typed_options(cls: type, values: Mapping[str, Any]) -> Any:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls), OmegaConf.create(dict(values))))
+
+
+def adapter_options(name: str, values: Mapping[str, Any]) -> Any:
+    """Check ``values`` (e.g. ``data.options``) against the options dataclass of adapter ``name``.
+
+    Returns the typed options object. Raises a one-line ValueError naming the dataset and the unknown, wrongly
+    typed or invalid option.
+    """
+    from omegaconf.errors import OmegaConfBaseException
+
+    adapter_class(name)
+    cls = _OPTIONS[name]
+    check_option_names(name, cls, list(values))
+    try:
+        return _typed_options(cls, values)
+    except (OmegaConfBaseException, ValueError, TypeError) as err:
+        key = getattr(err, "full_key", None)
+        if not key:  # find the option that fails on its own (None: only a combination fails)
+            key = next((k for k in values if _fails(cls, {k: values[k]})), None)
+        where = f"dataset {name!r} option {key!r}" if key else f"dataset {name!r}"
+        raise ValueError(f"{where}: {str(err).splitlines()[0]}") from None
+
+
+def _fails(cls: type, values: Mapping[str, Any]) -> bool:
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        _typed_options(cls, values)
+    except (OmegaConfBaseException, ValueError, TypeError):
+        return True
+    return False
+
+
 def build_adapter(name: str, **kwargs: Any) -> CorpusAdapter:
-    """Build the adapter registered as ``name`` with keyword arguments from config."""
-    names = adapter_names()
-    if name not in _ADAPTERS:
-        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(names)}")
-    return _ADAPTERS[name](**kwargs)
+    """Build the adapter registered as ``name`` with keyword options (see its ``options_cls``)."""
+    return adapter_class(name)(**kwargs)

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from contrastive_mer.data.datasets.base import ClipRecord, register_adapter
-from contrastive_mer.data.datasets.clip_media import ScannedCorpus, decode_audio_video
-from contrastive_mer.data.face import FaceCropper
-from contrastive_mer.data.media import MediaOptions
-from contrastive_mer.data.sample import Sample
+from contrastive_mer.data.datasets.corpus import MediaCorpus, MediaCorpusOptions
 
 SENTENCES = {
     "IEO": "It's eleven o'clock",
@@ -54,47 +52,39 @@ def parse_name(stem: str) -> dict[str, Any]:
             "level": LEVEL_CODES.index(level)}
 
 
+@dataclass
+class CremadOptions(MediaCorpusOptions):
+    """CREMA-D options: those of :class:`MediaCorpusOptions` (``speakers``: actor ids like ``1001``) plus
+    ``audio_sources``, where audio is taken from in order of preference (``wav``, ``mp3``, ``flv``)."""
+
+    audio_sources: list[str] = field(default_factory=lambda: list(FOLDERS))
+
+    def check(self) -> None:
+        super().check()
+        bad = set(self.audio_sources) - set(FOLDERS)
+        if bad:
+            raise ValueError(f"unknown audio source {sorted(bad)}; expected some of {sorted(FOLDERS)}")
+
+
 @register_adapter("cremad")
-class CremadAdapter(ScannedCorpus):
-    """CREMA-D clips with audio, video and text.
+class CremadAdapter(MediaCorpus):
+    """CREMA-D clips with audio, video and text (options: :class:`CremadOptions`).
 
     Labels: ``emotion`` (0..5: anger, disgust, fear, happy, neutral, sad), ``level`` (low, medium, high,
     unspecified), ``sentence`` (0..11 in :data:`SENTENCES` order). Groups: ``speaker`` (``"1001"``...).
     """
 
     name = "cremad"
+    title = "CREMA-D"
     modalities = ("audio", "video", "text")
+    options_cls = CremadOptions
+    options: CremadOptions
 
-    def __init__(self, root: str | Path, modalities: Sequence[str] = ("audio", "video", "text"),
-                 sample_rate: int = 16000, max_seconds: float | None = None, num_frames: int | None = 8,
-                 fps: float | None = None, frame_size: int | None = 112, crop: str = "center",
-                 face_backend: str = "haar", speakers: Iterable[int | str] | None = None,
-                 audio_sources: Sequence[str] = ("wav", "mp3", "flv")) -> None:
-        """Args:
-            root: the folder holding ``AudioWAV/``, ``AudioMP3/`` and/or ``VideoFlash/``.
-            modalities: which modalities to list (a subset of ``audio, video, text``).
-            sample_rate, max_seconds, num_frames, fps, frame_size, crop, face_backend: decoding (see media.py).
-            speakers: keep only these actors (e.g. ``[1001, "1002"]``).
-            audio_sources: where audio is taken from, in order of preference (``wav``, ``mp3``, ``flv``).
-        """
-        super().__init__()
-        self.root = Path(root)
-        if not self.root.is_dir():
-            raise FileNotFoundError(f"CREMA-D root not found: {self.root}")
-        unknown = set(modalities) - set(type(self).modalities)
-        if unknown:
-            raise ValueError(f"CREMA-D has no modality {sorted(unknown)}; available: {type(self).modalities}")
-        bad = set(audio_sources) - set(FOLDERS)
-        if bad:
-            raise ValueError(f"unknown audio source {sorted(bad)}; expected some of {sorted(FOLDERS)}")
-        self.modalities = tuple(modalities)
-        self.audio_sources = tuple(audio_sources)
-        self.options = MediaOptions(sample_rate=sample_rate, max_seconds=max_seconds, num_frames=num_frames,
-                                    fps=fps, size=frame_size, crop=crop)
-        self.cropper = FaceCropper(face_backend) if crop == "face" else None
-        self.speakers = None if speakers is None else {str(s) for s in speakers}
+    def __init__(self, root: str | Path | None = None, options: CremadOptions | None = None,
+                 **fields: Any) -> None:
+        super().__init__(root, options, **fields)
+        self.audio_sources = tuple(self.options.audio_sources)
         self.label_names = {"emotion": list(EMOTIONS), "level": list(LEVELS), "sentence": list(SENTENCES)}
-        self._records = self._scan()
 
     def _scan(self) -> list[ClipRecord]:
         found: dict[str, dict[str, str]] = {}  # clip name -> source kind -> path
@@ -106,7 +96,7 @@ class CremadAdapter(ScannedCorpus):
                 if path.suffix.lower() != ext:
                     continue
                 speaker = path.stem.split("_", 1)[0]
-                if self.speakers is None or speaker in self.speakers:
+                if self.keep_speaker(speaker):
                     found.setdefault(path.stem, {})[kind] = str(path)
         if not found:
             raise FileNotFoundError(f"no CREMA-D clips under {self.root} (looked in "
@@ -117,7 +107,7 @@ class CremadAdapter(ScannedCorpus):
             try:
                 codes = parse_name(stem)
             except ValueError as err:
-                self._invalid[stem] = (str(err), next(iter(files.values())))
+                self.mark_invalid(stem, next(iter(files.values())), str(err))
                 records.append(ClipRecord(stem, {}))
                 continue
             sources: dict[str, Any] = {}
@@ -134,13 +124,3 @@ class CremadAdapter(ScannedCorpus):
                       "sentence": list(SENTENCES).index(codes["sentence"])}
             records.append(ClipRecord(stem, sources, labels, {"speaker": codes["speaker"]}))
         return records
-
-    def load(self, record: ClipRecord, modalities: Sequence[str]) -> Sample:
-        """Decode the requested modalities the clip has; :class:`SampleError` names the clip and file."""
-        self.check_valid(record)
-        src = record.sources
-        inputs: dict[str, Any] = decode_audio_video(record, modalities, self.options, self.cropper)
-        if "text" in modalities and "text" in src:
-            inputs["text"] = src["text"]
-        meta = {"files": {m: src[m] for m in ("audio", "video") if m in inputs}}
-        return Sample(record.id, inputs, dict(record.labels), dict(record.groups), meta)

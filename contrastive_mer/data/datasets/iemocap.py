@@ -7,8 +7,8 @@ Layout read (the release's own):
 ``Session<n>/dialog/transcriptions/<dialog>.txt`` lines ``Ses01F_impro01_F000 [006.2901-008.2357]: Excuse me.``
 
 ``classes=4`` maps neu / hap+exc / ang / sad (the usual merge); ``classes=6`` keeps neu, hap, ang, sad, exc,
-fru. Utterances with any other label (``xxx``, ``oth``, ``sur``, ...) are left out and counted in
-:attr:`IemocapAdapter.excluded`. The speaker of an utterance is its session plus the gender letter of the
+fru. Utterances with any other label (``xxx``, ``oth``, ``sur``, ...) are left out and listed in
+:attr:`IemocapAdapter.skipped`. The speaker of an utterance is its session plus the gender letter of the
 utterance id's last part (``Ses01F_impro01_M003`` -> ``Ses01_M``). Video is not offered: IEMOCAP's videos
 are whole two-speaker dialogues, not utterances.
 """
@@ -16,12 +16,12 @@ are whole two-speaker dialogues, not utterances.
 from __future__ import annotations
 
 import re
-from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from contrastive_mer.data.datasets.base import ClipRecord, CorpusAdapter, SampleError, register_adapter
-from contrastive_mer.data.sample import Sample
+from contrastive_mer.data.datasets.base import ClipRecord, register_adapter
+from contrastive_mer.data.datasets.corpus import AudioCorpusOptions, MediaCorpus
 
 CLASS_MAPS: dict[int, tuple[list[str], dict[str, int]]] = {
     4: (["neutral", "happy", "angry", "sad"], {"neu": 0, "hap": 1, "exc": 1, "ang": 2, "sad": 3}),
@@ -32,11 +32,12 @@ _SUMMARY = re.compile(r"^\[\s*([\d.]+)\s*-\s*([\d.]+)\s*\]\s+(\S+)\s+(\S+)\s+\[\
                       r"\s*([^,\]]+)\]\s*$")
 _TRANSCRIPT = re.compile(r"^(\S+)\s+\[[^\]]*\]:\s?(.*)$")
 _GENDER = re.compile(r"_([FM])[^_]*$")
+_SPEAKER = re.compile(r"^(?:ses(?:sion)?)?(\d+)(?:_([fm]))?$", re.IGNORECASE)
 
 
 def parse_evaluation(path: Path) -> list[dict[str, Any]]:
     """Summary lines of one EmoEvaluation file as dicts (start, end, utterance, label, valence, arousal,
-    dominance). Evaluator lines (``C-E1: ...``) and headers are ignored; a malformed summary line raises
+    dominance, line). Evaluator lines (``C-E1: ...``) and headers are ignored; a malformed summary line raises
     ValueError naming the file and line."""
     rows = []
     for lineno, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
@@ -50,7 +51,7 @@ def parse_evaluation(path: Path) -> list[dict[str, Any]]:
         try:
             vad = [float(v), float(a), float(d)]
             rows.append({"start": float(start), "end": float(end), "utterance": utt, "label": label,
-                         "valence": vad[0], "arousal": vad[1], "dominance": vad[2]})
+                         "valence": vad[0], "arousal": vad[1], "dominance": vad[2], "line": lineno})
         except ValueError as err:
             raise ValueError(f"{path}:{lineno}: non-numeric time or V/A/D in {line!r}") from err
     return rows
@@ -66,56 +67,78 @@ def parse_transcript(path: Path) -> dict[str, str]:
     return out
 
 
-@register_adapter("iemocap")
-class IemocapAdapter(CorpusAdapter):
-    """IEMOCAP utterances.
+@dataclass
+class IemocapOptions(AudioCorpusOptions):
+    """IEMOCAP options: those of :class:`AudioCorpusOptions` plus ``classes`` (4 or 6, see the module docstring).
 
-    Args:
-        root: folder holding ``Session1`` ... ``Session5``.
-        classes: 4 or 6 (see module docstring).
-        sessions: session numbers to keep (default: every ``Session<n>`` folder found).
-        sample_rate, max_seconds: passed to :func:`contrastive_mer.data.media.load_audio`.
+    ``speakers`` entries are speaker ids (``Ses01_F``) or sessions (``1``, ``Ses01``: both of its speakers); only
+    the ``Session<n>`` folders of the speakers kept are read (default: every one found).
+    """
+
+    classes: int = 4
+
+    def check(self) -> None:
+        super().check()
+        if self.classes not in CLASS_MAPS:
+            raise ValueError(f"classes must be 4 or 6, got {self.classes!r}")
+        for speaker in self.speakers or ():
+            speaker_key(speaker)
+
+
+def speaker_key(value: Any) -> str:
+    """A ``speakers`` entry as a speaker id (``"ses01_f"`` -> ``"Ses01_F"``) or a session (``1`` -> ``"Ses01"``)."""
+    match = _SPEAKER.match(str(value).strip())
+    if match is None:
+        raise ValueError(f"bad IEMOCAP speaker {value!r}; expected a session (1, 'Ses01') or a speaker ('Ses01_F')")
+    number, gender = match.groups()
+    return f"Ses{int(number):02d}" + (f"_{gender.upper()}" if gender else "")
+
+
+@register_adapter("iemocap")
+class IemocapAdapter(MediaCorpus):
+    """IEMOCAP utterances (options: :class:`IemocapOptions`).
+
+    Utterances whose label the class map lacks are left out and listed in :attr:`skipped`; utterances whose wav
+    file is missing keep their text and are listed in :attr:`missing_audio`.
     """
 
     name = "iemocap"
+    title = "IEMOCAP"
     modalities = ("audio", "text")
+    options_cls = IemocapOptions
+    options: IemocapOptions
 
-    def __init__(self, root: str | Path, classes: int = 4, sessions: Sequence[int] | None = None,
-                 sample_rate: int = 16000, max_seconds: float | None = None) -> None:
-        super().__init__()
-        self.root = Path(root)
-        if not self.root.is_dir():
-            raise FileNotFoundError(f"IEMOCAP root folder not found: {self.root}")
-        if classes not in CLASS_MAPS:
-            raise ValueError(f"classes must be 4 or 6, got {classes!r}")
-        self.classes = classes
-        self.sessions = None if sessions is None else sorted(int(s) for s in sessions)
-        self.sample_rate = sample_rate
-        self.max_seconds = max_seconds
-        self.label_names = {"emotion": list(CLASS_MAPS[classes][0])}
-        #: original label -> number of utterances left out because the class map has no entry for it
-        self.excluded: Counter[str] = Counter()
+    def __init__(self, root: str | Path | None = None, options: IemocapOptions | None = None,
+                 **fields: Any) -> None:
+        super().__init__(root, options, **fields)
+        self.classes = self.options.classes
+        self.label_names = {"emotion": list(CLASS_MAPS[self.classes][0])}
         #: utterance ids whose wav file is missing (their audio is absent, not an error)
         self.missing_audio: list[str] = []
-        self._records: list[ClipRecord] | None = None
+
+    def speaker_id(self, value: Any) -> str:
+        return speaker_key(value)
+
+    def keep_speaker(self, speaker: str) -> bool:
+        """Kept when the speaker or its whole session is in ``speakers``."""
+        return super().keep_speaker(speaker) or super().keep_speaker(speaker[:5])
 
     def _session_dirs(self) -> list[Path]:
         found = sorted(p for p in self.root.glob("Session*") if p.is_dir() and p.name[7:].isdigit())
-        if self.sessions is not None:
-            found = [p for p in found if int(p.name[7:]) in self.sessions]
-            missing = set(self.sessions) - {int(p.name[7:]) for p in found}
+        if self.speaker_filter is not None:
+            sessions = {int(s[3:5]) for s in self.speaker_filter}
+            found = [p for p in found if int(p.name[7:]) in sessions]
+            missing = sessions - {int(p.name[7:]) for p in found}
             if missing:
                 raise FileNotFoundError(f"{self.root}: no Session folder for sessions {sorted(missing)}")
         if not found:
             raise FileNotFoundError(f"{self.root}: no Session<n> folders (expected Session1 ... Session5)")
         return found
 
-    def records(self) -> list[ClipRecord]:
+    def _scan(self) -> list[ClipRecord]:
         """One record per utterance whose label is in the class map, sorted by id."""
-        if self._records is not None:
-            return self._records
         _, mapping = CLASS_MAPS[self.classes]
-        self.excluded, self.missing_audio = Counter(), []
+        self.missing_audio = []
         out: list[ClipRecord] = []
         for sdir in self._session_dirs():
             evals = sorted(p for p in (sdir / "dialog" / "EmoEvaluation").glob("*.txt")
@@ -129,40 +152,28 @@ class IemocapAdapter(CorpusAdapter):
                 texts = parse_transcript(tpath) if tpath.is_file() else {}
                 for row in parse_evaluation(eval_path):
                     utt, label = row["utterance"], row["label"]
-                    if label not in mapping:
-                        self.excluded[label] += 1
-                        continue
                     gender = _GENDER.search(utt)
                     if gender is None:
                         raise ValueError(f"{eval_path}: utterance id {utt!r} does not end in _F<n> or _M<n>")
+                    speaker = f"{session}_{gender.group(1)}"
+                    if not self.keep_speaker(speaker):
+                        continue
+                    if label not in mapping:
+                        self.skip(eval_path, f"label {label!r} is not in the {self.classes}-class map",
+                                  row["line"], utt)
+                        continue
                     sources: dict[str, Any] = {}
                     wav = sdir / "sentences" / "wav" / dialog / f"{utt}.wav"
-                    if wav.is_file():
-                        sources["audio"] = str(wav)
-                    else:
-                        self.missing_audio.append(utt)
-                    if utt in texts:
+                    if "audio" in self.modalities:
+                        if wav.is_file():
+                            sources["audio"] = str(wav)
+                        else:
+                            self.missing_audio.append(utt)
+                    if "text" in self.modalities and utt in texts:
                         sources["text"] = texts[utt]
                     labels = {"emotion": mapping[label], "valence": row["valence"], "arousal": row["arousal"],
                               "dominance": row["dominance"]}
-                    groups = {"speaker": f"{session}_{gender.group(1)}", "session": session, "dialogue": dialog}
+                    groups = {"speaker": speaker, "session": session, "dialogue": dialog}
                     out.append(ClipRecord(utt, sources, labels, groups))
         out.sort(key=lambda r: r.id)
-        self._records = out
         return out
-
-    def load(self, record: ClipRecord, modalities: Sequence[str]) -> Sample:
-        """Decode the utterance's wav (if asked and present); text is inline."""
-        inputs: dict[str, Any] = {}
-        if "audio" in modalities and "audio" in record.sources:
-            from contrastive_mer.data.media import MediaError, load_audio
-
-            path = record.sources["audio"]
-            try:
-                inputs["audio"] = load_audio(path, sample_rate=self.sample_rate, max_seconds=self.max_seconds)
-            except MediaError as err:
-                raise SampleError(record.id, f"audio: {err.reason}", str(err.path)) from err
-        if "text" in modalities and "text" in record.sources:
-            inputs["text"] = record.sources["text"]
-        meta = {"audio_path": record.sources.get("audio")}
-        return Sample(record.id, inputs, dict(record.labels), dict(record.groups), meta)

@@ -11,7 +11,7 @@ values are coded by their sorted class names (or by the order given in ``class_n
 is kept as a multi-label vector of floats.
 
 Malformed rows (no id, duplicate id, unparseable JSON, unknown class) are skipped and listed in
-:attr:`ManifestAdapter.skipped` as ``(line, reason)``; with ``strict=True`` they raise ValueError.
+:attr:`ManifestAdapter.skipped` (file, line, reason); with ``strict=True`` they raise ValueError.
 """
 
 from __future__ import annotations
@@ -19,12 +19,13 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Optional
 
 import numpy as np
 
-from contrastive_mer.data.datasets.base import ClipRecord, CorpusAdapter, SampleError, register_adapter
-from contrastive_mer.data.sample import Sample
+from contrastive_mer.data.datasets.base import ClipRecord, SampleError, register_adapter
+from contrastive_mer.data.datasets.corpus import MediaCorpus, MediaCorpusOptions
 
 MEDIA_COLUMNS = ("audio", "video")
 GROUP_COLUMNS = ("group", "speaker", "session", "dialogue")
@@ -47,29 +48,52 @@ def _empty(value: Any) -> bool:
     return value is None or (isinstance(value, str) and value.strip() == "")
 
 
-@register_adapter("manifest")
-class ManifestAdapter(CorpusAdapter):
-    """Clips listed in a CSV (``.csv``/``.tsv``) or JSON-lines (``.jsonl``/``.ndjson``) manifest.
+@dataclass
+class ManifestOptions(MediaCorpusOptions):
+    """Manifest options: those of :class:`MediaCorpusOptions` (``modalities``: the columns to list, default all;
+    ``speakers``: values of the ``speaker`` column) plus
 
-    Args:
-        path: the manifest file; relative to ``root`` when both are given.
-        root: the manifest itself when ``path`` is not given, else the folder ``path`` is relative to.
+    Attributes:
+        path: the manifest file; relative to ``root`` when both are given (``root`` alone: the manifest itself).
         labels: label columns to read.
         class_names: label -> class names fixing the coding of a categorical label.
         features: modality -> column holding ``.npy`` paths (in addition to ``feat:<modality>`` columns).
         groups: extra group columns.
         strict: raise on the first malformed row instead of skipping it.
-        sample_rate, max_seconds: audio decoding; num_frames, fps, size: video decoding (see media.py).
     """
 
+    path: Optional[str] = None
+    labels: list[str] = field(default_factory=list)
+    class_names: Optional[dict[str, list[str]]] = None
+    features: Optional[dict[str, str]] = None
+    groups: list[str] = field(default_factory=list)
+    strict: bool = False
+
+
+@register_adapter("manifest")
+class ManifestAdapter(MediaCorpus):
+    """Clips listed in a CSV (``.csv``/``.tsv``) or JSON-lines (``.jsonl``/``.ndjson``) manifest (options:
+    :class:`ManifestOptions`). Relative paths in it resolve against its folder, :attr:`root`."""
+
     name = "manifest"
+    title = "manifest"
+    options_cls = ManifestOptions
+    options: ManifestOptions
 
     def __init__(self, path: str | Path | None = None, root: str | Path | None = None,
-                 labels: Sequence[str] = (), class_names: Mapping[str, Sequence[str]] | None = None,
-                 features: Mapping[str, str] | None = None, groups: Sequence[str] = (), strict: bool = False,
-                 sample_rate: int = 16000, max_seconds: float | None = None, num_frames: int = 8,
-                 fps: float | None = None, size: int = 112) -> None:
-        super().__init__()
+                 options: ManifestOptions | None = None, **fields: Any) -> None:
+        if path is not None:
+            fields["path"] = path
+        super().__init__(root, options, **fields)
+        self.label_columns = list(self.options.labels)
+        self.class_names = {k: list(v) for k, v in (self.options.class_names or {}).items()}
+        self.feature_columns = dict(self.options.features or {})
+        self.group_columns = [*GROUP_COLUMNS, *[g for g in self.options.groups if g not in GROUP_COLUMNS]]
+        self.strict = self.options.strict
+
+    def _check_root(self) -> Path:
+        """The manifest file is :attr:`path`; the root is its folder."""
+        path, root = self.options.path, self.options.root
         if path is None and root is None:
             raise ValueError("manifest adapter needs path= (or root= pointing at the manifest file)")
         manifest = Path(path) if path is not None else Path(root)  # type: ignore[arg-type]
@@ -78,17 +102,7 @@ class ManifestAdapter(CorpusAdapter):
         if not manifest.is_file():
             raise FileNotFoundError(f"manifest not found: {manifest}")
         self.path = manifest
-        self.base = manifest.parent
-        self.label_columns = list(labels)
-        self.class_names = {k: list(v) for k, v in (class_names or {}).items()}
-        self.feature_columns = dict(features or {})
-        self.group_columns = [*GROUP_COLUMNS, *[g for g in groups if g not in GROUP_COLUMNS]]
-        self.strict = strict
-        self.audio_opts = {"sample_rate": sample_rate, "max_seconds": max_seconds}
-        self.video_opts = {"num_frames": num_frames, "fps": fps, "size": size}
-        #: (line number, reason) of each malformed row that was skipped
-        self.skipped: list[tuple[int, str]] = []
-        self._records: list[ClipRecord] | None = None
+        return manifest.parent
 
     # -- reading -----------------------------------------------------------------------------------------
     def _rows(self) -> list[tuple[int, dict[str, Any] | None, str]]:
@@ -137,11 +151,11 @@ class ManifestAdapter(CorpusAdapter):
     def _bad(self, line: int, reason: str) -> None:
         if self.strict:
             raise ValueError(f"{self.path}:{line}: {reason}")
-        self.skipped.append((line, reason))
+        self.skip(self.path, reason, line)
 
     def _resolve(self, value: Any) -> str:
         path = Path(str(value).strip())
-        return str(path if path.is_absolute() else self.base / path)
+        return str(path if path.is_absolute() else self.root / path)
 
     def _sources(self, row: dict[str, Any]) -> dict[str, Any]:
         sources: dict[str, Any] = {}
@@ -157,7 +171,8 @@ class ManifestAdapter(CorpusAdapter):
         for modality, col in feature_cols.items():
             if not _empty(row.get(col)):
                 sources[modality] = ("npy", self._resolve(row[col]))
-        return sources
+        wanted = self.options.modalities
+        return sources if wanted is None else {m: v for m, v in sources.items() if m in wanted}
 
     def _code_labels(self, rows: list[tuple[int, str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
         """Per row id, the coded labels; rows with an unknown class are reported and dropped."""
@@ -196,11 +211,8 @@ class ManifestAdapter(CorpusAdapter):
             coded[sid] = labels
         return coded
 
-    def records(self) -> list[ClipRecord]:
-        """One record per well-formed row, in file order."""
-        if self._records is not None:
-            return self._records
-        self.skipped = []
+    def _scan(self) -> list[ClipRecord]:
+        """One record per well-formed row (of the speakers kept), in file order."""
         seen: dict[str, int] = {}
         kept: list[tuple[int, str, dict[str, Any]]] = []
         try:
@@ -230,47 +242,38 @@ class ManifestAdapter(CorpusAdapter):
             if sid not in coded:
                 continue
             groups = {g: str(row[g]).strip() for g in self.group_columns if not _empty(row.get(g))}
-            out.append(ClipRecord(sid, self._sources(row), coded[sid], groups))
+            if self.keep_speaker(groups.get("speaker", "")):
+                out.append(ClipRecord(sid, self._sources(row), coded[sid], groups))
         self.modalities = tuple(sorted({m for r in out for m in r.sources}))
-        self._records = out
         return out
 
     # -- decoding ----------------------------------------------------------------------------------------
-    def _load_one(self, record: ClipRecord, modality: str, source: Any) -> Any:
+    def load_source(self, record: ClipRecord, modality: str, source: Any) -> Any:
+        """Inline text, a transcript file or a ``.npy`` feature file (audio and video: :meth:`decode`)."""
         if isinstance(source, tuple) and source[0] == "transcript":
             try:
                 return Path(source[1]).read_text(encoding="utf-8").strip()
             except (OSError, UnicodeDecodeError) as err:
                 raise SampleError(record.id, f"cannot read transcript ({err})", source[1]) from err
         if isinstance(source, tuple) and source[0] == "npy":
-            try:
-                array = np.load(source[1], allow_pickle=False)
-            except (OSError, ValueError) as err:
-                raise SampleError(record.id, f"{modality}: unreadable .npy ({err})", source[1]) from err
-            if not isinstance(array, np.ndarray):
-                raise SampleError(record.id, f"{modality}: expected a .npy array, got {type(array).__name__}",
-                                  source[1])
-            if array.dtype.kind not in "fiu" or array.ndim not in (1, 2):
-                raise SampleError(record.id, f"{modality}: expected a numeric (D,) or (T, D) array, got "
-                                  f"{array.dtype} {array.shape}", source[1])
-            array = array.astype(np.float32)
-            if not np.all(np.isfinite(array)):
-                raise SampleError(record.id, f"{modality}: NaN/Inf in features", source[1])
-            return array
-        if modality == "text":
-            return source
-        from contrastive_mer.data.media import MediaError, load_audio, load_video
+            return self._load_npy(record, modality, source[1])
+        return source
 
+    def source_file(self, modality: str, source: Any) -> str | None:
+        return source[1] if isinstance(source, tuple) else super().source_file(modality, source)
+
+    @staticmethod
+    def _load_npy(record: ClipRecord, modality: str, path: str) -> np.ndarray:
         try:
-            if modality == "audio":
-                return load_audio(source, **self.audio_opts)
-            return load_video(source, **self.video_opts)
-        except MediaError as err:
-            raise SampleError(record.id, f"{modality}: {err.reason}", str(err.path)) from err
-
-    def load(self, record: ClipRecord, modalities: Sequence[str]) -> Sample:
-        """Decode the requested modalities the row has."""
-        inputs = {m: self._load_one(record, m, record.sources[m]) for m in modalities if m in record.sources}
-        meta = {"sources": {m: (s[1] if isinstance(s, tuple) else s) for m, s in record.sources.items()
-                            if m != "text" or isinstance(s, tuple)}}
-        return Sample(record.id, inputs, dict(record.labels), dict(record.groups), meta)
+            array = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as err:
+            raise SampleError(record.id, f"{modality}: unreadable .npy ({err})", path) from err
+        if not isinstance(array, np.ndarray):
+            raise SampleError(record.id, f"{modality}: expected a .npy array, got {type(array).__name__}", path)
+        if array.dtype.kind not in "fiu" or array.ndim not in (1, 2):
+            raise SampleError(record.id, f"{modality}: expected a numeric (D,) or (T, D) array, got "
+                              f"{array.dtype} {array.shape}", path)
+        array = array.astype(np.float32)
+        if not np.all(np.isfinite(array)):
+            raise SampleError(record.id, f"{modality}: NaN/Inf in features", path)
+        return array

@@ -24,11 +24,12 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
-from contrastive_mer.data.datasets.base import ClipRecord, CorpusAdapter, SampleError, register_adapter
+from contrastive_mer.data.datasets.base import ClipRecord, SampleError, register_adapter
+from contrastive_mer.data.datasets.corpus import CorpusOptions, FolderCorpus
 from contrastive_mer.data.sample import Sample
 
 MOSEI_EMOTIONS = ["happy", "sad", "anger", "surprise", "disgust", "fear"]
@@ -132,53 +133,71 @@ def load_folds(folds: str | Path | Mapping[str, Sequence[str]]) -> dict[str, lis
     return load_folds(value)
 
 
-class MoseiAdapter(CorpusAdapter):
-    """CMU-MOSEI segments from computational sequences.
+@dataclass
+class MoseiOptions(CorpusOptions):
+    """MOSEI/MOSI options: those of :class:`CorpusOptions` (``modalities``: which of ``features`` to list, default
+    all; ``speakers``: video ids, the speaker proxy) plus
 
-    Args:
-        root: folder holding the ``.csd`` files (relative file names resolve against it).
+    Attributes:
         features: modality -> ``.csd`` file (default: COVAREP audio, FACET 4.2 video, GloVe text).
         labels: the labels ``.csd`` (MOSEI ``All Labels`` with 7 columns, or MOSI's 1-column sentiment).
         pool: ``None``/``"none"`` for frame sequences ``(T, D)``, ``"mean"`` for ``(D,)``.
         nan_policy: ``"error"`` rejects a segment whose frames hold NaN/Inf; ``"zero"`` replaces them by 0.
-        split, folds: keep only the videos of ``folds[split]`` (see :func:`load_folds`).
+        split, folds: keep only the videos of ``folds[split]`` (a mapping, or a ``.json``/``.py`` file; see
+            :func:`load_folds`).
     """
 
+    features: Optional[dict[str, str]] = None
+    labels: Optional[str] = None
+    pool: Optional[str] = None
+    nan_policy: str = "error"
+    split: Optional[str] = None
+    folds: Any = None
+
+    def check(self) -> None:
+        super().check()
+        if self.pool not in (None, "none", "mean"):
+            raise ValueError(f"pool must be None, 'none' or 'mean', got {self.pool!r}")
+        if self.nan_policy not in ("error", "zero"):
+            raise ValueError(f"nan_policy must be 'error' or 'zero', got {self.nan_policy!r}")
+        if self.split is not None and self.folds is None:
+            raise ValueError(f"split={self.split!r} needs folds (a mapping or a .json/.py file of video ids)")
+
+
+class MoseiAdapter(FolderCorpus):
+    """CMU-MOSEI segments from computational sequences (options: :class:`MoseiOptions`)."""
+
     name = "mosei"
+    title = "mosei"
     default_features = MOSEI_DEFAULT_FEATURES
     default_labels = MOSEI_DEFAULT_LABELS
+    options_cls = MoseiOptions
+    options: MoseiOptions
 
-    def __init__(self, root: str | Path, features: Mapping[str, str] | None = None, labels: str | None = None,
-                 pool: str | None = None, nan_policy: str = "error", split: str | None = None,
-                 folds: str | Path | Mapping[str, Sequence[str]] | None = None) -> None:
-        super().__init__()
-        self.root = Path(root)
-        if not self.root.is_dir():
-            raise FileNotFoundError(f"{self.name} root folder not found: {self.root}")
-        if pool not in (None, "none", "mean"):
-            raise ValueError(f"pool must be None, 'none' or 'mean', got {pool!r}")
-        if nan_policy not in ("error", "zero"):
-            raise ValueError(f"nan_policy must be 'error' or 'zero', got {nan_policy!r}")
-        self.pool = None if pool == "none" else pool
-        self.nan_policy = nan_policy
-        self.feature_files = {m: self._resolve(f) for m, f in dict(features or self.default_features).items()}
-        self.labels_file = self._resolve(labels or self.default_labels)
+    def __init__(self, root: str | Path | None = None, options: MoseiOptions | None = None,
+                 **fields: Any) -> None:
+        super().__init__(root, options, **fields)
+        o = self.options
+        self.pool = None if o.pool == "none" else o.pool
+        self.nan_policy = o.nan_policy
+        features = dict(o.features or self.default_features)
+        unknown = sorted(set(self.modalities) - set(features))
+        if unknown:
+            raise ValueError(f"{self.name} has no modality {unknown}; features: {sorted(features)}")
+        self.feature_files = {m: self._resolve(f) for m, f in features.items()
+                              if not self.modalities or m in self.modalities}
+        self.labels_file = self._resolve(o.labels or self.default_labels)
         for path in [*self.feature_files.values(), self.labels_file]:
             if not path.is_file():
                 raise FileNotFoundError(f"computational sequence not found: {path}")
         self.modalities = tuple(self.feature_files)
-        self.split = _SPLIT_ALIASES.get(split, split) if split else None
+        self.split = _SPLIT_ALIASES.get(o.split, o.split) if o.split else None
         self.split_videos: set[str] | None = None
         if self.split is not None:
-            if folds is None:
-                raise ValueError(f"split={split!r} needs folds (a mapping or a .json/.py file of video ids)")
-            table = load_folds(folds)
+            table = load_folds(o.folds)
             if self.split not in table:
-                raise ValueError(f"split {split!r} not in folds; known: {', '.join(sorted(table))}")
+                raise ValueError(f"split {o.split!r} not in folds; known: {', '.join(sorted(table))}")
             self.split_videos = set(table[self.split])
-        #: (segment id or video id, reason) for label rows that could not be used
-        self.skipped: list[tuple[str, str]] = []
-        self._records: list[ClipRecord] | None = None
         self._handles: dict[str, Any] = {}
         self._pid = os.getpid()
 
@@ -211,23 +230,20 @@ class MoseiAdapter(CorpusAdapter):
             return {"sentiment": float(row[0])}
         raise ValueError(f"{self.labels_file}: expected 7 label columns (MOSEI) or 1 (MOSI), got {len(row)}")
 
-    def records(self) -> list[ClipRecord]:
+    def _scan(self) -> list[ClipRecord]:
         """One record per labelled segment, ``<video>[<k>]``, in file order."""
-        if self._records is not None:
-            return self._records
-        self.skipped = []
         labels_path = str(self.labels_file)
         data = self._data(labels_path)
         videos = {m: set(self._data(str(p)).keys()) for m, p in self.feature_files.items()}
         out: list[ClipRecord] = []
         for video in data.keys():
-            if self.split_videos is not None and video not in self.split_videos:
+            if (self.split_videos is not None and video not in self.split_videos) or not self.keep_speaker(video):
                 continue
             values, intervals = read_video(data, video, labels_path)
             for k, (row, (start, end)) in enumerate(zip(values, intervals)):
                 sid = f"{video}[{k}]"
                 if not np.all(np.isfinite(row)) or not (np.isfinite(start) and np.isfinite(end) and end > start):
-                    self.skipped.append((sid, f"non-finite labels or bad interval {[start, end]}"))
+                    self.skip(labels_path, f"non-finite labels or bad interval {[start, end]}", id=sid)
                     continue
                 sources = {m: CsdRef(str(self.feature_files[m]), video, float(start), float(end))
                            for m in self.modalities if video in videos[m]}
@@ -235,7 +251,6 @@ class MoseiAdapter(CorpusAdapter):
                                       {"speaker": video, "video": video}))
         if out and "emotions" in out[0].labels:
             self.label_names = {"emotions": list(MOSEI_EMOTIONS)}
-        self._records = out
         return out
 
     def _frames(self, record: ClipRecord, modality: str, ref: CsdRef) -> Any:
@@ -285,6 +300,7 @@ class MosiAdapter(MoseiAdapter):
     """CMU-MOSI: same layout as MOSEI, sentiment label only."""
 
     name = "mosi"
+    title = "mosi"
     default_features = MOSI_DEFAULT_FEATURES
     default_labels = MOSI_DEFAULT_LABELS
 

@@ -14,15 +14,13 @@ from __future__ import annotations
 import csv
 import re
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Optional
 
 import numpy as np
 
-from contrastive_mer.data.datasets.base import ClipRecord, register_adapter
-from contrastive_mer.data.datasets.clip_media import ScannedCorpus, decode_audio_video
-from contrastive_mer.data.face import FaceCropper
-from contrastive_mer.data.media import MediaOptions
-from contrastive_mer.data.sample import Sample
+from contrastive_mer.data.datasets.base import ClipRecord, SkipEntry, register_adapter
+from contrastive_mer.data.datasets.corpus import MediaCorpus, MediaCorpusOptions
 
 EMOTIONS = ["neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"]
 INTENSITIES = ["normal", "strong"]
@@ -30,6 +28,7 @@ STATEMENTS = ["Kids are talking by the door", "Dogs are sitting by the door"]
 VOCAL_CHANNELS = {1: "speech", 2: "song"}
 MEDIA_EXTS = (".wav", ".flac", ".mp4")
 AU_FILE = "facial_action_units.csv"
+AU_NORMALIZE = (None, "actor")
 _NAME = re.compile(r"^(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})$")
 _AU_COLUMN = re.compile(r"^AU\d+_[rc]$")
 
@@ -85,8 +84,9 @@ def normalise_per_actor(au_table: dict[str, np.ndarray | str]) -> dict[str, np.n
     return out
 
 
-def read_action_units(path: Path) -> tuple[list[str], dict[str, np.ndarray | str], list[str]]:
-    """The action-unit table -> (AU column names, take id -> float32 vector or an error message, skipped rows).
+def read_action_units(path: Path) -> tuple[list[str], dict[str, np.ndarray | str], list[SkipEntry]]:
+    """The action-unit table -> (AU column names, take id -> float32 vector or an error message, rows naming no
+    valid take).
 
     ``clip_id`` may use any modality code; rows are keyed by the take's audio-only style id.
     """
@@ -100,14 +100,14 @@ def read_action_units(path: Path) -> tuple[list[str], dict[str, np.ndarray | str
             raise ValueError(f"{path}: no AUxx_r / AUxx_c columns in the header")
         id_col = header.index("clip_id")
         table: dict[str, np.ndarray | str] = {}
-        skipped: list[str] = []
+        skipped: list[SkipEntry] = []
         for line, row in enumerate(reader, start=2):
             if not row:
                 continue
             try:
                 key = take_id(parse_name(row[id_col].strip()))
             except (ValueError, IndexError) as err:
-                skipped.append(f"{path} line {line}: {err}")
+                skipped.append(SkipEntry(str(path), str(err), line))
                 continue
             if key in table:
                 table[key] = f"{path}: duplicate clip_id {row[id_col]!r} (line {line})"
@@ -122,56 +122,57 @@ def read_action_units(path: Path) -> tuple[list[str], dict[str, np.ndarray | str
     return [header[i] for i in au_cols], table, skipped
 
 
+@dataclass
+class RavdessOptions(MediaCorpusOptions):
+    """RAVDESS options: those of :class:`MediaCorpusOptions` (``speakers``: actor numbers or ``"actor01"``
+    style names) plus
+
+    Attributes:
+        au_file: the action-unit table, relative to ``root``; None to ignore it.
+        au_normalize: ``"actor"`` standardises the action units within each actor (:func:`normalise_per_actor`,
+            over the actors kept); None leaves them as in the table.
+    """
+
+    au_file: Optional[str] = AU_FILE
+    au_normalize: Optional[str] = None
+
+    def check(self) -> None:
+        super().check()
+        if self.au_normalize not in AU_NORMALIZE:
+            raise ValueError(f"RAVDESS au_normalize={self.au_normalize!r}: expected None or 'actor'")
+        for speaker in self.speakers or ():
+            _actor_number(speaker)
+
+
 @register_adapter("ravdess")
-class RavdessAdapter(ScannedCorpus):
-    """RAVDESS takes with audio, video, action units and text (see the module docstring).
+class RavdessAdapter(MediaCorpus):
+    """RAVDESS takes with audio, video, action units and text (see the module docstring; options:
+    :class:`RavdessOptions`).
 
     Labels: ``emotion`` (0..7), ``intensity`` (0 normal, 1 strong), ``statement`` (0, 1).
     Groups: ``speaker`` (``"actor01"``...), ``gender``.
     """
 
     name = "ravdess"
+    title = "RAVDESS"
     modalities = ("audio", "video", "au", "text")
+    options_cls = RavdessOptions
+    options: RavdessOptions
 
-    def __init__(self, root: str | Path, modalities: Sequence[str] = ("audio", "video", "au", "text"),
-                 sample_rate: int = 16000, max_seconds: float | None = None, num_frames: int | None = 8,
-                 fps: float | None = None, frame_size: int | None = 112, crop: str = "center",
-                 face_backend: str = "haar", actors: Iterable[int | str] | None = None,
-                 au_file: str | Path | None = AU_FILE, au_normalize: str | None = None) -> None:
-        """Args:
-            root: the folder holding ``Actor_XX/`` (and the action-unit table).
-            modalities: which modalities to list (a subset of ``audio, video, au, text``).
-            sample_rate, max_seconds: audio decoding; num_frames, fps, frame_size, crop, face_backend: video
-                decoding (see :mod:`contrastive_mer.data.media`).
-            actors: keep only these actors (numbers or ``"actor01"`` style names).
-            au_file: the action-unit table, relative to ``root``; None to ignore it.
-            au_normalize: ``"actor"`` standardises the action units within each actor
-                (:func:`normalise_per_actor`; over the actors kept); None leaves them as in the table.
-        """
-        super().__init__()
-        self.root = Path(root)
-        if not self.root.is_dir():
-            raise FileNotFoundError(f"RAVDESS root not found: {self.root}")
-        unknown = set(modalities) - set(type(self).modalities)
-        if unknown:
-            raise ValueError(f"RAVDESS has no modality {sorted(unknown)}; available: {type(self).modalities}")
-        self.modalities = tuple(modalities)
-        self.options = MediaOptions(sample_rate=sample_rate, max_seconds=max_seconds, num_frames=num_frames,
-                                    fps=fps, size=frame_size, crop=crop)
-        self.cropper = FaceCropper(face_backend) if crop == "face" else None
-        self.actors = None if actors is None else {_actor_number(a) for a in actors}
+    def __init__(self, root: str | Path | None = None, options: RavdessOptions | None = None,
+                 **fields: Any) -> None:
+        super().__init__(root, options, **fields)
+        au_file = self.options.au_file
         self.au_path = None if au_file is None else self.root / au_file
-        if au_normalize not in (None, "actor"):
-            raise ValueError(f"RAVDESS au_normalize={au_normalize!r}: expected None or 'actor'")
-        self.au_normalize = au_normalize
-        if self.au_path is not None and "au" in modalities and au_file != AU_FILE and not self.au_path.is_file():
+        if self.au_path is not None and "au" in self.modalities and au_file != AU_FILE and not self.au_path.is_file():
             raise FileNotFoundError(f"RAVDESS action-unit table not found: {self.au_path}")
         self.au_columns: list[str] = []
         self.label_names = {"emotion": list(EMOTIONS), "intensity": list(INTENSITIES),
                             "statement": list(STATEMENTS)}
-        #: rows of the action-unit table that name no valid take
-        self.skipped: list[str] = []
-        self._records = self._scan()
+
+    def speaker_id(self, value: Any) -> str:
+        """``1``, ``"1"``, ``"actor01"`` -> ``"actor01"``."""
+        return f"actor{_actor_number(value):02d}"
 
     def _scan(self) -> list[ClipRecord]:
         takes: dict[str, dict[Any, Any]] = {}  # take id -> {"codes": ..., (modality code, ext): path}
@@ -185,7 +186,7 @@ class RavdessAdapter(ScannedCorpus):
                     well_formed = _NAME.match(path.stem) is not None
                     if not well_formed or self._keep_actor(int(path.stem[-2:])):
                         key = "03" + path.stem[2:] if well_formed else path.stem
-                        self._invalid[key] = (str(err), str(path))
+                        self.mark_invalid(key, path, str(err))
                     continue
                 if self._keep_actor(codes["actor"]):
                     files = takes.setdefault(take_id(codes), {"codes": codes})
@@ -194,12 +195,12 @@ class RavdessAdapter(ScannedCorpus):
         if "au" in self.modalities and self.au_path is not None and self.au_path.is_file():
             self.au_columns, au_table, self.skipped = read_action_units(self.au_path)
             au_table = {k: v for k, v in au_table.items() if self._keep_actor(parse_name(k)["actor"])}
-            if self.au_normalize == "actor":
+            if self.options.au_normalize == "actor":
                 au_table = normalise_per_actor(au_table)
             for key, entry in au_table.items():
                 takes.setdefault(key, {"codes": parse_name(key)})
                 if isinstance(entry, str):
-                    self._invalid[key] = (entry, str(self.au_path))
+                    self.mark_invalid(key, self.au_path, entry)
         records = []
         for key in sorted(takes):
             files, codes = takes[key], takes[key]["codes"]
@@ -225,15 +226,4 @@ class RavdessAdapter(ScannedCorpus):
         return records
 
     def _keep_actor(self, actor: int) -> bool:
-        return self.actors is None or actor in self.actors
-
-    def load(self, record: ClipRecord, modalities: Sequence[str]) -> Sample:
-        """Decode the requested modalities the take has; :class:`SampleError` names the take and file."""
-        self.check_valid(record)
-        src = record.sources
-        inputs: dict[str, Any] = decode_audio_video(record, modalities, self.options, self.cropper)
-        for name in ("au", "text"):
-            if name in modalities and name in src:
-                inputs[name] = src[name].copy() if name == "au" else src[name]
-        meta = {"files": {m: src[m] for m in ("audio", "video") if m in inputs}}
-        return Sample(record.id, inputs, dict(record.labels), dict(record.groups), meta)
+        return self.keep_speaker(f"actor{actor:02d}")

@@ -14,7 +14,6 @@ Use :class:`SyntheticCorpus` directly, or ``build_adapter("synthetic", num_speak
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Iterable, Sequence
@@ -54,7 +53,7 @@ class SyntheticConfig:
         speakers: speaker indices listed by :meth:`SyntheticCorpus.records` (None: all). Clip content does
             not depend on this, so ``speakers=[0..7]`` and ``speakers=[8..11]`` are disjoint parts of one corpus.
         modalities: the modalities the corpus provides (subset of video, audio, text).
-        num_frames, image_size: video clip shape ``(num_frames, image_size, image_size, 3)``.
+        num_frames, frame_size: video clip shape ``(num_frames, frame_size, frame_size, 3)``.
         sample_rate, min_seconds, max_seconds: audio format and duration range.
         text_emotion_word_fraction: mean fraction of transcripts that contain an emotion word.
         text_confusion: probability that such a word names a neighbouring emotion instead.
@@ -76,7 +75,7 @@ class SyntheticConfig:
     speakers: list[int] | None = None
     modalities: tuple[str, ...] = SYNTHETIC_MODALITIES
     num_frames: int = 8
-    image_size: int = 64
+    frame_size: int = 64
     sample_rate: int = 16000
     min_seconds: float = 1.0
     max_seconds: float = 2.0
@@ -107,8 +106,8 @@ class SyntheticConfig:
         for key in ("num_speakers", "clips_per_speaker_emotion", "num_frames", "sample_rate"):
             if int(getattr(self, key)) < 1:
                 bad(key, "an integer >= 1")
-        if self.image_size < 16:
-            bad("image_size", "an integer >= 16")
+        if self.frame_size < 16:
+            bad("frame_size", "an integer >= 16")
         if not 2 <= self.num_emotions <= len(EMOTION_NAMES):
             bad("num_emotions", f"an integer in [2, {len(EMOTION_NAMES)}]")
         if self.speakers is not None and (not self.speakers or len(set(self.speakers)) != len(self.speakers)
@@ -164,19 +163,12 @@ class SyntheticCorpus(CorpusAdapter):
 
     name = "synthetic"
     modalities = SYNTHETIC_MODALITIES
+    options_cls = SyntheticConfig
+    options: SyntheticConfig
 
     def __init__(self, config: SyntheticConfig | dict[str, Any] | None = None, **fields: Any) -> None:
-        super().__init__()
-        if config is not None and fields:
-            raise ValueError("synthetic corpus: pass either a config or keyword fields, not both")
-        if isinstance(config, dict):
-            fields, config = dict(config), None
-        if config is None:
-            known = {f.name for f in dataclasses.fields(SyntheticConfig)}
-            unknown = sorted(set(fields) - known)
-            if unknown:
-                raise ValueError(f"synthetic corpus: unknown option(s) {unknown}; known: {sorted(known)}")
-            config = SyntheticConfig(**fields)
+        super().__init__(config, **fields)
+        config = self.options
         self.config = config
         self.modalities = tuple(config.modalities)
         self.label_names = {"emotion": list(EMOTION_NAMES[:config.num_emotions])}
@@ -242,7 +234,7 @@ class SyntheticCorpus(CorpusAdapter):
         return mods
 
     # ----- adapter contract ----------------------------------------------------------------------------------
-    def records(self) -> list[ClipRecord]:
+    def _scan(self) -> list[ClipRecord]:
         """Clips of the listed speakers, ordered by speaker, emotion, clip. Sources hold the global index."""
         c = self.config
         speakers = c.speakers if c.speakers is not None else range(c.num_speakers)
@@ -286,7 +278,7 @@ class SyntheticCorpus(CorpusAdapter):
             rng = self._rng(m, index)
             if m == "video":
                 inputs[m] = draw_face(traits.face, lat.state, rng, num_frames=c.num_frames,
-                                      image_size=c.image_size, signal=c.video_signal, noise=c.noise,
+                                      image_size=c.frame_size, signal=c.video_signal, noise=c.noise,
                                       pixel_noise=c.pixel_noise)
             elif m == "audio":
                 inputs[m] = synthesize_voice(traits.voice, lat.state, rng, sample_rate=c.sample_rate,
