@@ -253,13 +253,13 @@ def test_interrupted_merge_leaves_nothing_complete(model, single, tmp_path, monk
 
 KILL_SCRIPT = """
 import sys, time
-from contrastive_mer.store import merge
-original = merge._append
+from contrastive_mer.store import _layout, merge
+original = _layout._append
 def slow(ds, arr):
     original(ds, arr)
     ds.file.flush()
     time.sleep(0.05)
-merge._append = slow
+_layout._append = slow
 merge.merge_shards(merge.find_shards(sys.argv[1]), sys.argv[1], block_bytes=200)
 """
 

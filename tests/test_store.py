@@ -381,3 +381,21 @@ def test_crash_during_finish_recovers(tmp_path: Path, monkeypatch: pytest.Monkey
     assert w4.done_ids() == set(rows["ids"][:5])
     append_rows(w4, rows, np.arange(5, 12))
     assert_same_file(w4.finish(), ref)
+
+
+def test_resume_reads_parts_named_by_earlier_versions(tmp_path: Path) -> None:
+    """Part files called ``shard-<n>.h5`` (the earlier name) are resumed; new parts number on after them."""
+    rows = make_rows(12)
+    ref = write_store(tmp_path / "ref.h5", rows)
+    out = tmp_path / "old.h5"
+    w = FeatureStoreWriter(out, **writer_kwargs())
+    append_rows(w, rows, np.arange(5))
+    parts = tmp_path / "old.h5.parts"
+    for p in sorted(parts.glob("part-*.h5")):
+        p.rename(parts / p.name.replace("part-", "shard-"))
+    w2 = FeatureStoreWriter(out, **writer_kwargs())
+    assert w2.done_ids() == set(rows["ids"][:5])
+    append_rows(w2, rows, np.arange(5, 12))
+    number = lambda p: int(p.stem.split("-")[1])  # noqa: E731
+    assert min(map(number, parts.glob("part-*.h5"))) > max(map(number, parts.glob("shard-*.h5")))
+    assert_same_file(w2.finish(), ref)
