@@ -29,6 +29,8 @@ MAX_SAMPLE_RATE = 384000
 MAX_CHANNELS = 64
 SILENCE_THRESHOLD = 1e-6
 CROPS = ("center", "face", "none")
+#: FFmpeg threading of the video decoders ("AUTO": frame and slice threads as the codec allows, "NONE": one thread)
+VIDEO_THREAD_TYPE = "AUTO"
 # errors a decoder may raise on bad data (anything else is a bug and propagates)
 _DECODE_ERRORS = (av.FFmpegError, OSError, ValueError, RuntimeError, EOFError, MemoryError, OverflowError)
 
@@ -370,7 +372,7 @@ def _decode(path: Path, audio: _AudioSink | None, video: _VideoSink | None, limi
             streams.append(_first_stream(path, container, "audio"))
         if video is not None:
             streams.append(_first_stream(path, container, "video"))
-            streams[-1].thread_type = "AUTO"
+            streams[-1].thread_type = VIDEO_THREAD_TYPE
         for packet in _demux(path, container, streams, limits, budget):
             sink: Any = audio if packet.stream.type == "audio" else video
             if sink.done:
@@ -434,7 +436,7 @@ def _decode_planned(path: Path, container: Any, stream: Any, plan: _SeekPlan, co
     index says (a seek lands elsewhere, a frame does not come out): the caller then decodes sequentially."""
     budget = _Budget(path, limits)
     codec = stream.codec_context
-    stream.thread_type = "AUTO"
+    stream.thread_type = VIDEO_THREAD_TYPE
     wanted = set(plan.want)
     index = {p: i for i, p in enumerate(plan.pts)}
     kept: dict[int, np.ndarray] = {}

@@ -1,0 +1,185 @@
+"""Figure d2: video decoding per clip, the planned decoder (seek + skip unreferenced frames) vs the sequential one.
+
+For each shared clip (RAVDESS actor 01: seven 1280x720 H.264 MP4s; CREMA-D: six 480x360 VP6 FLVs) the
+same 8 uniformly sampled frames, 112x112 centre crop, are decoded by
+
+* the sequential decoder this library had before (``contrastive_mer/data/media.py`` at commit ``BEFORE``, loaded
+  from git into this process): count the packets, then decode every frame up to the last one sampled;
+* the planned decoder it has now (:func:`contrastive_mer.data.media.load_video`);
+* each of them with one decoder thread instead of FFmpeg's automatic frame/slice threads;
+* the ``ffmpeg`` command line (if installed) with a ``select`` filter on the same frame numbers, as the floor of
+  "decode everything up to the last frame" without Python (process start included).
+
+Wall and CPU time (this process and its children) per clip, medians over files x repeats, interleaved; the
+frames of both library decoders are checked to be identical in the run.
+
+    .venv/bin/python benchmarks/bench_video.py [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from common import DATA_ROOT, ROOT, apply_threads, base_parser, report, table
+
+from contrastive_mer.data import media
+
+BEFORE = "e7ae7ce"  # the last commit with the sequential decoder
+SETS = {"RAVDESS MP4 (H.264 1280x720, 29.97 fps, GOP 29, B-frames)": "ravdess/Actor_01/*.mp4",
+        "CREMA-D FLV (VP6 480x360, one keyframe)": "cremad/VideoFlash/*.flv"}
+NUM_FRAMES, SIZE = 8, 112
+
+
+def load_before() -> Any:
+    """The sequential decoder as a module, from git, with its thread setting made a module variable."""
+    src = subprocess.run(["git", "show", f"{BEFORE}:contrastive_mer/data/media.py"], cwd=ROOT, check=True,
+                         capture_output=True, text=True).stdout
+    assert 'streams[-1].thread_type = "AUTO"' in src
+    src = src.replace('streams[-1].thread_type = "AUTO"', 'streams[-1].thread_type = VIDEO_THREAD_TYPE')
+    src += '\nVIDEO_THREAD_TYPE = "AUTO"\n'
+    path = Path(tempfile.mkdtemp()) / "media_before.py"
+    path.write_text(src)
+    spec = importlib.util.spec_from_file_location("media_before", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def with_threads(module: Any, thread_type: str) -> Callable[[Path], np.ndarray]:
+    def decode(path: Path) -> np.ndarray:
+        module.VIDEO_THREAD_TYPE = thread_type
+        try:
+            return module.load_video(path, num_frames=NUM_FRAMES, size=SIZE)
+        finally:
+            module.VIDEO_THREAD_TYPE = "AUTO"
+    return decode
+
+
+def ffmpeg_cli(threads: int) -> Callable[[Path], np.ndarray]:
+    """The same frames (decoded-frame numbers) through the ``ffmpeg`` command line, resized and cropped alike."""
+    import av
+
+    def decode(path: Path) -> np.ndarray:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            total = sum(1 for p in container.demux(stream) if p.size > 0)
+            w, h = stream.width, stream.height
+        ordinals = sorted(set(media.uniform_indices(total, NUM_FRAMES)))
+        scale = SIZE / min(w, h)
+        nw, nh = max(SIZE, round(w * scale)), max(SIZE, round(h * scale))
+        select = "+".join(f"eq(n\\,{i})" for i in ordinals)
+        vf = f"select='{select}',scale={nw}:{nh}:flags=area,crop={SIZE}:{SIZE}:{(nw - SIZE) // 2}:{(nh - SIZE) // 2}"
+        cmd = ["ffmpeg", "-v", "error", "-threads", str(threads), "-i", str(path), "-an", "-vf", vf,
+               "-fps_mode", "passthrough", "-frames:v", str(len(ordinals)), "-f", "rawvideo", "-pix_fmt", "rgb24",
+               "pipe:1"]
+        out = subprocess.run(cmd, check=True, capture_output=True).stdout
+        return np.frombuffer(out, np.uint8).reshape(-1, SIZE, SIZE, 3)
+    return decode
+
+
+def cpu_seconds() -> float:
+    self, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return self.ru_utime + self.ru_stime + children.ru_utime + children.ru_stime
+
+
+def frame_counter(before: Any) -> tuple[dict[str, int], Callable[[], None]]:
+    """Counts the frames each library decoder gets out of FFmpeg (decoded, not skipped); returns an undo."""
+    counts = {"before": 0, "now": 0}
+    add, dec = before._VideoSink.add, media._Budget.decode
+
+    def counted_add(sink: Any, frame: Any) -> None:
+        counts["before"] += 1
+        add(sink, frame)
+
+    def counted_decode(budget: Any, packet: Any, codec: Any = None) -> list[Any]:
+        frames = dec(budget, packet, codec)
+        counts["now"] += len(frames)
+        return frames
+
+    before._VideoSink.add, media._Budget.decode = counted_add, counted_decode
+
+    def undo() -> None:
+        before._VideoSink.add, media._Budget.decode = add, dec
+    return counts, undo
+
+
+def main() -> None:
+    parser = base_parser(__doc__.splitlines()[0], repeats=5)
+    parser.add_argument("--root", default=str(DATA_ROOT))
+    args = parser.parse_args()
+    apply_threads(args.threads)
+    before = load_before()
+    variants: dict[str, Callable[[Path], np.ndarray]] = {
+        "sequential (before), decoder threads auto": with_threads(before, "AUTO"),
+        "planned (now), decoder threads auto": with_threads(media, "AUTO"),
+        "sequential (before), 1 decoder thread": with_threads(before, "NONE"),
+        "planned (now), 1 decoder thread": with_threads(media, "NONE"),
+    }
+    has_ffmpeg = shutil.which("ffmpeg") is not None
+    if has_ffmpeg:
+        variants["ffmpeg CLI, select filter, 1 thread"] = ffmpeg_cli(1)
+        variants["ffmpeg CLI, select filter, auto threads"] = ffmpeg_cli(0)
+    missing = [name for name in ("torchcodec", "decord") if importlib.util.find_spec(name) is None]
+
+    rows, notes = [], []
+    for label, pattern in SETS.items():
+        files = sorted(Path(args.root).glob(pattern))
+        if not files:
+            raise SystemExit(f"no files match {Path(args.root) / pattern}; pass --root")
+        counts, undo = frame_counter(before)
+        cli_diff = 0
+        for path in files:  # warm-up, equality, frames decoded per clip
+            old, new = variants["sequential (before), decoder threads auto"](path), media.load_video(
+                path, num_frames=NUM_FRAMES, size=SIZE)
+            if not np.array_equal(old, new):
+                raise SystemExit(f"{path}: the planned decoder's frames differ from the sequential one's")
+            if has_ffmpeg:
+                cli = variants["ffmpeg CLI, select filter, 1 thread"](path)
+                cli_diff = max(cli_diff, int(np.abs(cli.astype(int) - new.astype(int)).max()))
+        undo()
+        frames = {k: v / len(files) for k, v in counts.items()}
+        wall: dict[str, list[float]] = {name: [] for name in variants}
+        cpu: dict[str, list[float]] = {name: [] for name in variants}
+        names = list(variants)
+        for r in range(args.repeats):
+            for path in files:
+                for name in (names if r % 2 == 0 else names[::-1]):
+                    w, c = time.perf_counter(), cpu_seconds()
+                    variants[name](path)
+                    wall[name].append(time.perf_counter() - w)
+                    cpu[name].append(cpu_seconds() - c)
+            print(f"{label}: repeat {r + 1}/{args.repeats}", flush=True)
+        med = {name: (1e3 * statistics.median(wall[name]), 1e3 * statistics.median(cpu[name])) for name in names}
+        base_wall, base_cpu = med[names[0]]
+        for i, name in enumerate(names):
+            w, c = med[name]
+            rows.append([label if i == 0 else "", name, w, c, f"{base_wall / w:.2f}x", f"{base_cpu / c:.2f}x"])
+        notes.append(f"{label}: {len(files)} files; frames the decoder produced per clip: before "
+                     f"{frames['before']:.1f}, now {frames['now']:.1f}; library frames identical (checked); "
+                     + (f"ffmpeg CLI frames differ from the library's by at most {cli_diff} levels (its own "
+                        "FFmpeg 5.1 and swscale build)" if has_ffmpeg else "ffmpeg CLI not installed"))
+    headers = ["clips", "decoder", "wall ms / clip", "CPU ms / clip", "wall: before / this", "CPU: before / this"]
+    body = table(headers, rows)
+    body += "\n\n" + "\n".join(f"- {n}" for n in notes)
+    body += (f"\n\n8 frames at the centres of 8 equal segments, 112x112 centre crop (the data pipeline's "
+             f"settings); medians over files x {args.repeats} interleaved repeats after one warm-up pass; CPU = "
+             f"user + system time of this process and its children. Not compared: "
+             f"{', '.join(missing) or 'none'} (not installed here; not dependencies of the library).\n")
+    report("video", "d2. Video decoding per clip: planned vs sequential", body, not args.no_write)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
