@@ -148,7 +148,8 @@ def test_index_from_store_keys(tmp_path: Path) -> None:
             index_from_store(store, "text")
 
 
-def _parse(mod, argv: list[str]) -> argparse.Namespace:
+def parse_args(mod, argv: list[str]) -> argparse.Namespace:
+    """``argv`` parsed by the options of the CLI module ``mod`` (shared with the other CLI tests)."""
     p = argparse.ArgumentParser()
     mod.add_arguments(p)
     return p.parse_args(argv)
@@ -157,16 +158,16 @@ def _parse(mod, argv: list[str]) -> argparse.Namespace:
 def test_cli_index(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     data = make_store(tmp_path / "f.h5")
     out = tmp_path / "f.faiss"
-    assert cli_index.run(_parse(cli_index, ["--features", str(tmp_path / "f.h5"), "--modality", "video",
+    assert cli_index.run(parse_args(cli_index, ["--features", str(tmp_path / "f.h5"), "--modality", "video",
                                             "--out", str(out), "--gpu", "no"])) == 0
     assert str(out) in capsys.readouterr().out
     loaded = EmbeddingIndex.load(out, use_gpu=False)
     assert loaded.ids == [i for i, p in zip(data["ids"], data["present"]["video"]) if p]
     assert loaded.source["key"] == "features/video" and loaded.dim == data["features"]["video"].shape[1]
     with pytest.raises(UserError, match="missing.h5"):
-        cli_index.run(_parse(cli_index, ["--features", str(tmp_path / "missing.h5"), "--out", str(out)]))
+        cli_index.run(parse_args(cli_index, ["--features", str(tmp_path / "missing.h5"), "--out", str(out)]))
     with pytest.raises(UserError, match="fused/nope"):
-        cli_index.run(_parse(cli_index, ["--features", str(tmp_path / "f.h5"), "--modality", "fused/nope",
+        cli_index.run(parse_args(cli_index, ["--features", str(tmp_path / "f.h5"), "--modality", "fused/nope",
                                          "--out", str(out)]))
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -16,7 +15,7 @@ from contrastive_mer.errors import UserError
 from contrastive_mer.evaluation.retrieval import cross_modal_retrieval, format_table, retrieval_ranks
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # share the store builder with test_index.py
-from test_index import make_store  # noqa: E402
+from test_index import make_store, parse_args  # noqa: E402
 
 
 def naive_ranks(q: np.ndarray, g: np.ndarray) -> np.ndarray:
@@ -69,19 +68,13 @@ def test_no_common_rows_gives_nan() -> None:
         cross_modal_retrieval(proj, {"a": np.ones(2, bool), "b": np.ones(3, bool)})
 
 
-def _parse(mod, argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser()
-    mod.add_arguments(p)
-    return p.parse_args(argv)
-
-
 def test_cli_retrieve_query_and_vector_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     data = make_store(tmp_path / "f.h5")
     feats, idx = str(tmp_path / "f.h5"), str(tmp_path / "f.faiss")
-    cli_index.run(_parse(cli_index, ["--features", feats, "--modality", "projections/audio", "--out", idx,
+    cli_index.run(parse_args(cli_index, ["--features", feats, "--modality", "projections/audio", "--out", idx,
                                      "--gpu", "no"]))
     capsys.readouterr()
-    assert cli_retrieve.run(_parse(cli_retrieve, ["--features", feats, "--index", idx, "--query", "s01", "--k", "3",
+    assert cli_retrieve.run(parse_args(cli_retrieve, ["--features", feats, "--index", idx, "--query", "s01", "--k", "3",
                                                   "--json", str(tmp_path / "r.json")])) == 0
     printed = capsys.readouterr().out
     # naive reference: cosine neighbours of s01 among clips with audio, excluding s01 itself
@@ -97,24 +90,24 @@ def test_cli_retrieve_query_and_vector_file(tmp_path: Path, capsys: pytest.Captu
     assert res["results"][0]["labels"]["emotion"] == names[data["emotion"][rows[order[0]]]]
     assert "query s01" in printed and res["results"][0]["id"] in printed and "r.json" in printed
     np.save(tmp_path / "v.npy", np.stack([data["projections"]["audio"][1], data["projections"]["audio"][2]]))
-    cli_retrieve.run(_parse(cli_retrieve, ["--features", feats, "--index", idx, "--vector-file",
+    cli_retrieve.run(parse_args(cli_retrieve, ["--features", feats, "--index", idx, "--vector-file",
                                            str(tmp_path / "v.npy"), "--k", "2", "--json", str(tmp_path / "v.json")]))
     out = json.loads((tmp_path / "v.json").read_text())["queries"]
     assert [h["id"] for h in out[0]["results"]] == ["s01", res["results"][0]["id"]]
     assert out[1]["results"][0]["id"] == "s02"
     with pytest.raises(UserError, match="'nope' is not in"):
-        cli_retrieve.run(_parse(cli_retrieve, ["--features", feats, "--index", idx, "--query", "nope"]))
+        cli_retrieve.run(parse_args(cli_retrieve, ["--features", feats, "--index", idx, "--query", "nope"]))
     with pytest.raises(UserError, match="no usable projections/audio"):  # s00 lacks audio
-        cli_retrieve.run(_parse(cli_retrieve, ["--features", feats, "--index", idx, "--query", "s00"]))
+        cli_retrieve.run(parse_args(cli_retrieve, ["--features", feats, "--index", idx, "--query", "s00"]))
     np.save(tmp_path / "bad.npy", np.zeros((2, 3)))
     with pytest.raises(UserError, match="dim 4"):
-        cli_retrieve.run(_parse(cli_retrieve, ["--features", feats, "--index", idx, "--vector-file",
+        cli_retrieve.run(parse_args(cli_retrieve, ["--features", feats, "--index", idx, "--vector-file",
                                                str(tmp_path / "bad.npy")]))
 
 
 def test_cli_cross_modal(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     data = make_store(tmp_path / "f.h5")
-    assert cli_retrieve.run(_parse(cli_retrieve, ["--features", str(tmp_path / "f.h5"), "--cross-modal",
+    assert cli_retrieve.run(parse_args(cli_retrieve, ["--features", str(tmp_path / "f.h5"), "--cross-modal",
                                                   "--json", str(tmp_path / "x.json")])) == 0
     printed = capsys.readouterr().out
     ref = cross_modal_retrieval(data["projections"], data["present"])

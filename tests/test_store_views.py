@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from contrastive_mer.cli import index as cli_index
 from contrastive_mer.cli import probe as cli_probe
 from contrastive_mer.store.hdf5 import FeatureStore, FeatureStoreWriter
 from contrastive_mer.store.index import EmbeddingIndex
+from tests.test_index import parse_args
 
 N = 24
 MODS = ("audio", "video")
@@ -117,12 +117,6 @@ def test_projections_absent_and_no_fused(tmp_path: Path) -> None:
         assert store.expand_views() == [("audio", "features/audio"), ("video", "features/video")]
 
 
-def _run(module, argv: list[str]) -> int:
-    parser = argparse.ArgumentParser()
-    module.add_arguments(parser)
-    return module.run(parser.parse_args(argv))
-
-
 def test_probe_and_index_read_the_same_view(tmp_path: Path, monkeypatch, capsys) -> None:
     """``cmer probe --modalities audio`` and ``cmer index --modality audio`` read the same dataset and rows."""
     path = tmp_path / "f.h5"
@@ -137,12 +131,12 @@ def test_probe_and_index_read_the_same_view(tmp_path: Path, monkeypatch, capsys)
 
     monkeypatch.setattr(FeatureStore, "view", spy)
     command["name"] = "probe"
-    assert _run(cli_probe, ["--train", str(path), "--folds", "2", "--group", "speaker", "--label", "emotion",
-                            "--modalities", "audio", "--probe", "knn", "--k", "3",
-                            "--json", str(tmp_path / "p.json")]) == 0
+    probe_argv = ["--train", str(path), "--folds", "2", "--group", "speaker", "--label", "emotion",
+                  "--modalities", "audio", "--probe", "knn", "--k", "3", "--json", str(tmp_path / "p.json")]
+    assert cli_probe.run(parse_args(cli_probe, probe_argv)) == 0
     command["name"] = "index"
-    assert _run(cli_index, ["--features", str(path), "--modality", "audio", "--out", str(tmp_path / "a.faiss"),
-                            "--gpu", "no"]) == 0
+    assert cli_index.run(parse_args(cli_index, ["--features", str(path), "--modality", "audio",
+                                                "--out", str(tmp_path / "a.faiss"), "--gpu", "no"])) == 0
     capsys.readouterr()
     assert {key for _, key, _ in read["probe"]} == {key for _, key, _ in read["index"]} == {"features/audio"}
     usable = read["index"][0][2]
