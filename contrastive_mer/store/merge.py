@@ -24,8 +24,8 @@ from typing import Any, Sequence
 import h5py
 import numpy as np
 
-from contrastive_mer.store.hdf5 import IncompleteStoreError
 from contrastive_mer.store._layout import STR_DTYPE, StoreLayout, StoreSchema
+from contrastive_mer.store.hdf5 import IncompleteStoreError
 from contrastive_mer.store.parts import fsync_dir, fsync_file, parts_dir_for
 
 __all__ = ["SHARD_ATTRS", "ShardMergeError", "find_shards", "merge_shards", "shard_store_path"]

@@ -22,11 +22,11 @@ from typing import Any, Iterable, Mapping
 import h5py
 import numpy as np
 
-from contrastive_mer.store._layout import STR_DTYPE, LabelSpec, StoreLayout, StoreSchema, as_label_spec
+from contrastive_mer.store._layout import STR_DTYPE, StoreLayout, StoreSchema
 
-__all__ = ["FORMAT_VERSION", "MANIFEST_NAME", "FINISHED_NAME", "LabelSpec", "StoreSchema", "as_label_spec",
-           "atomic_write_text", "build_rows", "fsync_dir", "fsync_file", "list_parts", "merge_parts",
-           "next_part_path", "parts_dir_for", "read_part_ids", "write_part"]
+__all__ = ["FORMAT_VERSION", "MANIFEST_NAME", "FINISHED_NAME", "atomic_write_text", "build_rows", "fsync_dir",
+           "fsync_file", "list_parts", "merge_parts", "next_part_path", "parts_dir_for", "read_part_ids",
+           "write_part"]
 
 FORMAT_VERSION = 1
 PARTS_SUFFIX = ".parts"
