@@ -25,10 +25,10 @@ import numpy as np
 
 import contrastive_mer
 from contrastive_mer.store import views as _views
+from contrastive_mer.store._layout import LabelSpec, StoreSchema, as_label_spec
 from contrastive_mer.store.parts import (
-    FINISHED_NAME, FORMAT_VERSION, MANIFEST_NAME, LabelSpec, StoreSchema, as_label_spec, atomic_write_text,
-    build_rows, fsync_dir, fsync_file, list_parts, merge_parts, next_part_path, parts_dir_for, read_part_ids,
-    write_part,
+    FINISHED_NAME, FORMAT_VERSION, MANIFEST_NAME, atomic_write_text, build_rows, fsync_dir, fsync_file, list_parts,
+    merge_parts, next_part_path, parts_dir_for, read_part_ids, write_part,
 )
 from contrastive_mer.store.views import StoreView
 
