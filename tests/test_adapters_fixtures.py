@@ -274,3 +274,38 @@ def test_manifest_jsonl(manifest_dir):
         ManifestAdapter(path=root / "clips.jsonl", strict=True).records()
     with pytest.raises(FileNotFoundError, match="absent.csv"):
         ManifestAdapter(path=root / "absent.csv")
+
+
+# ------------------------------------------------------------------------------- shared options: speakers, modalities
+def test_manifest_speakers_and_modalities_options(manifest_dir):
+    root, _ = manifest_dir
+    ad = ManifestAdapter(path=root / "clips.csv", labels=["emotion"], speakers=["spk2"], modalities=["text", "au"])
+    recs = ad.records()
+    assert [r.id for r in recs] == ["c2", "c4"] and all(r.groups["speaker"] == "spk2" for r in recs)
+    assert all(set(r.sources) <= {"text", "au"} for r in recs) and ad.modalities == ("au", "text")
+    s = ad.load(recs[0], ["text", "au"])
+    assert s.meta["files"] == {"au": str(root / "feats" / "c2.npy")}  # inline text has no file
+    full = ManifestAdapter(path=root / "clips.csv", labels=["emotion"])
+    s1 = full.load(full.records()[0], ["audio", "text", "au"])
+    assert s1.meta["files"] == {"audio": str(root / "wav" / "c1.wav"), "au": str(root / "feats" / "c1.npy")}
+
+
+def test_mosei_speakers_and_modalities_options(mosei_dir):
+    root, info = mosei_dir
+    ad = _mosei(root, info, speakers=["vidA"], modalities=["audio", "text"])
+    assert [r.id for r in ad.records()] == ["vidA[0]", "vidA[1]"] and ad.modalities == ("audio", "text")
+    assert all(set(r.sources) == {"audio", "text"} for r in ad.records())
+    with pytest.raises(ValueError, match=r"no modality \['au'\]"):
+        _mosei(root, info, modalities=["au"])
+
+
+def test_meld_speakers_option(tmp_path):
+    header = "Sr No.,Utterance,Speaker,Emotion,Sentiment,Dialogue_ID,Utterance_ID,Season,Episode\n"
+    (tmp_path / "dev_sent_emo.csv").write_text(
+        header + "1,Hi.,Ross,joy,positive,0,0,1,1\n2,Bye.,Rachel,anger,negative,0,1,1,1\n"
+                 "3,Hey.,Ross,joy,positive,1,0,1,1\n", encoding="utf-8")
+    from contrastive_mer.data.datasets.meld import MeldAdapter
+
+    ad = MeldAdapter(tmp_path, split="dev", speakers=["Ross"])
+    assert [r.id for r in ad.records()] == ["dev_dia0_utt0", "dev_dia1_utt0"]
+    assert ad.modalities == ("text",)  # MELD lists text unless asked for the clips
