@@ -3,8 +3,8 @@ subsets, the audio/video decoding options with the face cropper, and decoding a 
 
 :class:`FolderCorpus` owns root, modalities and speakers (MOSEI uses it alone); :class:`MediaCorpus` adds the
 decoding (RAVDESS, CREMA-D, MELD, IEMOCAP, manifests). A subclass implements ``_scan`` (see
-:class:`~contrastive_mer.data.datasets.base.CorpusAdapter`) and, when its speaker ids have a short form,
-:meth:`FolderCorpus.speaker_id`.
+:class:`~contrastive_mer.data.datasets.base.CorpusAdapter`); when its speaker ids have a short form, its options
+class overrides :meth:`CorpusOptions.speaker_id`.
 """
 
 from __future__ import annotations
@@ -44,6 +44,20 @@ class CorpusOptions:
 
     def check(self) -> None:
         """Raise ValueError naming an invalid option (no file-system access: this also runs on configs)."""
+        for speaker in self.speakers or ():
+            self.speaker_id(speaker)
+
+    def require_one_of(self, name: str, allowed: Sequence[Any]) -> None:
+        """Raise ValueError unless option ``name`` is one of ``allowed``."""
+        value = getattr(self, name)
+        if value not in allowed:
+            raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
+
+    @staticmethod
+    def speaker_id(value: Any) -> str:
+        """The ``speaker`` group value a ``speakers`` entry stands for; ValueError when it names none (corpora
+        with a short form of their speaker ids override this)."""
+        return str(value)
 
 
 @dataclass
@@ -73,8 +87,7 @@ class MediaCorpusOptions(AudioCorpusOptions):
     def check(self) -> None:
         if self.frame_size is not None and self.frame_size < 1:
             raise ValueError(f"frame_size must be >= 1, got {self.frame_size}")
-        if self.face_backend not in FACE_BACKENDS:
-            raise ValueError(f"face_backend must be one of {FACE_BACKENDS}, got {self.face_backend!r}")
+        self.require_one_of("face_backend", FACE_BACKENDS)
         super().check()
 
 
@@ -103,7 +116,7 @@ class FolderCorpus(CorpusAdapter):
         self.modalities = self._check_modalities()
         speakers = self.options.speakers
         #: the speaker group values to keep (None: all)
-        self.speaker_filter = None if speakers is None else {self.speaker_id(s) for s in speakers}
+        self.speaker_filter = None if speakers is None else {self.options.speaker_id(s) for s in speakers}
 
     def _check_root(self) -> Path:
         if self.options.root is None:
@@ -120,10 +133,6 @@ class FolderCorpus(CorpusAdapter):
         if unknown:
             raise ValueError(f"{self.title} has no modality {unknown}; available: {offered}")
         return tuple(wanted)
-
-    def speaker_id(self, value: Any) -> str:
-        """The ``speaker`` group value a ``speakers`` entry stands for (override for short forms)."""
-        return str(value)
 
     def keep_speaker(self, speaker: str) -> bool:
         """Whether the ``speakers`` option keeps this speaker group value."""

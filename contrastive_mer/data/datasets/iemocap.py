@@ -79,19 +79,17 @@ class IemocapOptions(AudioCorpusOptions):
 
     def check(self) -> None:
         super().check()
-        if self.classes not in CLASS_MAPS:
-            raise ValueError(f"classes must be 4 or 6, got {self.classes!r}")
-        for speaker in self.speakers or ():
-            speaker_key(speaker)
+        self.require_one_of("classes", tuple(CLASS_MAPS))
 
-
-def speaker_key(value: Any) -> str:
-    """A ``speakers`` entry as a speaker id (``"ses01_f"`` -> ``"Ses01_F"``) or a session (``1`` -> ``"Ses01"``)."""
-    match = _SPEAKER.match(str(value).strip())
-    if match is None:
-        raise ValueError(f"bad IEMOCAP speaker {value!r}; expected a session (1, 'Ses01') or a speaker ('Ses01_F')")
-    number, gender = match.groups()
-    return f"Ses{int(number):02d}" + (f"_{gender.upper()}" if gender else "")
+    @staticmethod
+    def speaker_id(value: Any) -> str:
+        """A ``speakers`` entry as a speaker id (``"ses01_f"`` -> ``"Ses01_F"``) or a session (``1`` -> ``"Ses01"``)."""
+        match = _SPEAKER.match(str(value).strip())
+        if match is None:
+            raise ValueError(f"bad IEMOCAP speaker {value!r}; expected a session (1, 'Ses01') or a speaker "
+                             f"('Ses01_F')")
+        number, gender = match.groups()
+        return f"Ses{int(number):02d}" + (f"_{gender.upper()}" if gender else "")
 
 
 @register_adapter("iemocap")
@@ -115,9 +113,6 @@ class IemocapAdapter(MediaCorpus):
         self.label_names = {"emotion": list(CLASS_MAPS[self.classes][0])}
         #: utterance ids whose wav file is missing (their audio is absent, not an error)
         self.missing_audio: list[str] = []
-
-    def speaker_id(self, value: Any) -> str:
-        return speaker_key(value)
 
     def keep_speaker(self, speaker: str) -> bool:
         """Kept when the speaker or its whole session is in ``speakers``."""

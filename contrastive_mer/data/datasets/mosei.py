@@ -156,10 +156,8 @@ class MoseiOptions(CorpusOptions):
 
     def check(self) -> None:
         super().check()
-        if self.pool not in (None, "none", "mean"):
-            raise ValueError(f"pool must be None, 'none' or 'mean', got {self.pool!r}")
-        if self.nan_policy not in ("error", "zero"):
-            raise ValueError(f"nan_policy must be 'error' or 'zero', got {self.nan_policy!r}")
+        self.require_one_of("pool", (None, "none", "mean"))
+        self.require_one_of("nan_policy", ("error", "zero"))
         if self.split is not None and self.folds is None:
             raise ValueError(f"split={self.split!r} needs folds (a mapping or a .json/.py file of video ids)")
 

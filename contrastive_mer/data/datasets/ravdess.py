@@ -138,10 +138,12 @@ class RavdessOptions(MediaCorpusOptions):
 
     def check(self) -> None:
         super().check()
-        if self.au_normalize not in AU_NORMALIZE:
-            raise ValueError(f"RAVDESS au_normalize={self.au_normalize!r}: expected None or 'actor'")
-        for speaker in self.speakers or ():
-            _actor_number(speaker)
+        self.require_one_of("au_normalize", AU_NORMALIZE)
+
+    @staticmethod
+    def speaker_id(value: Any) -> str:
+        """``1``, ``"1"``, ``"actor01"`` -> ``"actor01"``."""
+        return f"actor{_actor_number(value):02d}"
 
 
 @register_adapter("ravdess")
@@ -169,10 +171,6 @@ class RavdessAdapter(MediaCorpus):
         self.au_columns: list[str] = []
         self.label_names = {"emotion": list(EMOTIONS), "intensity": list(INTENSITIES),
                             "statement": list(STATEMENTS)}
-
-    def speaker_id(self, value: Any) -> str:
-        """``1``, ``"1"``, ``"actor01"`` -> ``"actor01"``."""
-        return f"actor{_actor_number(value):02d}"
 
     def _scan(self) -> list[ClipRecord]:
         takes: dict[str, dict[Any, Any]] = {}  # take id -> {"codes": ..., (modality code, ext): path}
