@@ -62,6 +62,17 @@ def test_defaults_come_from_the_declared_dataclass(name):
     assert adapter_options(name, {}) == cls()
 
 
+@pytest.mark.parametrize("name, speakers, fragment", [
+    ("ravdess", ["bob"], "bad actor 'bob'"), ("iemocap", ["Ses1F"], "bad IEMOCAP speaker 'Ses1F'"),
+])
+def test_speakers_in_a_corpus_short_form_are_checked_with_the_options(name, speakers, fragment):
+    with pytest.raises(ValueError, match=rf"dataset '{name}' option 'speakers': {fragment}"):
+        adapter_options(name, {"speakers": speakers})
+    cls = adapter_class(name).options_cls
+    assert [cls.speaker_id(s) for s in ([3, "actor03"] if name == "ravdess" else [3, "ses03_m"])] == \
+        (["actor03", "actor03"] if name == "ravdess" else ["Ses03", "Ses03_M"])
+
+
 def test_values_are_converted_to_the_declared_types():
     opts = adapter_options("ravdess", {"speakers": [1, "actor02"], "frame_size": "64", "max_seconds": 4,
                                        "root": "/data/ravdess"})
