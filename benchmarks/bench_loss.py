@@ -33,7 +33,7 @@ def naive_loss(raw: dict[str, torch.Tensor], present: dict[str, torch.Tensor], t
         if not bool(valid.all()):
             xa, xb = xa[valid], xb[valid]
         za, zb = F.normalize(xa, dim=-1), F.normalize(xb, dim=-1)
-        target = torch.arange(za.shape[0])
+        target = torch.arange(za.shape[0], device=za.device)
         loss_ab = F.cross_entropy(za @ zb.t() / temperature, target)
         loss_ba = F.cross_entropy(zb @ za.t() / temperature, target)
         losses.append((loss_ab + loss_ba) / 2)

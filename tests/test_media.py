@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -340,6 +341,24 @@ def test_planned_decoding_on_real_clips_is_exact(pattern: str, monkeypatch: pyte
         np.testing.assert_array_equal(load_video(path, num_frames=8, size=None), reference_frames(path, 8),
                                       err_msg=str(path))
     assert spy.sequential == 0
+
+
+def test_without_decoders_the_module_imports_and_decoding_names_the_package(tmp_path: Path) -> None:
+    """Where PyAV, soundfile and torchaudio are missing (a GPU machine with torch only) the module still imports
+    (configs and models need it) and decoding raises ImportError, not MediaError (which would skip every file)."""
+    wav = tmp_path / "a.wav"
+    sf.write(wav, sine(200, 16000, 0.5), 16000)
+    code = ("import sys\n"
+            "sys.modules.update(dict.fromkeys(['av', 'soundfile', 'torchaudio']))\n"
+            "from contrastive_mer.data.media import MediaError, load_audio, load_video\n"
+            "for call in (load_audio, load_video):\n"
+            "    try:\n"
+            f"        call({str(wav)!r})\n"
+            "    except ImportError as err:\n"
+            "        print('ImportError:', err)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("ImportError: decoding audio/video files needs PyAV: pip install av") == 2
 
 
 # ----------------------------------------------------------------------------------------------------- face

@@ -15,13 +15,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-import av
 import numpy as np
-import soundfile as sf
 import torch
-import torchaudio.functional as AF
 
 from contrastive_mer.data.face import FaceCropper, center_crop
+
+# The decoders are install requirements, imported softly so that the rest of the library (configs, models, data
+# on tensors) also works where they are absent, e.g. a GPU machine with torch only: decoding there raises
+# ImportError (not MediaError, which would mark every file as bad).
+try:
+    import av
+except ImportError:  # pragma: no cover - depends on the environment
+    av = None
+try:
+    import soundfile as sf
+except ImportError:  # pragma: no cover - depends on the environment
+    sf = None
 
 SOUNDFILE_EXTS = frozenset({".wav", ".flac", ".ogg", ".oga", ".aif", ".aiff"})
 MIN_SAMPLE_RATE = 1000
@@ -32,7 +41,8 @@ CROPS = ("center", "face", "none")
 #: FFmpeg threading of the video decoders ("AUTO": frame and slice threads as the codec allows, "NONE": one thread)
 VIDEO_THREAD_TYPE = "AUTO"
 # errors a decoder may raise on bad data (anything else is a bug and propagates)
-_DECODE_ERRORS = (av.FFmpegError, OSError, ValueError, RuntimeError, EOFError, MemoryError, OverflowError)
+_DECODE_ERRORS = ((av.FFmpegError,) if av is not None else ()) + (OSError, ValueError, RuntimeError, EOFError,
+                                                                  MemoryError, OverflowError)
 
 
 class MediaError(Exception):
@@ -102,6 +112,11 @@ def _check_video_args(num_frames: int | None, fps: float | None, size: int | Non
         raise ValueError("crop='face' needs a size")
 
 
+def _require_av() -> None:
+    if av is None:
+        raise ImportError("decoding audio/video files needs PyAV: pip install av")
+
+
 def _check_file(path: str | Path) -> Path:
     p = Path(path)
     if not p.exists():
@@ -133,6 +148,8 @@ def _finish_audio(path: Path, wave: np.ndarray, rate: int, sample_rate: int, max
     if reject_silent and not (np.abs(mono) >= SILENCE_THRESHOLD).any():
         raise MediaError(path, f"silent audio (every |sample| < {SILENCE_THRESHOLD:g})")
     if rate != sample_rate:
+        import torchaudio.functional as AF
+
         mono = AF.resample(torch.from_numpy(np.ascontiguousarray(mono)), int(rate), int(sample_rate)).numpy()
         if mono.size == 0:
             raise MediaError(path, "audio too short to resample")
@@ -527,12 +544,13 @@ def load_audio(path: str | Path, sample_rate: int = 16000, max_seconds: float | 
     _check_target_rate(sample_rate)
     p = _check_file(path)
     sf_error = ""
-    if p.suffix.lower() in SOUNDFILE_EXTS:
+    if p.suffix.lower() in SOUNDFILE_EXTS and sf is not None:
         try:
             wave, rate = _read_soundfile(p, max_seconds, limits)
             return _finish_audio(p, wave, rate, sample_rate, max_seconds, reject_silent)
         except _DECODE_ERRORS as err:
             sf_error = f"soundfile: {err}; "  # not a libsndfile format after all: try FFmpeg
+    _require_av()
     sink = _AudioSink(p, max_seconds, limits)
     try:
         _decode(p, sink, None, limits)
@@ -558,6 +576,7 @@ def load_video(path: str | Path, num_frames: int | None = 8, fps: float | None =
     """
     _check_video_args(num_frames, fps, size, crop)
     p = _check_file(path)
+    _require_av()
     try:
         return _read_video(p, num_frames, fps, size, crop, face_detector, limits)
     except _DECODE_ERRORS as err:
@@ -577,6 +596,7 @@ def load_audio_video(path: str | Path, sample_rate: int = 16000, num_frames: int
     _check_target_rate(sample_rate)
     _check_video_args(num_frames, fps, size, crop)
     p = _check_file(path)
+    _require_av()
     try:
         frames = _read_video(p, num_frames, fps, size, crop, face_detector, limits)
         audio = _AudioSink(p, max_seconds, limits)
