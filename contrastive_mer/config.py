@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Mapping, Optional, Sequence
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -136,26 +136,52 @@ def _one_line(err: OmegaConfBaseException) -> str:
     return f"{first} (key: {key})" if key and key not in first else first
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> DictConfig:
-    """Load ``path`` (YAML) over the defaults, apply ``key=value`` overrides, validate, return the config."""
-    schema = OmegaConf.structured(ExperimentConfig)
+def load_yaml(path: str | Path | None = None, overrides: Sequence[str] = (), base: Any = None) -> DictConfig:
+    """The YAML file at ``path`` (or nothing) merged over ``base`` (a schema or config, optional), then the
+    ``key=value`` overrides (OmegaConf dotlist); not validated. Errors are one-line :class:`ConfigError` s
+    naming the file and key. The one YAML + dotlist loader: experiment and front-end configs use it."""
     try:
-        layers = [schema]
+        layers = [] if base is None else [base]
         if path is not None:
             file = Path(path)
             if not file.is_file():
                 raise ConfigError(f"config file not found: {file}")
             layers.append(OmegaConf.load(file))
+        bad = [o for o in overrides if "=" not in o]
+        if bad:
+            raise ConfigError(f"override {bad[0]!r} is not key=value")
         if overrides:
-            bad = [o for o in overrides if "=" not in o]
-            if bad:
-                raise ConfigError(f"override {bad[0]!r} is not key=value")
             layers.append(OmegaConf.from_dotlist(list(overrides)))
-        cfg = OmegaConf.merge(*layers)
+        merged = OmegaConf.merge(*layers) if layers else OmegaConf.create({})
     except OmegaConfBaseException as err:
         raise ConfigError(f"{path or 'config'}: {_one_line(err)}") from None
+    if not isinstance(merged, DictConfig):
+        raise ConfigError(f"{path or 'config'}: expected a mapping at the top level")
+    return merged
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] | None = None) -> DictConfig:
+    """Load ``path`` (YAML) over the defaults, apply ``key=value`` overrides, validate, return the config."""
+    cfg = load_yaml(path, list(overrides or ()), base=OmegaConf.structured(ExperimentConfig))
     validate(cfg)
     return cfg
+
+
+def model_from_checkpoint(checkpoint_config: Mapping[str, Any], path: str | Path | None = None,
+                          overrides: Sequence[str] = (), layers: Sequence[Mapping[str, Any]] = ()) -> DictConfig:
+    """The config of a run with a trained model: the model section always comes from the checkpoint's config;
+    everything else from the experiment YAML at ``path`` (default: the checkpoint's own settings), then
+    ``layers`` (partial configs, merged in order), then ``key=value`` overrides. Setting ``model.*`` raises
+    :class:`ConfigError`."""
+    if any(o.startswith("model.") for o in overrides) or any("model" in layer for layer in layers):
+        raise ConfigError("model.* cannot be overridden: the checkpoint defines the model")
+    trained = to_dict(config_from_dict(dict(checkpoint_config)))
+    base = trained if path is None else {**to_dict(load_config(path)), "model": trained["model"]}
+    try:
+        layered = OmegaConf.merge(OmegaConf.create(base), *(OmegaConf.create(dict(layer)) for layer in layers))
+    except OmegaConfBaseException as err:
+        raise ConfigError(_one_line(err)) from None
+    return config_from_dict(to_dict(load_yaml(None, overrides, base=layered)))
 
 
 def config_from_dict(data: dict[str, Any]) -> DictConfig:

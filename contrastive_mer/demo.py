@@ -17,14 +17,17 @@ import numpy as np
 from omegaconf import DictConfig
 
 from contrastive_mer.config import config_from_dict, load_config, to_dict
+from contrastive_mer.configs import config_path
 from contrastive_mer.evaluation.comparison import (format_comparison, merge_tables, random_init_like,
                                                    raw_features_for, raw_views_split)
 from contrastive_mer.evaluation.protocol import ProbeResults, probe_stores, run_probes
-from contrastive_mer.extraction import ExtractOptions, extract, file_sha256
+from contrastive_mer.extraction import ExtractOptions, extract
 from contrastive_mer.module import load_module
 from contrastive_mer.training import make_run_dir, pretrain
+from contrastive_mer.utils import file_sha256
 
-DEMO_CONFIG = Path(__file__).resolve().parents[1] / "experiments" / "demo.yaml"
+#: the demo's experiment config, shipped inside the package (experiments/demo.yaml is the same file)
+DEMO_CONFIG = config_path("demo.yaml")
 FAST_OVERRIDES = ["trainer.max_epochs=3", "data.options.clips_per_speaker_emotion=4"]
 LABEL = "emotion"
 

@@ -8,28 +8,25 @@ Sharded (``ExtractOptions.shard_index``/``num_shards``): this process writes onl
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-import numpy as np
 import torch
 from omegaconf import DictConfig
-from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
-from contrastive_mer.config import config_from_dict, load_config, to_dict, to_yaml
-from contrastive_mer.data.datamodule import build_corpus, build_preprocessors
-from contrastive_mer.data.dataset import Collator, MERDataset, SkipReport
+from contrastive_mer.config import model_from_checkpoint, to_dict, to_yaml
+from contrastive_mer.data.datamodule import build_corpus
+from contrastive_mer.data.dataset import SkipReport
 from contrastive_mer.data.datasets.base import ClipRecord, CorpusAdapter
 from contrastive_mer.data.sample import Batch
-from contrastive_mer.extraction_parallel import (
-    local_rank_device, resolve_shard, shard_attrs, shard_output, shard_records,
-)
-from contrastive_mer.fusion import fuse, fused_dim
+from contrastive_mer.encoding import encode_records, resolve_device
+from contrastive_mer.extraction_parallel import resolve_shard, shard_attrs, shard_output, shard_records
+from contrastive_mer.fusion import check_weights, fuse, fused_dim
+from contrastive_mer.labels import fill_missing_labels, label_specs
 from contrastive_mer.module import PairwiseContrastiveModule, load_module
 from contrastive_mer.store.hdf5 import FeatureStoreWriter, LabelSpec
+from contrastive_mer.utils import file_sha256
 
 
 @dataclass
@@ -39,6 +36,8 @@ class ExtractOptions:
     batch_size: int = 64
     num_workers: int = 0
     fusion_modes: Sequence[str] = ("concat", "mean")
+    #: modality -> weight of the ``weighted`` fusion mode (required by it; recorded in the store's attrs)
+    fusion_weights: dict[str, float] | None = None
     sequences: Sequence[str] = ()
     sequence_dtype: str = "float16"
     device: str = "auto"
@@ -52,50 +51,6 @@ class ExtractOptions:
     num_shards: int | None = None
 
 
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto``: CUDA when available (``cuda:<LOCAL_RANK>`` under torchrun), else CPU."""
-    if device == "auto":
-        return torch.device(local_rank_device() or "cuda") if torch.cuda.is_available() else torch.device("cpu")
-    return torch.device(device)
-
-
-def label_specs(adapter: CorpusAdapter, records: Sequence[ClipRecord]) -> dict[str, LabelSpec]:
-    """Store label specs from the adapter's class names and the label values the records carry."""
-    specs: dict[str, LabelSpec] = {}
-    for r in records:
-        for name, value in r.labels.items():
-            if name in specs:
-                continue
-            names = adapter.label_names.get(name)
-            if isinstance(value, (list, tuple, np.ndarray)):
-                specs[name] = LabelSpec(tuple(names) if names else None, multi_label=True, dim=len(value))
-            elif names is not None:
-                specs[name] = LabelSpec(tuple(names))
-            else:
-                specs[name] = LabelSpec()
-    return specs
-
-
-def _batch_labels(batch_labels: dict[str, torch.Tensor], specs: dict[str, LabelSpec], n: int) -> dict[str, Any]:
-    out = {}
-    for name, spec in specs.items():
-        if name in batch_labels:
-            out[name] = batch_labels[name].numpy()
-        elif spec.kind == "categorical":
-            out[name] = np.full(n, -1, dtype=np.int64)
-        else:
-            out[name] = np.full((n, spec.width) if spec.width else n, np.nan, dtype=np.float32)
-    return out
-
-
 def open_store(module: PairwiseContrastiveModule, cfg: DictConfig, out: Path, opts: ExtractOptions,
                adapter: CorpusAdapter, records: Sequence[ClipRecord], checkpoint_sha256: str = "",
                attrs: dict[str, Any] | None = None) -> tuple[FeatureStoreWriter, dict[str, LabelSpec]]:
@@ -107,10 +62,13 @@ def open_store(module: PairwiseContrastiveModule, cfg: DictConfig, out: Path, op
     feature_dims = {m: module.encoders[m].output_dim for m in modalities}
     proj_dim = module.cfg.model.head.output_dim
     fused_dims = {mode: fused_dim(mode, feature_dims, proj_dim, modalities=modalities) for mode in opts.fusion_modes}
+    weights: dict[str, Any] = {}
+    if "weighted" in opts.fusion_modes:  # fail before encoding anything; the store records the weights
+        weights["fusion_weights"] = dict(zip(modalities, check_weights(opts.fusion_weights, modalities)))
     groups = sorted({g for r in records for g in r.groups})
     specs = label_specs(adapter, records)
     attrs = {"config": to_yaml(cfg), "checkpoint_sha256": checkpoint_sha256, "dataset": cfg.data.dataset,
-             **opts.extra_attrs, **(attrs or {})}
+             **weights, **opts.extra_attrs, **(attrs or {})}
     writer = FeatureStoreWriter(out, modalities, feature_dims, proj_dim, fused_dims,
                                 sequences=list(opts.sequences), labels=specs, groups=groups, attrs=attrs,
                                 sequence_dtype=opts.sequence_dtype, part_rows=opts.part_rows,
@@ -127,8 +85,8 @@ def encode_batch(module: PairwiseContrastiveModule, batch: Batch, specs: dict[st
     features = {m: o.feature.float().cpu() for m, o in outputs.items()}
     projections = {m: p.float().cpu() for m, p in projections.items()}
     present = {m: batch.present[m].cpu() for m in modalities}
-    fused = {mode: fuse(features, projections, present, mode=mode, modalities=modalities).numpy()
-             for mode in opts.fusion_modes}
+    fused = {mode: fuse(features, projections, present, mode=mode, weights=opts.fusion_weights,
+                        modalities=modalities).numpy() for mode in opts.fusion_modes}
     seqs = {}
     for m in opts.sequences:
         o = outputs[m]
@@ -137,7 +95,7 @@ def encode_batch(module: PairwiseContrastiveModule, batch: Batch, specs: dict[st
         lens = o.sequence_lengths.cpu().tolist()
         seqs[m] = [o.sequence[i, :n].float().cpu().numpy() if present[m][i] else None for i, n in enumerate(lens)]
     return {"ids": batch.ids,
-            "labels": _batch_labels({k: v.cpu() for k, v in batch.labels.items()}, specs, len(batch)),
+            "labels": fill_missing_labels(batch.labels, specs, len(batch)),
             "groups": batch.groups, "features": {m: f.numpy() for m, f in features.items()},
             "projections": {m: p.numpy() for m, p in projections.items()},
             "present": {m: p.numpy() for m, p in present.items()}, "fused": fused, "sequences": seqs}
@@ -175,46 +133,16 @@ def extract(module: PairwiseContrastiveModule, cfg: DictConfig, out: str | Path,
     done = writer.done_ids()
     todo = [r for r in mine if r.id not in done]
     device = resolve_device(opts.device)
-    module = module.to(device).eval()
-    preprocessors = build_preprocessors(cfg)
-    dataset = MERDataset(adapter, todo, preprocessors, cache=cfg.data.cache if cfg.data.cache == "disk" else "none",
-                         cache_dir=cfg.data.cache_dir)
-    loader = DataLoader(dataset, batch_size=opts.batch_size, shuffle=False, num_workers=opts.num_workers,
-                        collate_fn=Collator(preprocessors), pin_memory=device.type == "cuda")
     report = SkipReport(out.with_name(out.name + ".skipped.jsonl"), cfg.data.max_skip_fraction)
-    seen = len(done)
-    bar = tqdm(total=len(mine), initial=len(done), desc=f"extract -> {out.name}", disable=not opts.progress,
-               unit="clip")
-    for batch in loader:
-        seen += len(batch) + len(batch.skipped)
-        report.add(batch.skipped)
-        report.check(seen)
-        bar.update(len(batch) + len(batch.skipped))
-        if len(batch) == 0:
-            continue
-        writer.append(**encode_batch(module, batch, specs, opts, device))
-    bar.close()
+    for rows in encode_records(module, cfg, adapter, todo, lambda b: encode_batch(module, b, specs, opts, device),
+                               batch_size=opts.batch_size, device=device, num_workers=opts.num_workers,
+                               report=report, seen=len(done),
+                               progress=f"extract -> {out.name}" if opts.progress else None):
+        writer.append(**rows)
     path = writer.finish()
     if report.entries:
         print(f"[cmer extract] {report.summary()}")
     return path
-
-
-def extraction_config(checkpoint_config: dict[str, Any], config_path: str | Path | None,
-                      overrides: Sequence[str]) -> DictConfig:
-    """The model section always comes from the checkpoint; data settings from ``--config`` and overrides."""
-    from omegaconf import OmegaConf
-
-    from contrastive_mer.errors import UserError
-
-    if any(o.startswith("model.") for o in overrides):
-        raise UserError("model.* cannot be overridden at extraction: the checkpoint defines the model")
-    base = to_dict(config_from_dict(checkpoint_config))
-    if config_path is not None:
-        given = to_dict(load_config(config_path))
-        base = {**given, "model": base["model"]}
-    merged = OmegaConf.merge(OmegaConf.create(base), OmegaConf.from_dotlist(list(overrides)))
-    return config_from_dict(OmegaConf.to_container(merged))
 
 
 def extract_from_checkpoint(checkpoint: str | Path, out: str | Path, config_path: str | Path | None = None,
@@ -224,5 +152,5 @@ def extract_from_checkpoint(checkpoint: str | Path, out: str | Path, config_path
     if not checkpoint.is_file():
         raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
     module = load_module(str(checkpoint))
-    cfg = extraction_config(to_dict(module.cfg), config_path, overrides)
+    cfg = model_from_checkpoint(to_dict(module.cfg), config_path, overrides)
     return extract(module, cfg, out, options, checkpoint_sha256=file_sha256(checkpoint))

@@ -7,8 +7,10 @@ Modes:
   downstream classifier can tell "absent" from "all-zero".
 * ``mean``: the mean of the L2-normalised projections over the modalities present in that row (not
   renormalised).
-* ``weighted``: a weighted sum of the L2-normalised projections, the weights renormalised over the modalities
-  present in that row (so an absent modality's weight is shared out among the others).
+* ``weighted``: a weighted sum of the L2-normalised projections with per-modality weights the caller gives
+  (``cmer extract --fusion-weights audio=2,video=1,text=1``), renormalised over the modalities present in that
+  row (so an absent modality's weight is shared out among the others). Without weights it would equal
+  ``mean``, so it requires them.
 
 A row where no modality is present fuses to all zeros in every mode (plus zero mask columns).
 Inputs may be torch tensors or numpy arrays; the output has the type of the inputs.
@@ -40,6 +42,36 @@ class FusionConfig:
     def dim(self, feature_dims: Mapping[str, int], projection_dim: int,
             modalities: Sequence[str] | None = None) -> int:
         return fused_dim(self.mode, feature_dims, projection_dim, self.append_mask, modalities)
+
+
+def parse_weights(text: str) -> dict[str, float]:
+    """``"audio=2,video=1"`` -> ``{"audio": 2.0, "video": 1.0}``; ``ValueError`` naming a malformed item."""
+    weights: dict[str, float] = {}
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        name, sep, value = item.partition("=")
+        try:
+            if not sep or not name.strip():
+                raise ValueError
+            weights[name.strip()] = float(value)
+        except ValueError:
+            raise ValueError(f"fusion weights: {item!r} is not modality=weight (e.g. audio=0.5)") from None
+    return weights
+
+
+def check_weights(weights: Mapping[str, float] | None, modalities: Sequence[str]) -> list[float]:
+    """The weights of ``modalities`` in that order; errors name a missing modality or a bad weight."""
+    if not weights:
+        raise ValueError("fusion mode 'weighted' needs a weight per modality (modality -> weight); "
+                         "with equal weights it is 'mean'")
+    missing = [m for m in modalities if m not in weights]
+    if missing:
+        raise KeyError(f"fusion: no weight for modalities {missing}; got {sorted(weights)}")
+    values = [float(weights[m]) for m in modalities]
+    if any(not np.isfinite(v) or v < 0 for v in values):
+        raise ValueError(f"fusion: weights must be finite and non-negative, got {dict(weights)}")
+    return values
 
 
 def _order(modalities: Sequence[str] | None, available: Mapping[str, Any]) -> list[str]:
@@ -98,7 +130,7 @@ def fuse(features: Mapping[str, Any], projections: Mapping[str, Any] | None, pre
         projections: modality -> (B, P) projections (used by ``mean``/``weighted``; normalised here).
         present: modality -> (B,) bool; None means all present.
         mode: ``concat``, ``mean`` or ``weighted``.
-        weights: modality -> non-negative weight for ``weighted`` (default: equal weights).
+        weights: modality -> non-negative weight, required by ``weighted`` (see :func:`check_weights`).
         modalities: fixed modality order (default: sorted names of the inputs used).
         append_mask: ``concat`` only: append the (B, M) presence mask as float columns.
     Returns:
@@ -130,13 +162,7 @@ def fuse(features: Mapping[str, Any], projections: Mapping[str, Any] | None, pre
         if mode == "mean":
             w = torch.ones(len(order), device=device)
         else:
-            weights = weights or {m: 1.0 for m in order}
-            missing = [m for m in order if m not in weights]
-            if missing:
-                raise KeyError(f"fusion: no weight for modalities {missing}; got {sorted(weights)}")
-            w = torch.tensor([float(weights[m]) for m in order], device=device)
-            if (w < 0).any() or not torch.isfinite(w).all():
-                raise ValueError(f"fusion: weights must be finite and non-negative, got {dict(weights)}")
+            w = torch.tensor(check_weights(weights, order), device=device)
         wm = mask * w[None, :]  # (B, M)
         total = wm.sum(dim=1, keepdim=True)
         wm = torch.where(total > 0, wm / total.clamp_min(1e-12), torch.zeros_like(wm))

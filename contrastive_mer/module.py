@@ -58,9 +58,8 @@ class PairwiseContrastiveModule(pl.LightningModule):
         if none:
             idx = torch.zeros(1, dtype=torch.long, device=x.device)
         out = encoder(x[idx], None if lengths is None else lengths[idx])
-        scale = 0.0 if none else 1.0
         feature = out.feature.new_zeros(batch, out.feature.shape[1])
-        feature = feature.index_copy(0, idx, out.feature * scale) if not none else feature + out.feature.sum() * 0
+        feature = feature.index_copy(0, idx, out.feature) if not none else feature + out.feature.sum() * 0
         seq = seq_len = None
         if out.sequence is not None:
             seq = out.sequence.new_zeros(batch, *out.sequence.shape[1:])

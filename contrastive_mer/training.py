@@ -20,6 +20,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from contrastive_mer.config import load_config, to_yaml
 from contrastive_mer.data.datamodule import MERDataModule
 from contrastive_mer.data.dataset import SkipReport
+from contrastive_mer.encoding import SkipTracker
 from contrastive_mer.errors import UserError
 from contrastive_mer.module import PairwiseContrastiveModule
 
@@ -55,20 +56,14 @@ class SkipReportCallback(Callback):
 
     def __init__(self, report: SkipReport):
         self.report = report
-        self.seen = 0
+        self.track = SkipTracker(report)
 
     def on_train_batch_start(self, trainer: pl.Trainer, module: pl.LightningModule, batch: Any, idx: int) -> None:
-        self._record(batch)
+        self.track(batch)
 
     def on_validation_batch_start(self, trainer: pl.Trainer, module: pl.LightningModule, batch: Any, idx: int,
                                   dataloader_idx: int = 0) -> None:
-        self._record(batch)
-
-    def _record(self, batch: Any) -> None:
-        self.seen += len(batch) + len(batch.skipped)
-        if batch.skipped:
-            self.report.add(batch.skipped)
-        self.report.check(max(self.seen, len(self.report.entries)))
+        self.track(batch)
 
     def on_fit_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         if self.report.entries:
@@ -132,7 +127,8 @@ def build_trainer(cfg: DictConfig, run_dir: Path, extra_callbacks: list[Callback
         gradient_clip_val=t.gradient_clip_val, accumulate_grad_batches=t.accumulate_grad_batches,
         check_val_every_n_epoch=t.check_val_every_n_epoch,
         limit_train_batches=t.limit_train_batches if t.limit_train_batches is not None else 1.0,
-        enable_progress_bar=t.enable_progress_bar, deterministic=t.deterministic, sync_batchnorm=t.sync_batchnorm, callbacks=callbacks,
+        enable_progress_bar=t.enable_progress_bar, deterministic=t.deterministic, sync_batchnorm=t.sync_batchnorm,
+        callbacks=callbacks,
         logger=logger, default_root_dir=str(run_dir), enable_model_summary=False,
         num_sanity_val_steps=0, use_distributed_sampler=False)
     return trainer, ckpt

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 from pathlib import Path
 
 import pytest
@@ -37,3 +39,16 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real recordings not available at {SHARED_DATA}")
     return SHARED_DATA
+
+
+def cli_error(*argv: str) -> str:
+    """Run ``cmer ARGV`` in-process and return its error line; asserts exit status 2 and a single stderr line
+    (what a user sees: ``main`` turns UserError, KeyError, ValueError, FileNotFoundError into that line)."""
+    from contrastive_mer.cli.main import main
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = main(list(argv))
+    lines = err.getvalue().strip().splitlines()
+    assert code == 2 and len(lines) == 1, (code, err.getvalue())
+    return lines[0]

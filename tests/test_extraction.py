@@ -117,13 +117,27 @@ def test_killed_extraction_resumes_to_the_same_store(checkpoint, tmp_path):
 
 def test_cli_extract_and_model_override_refused(checkpoint, tmp_path):
     out = tmp_path / "cli.h5"
+    weights = {"audio": 3.0, "video": 0.0, "text": 1.0}
     proc = subprocess.run([sys.executable, "-m", "contrastive_mer.cli.main", "extract", "--checkpoint",
-                           str(checkpoint), "--out", str(out), "--no-progress", "data.options.speakers=[1]"],
+                           str(checkpoint), "--out", str(out), "--no-progress", "--fusion", "mean",
+                           "--fusion-weights", "audio=3,video=0,text=1", "data.options.speakers=[1]"],
                           capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert str(out) in proc.stdout
     with FeatureStore(out) as store:
         assert set(store.groups("speaker")) == {"s01"}
+        assert store.fused_modes() == ["mean", "weighted"] and store.attrs["fusion_weights"] == weights
+        # reference: weights renormalised over the modalities present in each row, on unit projections
+        w = np.stack([weights[m] * store.present(m) for m in store.modalities], axis=1)
+        w = w / np.where(w.sum(1, keepdims=True) > 0, w.sum(1, keepdims=True), 1)
+        proj = np.stack([store.projections(m) for m in store.modalities], axis=1)
+        np.testing.assert_allclose(store.fused("weighted"), (w[:, :, None] * proj).sum(1), atol=1e-5)
+        assert not np.allclose(store.fused("weighted"), store.fused("mean"), atol=1e-3)
+    unweighted = subprocess.run([sys.executable, "-m", "contrastive_mer.cli.main", "extract", "--checkpoint",
+                                 str(checkpoint), "--out", str(tmp_path / "w.h5"), "--fusion", "weighted"],
+                                capture_output=True, text=True, cwd=ROOT)
+    assert unweighted.returncode == 2 and "needs a weight per modality" in unweighted.stderr
+    assert len(unweighted.stderr.strip().splitlines()) == 1
     bad = subprocess.run([sys.executable, "-m", "contrastive_mer.cli.main", "extract", "--checkpoint",
                           str(checkpoint), "--out", str(tmp_path / "x.h5"), "model.head.output_dim=3"],
                          capture_output=True, text=True, cwd=ROOT)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from contrastive_mer.fusion import FusionConfig, fuse, fused_dim
+from contrastive_mer.fusion import FusionConfig, check_weights, fuse, fused_dim, parse_weights
 
 # two rows, three modalities; row 0 lacks video, row 1 has only text
 FEATS = {
@@ -62,7 +62,8 @@ def test_weighted_renormalises_over_present() -> None:
 @pytest.mark.parametrize("mode", ["concat", "mean", "weighted"])
 def test_row_without_any_modality_is_zero(mode: str) -> None:
     none = {m: np.array([False, True]) for m in ORDER}
-    out = fuse(FEATS, PROJ, none, mode, modalities=ORDER, append_mask=True)
+    weights = {m: 1.0 for m in ORDER} if mode == "weighted" else None
+    out = fuse(FEATS, PROJ, none, mode, weights=weights, modalities=ORDER, append_mask=True)
     assert np.all(out[0] == 0)  # row 1 (all present) is not checked: its video features are NaN
 
 
@@ -92,3 +93,16 @@ def test_errors() -> None:
         fuse(FEATS, PROJ, PRESENT, "concat", modalities=["audio", "landmarks"])
     with pytest.raises(ValueError, match="different widths"):
         fuse(FEATS, {**PROJ, "text": np.zeros((2, 3))}, PRESENT, "mean")
+
+
+def test_weighted_needs_weights_and_parse_weights() -> None:
+    # without weights "weighted" would silently equal "mean": it is refused instead
+    with pytest.raises(ValueError, match="'weighted' needs a weight per modality"):
+        fuse(FEATS, PROJ, PRESENT, "weighted", modalities=ORDER)
+    assert parse_weights(" audio=2, video=0.5,,text=1e-1") == {"audio": 2.0, "video": 0.5, "text": 0.1}
+    for bad in ("audio", "audio=x", "=1"):
+        with pytest.raises(ValueError, match="is not modality=weight"):
+            parse_weights(bad)
+    assert check_weights({"text": 1, "audio": 3, "extra": 9}, ["audio", "text"]) == [3.0, 1.0]
+    with pytest.raises(ValueError, match="finite and non-negative"):
+        check_weights({"audio": float("nan")}, ["audio"])

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 
+from contrastive_mer.cli._common import add_output_dir
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fast", action="store_true", help="a quick look: fewer clips and epochs")
-    parser.add_argument("--output", help="run folder (default: runs/demo-<time>)")
-    parser.add_argument("--config", help="experiment YAML (default: experiments/demo.yaml)")
+    add_output_dir(parser, "the run (default: runs/demo-<time>)")
+    parser.add_argument("--config", help="experiment YAML (default: the packaged demo.yaml, the same as "
+                                         "experiments/demo.yaml)")
     parser.add_argument("overrides", nargs="*", help="config overrides as key=value")
 
 

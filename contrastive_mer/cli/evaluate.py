@@ -1,36 +1,63 @@
-"""``cmer evaluate --checkpoint CKPT [--config CFG] --folds K --group speaker --label emotion --out DIR``
+"""``cmer evaluate --checkpoint CKPT [--config CFG] --folds K --group speaker --label emotion --output DIR``
 
-Pretrained vs random-init encoders vs raw-input baselines, group-disjoint K-fold linear and kNN probes."""
+Pretrained vs random-init encoders vs raw-input baselines (openSMILE eGeMAPS included), group-disjoint K-fold
+linear and kNN probes; with ``--normalize-by speaker`` every view also standardised within each speaker."""
 
 from __future__ import annotations
 
 import argparse
 
+from contrastive_mer.cli._common import add_output_dir, comma_list
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--checkpoint", required=True, help="pretrained checkpoint (.ckpt) to evaluate")
     parser.add_argument("--config", help="experiment YAML for the data section (default: the checkpoint's)")
-    parser.add_argument("--out", required=True, help="output folder (stores, evaluation.json/.txt)")
-    parser.add_argument("--folds", type=int, default=4)
-    parser.add_argument("--group", default="speaker")
-    parser.add_argument("--label", default="emotion")
-    parser.add_argument("--probe", choices=["linear", "knn", "both"], default="both")
-    parser.add_argument("--fusion", default="concat,mean")
+    add_output_dir(parser, "feature stores, evaluation.json and evaluation.txt", required=True)
+    parser.add_argument("--folds", type=int, default=4, help="number of group-disjoint folds (default 4)")
+    parser.add_argument("--group", default="speaker", help="group the folds are disjoint by (default speaker)")
+    parser.add_argument("--label", default="emotion", help="label to predict (default emotion)")
+    parser.add_argument("--probe", choices=["linear", "knn", "both"], default="both",
+                        help="which probe(s) (default both)")
+    parser.add_argument("--fusion", default="concat,mean",
+                        help="comma-separated late-fusion modes to probe (default concat,mean; the first one is "
+                             "the headline row compared with the strongest baseline)")
+    parser.add_argument("--modalities", default=None,
+                        help="comma-separated views of the pretrained / random-init stores (default: every "
+                             "modality and fused/<mode> for each --fusion mode)")
+    parser.add_argument("--normalize-by", default=None, metavar="GROUP",
+                        help="also probe every view standardised within each GROUP (e.g. speaker), from that "
+                             "group's own clips: label-free, assumes a test speaker's other clips are available")
+    parser.add_argument("--weight-decays", default=None,
+                        help="comma-separated weight-decay grid of the linear probe (default 1e-6 ... 1e2)")
+    parser.add_argument("--no-opensmile", action="store_true",
+                        help="leave out the openSMILE eGeMAPS baseline (it is computed from the audio otherwise)")
     parser.add_argument("overrides", nargs="*", help="data overrides as key=value")
 
 
 def run(args: argparse.Namespace) -> int:
-    from contrastive_mer.config import to_dict
+    from contrastive_mer.config import model_from_checkpoint, to_dict
+    from contrastive_mer.errors import UserError
     from contrastive_mer.evaluation.comparison import evaluate_folds
-    from contrastive_mer.extraction import extraction_config, file_sha256
+    from contrastive_mer.evaluation.linear import LinearProbeConfig
     from contrastive_mer.module import load_module
+    from contrastive_mer.utils import file_sha256
 
+    if args.folds < 2:
+        raise UserError(f"--folds must be at least 2, got {args.folds}")
     module = load_module(args.checkpoint)
-    cfg = extraction_config(to_dict(module.cfg), args.config, args.overrides)
+    cfg = model_from_checkpoint(to_dict(module.cfg), args.config, args.overrides)
     probes = ("linear", "knn") if args.probe == "both" else (args.probe,)
-    report = evaluate_folds(cfg, module, args.out, label=args.label, group=args.group, folds=args.folds,
-                            probes=probes, checkpoint_sha256=file_sha256(args.checkpoint),
-                            fusion_modes=[m for m in args.fusion.split(",") if m])
+    decays = comma_list(args.weight_decays, float, option="--weight-decays")
+    linear = LinearProbeConfig(seed=cfg.seed, **({"weight_decays": tuple(decays)} if decays else {}))
+    try:
+        report = evaluate_folds(cfg, module, args.output, label=args.label, group=args.group, folds=args.folds,
+                                probes=probes, checkpoint_sha256=file_sha256(args.checkpoint),
+                                fusion_modes=comma_list(args.fusion, option="--fusion"),
+                                normalize_by=args.normalize_by, views=comma_list(args.modalities),
+                                linear=linear, opensmile=not args.no_opensmile)
+    except ValueError as e:
+        raise UserError(str(e)) from e
     print(report["text"])
-    print(f"report written to {args.out}/evaluation.json")
+    print(f"report written to {args.output}/evaluation.json")
     return 0

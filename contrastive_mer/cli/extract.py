@@ -8,17 +8,23 @@ from __future__ import annotations
 
 import argparse
 
+from contrastive_mer.cli._common import add_device, add_out_file, comma_list
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", help="a checkpoint written by cmer pretrain (required unless merging)")
     parser.add_argument("--config", help="experiment YAML for the data section (default: the checkpoint's)")
-    parser.add_argument("--out", help="output HDF5 store")
+    add_out_file(parser, "the HDF5 feature store to write (e.g. feats.h5)", required=False)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--num-workers", type=int, default=0)
-    parser.add_argument("--fusion", default="concat,mean", help="fusion modes to store (concat, mean, weighted)")
+    parser.add_argument("--fusion", default="concat,mean",
+                        help="comma-separated fusion modes to store: concat, mean, weighted (default concat,mean)")
+    parser.add_argument("--fusion-weights", metavar="M=W,...",
+                        help="weights of the weighted fusion, one per modality (e.g. audio=2,video=1,text=1); "
+                             "adds weighted to --fusion")
     parser.add_argument("--sequences", default="", help="modalities whose frame-level sequences are stored")
     parser.add_argument("--sequence-dtype", default="float16", choices=["float16", "float32"])
-    parser.add_argument("--device", default="auto", help="auto: CUDA (cuda:LOCAL_RANK under torchrun) or CPU")
+    add_device(parser)
     parser.add_argument("--overwrite", action="store_true",
                         help="start again instead of resuming (with --merge-shards: replace an existing output)")
     parser.add_argument("--no-progress", action="store_true")
@@ -59,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--checkpoint and --out are required (or --merge-shards OUT)")
     from contrastive_mer.extraction import ExtractOptions, extract_from_checkpoint
     from contrastive_mer.extraction_parallel import resolve_shard
+    from contrastive_mer.fusion import parse_weights
 
     shard_index = args.shard_index
     if shard_index is not None and shard_index != "auto":
@@ -67,9 +74,17 @@ def run(args: argparse.Namespace) -> int:
         except ValueError:
             raise UserError(f"--shard-index must be an integer or 'auto', got {shard_index!r}") from None
     resolve_shard(shard_index, args.num_shards)  # bad values fail here, before the checkpoint is loaded
-    split = lambda s: [x for x in s.split(",") if x]  # noqa: E731
+    modes = comma_list(args.fusion, option="--fusion")
+    weights = None
+    if args.fusion_weights is not None:
+        try:
+            weights = parse_weights(args.fusion_weights)
+        except ValueError as e:
+            raise UserError(f"--fusion-weights: {e}") from None
+        modes += [] if "weighted" in modes else ["weighted"]
     options = ExtractOptions(batch_size=args.batch_size, num_workers=args.num_workers,
-                             fusion_modes=split(args.fusion), sequences=split(args.sequences),
+                             fusion_modes=modes, fusion_weights=weights,
+                             sequences=comma_list(args.sequences, option="--sequences"),
                              sequence_dtype=args.sequence_dtype, device=args.device, overwrite=args.overwrite,
                              progress=not args.no_progress, shard_index=shard_index, num_shards=args.num_shards)
     path = extract_from_checkpoint(args.checkpoint, args.out, args.config, args.overrides, options)

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import argparse
 
+from contrastive_mer.cli._common import add_device, add_out_file
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, help="encoder checkpoint written by cmer pretrain")
     parser.add_argument("--config", help="front-end YAML (frontend: and data: sections), e.g. "
                                          "experiments/mllm_frontend.yaml")
-    parser.add_argument("--out", required=True, help="output HDF5 token store")
+    add_out_file(parser, "the HDF5 token store to write (e.g. tokens.h5)")
     parser.add_argument("--npy-dir", help="also write <dir>/<name>-<source>-UTT/<id>.npy and -FRA/<id>.npy")
     parser.add_argument("--name", default="cmer", help="feature name of the .npy folders (default: cmer)")
     parser.add_argument("--projector", help="front-end weights (.safetensors from FrontEnd.save); its recorded "
@@ -21,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--features", help="read token sources from this feature store (extracted from "
                                            "--checkpoint with --sequences) instead of encoding the dataset")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--device", default="cpu")
+    add_device(parser)
     parser.add_argument("--overwrite", action="store_true", help="start again instead of resuming")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("overrides", nargs="*", help="overrides as key=value (frontend.level=feature, data.root=DIR)")

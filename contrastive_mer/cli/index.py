@@ -38,9 +38,7 @@ def run(args: argparse.Namespace) -> int:
             index = index_from_store(store, args.modality, kind=args.kind, metric=args.metric, nlist=args.nlist,
                                      nprobe=args.nprobe, hnsw_m=args.hnsw_m, ef_search=args.ef_search,
                                      use_gpu=_GPU[args.gpu], progress=True)
-        except KeyError as e:
-            raise UserError(str(e.args[0]) if e.args else str(e)) from e
-        except (ValueError, RuntimeError) as e:
+        except RuntimeError as e:
             raise UserError(str(e)) from e
     out = index.save(Path(args.out))
     where = "GPU" if index.on_gpu else "CPU"

@@ -45,13 +45,16 @@ def main(argv: list[str] | None = None) -> int:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv[0] if argv and argv[0] in SUBCOMMANDS else None
-    args = build_parser(only=command).parse_args(argv)
+    # no subcommand named (``cmer --help``, a typo): import none of their modules, only their one-line help shows
+    args = build_parser(only=command or "").parse_args(argv)
     try:
         return _module(args.command).run(args)
     except (UserError, FileNotFoundError, KeyError, ValueError) as err:
         if os.environ.get("CMER_DEBUG"):
             raise
-        print(f"cmer {args.command}: error: {err}", file=sys.stderr)
+        # str(KeyError("msg")) is "'msg'": print the message itself
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"cmer {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 
+from contrastive_mer.cli._common import add_output_dir
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="experiment YAML (e.g. experiments/demo.yaml)")
-    parser.add_argument("--output", help="run directory (default: <output_dir>/<name>-<time>)")
+    add_output_dir(parser, "the run: config, checkpoints, logs (default: <output_dir>/<name>-<time>)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --output from last.ckpt")
     parser.add_argument("overrides", nargs="*", help="config overrides as key=value (OmegaConf dotlist)")
 

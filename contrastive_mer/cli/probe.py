@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from contrastive_mer.cli._common import open_store
+from contrastive_mer.cli._common import comma_list, open_store
 from contrastive_mer.errors import UserError
 from contrastive_mer.evaluation.knn import KnnProbeConfig
 from contrastive_mer.evaluation.linear import LinearProbeConfig
@@ -41,6 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weight-decays", default=None,
                         help="comma-separated weight-decay grid of the linear probe (default 1e-6 ... 1e2)")
     parser.add_argument("--solver", choices=["lbfgs", "adamw"], default="lbfgs", help="linear-probe solver")
+    parser.add_argument("--normalize-by", default=None, metavar="GROUP",
+                        help="standardise every view within each GROUP (e.g. speaker) from that group's own rows "
+                             "before probing: label-free, assumes a test speaker's other clips are available")
     parser.add_argument("--seed", type=int, default=0, help="seeds the folds and the validation split")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
 
@@ -48,8 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _linear_config(args: argparse.Namespace) -> LinearProbeConfig:
     if args.weight_decays is None:
         return LinearProbeConfig(solver=args.solver, seed=args.seed)
+    grid = tuple(comma_list(args.weight_decays, float, "--weight-decays"))
     try:
-        grid = tuple(float(w) for w in args.weight_decays.split(",") if w.strip())
         return LinearProbeConfig(solver=args.solver, seed=args.seed, weight_decays=grid)
     except ValueError as e:
         raise UserError(f"--weight-decays {args.weight_decays!r}: {e}") from e
@@ -62,20 +65,16 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--folds needs --group (e.g. --group speaker) so that the folds are group-disjoint")
     if args.k < 1 or args.temperature <= 0:
         raise UserError(f"--k must be >= 1 and --temperature > 0, got {args.k} and {args.temperature}")
-    views = [v.strip() for v in args.modalities.split(",") if v.strip()] if args.modalities else None
+    views = comma_list(args.modalities, option="--modalities") or None
     linear = _linear_config(args)
     knn = KnnProbeConfig(k=args.k, temperature=args.temperature)
     with contextlib.ExitStack() as stack:
         train = stack.enter_context(open_store(args.train))
         test = stack.enter_context(open_store(args.test)) if args.test else None
-        try:
-            results = probe_stores(train, test, label=args.label, views=views, folds=args.folds, group=args.group,
-                                   probes=_PROBES[args.probe], linear=linear, knn=knn, task=args.task,
-                                   seed=args.seed, log=lambda msg: print(msg, file=sys.stderr))
-        except KeyError as e:
-            raise UserError(str(e.args[0]) if e.args else str(e)) from e
-        except ValueError as e:
-            raise UserError(str(e)) from e
+        results = probe_stores(train, test, label=args.label, views=views, folds=args.folds, group=args.group,
+                               probes=_PROBES[args.probe], linear=linear, knn=knn, task=args.task,
+                               seed=args.seed, log=lambda msg: print(msg, file=sys.stderr),
+                               normalize_by=args.normalize_by)
     print(format_table(results))
     if args.json:
         out = Path(args.json)

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from contrastive_mer.cli._common import open_store
+from contrastive_mer.cli._common import comma_list, open_store
 from contrastive_mer.errors import UserError
 from contrastive_mer.evaluation.retrieval import cross_modal_retrieval, format_table
 from contrastive_mer.store.hdf5 import FeatureStore
@@ -72,11 +72,8 @@ def _queries(args: argparse.Namespace, store: FeatureStore, index: EmbeddingInde
         key = index.source.get("key")
         if not key:
             raise UserError(f"{args.index} does not record which store key it indexes; use --vector-file")
-        try:
-            row = store.index_of(args.query)
-            key, vector, usable = store.view_row(key, row)
-        except KeyError as e:
-            raise UserError(e.args[0]) from e
+        row = store.index_of(args.query)
+        key, vector, usable = store.view_row(key, row)
         if not usable:
             raise UserError(f"clip {args.query!r} has no usable {key} vector in {store.path} "
                             "(its modality is absent or the values are not finite)")
@@ -122,16 +119,10 @@ def _neighbours(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _cross_modal(args: argparse.Namespace) -> dict[str, Any]:
-    try:
-        ks = [int(k) for k in args.ks.split(",") if k.strip()]
-    except ValueError as e:
-        raise UserError(f"--ks must be comma-separated integers, got {args.ks!r}") from e
+    ks = comma_list(args.ks, int, "--ks")
     with open_store(args.features) as store:
-        mods = args.modalities.split(",") if args.modalities else store.modalities
-        try:
-            views = {m: store.view(f"projections/{m}") for m in mods}
-        except KeyError as e:
-            raise UserError(e.args[0]) from e
+        mods = comma_list(args.modalities, option="--modalities") or store.modalities
+        views = {m: store.view(f"projections/{m}") for m in mods}
     proj = {m: v.vectors for m, v in views.items()}
     present = {m: v.usable for m, v in views.items()}
     if len(mods) < 2:

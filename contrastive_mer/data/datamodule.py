@@ -52,7 +52,8 @@ def split_records(records: Sequence[ClipRecord], group: str, val_fraction: float
 
 
 class MERDataModule(pl.LightningDataModule):
-    """Builds train/val loaders (pretraining) and an ``all`` loader over every record (extraction)."""
+    """Builds the train and validation loaders of pretraining (extraction reads every record through
+    :func:`contrastive_mer.encoding.encode_records` instead)."""
 
     def __init__(self, cfg: DictConfig, adapter: CorpusAdapter | None = None):
         super().__init__()

@@ -16,6 +16,7 @@ import faiss
 import numpy as np
 
 from contrastive_mer.evaluation.metrics import task_metrics
+from contrastive_mer.utils import infer_num_classes, l2_normalize
 
 TASKS = ("multiclass", "multilabel", "regression")
 
@@ -55,24 +56,23 @@ class KnnProbeResult:
     n_test: int = 0
 
 
-def l2_normalise(X: np.ndarray, name: str = "X") -> np.ndarray:
-    """Row-wise L2-normalised float32 copy (all-zero rows stay zero)."""
+def _normalized(X: np.ndarray, name: str) -> np.ndarray:
+    """``X`` checked (2-D, finite) and L2-normalised row-wise."""
     X = np.asarray(X, dtype=np.float32)
     if X.ndim != 2:
         raise ValueError(f"{name} must be a 2-D (samples, features) array, got shape {X.shape}")
     finite = np.isfinite(X).all(axis=1)
     if not finite.all():
         raise ValueError(f"{name} has non-finite values (first in row {int(np.flatnonzero(~finite)[0])})")
-    norms = np.linalg.norm(X, axis=1, keepdims=True)
-    return np.ascontiguousarray(X / np.maximum(norms, 1e-12), dtype=np.float32)
+    return l2_normalize(X)
 
 
 def cosine_neighbours(X_train: np.ndarray, X_test: np.ndarray, k: int,
                       batch_size: int = 4096) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` most cosine-similar training rows of each test row: ``(similarities, indices)``, both
     ``(M, k)``, most similar first."""
-    train = l2_normalise(X_train, "X_train")
-    test = l2_normalise(X_test, "X_test")
+    train = _normalized(X_train, "X_train")
+    test = _normalized(X_test, "X_test")
     if train.shape[1] != test.shape[1]:
         raise ValueError(f"X_test has {test.shape[1]} features but X_train has {train.shape[1]}")
     index = faiss.IndexFlatIP(train.shape[1])
@@ -96,7 +96,7 @@ def vote(similarities: np.ndarray, neighbours: np.ndarray, y_train: np.ndarray, 
     w = (w / w.sum(axis=1, keepdims=True)).astype(np.float64)
     targets = y_train[neighbours]  # (M, k) or (M, k, K)
     if config.task == "multiclass":
-        c = int(num_classes if num_classes is not None else y_train.max() + 1)
+        c = int(num_classes if num_classes is not None else infer_num_classes(y_train))
         scores = np.zeros((len(w), c))
         np.add.at(scores, (np.arange(len(w))[:, None], targets), w)
         return scores.argmax(axis=1), scores
@@ -123,7 +123,7 @@ def knn_probe(X_train: np.ndarray, y_train: Any, X_test: np.ndarray, y_test: Any
         if y.min() < 0:
             raise ValueError(f"y_train has negative class codes (min {y.min()})")
         if num_classes is None:
-            num_classes = int(max(y.max(), np.max(y_test) if y_test is not None else 0)) + 1
+            num_classes = infer_num_classes(y, y_test)
     elif config.task == "multilabel" and y.ndim != 2:
         raise ValueError(f"y_train must be (N, K) for a multilabel probe, got shape {y.shape}")
     elif config.task == "regression":

@@ -11,7 +11,7 @@ search, warm-started along the weight-decay grid from the strongest to the weake
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterator
 
 import numpy as np
@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from contrastive_mer.data.splits import group_train_val_split
 from contrastive_mer.evaluation.metrics import primary_score, task_metrics
+from contrastive_mer.utils import infer_num_classes
 
 TASKS = ("multiclass", "multilabel", "regression")
 
@@ -99,7 +100,6 @@ class LinearProbeResult:
     metrics: dict[str, Any] | None = None
     n_train: int = 0
     n_test: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _as_float(X: Any, name: str) -> torch.Tensor:
@@ -244,7 +244,7 @@ def _fit_linear_probe(X: np.ndarray | torch.Tensor, y: Any, groups: Any, config:
     Xt = _as_float(X, "X_train")
     target = _targets(y, config.task, len(Xt), "y_train", num_classes)
     if config.task == "multiclass":
-        n_out = int(num_classes if num_classes is not None else int(target.max()) + 1)
+        n_out = int(num_classes if num_classes is not None else infer_num_classes(target))
     else:
         n_out = target.shape[1]
     grid = sorted(set(config.weight_decays), reverse=True)  # strongest first: warm starts stay close
@@ -289,10 +289,7 @@ def linear_probe(X_train: np.ndarray | torch.Tensor, y_train: Any, X_test: np.nd
     """
     config = config or LinearProbeConfig()
     if config.task == "multiclass" and num_classes is None:
-        top = [int(np.max(np.asarray(y_train)))]
-        if y_test is not None:
-            top.append(int(np.max(np.asarray(y_test))))
-        num_classes = max(top) + 1
+        num_classes = infer_num_classes(y_train, y_test)
     model, wd, val_scores = fit_linear_probe(X_train, y_train, groups_train, config, num_classes)
     Xte = _as_float(X_test, "X_test")
     if Xte.shape[1] != model.weight.shape[0]:

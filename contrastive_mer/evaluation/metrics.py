@@ -26,6 +26,8 @@ from torchmetrics.functional.classification import (
     multiclass_recall,
 )
 
+from contrastive_mer.utils import infer_num_classes
+
 ArrayLike = np.ndarray | torch.Tensor | Sequence
 
 
@@ -57,7 +59,7 @@ def classification_metrics(y_true: ArrayLike, y_pred: ArrayLike, num_classes: in
     p = _tensor(y_pred, "y_pred", torch.int64).reshape(-1)
     _check_same_shape(t, p)
     if num_classes is None:
-        num_classes = int(max(t.max().item(), p.max().item())) + 1
+        num_classes = infer_num_classes(t, p)
     for name, v in (("y_true", t), ("y_pred", p)):
         if v.min().item() < 0 or v.max().item() >= num_classes:
             raise ValueError(f"{name} has class codes outside [0, {num_classes}): "

@@ -26,6 +26,7 @@ from contrastive_mer.data.splits import group_kfold
 from contrastive_mer.evaluation.knn import KnnProbeConfig, knn_probe
 from contrastive_mer.evaluation.linear import LinearProbeConfig, linear_probe
 from contrastive_mer.store.hdf5 import FeatureStore
+from contrastive_mer.utils import infer_num_classes
 
 PROBES = ("linear", "knn")
 #: table columns per task: (metric key, column title)
@@ -181,7 +182,7 @@ def run_probes(views: Sequence[ProbeView], task: str, label: str = "label", prob
     lin = dataclasses.replace(linear or LinearProbeConfig(), task=task)
     kn = dataclasses.replace(knn or KnnProbeConfig(), task=task)
     if task == "multiclass" and num_classes is None:
-        num_classes = int(max(np.max(y) for v in views for y in (v.y_train, v.y_test) if len(y))) + 1
+        num_classes = infer_num_classes(*(y for v in views for y in (v.y_train, v.y_test)))
     by_name: dict[str, list[ProbeView]] = {}
     for v in views:
         by_name.setdefault(v.name, []).append(v)
@@ -231,8 +232,7 @@ def _label_info(train: Any, test: Any | None, label: str, task: str | None):
         if names:
             num_classes = len(names)
         else:
-            tops = [int(np.nanmax(y)) for y in (y_train, y_test) if y is not None and len(y)]
-            num_classes = max(tops) + 1 if tops else None
+            num_classes = infer_num_classes(y_train, y_test) or None
     return y_train, y_test, names, task, num_classes
 
 

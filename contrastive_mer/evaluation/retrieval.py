@@ -12,23 +12,14 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from contrastive_mer.utils import l2_normalize, to_numpy
+
 __all__ = ["cross_modal_retrieval", "retrieval_ranks", "format_table"]
-
-
-def _np(x: Any) -> np.ndarray:
-    if hasattr(x, "detach"):
-        x = x.detach().cpu().numpy()
-    return np.asarray(x)
-
-
-def _normalize(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def retrieval_ranks(queries: np.ndarray, gallery: np.ndarray, max_block_elements: int = 1 << 24) -> np.ndarray:
     """1-based rank of ``gallery[i]`` for ``queries[i]`` under cosine similarity; (N,) int64."""
-    q, g = _normalize(queries), _normalize(gallery)
+    q, g = l2_normalize(queries), l2_normalize(gallery)
     if q.shape != g.shape:
         raise ValueError(f"queries {q.shape} and gallery {g.shape} must have the same shape")
     n = len(q)
@@ -57,13 +48,13 @@ def cross_modal_retrieval(projections: Mapping[str, Any], present: Mapping[str, 
         row, the metrics are NaN and ``count`` is 0.
     """
     order = list(modalities) if modalities is not None else list(projections)
-    arrays = {m: _np(projections[m]) for m in order}
+    arrays = {m: to_numpy(projections[m]) for m in order}
     n = {len(a) for a in arrays.values()}
     if len(n) > 1:
         raise ValueError(f"projections have different row counts: { {m: len(a) for m, a in arrays.items()} }")
     masks = {}
     for m in order:
-        p = np.ones(len(arrays[m]), dtype=bool) if present is None else _np(present[m]).astype(bool)
+        p = np.ones(len(arrays[m]), dtype=bool) if present is None else to_numpy(present[m]).astype(bool)
         if p.shape != (len(arrays[m]),):
             raise ValueError(f"present[{m!r}] has shape {p.shape}, expected ({len(arrays[m])},)")
         masks[m] = p

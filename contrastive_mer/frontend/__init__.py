@@ -11,7 +11,7 @@ Typical use::
 
 from contrastive_mer.frontend.config import FUSED, FrontEndConfig
 from contrastive_mer.frontend.export import TokenWriter, export_npy, write_tokens
-from contrastive_mer.frontend.model import EncoderMismatchError, FrontEnd, sha256_file
+from contrastive_mer.frontend.model import EncoderMismatchError, FrontEnd
 from contrastive_mer.frontend.projector import Resampler, TokenMapper, build_projector, segment_mean
 from contrastive_mer.frontend.sources import SourceBatch, StoreSources, TokenSource, encode_sources, prepare_batch
 from contrastive_mer.frontend.splice import IGNORE_INDEX, PromptSplicer, SoftTokens, SplicedBatch
@@ -19,6 +19,5 @@ from contrastive_mer.frontend.splice import IGNORE_INDEX, PromptSplicer, SoftTok
 __all__ = [
     "FUSED", "IGNORE_INDEX", "EncoderMismatchError", "FrontEnd", "FrontEndConfig", "PromptSplicer", "Resampler",
     "SoftTokens", "SourceBatch", "SplicedBatch", "StoreSources", "TokenMapper", "TokenSource", "TokenWriter",
-    "build_projector", "encode_sources", "export_npy", "prepare_batch", "segment_mean", "sha256_file",
-    "write_tokens",
+    "build_projector", "encode_sources", "export_npy", "prepare_batch", "segment_mean", "write_tokens",
 ]

@@ -24,6 +24,8 @@ class FrontEndConfig:
         modalities: modalities that become token sources (None: every modality of the encoder checkpoint).
         fused: add the late-fused feature (``fusion_mode``) as the extra source ``"fused"``.
         fusion_mode: late-fusion mode of the fused source (``concat``, ``mean``, ``weighted``).
+        fusion_weights: modality -> weight of the ``weighted`` mode (required by it when the front end encodes;
+            a feature store's ``fused/weighted`` holds the weights given at extraction).
         level: ``sequence`` (frame-level encoder output, before pooling) or ``feature`` (the pooled feature).
             An encoder without a time axis contributes its feature as a one-frame sequence.
         projector: ``linear``, ``mlp`` (2 layers, GELU) or ``resampler`` (learned queries cross-attending
@@ -47,6 +49,7 @@ class FrontEndConfig:
     modalities: list[str] | None = None
     fused: bool = True
     fusion_mode: str = "concat"
+    fusion_weights: dict[str, float] = field(default_factory=dict)
     level: str = "sequence"
     projector: str = "mlp"
     tokens_per_modality: int = 4

@@ -27,6 +27,7 @@ import torch
 from contrastive_mer.frontend.config import FUSED
 from contrastive_mer.frontend.sources import SourceBatch
 from contrastive_mer.frontend.splice import SoftTokens
+from contrastive_mer.labels import fill_missing_labels
 from contrastive_mer.store.hdf5 import FeatureStore, FeatureStoreWriter, LabelSpec
 
 KIND_TOKENS, KIND_SOURCES = "frontend-tokens", "frontend-sources"
@@ -86,19 +87,9 @@ class TokenWriter:
                 rows = [seq[i, :int(lengths[i])] if present[s][i] else None for i in range(n)]
                 features[s] = np.where(present[s][:, None], src.feature.detach().float().cpu().numpy(), 0.0)
             sequences[s] = rows
-        self.writer.append(batch.ids, self._labels(batch, n), {g: batch.groups.get(g, [""] * n) for g in self.groups},
+        labels = fill_missing_labels(batch.labels, self.writer.schema.labels, n)
+        self.writer.append(batch.ids, labels, {g: batch.groups.get(g, [""] * n) for g in self.groups},
                            features, {}, present, {}, sequences)
-
-    def _labels(self, batch: SourceBatch, n: int) -> dict[str, np.ndarray]:
-        out = {}
-        for name, spec in self.writer.schema.labels.items():
-            if name in batch.labels:
-                out[name] = batch.labels[name].cpu().numpy()
-            elif spec.kind == "categorical":
-                out[name] = np.full(n, -1, dtype=np.int64)
-            else:
-                out[name] = np.full((n, spec.width) if spec.width else n, np.nan, dtype=np.float32)
-        return out
 
     def finish(self) -> Path:
         return self.writer.finish()

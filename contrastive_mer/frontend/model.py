@@ -21,7 +21,7 @@ from contrastive_mer.frontend.projector import build_projector
 from contrastive_mer.frontend.sources import SourceBatch, encode_sources
 from contrastive_mer.frontend.splice import PromptSplicer, SoftTokens, SplicedBatch
 from contrastive_mer.fusion import fused_dim
-from contrastive_mer.extraction import file_sha256 as sha256_file
+from contrastive_mer.utils import file_sha256
 
 FORMAT = "contrastive-mer-frontend/1"
 
@@ -92,7 +92,7 @@ class FrontEnd(nn.Module):
         if not path.is_file():
             raise FileNotFoundError(f"encoder checkpoint not found: {path}")
         module = load_module(str(path), map_location)
-        return cls(config, encoder_source_dims(module, config), module, sha256_file(path))
+        return cls(config, encoder_source_dims(module, config), module, file_sha256(path))
 
     @classmethod
     def from_store_dims(cls, store: Any, config: FrontEndConfig) -> "FrontEnd":
@@ -125,7 +125,8 @@ class FrontEnd(nn.Module):
         if self.encoder is None:
             raise RuntimeError("this front end has no encoders (built from a feature store); pass a SourceBatch")
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_encoders):
-            return encode_sources(self.encoder, batch, self.modalities, self.config.fused, self.config.fusion_mode)
+            return encode_sources(self.encoder, batch, self.modalities, self.config.fused, self.config.fusion_mode,
+                                  self.config.fusion_weights)
 
     def forward(self, batch: Batch | SourceBatch) -> dict[str, SoftTokens]:
         """Soft tokens per source (see :class:`SoftTokens`); absent samples follow ``config.missing``."""
@@ -223,7 +224,7 @@ class FrontEnd(nn.Module):
         if (encoder_ckpt is None) == (store is None):
             raise ValueError("FrontEnd.load: pass exactly one of encoder_ckpt and store")
         if encoder_ckpt is not None:
-            actual, where = sha256_file(encoder_ckpt), str(encoder_ckpt)
+            actual, where = file_sha256(encoder_ckpt), str(encoder_ckpt)
         else:
             actual, where = str(store.attrs.get("checkpoint_sha256", "")), f"the store {store.path}"
         if actual != recorded:

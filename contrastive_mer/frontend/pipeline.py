@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -13,13 +13,14 @@ from contrastive_mer.config import to_dict, to_yaml
 from contrastive_mer.data.dataset import SkipReport
 from contrastive_mer.errors import UserError
 from contrastive_mer.frontend.config import FUSED, FrontEndConfig
-from contrastive_mer.frontend.data import (
-    dataset_config, dataset_records, label_specs, load_frontend_yaml, source_batches,
-)
+from contrastive_mer.encoding import resolve_device
+from contrastive_mer.frontend.data import dataset_config, dataset_records, load_frontend_yaml, source_batches
 from contrastive_mer.frontend.export import export_npy, write_tokens
-from contrastive_mer.frontend.model import FrontEnd, encoder_source_dims, sha256_file
+from contrastive_mer.frontend.model import FrontEnd, encoder_source_dims
 from contrastive_mer.frontend.sources import SourceBatch, StoreSources
-from contrastive_mer.store.hdf5 import FeatureStore, LabelSpec
+from contrastive_mer.labels import label_specs, store_label_specs
+from contrastive_mer.store.hdf5 import FeatureStore
+from contrastive_mer.utils import file_sha256
 
 
 @dataclass
@@ -35,10 +36,9 @@ class ExportRequest:
     npy_dir: str | None = None
     name: str = "cmer"
     batch_size: int = 32
-    device: str = "cpu"
+    device: str = "auto"
     overwrite: bool = False
     progress: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _frontend_config(section: dict[str, Any]) -> FrontEndConfig:
@@ -47,17 +47,6 @@ def _frontend_config(section: dict[str, Any]) -> FrontEndConfig:
         return FrontEndConfig.from_dict({"llm_hidden": 1, **section})
     except (TypeError, ValueError) as err:
         raise UserError(str(err)) from None
-
-
-def _store_labels(store: FeatureStore) -> dict[str, LabelSpec]:
-    specs = {}
-    for n in store.label_names():
-        names, values = store.class_names(n), store.labels(n)
-        if values.ndim == 2:
-            specs[n] = LabelSpec(tuple(names) if names else None, multi_label=True, dim=values.shape[1])
-        else:
-            specs[n] = LabelSpec(tuple(names) if names else None)
-    return specs
 
 
 def _chunks(sources: StoreSources, size: int) -> Iterator[SourceBatch]:
@@ -72,7 +61,8 @@ def export_frontend(req: ExportRequest) -> tuple[Path, dict[str, int]]:
     if not ckpt.is_file():
         raise FileNotFoundError(f"checkpoint not found: {ckpt}")
     yaml = load_frontend_yaml(req.config, req.overrides)
-    sha = sha256_file(ckpt)
+    sha = file_sha256(ckpt)
+    device = resolve_device(req.device)
     front: FrontEnd | None = None
     if req.projector is not None:
         front = FrontEnd.load(req.projector, encoder_ckpt=ckpt)
@@ -92,12 +82,12 @@ def export_frontend(req: ExportRequest) -> tuple[Path, dict[str, int]]:
         dims = encoder_source_dims(module, fcfg)
     assert module is not None
     modalities = [s for s in dims if s != FUSED]
-    attrs = {"checkpoint_sha256": sha, "frontend_config": fcfg.to_dict(), **req.extra}
+    attrs = {"checkpoint_sha256": sha, "frontend_config": fcfg.to_dict()}
     if req.projector is not None:
-        attrs["projector_sha256"] = sha256_file(req.projector)
+        attrs["projector_sha256"] = file_sha256(req.projector)
     out = Path(req.out)
     if front is not None:
-        front.to(req.device)
+        front.to(device)
     report: SkipReport | None = None
     store: FeatureStore | None = None
     try:
@@ -107,20 +97,22 @@ def export_frontend(req: ExportRequest) -> tuple[Path, dict[str, int]]:
                 raise UserError(f"{req.features} was extracted with another encoder checkpoint than {ckpt}")
             sources = StoreSources(store, modalities, fcfg.level, fcfg.fused, fcfg.fusion_mode)
             attrs["source_store"] = str(req.features)
-            batches: Iterator[SourceBatch] = _chunks(sources, req.batch_size)
-            total, labels, groups = len(sources), _store_labels(store), store.group_names()
+            batches: Iterator[SourceBatch] = tqdm(_chunks(sources, req.batch_size),
+                                                  total=-(-len(sources) // req.batch_size),
+                                                  disable=not req.progress, desc=f"frontend-export -> {out.name}")
+            labels, groups = store_label_specs(store), store.group_names()
         else:
             cfg = dataset_config(to_dict(module.cfg), yaml.get("data"))
             adapter, records = dataset_records(cfg)
             attrs["config"] = to_yaml(cfg)
             report = SkipReport(out.with_name(out.name + ".skipped.jsonl"), cfg.data.max_skip_fraction)
             batches = source_batches(module, cfg, records, adapter, modalities, fcfg.fused, fcfg.fusion_mode,
-                                     req.batch_size, req.device, report)
-            total, labels = len(records), label_specs(adapter, records)
+                                     req.batch_size, device, report,
+                                     progress=f"frontend-export -> {out.name}" if req.progress else None,
+                                     fusion_weights=fcfg.fusion_weights)
+            labels = label_specs(adapter, records)
             groups = sorted({g for r in records for g in r.groups})
-        bar = tqdm(batches, total=-(-total // req.batch_size), disable=not req.progress,
-                   desc=f"frontend-export -> {out.name}")
-        moved = (b.to(req.device) for b in bar) if front is not None else bar
+        moved = (b.to(device) for b in batches) if front is not None else batches
         path = write_tokens(out, moved, front, dims, level=fcfg.level, labels=labels, groups=groups, attrs=attrs,
                             overwrite=req.overwrite)
     finally:

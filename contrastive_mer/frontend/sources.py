@@ -110,7 +110,7 @@ class SourceBatch:
 
 # ------------------------------------------------------------------------------------------- from encoders
 def encode_sources(module: Any, batch: Batch, modalities: Sequence[str], fused: bool = True,
-                   fusion_mode: str = "concat") -> SourceBatch:
+                   fusion_mode: str = "concat", fusion_weights: Mapping[str, float] | None = None) -> SourceBatch:
     """Run the encoders of ``module`` (a :class:`~contrastive_mer.module.PairwiseContrastiveModule`) on
     ``batch``. Gradients flow only if enabled by the caller and the encoders require them.
 
@@ -131,7 +131,8 @@ def encode_sources(module: Any, batch: Batch, modalities: Sequence[str], fused: 
         features = {m: o.feature for m, o in outputs.items()}
         projections = module.project(outputs) if fusion_mode != "concat" else None
         present = {m: batch.present[m] for m in module.modalities}
-        vector = fuse(features, projections, present, mode=fusion_mode, modalities=list(module.modalities))
+        vector = fuse(features, projections, present, mode=fusion_mode, weights=fusion_weights,
+                      modalities=list(module.modalities))
         any_present = torch.stack([present[m] for m in module.modalities]).any(0)
         sources[FUSED] = TokenSource(vector, any_present)
     return SourceBatch(list(batch.ids), sources, dict(batch.labels), dict(batch.groups))

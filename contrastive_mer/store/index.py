@@ -18,6 +18,7 @@ import faiss
 import numpy as np
 
 from contrastive_mer.store.hdf5 import FeatureStore
+from contrastive_mer.utils import l2_normalize
 
 KINDS = ("flat", "ivf", "hnsw")
 METRICS = ("ip", "l2")
@@ -28,13 +29,6 @@ _ADD_CHUNK = 65536
 def gpu_available() -> bool:
     """True when this faiss build has GPU support and sees at least one GPU."""
     return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
-
-
-def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
-    """Row-wise L2 normalisation; all-zero rows stay zero."""
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.maximum(norms, eps)
 
 
 @dataclass

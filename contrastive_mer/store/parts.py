@@ -23,6 +23,7 @@ import h5py
 import numpy as np
 
 from contrastive_mer.store._layout import STR_DTYPE, StoreLayout, StoreSchema
+from contrastive_mer.utils import to_numpy as _np
 
 __all__ = ["FORMAT_VERSION", "MANIFEST_NAME", "FINISHED_NAME", "atomic_write_text", "build_rows", "fsync_dir",
            "fsync_file", "list_parts", "merge_parts", "next_part_path", "parts_dir_for", "read_part_ids",
@@ -37,12 +38,6 @@ _PART_RE = re.compile(r"^(?:part|shard)-(\d+)\.h5$")
 
 
 # ----------------------------------------------------------------------------------------------- batches
-def _np(x: Any) -> np.ndarray:
-    if hasattr(x, "detach"):  # torch tensor, without importing torch
-        x = x.detach().cpu().numpy()
-    return np.asarray(x)
-
-
 def _ragged(schema: StoreSchema, m: str, value: Any, ids: list[str], where: str) -> tuple[np.ndarray, np.ndarray]:
     """``(values (sum T_i, D), lengths (B,))`` from a list of per-row arrays or such a pair."""
     dim, dtype, b = schema.sequence_dims[m], np.dtype(schema.sequence_dtype), len(ids)

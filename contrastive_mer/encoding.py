@@ -1,0 +1,87 @@
+"""The one loop from dataset records to encoded batches, with skip reporting.
+
+:func:`encode_records` decodes records (a DataLoader over :class:`MERDataset`), records undecodable clips in a
+:class:`SkipReport` (which raises past ``data.max_skip_fraction``), and runs a caller-given ``encode`` on each
+non-empty batch without gradients. Extraction (store rows) and the MLLM front end (token sources) differ only
+in that ``encode``; training counts skips with the same :class:`SkipTracker`.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterator, Sequence, TypeVar
+
+import torch
+from omegaconf import DictConfig
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from contrastive_mer.data.datamodule import build_preprocessors
+from contrastive_mer.data.dataset import Collator, MERDataset, SkipReport
+from contrastive_mer.data.datasets.base import ClipRecord, CorpusAdapter
+from contrastive_mer.data.sample import Batch
+
+T = TypeVar("T")
+
+__all__ = ["SkipTracker", "encode_records", "resolve_device"]
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``auto``: CUDA when available (``cuda:<LOCAL_RANK>`` under torchrun), else CPU; anything else as given."""
+    if str(device) == "auto":
+        from contrastive_mer.extraction_parallel import local_rank_device
+
+        return torch.device(local_rank_device() or "cuda") if torch.cuda.is_available() else torch.device("cpu")
+    return torch.device(device)
+
+
+class SkipTracker:
+    """Counts the clips a loader delivered or skipped and records the skipped ones in ``report``, which raises
+    once too large a fraction of them was skipped. ``seen`` starts at clips already handled (a resumed run)."""
+
+    def __init__(self, report: SkipReport | None, seen: int = 0):
+        self.report = report
+        self.seen = seen
+
+    def __call__(self, batch: Batch) -> int:
+        """Account for one batch; returns how many clips it covered (decoded + skipped)."""
+        covered = len(batch) + len(batch.skipped)
+        self.seen += covered
+        if self.report is not None:
+            if batch.skipped:
+                self.report.add(batch.skipped)
+            self.report.check(max(self.seen, len(self.report.entries)))
+        return covered
+
+
+def encode_records(module: torch.nn.Module, cfg: DictConfig, adapter: CorpusAdapter, records: Sequence[ClipRecord],
+                   encode: Callable[[Batch], T], *, batch_size: int = 32, device: str | torch.device = "auto",
+                   num_workers: int | None = None, report: SkipReport | None = None, seen: int = 0,
+                   progress: str | None = None) -> Iterator[T]:
+    """Yield ``encode(batch)`` for each non-empty batch of ``records``, in record order.
+
+    The batch is on ``device`` (``auto``: see :func:`resolve_device`), ``module`` is moved there and put in
+    eval mode; ``encode`` runs without gradients. Preprocessing follows ``cfg`` (its disk cache is used when
+    configured; the memory cache is not, every clip is read once). ``num_workers`` defaults to
+    ``data.num_workers``. ``seen`` clips already done count towards the skip fraction and the progress bar
+    (shown with ``progress`` as its title).
+    """
+    target = resolve_device(device)
+    module.to(target).eval()
+    preprocessors = build_preprocessors(cfg)
+    dataset = MERDataset(adapter, records, preprocessors, cache="disk" if cfg.data.cache == "disk" else "none",
+                         cache_dir=cfg.data.cache_dir)
+    workers = cfg.data.num_workers if num_workers is None else num_workers
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
+                        collate_fn=Collator(preprocessors), pin_memory=target.type == "cuda")
+    tracker = SkipTracker(report, seen)
+    bar = tqdm(total=seen + len(records), initial=seen, desc=progress, disable=progress is None, unit="clip")
+    try:
+        for batch in loader:
+            bar.update(tracker(batch))
+            if len(batch) == 0:
+                continue
+            with torch.no_grad():
+                result = encode(batch.to(target, non_blocking=True))
+            yield result
+    finally:
+        bar.close()
