@@ -29,6 +29,10 @@ class ModalityConfig:
     encoder: str = MISSING
     encoder_args: dict[str, Any] = field(default_factory=dict)
     preprocess: dict[str, Any] = field(default_factory=dict)
+    # the preprocessor kind when it is not the encoder's input kind (e.g. opensmile for a vector encoder)
+    input: Optional[str] = None
+    # the adapter input this modality reads (default: the modality's name), e.g. audio for an egemaps modality
+    source: Optional[str] = None
 
 
 @dataclass
@@ -47,6 +51,10 @@ class DataConfig:
     drop_last: bool = True
     batch_grouping: Optional[str] = None
     groups_per_batch: int = 1
+    # label-free input standardisation per modality: speaker (any group name), utterance or none
+    # (contrastive_mer.data.normalization); groups with fewer than normalize_min_clips clips fall back
+    normalize: dict[str, str] = field(default_factory=dict)
+    normalize_min_clips: int = 2
 
 
 @dataclass
@@ -218,7 +226,11 @@ def validate(cfg: DictConfig) -> None:
             msg = _one_line(err) if isinstance(err, OmegaConfBaseException) else str(err)
             raise ConfigError(f"{key}: {msg}") from None
         try:
-            preprocess_config(mod, entry.input_kind, PREPROCESSORS)
+            kind = input_kind(mod, entry.input_kind)
+        except ConfigError as err:
+            raise ConfigError(f"{key}.{err}") from None
+        try:
+            preprocess_config(mod, kind, PREPROCESSORS)
         except OmegaConfBaseException as err:
             raise ConfigError(f"{key}.preprocess: {_one_line(err)}") from None
     try:
@@ -235,9 +247,11 @@ def validate(cfg: DictConfig) -> None:
     except ValueError as err:
         raise ConfigError(f"data.options: {err}") from None
     offered = adapter_modalities(cfg.data.dataset)
-    for name in modalities:
-        if offered and name not in offered:
-            raise ConfigError(f"model.modalities.{name}: unknown modality {name!r} for dataset "
+    for name, mod in cfg.model.modalities.items():
+        source = mod.source or name
+        if offered and source not in offered:
+            what = f"source {source!r} of modality {name!r}" if mod.source else f"modality {name!r}"
+            raise ConfigError(f"model.modalities.{name}: unknown {what} for dataset "
                               f"{cfg.data.dataset!r}; it provides {', '.join(offered)}")
     _choice(cfg.optim.name, OPTIMIZERS, "optim.name")
     _choice(cfg.optim.scheduler, SCHEDULERS, "optim.scheduler")
@@ -247,6 +261,18 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"loss.temperature: {cfg.loss.temperature} must be > 0 and >= 1/max_logit_scale")
     if not 0.0 <= cfg.data.val_fraction < 1.0:
         raise ConfigError(f"data.val_fraction: {cfg.data.val_fraction} must be in [0, 1)")
+    for name, mode in cfg.data.normalize.items():
+        if name not in modalities:
+            raise ConfigError(f"data.normalize.{name}: no such modality; the model has {', '.join(modalities)}")
+        mod = cfg.model.modalities[name]
+        kind = input_kind(mod, get_entry(mod.encoder).input_kind)
+        if kind not in ("logmel", "vector", "opensmile"):
+            raise ConfigError(f"data.normalize.{name}: only log-mel and vector inputs can be standardised, "
+                              f"not {kind}")
+        if not isinstance(mode, str) or not mode:
+            raise ConfigError(f"data.normalize.{name}: expected speaker (a group name), utterance or none")
+    if cfg.data.normalize_min_clips < 1:
+        raise ConfigError(f"data.normalize_min_clips: {cfg.data.normalize_min_clips} must be >= 1")
 
 
 # encoder argument -> preprocessor argument it determines, per input kind
@@ -254,21 +280,36 @@ _DERIVED = {
     "logmel": {"n_mels": "n_mels"},
     "tokens": {"model_path": "model_path", "vocab_size": "vocab_size", "max_length": "max_length"},
     "vector": {"input_dim": "input_dim"},
+    "opensmile": {"input_dim": "input_dim"},
     "frames": {},
 }
 
 
-def preprocess_config(mod: Any, input_kind: str, registry: dict[str, tuple[type, type]] | None = None) -> Any:
+def input_kind(mod: Any, encoder_kind: str) -> str:
+    """The preprocessor kind of a modality: ``mod.input`` when set (it must produce ``encoder_kind``), else
+    the encoder's input kind. ConfigError names a bad or incompatible kind."""
+    from contrastive_mer.data.transforms import PREPROCESSORS, PRODUCES
+
+    kind = getattr(mod, "input", None) or encoder_kind
+    if kind not in PREPROCESSORS:
+        raise ConfigError(f"input: unknown preprocessor kind {kind!r}; known: {', '.join(PREPROCESSORS)}")
+    if PRODUCES.get(kind, kind) != encoder_kind:
+        raise ConfigError(f"input: {kind!r} produces {PRODUCES.get(kind, kind)} inputs but the encoder "
+                          f"{mod.encoder!r} takes {encoder_kind}")
+    return kind
+
+
+def preprocess_config(mod: Any, kind: str, registry: dict[str, tuple[type, type]] | None = None) -> Any:
     """The typed preprocessor config of a modality: defaults, then values implied by the encoder's arguments,
     then the modality's explicit ``preprocess`` overrides."""
     if registry is None:
         from contrastive_mer.data.transforms import PREPROCESSORS as registry
     from contrastive_mer.encoders import encoder_config
 
-    cfg_cls, _ = registry[input_kind]
+    cfg_cls, _ = registry[kind]
     enc = encoder_config(mod.encoder, OmegaConf.to_container(mod.encoder_args)
                          if isinstance(mod.encoder_args, DictConfig) else mod.encoder_args)
-    derived = {dst: getattr(enc, src) for src, dst in _DERIVED[input_kind].items()}
+    derived = {dst: getattr(enc, src) for src, dst in _DERIVED[kind].items()}
     explicit = OmegaConf.to_container(mod.preprocess) if isinstance(mod.preprocess, DictConfig) else mod.preprocess
     merged = OmegaConf.merge(OmegaConf.structured(cfg_cls), derived, explicit or {})
     return OmegaConf.to_object(merged)

@@ -69,7 +69,8 @@ def encode_records(module: torch.nn.Module, cfg: DictConfig, adapter: CorpusAdap
     module.to(target).eval()
     preprocessors = build_preprocessors(cfg)
     dataset = MERDataset(adapter, records, preprocessors, cache="disk" if cfg.data.cache == "disk" else "none",
-                         cache_dir=cfg.data.cache_dir)
+                         cache_dir=cfg.data.cache_dir, normalize=cfg.data.normalize,
+                         normalize_min_clips=cfg.data.normalize_min_clips, normalize_records=adapter.records())
     workers = cfg.data.num_workers if num_workers is None else num_workers
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
                         collate_fn=Collator(preprocessors), pin_memory=target.type == "cuda")

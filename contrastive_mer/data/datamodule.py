@@ -19,14 +19,16 @@ from contrastive_mer.data.transforms import PREPROCESSORS, Preprocessor
 
 
 def build_preprocessors(cfg: DictConfig) -> dict[str, Preprocessor]:
-    """One preprocessor per configured modality, chosen by its encoder's input kind."""
-    from contrastive_mer.config import preprocess_config
+    """One preprocessor per configured modality, chosen by its encoder's input kind (or ``input``); each
+    reads the adapter input named by the modality's ``source`` (default: the modality's name)."""
+    from contrastive_mer.config import input_kind, preprocess_config
     from contrastive_mer.encoders import get_entry
 
     out = {}
     for name, mod in cfg.model.modalities.items():
-        kind = get_entry(mod.encoder).input_kind
+        kind = input_kind(mod, get_entry(mod.encoder).input_kind)
         out[name] = PREPROCESSORS[kind][1](preprocess_config(mod, kind))
+        out[name].source = mod.get("source") or name
     return out
 
 
@@ -84,7 +86,8 @@ class MERDataModule(pl.LightningDataModule):
     def dataset(self, records: Sequence[ClipRecord]) -> MERDataset:
         d = self.cfg.data
         cache_dir = Path(d.cache_dir) if d.cache_dir else None
-        return MERDataset(self.adapter, records, self.preprocessors, d.cache, cache_dir)
+        return MERDataset(self.adapter, records, self.preprocessors, d.cache, cache_dir,
+                          normalize=d.normalize, normalize_min_clips=d.normalize_min_clips)
 
     def _rank_world(self) -> tuple[int, int]:
         trainer = getattr(self, "trainer", None)

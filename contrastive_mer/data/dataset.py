@@ -13,13 +13,14 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from contrastive_mer.data.datasets.base import ClipRecord, CorpusAdapter, SampleError
+from contrastive_mer.data.normalization import GroupNormalizer
 from contrastive_mer.data.sample import Batch
 from contrastive_mer.data.transforms import Preprocessor
 
@@ -92,10 +93,18 @@ class MERDataset(Dataset):
     ``cache``: ``none``; ``memory`` (per process; keep DataLoader workers persistent); or ``disk`` (under
     ``cache_dir``, keyed by file content, record id and preprocessing settings, so later epochs and extractions
     don't decode again).
+
+    ``normalize``: modality -> ``speaker`` (any group name), ``utterance`` or ``none``
+    (:mod:`contrastive_mer.data.normalization`). Group statistics are fitted on this dataset's records when it
+    is built (one pass over the clips; cached inputs are kept un-normalised), from the clips' own groups only;
+    ``normalize_records`` fits them on other records instead (e.g. the whole corpus when only some clips are
+    encoded, so that a resumed or sharded extraction sees the same statistics).
     """
 
     def __init__(self, adapter: CorpusAdapter, records: Sequence[ClipRecord],
-                 preprocessors: dict[str, Preprocessor], cache: str = "memory", cache_dir: str | Path | None = None):
+                 preprocessors: dict[str, Preprocessor], cache: str = "memory", cache_dir: str | Path | None = None,
+                 normalize: Mapping[str, str] | None = None, normalize_min_clips: int = 2,
+                 normalize_records: Sequence[ClipRecord] | None = None):
         self.adapter = adapter
         self.records = list(records)
         self.preprocessors = preprocessors
@@ -105,14 +114,27 @@ class MERDataset(Dataset):
         if cache == "disk" and self.cache_dir is None:
             raise ValueError("data.cache=disk needs data.cache_dir")
         self._memory: dict[int, PreparedSample | Skipped] = {}
+        self.normalizer: GroupNormalizer | None = None
+        if normalize and any(mode != "none" for mode in normalize.values()):
+            self.normalizer = GroupNormalizer(dict(normalize), preprocessors, min_clips=normalize_min_clips)
+            if self.normalizer.needs_fit:
+                source = self if normalize_records is None else \
+                    MERDataset(adapter, normalize_records, preprocessors, cache if cache != "memory" else "none",
+                               cache_dir)
+                self.normalizer.fit((item.tensors, item.groups) for item in map(source._cached, range(len(source)))
+                                    if isinstance(item, PreparedSample))
 
     def __len__(self) -> int:
         return len(self.records)
 
+    def _source(self, modality: str) -> str:
+        """The adapter input a modality reads (``model.modalities.<m>.source``, default its name)."""
+        return self.preprocessors[modality].source or modality
+
     def _disk_key(self, record: ClipRecord, modality: str) -> Path:
         assert self.cache_dir is not None
         settings = json.dumps(self.preprocessors[modality].settings(), sort_keys=True, default=str)
-        source = _source_digest(record.sources.get(modality))
+        source = _source_digest(record.sources.get(self._source(modality)))
         key = hashlib.sha1(f"{self.adapter.name}|{record.id}|{source}|{settings}".encode()).hexdigest()
         return self.cache_dir / modality / f"{key}.pt"
 
@@ -131,13 +153,14 @@ class MERDataset(Dataset):
         labels, groups = record.labels, record.groups
         if todo:
             try:
-                sample = self.adapter.load(record, todo)
+                sample = self.adapter.load(record, list(dict.fromkeys(self._source(m) for m in todo)))
                 for m in todo:
-                    if m in sample.inputs:
+                    if self._source(m) in sample.inputs:
                         try:
-                            tensors[m] = self.preprocessors[m](sample.inputs[m])
+                            tensors[m] = self.preprocessors[m](sample.inputs[self._source(m)])
                         except (ValueError, RuntimeError) as err:
-                            raise SampleError(record.id, f"{m}: {err}", str(record.sources.get(m) or "")) from err
+                            raise SampleError(record.id, f"{m}: {err}",
+                                              str(record.sources.get(self._source(m)) or "")) from err
                 labels, groups = sample.labels or labels, sample.groups or groups
             except SampleError as err:
                 return Skipped(record.id, err.path or "", err.reason)
@@ -151,13 +174,20 @@ class MERDataset(Dataset):
             return Skipped(record.id, "", f"none of the modalities {self.modalities} could be loaded")
         return PreparedSample(record.id, tensors, dict(labels), dict(groups))
 
-    def __getitem__(self, index: int) -> PreparedSample | Skipped:
+    def _cached(self, index: int) -> PreparedSample | Skipped:
+        """The prepared (un-normalised) sample, from the memory cache when it is on."""
         if self.cache == "memory" and index in self._memory:
             return self._memory[index]
         item = self._prepare(self.records[index])
         if self.cache == "memory":
             self._memory[index] = item
         return item
+
+    def __getitem__(self, index: int) -> PreparedSample | Skipped:
+        item = self._cached(index)
+        if self.normalizer is None or not isinstance(item, PreparedSample):
+            return item
+        return PreparedSample(item.id, self.normalizer(item.tensors, item.groups), item.labels, item.groups)
 
 
 def _label_column(values: list[Any]) -> torch.Tensor | None:

@@ -3,7 +3,9 @@
 A preprocessor turns one raw sample input (waveform, frames, text, vector) into a tensor and knows how to pad a
 list of them into a batch. Which preprocessor a modality gets follows from its encoder's input kind:
 ``logmel`` (waveform -> log-mel), ``frames`` (uint8 frames -> normalised float frames), ``tokens`` (text -> ids),
-``vector`` (pre-extracted features).
+``vector`` (pre-extracted features). A modality may name another preprocessor that produces the encoder's input
+kind (``model.modalities.<m>.input``): ``opensmile`` (waveform -> openSMILE functionals or frame-level
+descriptors) feeds vector encoders.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ class Preprocessor(ABC):
 
     #: True when the tensor has a time axis that is padded in batches
     has_time: bool = True
+    #: the adapter input this preprocessor reads (None: the modality's own name)
+    source: str | None = None
 
     @abstractmethod
     def __call__(self, raw: Any) -> torch.Tensor:
@@ -183,9 +187,55 @@ class Vector(Preprocessor):
         return torch.zeros(1, self.cfg.input_dim) if self.has_time else torch.zeros(self.cfg.input_dim)
 
 
+@dataclass
+class OpenSmileConfig:
+    """openSMILE features of the waveform: ``functionals`` (a vector per clip) or ``lld`` (frames, 10 ms)."""
+
+    feature_set: str = "eGeMAPSv02"
+    level: str = "functionals"
+    sample_rate: int = 16000
+    max_seconds: float | None = 8.0
+    input_dim: int = 88
+
+
+class OpenSmile(Preprocessor):
+    """Waveform ``(N,)`` -> openSMILE functionals ``(D,)`` or low-level descriptors ``(T, D)``
+    (:mod:`contrastive_mer.data.opensmile_features`); feeds encoders that take vectors. The feature set and
+    level are part of :meth:`settings`, hence of the disk-cache keys."""
+
+    def __init__(self, cfg: OpenSmileConfig):
+        from contrastive_mer.data.opensmile_features import OpenSmileExtractor, feature_dim
+
+        dim = feature_dim(cfg.feature_set, cfg.level)
+        if cfg.input_dim != dim:
+            raise ValueError(f"openSMILE {cfg.feature_set} {cfg.level} has {dim} values per "
+                             f"{'clip' if cfg.level == 'functionals' else 'frame'}; the encoder expects "
+                             f"input_dim={cfg.input_dim}")
+        self.cfg = cfg
+        self.has_time = cfg.level == "lld"
+        self.extract = OpenSmileExtractor(cfg.feature_set, cfg.level)
+
+    def settings(self) -> dict[str, Any]:
+        return {"kind": "opensmile", **vars(self.cfg)}
+
+    def __call__(self, raw: Any) -> torch.Tensor:
+        wave = np.asarray(raw, dtype=np.float32)
+        if wave.ndim != 1:
+            raise ValueError(f"audio must be a mono waveform (N,), got shape {wave.shape}")
+        if self.cfg.max_seconds:
+            wave = wave[: int(self.cfg.max_seconds * self.cfg.sample_rate)]
+        return torch.from_numpy(self.extract(wave, self.cfg.sample_rate))
+
+    def placeholder(self) -> torch.Tensor:
+        return torch.zeros(1, self.cfg.input_dim) if self.has_time else torch.zeros(self.cfg.input_dim)
+
+
 PREPROCESSORS: dict[str, tuple[type, type]] = {
     "logmel": (LogMelConfig, LogMel),
     "frames": (FramesConfig, Frames),
     "tokens": (TokensConfig, Tokens),
     "vector": (VectorConfig, Vector),
+    "opensmile": (OpenSmileConfig, OpenSmile),
 }
+#: preprocessor kind -> the encoder input kind its tensors are (a kind not listed produces itself)
+PRODUCES = {"opensmile": "vector"}

@@ -2,7 +2,9 @@
 
 What a probe on pretrained features must beat: pooled log-mel statistics (mean and standard deviation of
 every mel band over time), downsampled frames (every frame average-pooled to a small grid, mean and standard
-deviation over time), a hashed bag of words for text, and pre-extracted vectors as they are.
+deviation over time), a hashed bag of words for text, pre-extracted vectors as they are, and openSMILE
+functionals (eGeMAPS) of the audio (:func:`with_opensmile_baseline`). Each is probed as it is and standardised
+within each speaker (:func:`~contrastive_mer.data.normalization.zscore_by_group`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from contrastive_mer.data.dataset import MERDataset, PreparedSample
-from contrastive_mer.data.transforms import Frames, LogMel, Preprocessor, Tokens, Vector
+from contrastive_mer.data.transforms import Frames, LogMel, OpenSmile, OpenSmileConfig, Preprocessor, Tokens, Vector
 
 
 def logmel_stats(logmel: torch.Tensor) -> np.ndarray:
@@ -44,8 +46,10 @@ def raw_features(prep: Preprocessor, tensor: torch.Tensor) -> np.ndarray:
         return frame_grid(tensor)
     if isinstance(prep, Tokens):
         return bag_of_tokens(tensor)
-    if isinstance(prep, Vector):
-        return (tensor.mean(0) if tensor.dim() == 2 else tensor).numpy()
+    if isinstance(prep, (Vector, OpenSmile)):
+        if tensor.dim() == 2:  # a frame sequence: mean and std over time
+            return torch.cat([tensor.mean(0), tensor.std(0, unbiased=False)]).numpy()
+        return tensor.numpy()
     raise TypeError(f"no raw baseline for preprocessor {type(prep).__name__}")
 
 
@@ -59,15 +63,43 @@ class RawFeatures:
     labels: dict[str, np.ndarray] = field(default_factory=dict)
     groups: dict[str, np.ndarray] = field(default_factory=dict)
 
-    def concat(self, modalities: Sequence[str] | None = None) -> np.ndarray:
-        """Modalities side by side, each standardised over its present rows, absent rows zero."""
+    def concat(self, modalities: Sequence[str] | None = None, fit_rows: np.ndarray | None = None) -> np.ndarray:
+        """Modalities side by side, each standardised with the statistics of its present ``fit_rows``
+        (default: every row; pass the training rows so that no test row enters the statistics); absent rows 0."""
         parts = []
+        fit = np.ones(len(self.ids), dtype=bool) if fit_rows is None else np.asarray(fit_rows)
         for m in modalities or list(self.features):
             x, p = self.features[m], self.present[m]
-            mean = x[p].mean(0) if p.any() else 0.0
-            std = x[p].std(0) + 1e-6 if p.any() else 1.0
+            rows = p & fit
+            mean = x[rows].mean(0) if rows.any() else 0.0
+            std = x[rows].std(0) + 1e-6 if rows.any() else 1.0
             parts.append(np.where(p[:, None], (x - mean) / std, 0.0))
         return np.concatenate(parts, axis=1).astype(np.float32)
+
+
+def with_opensmile_baseline(preprocessors: dict[str, Preprocessor], name: str = "egemaps",
+                            feature_set: str = "eGeMAPSv02") -> dict[str, Preprocessor]:
+    """``preprocessors`` plus openSMILE functionals of the first waveform input (a log-mel modality), as
+    ``name``; unchanged when there is no such input, when a modality already is these functionals, or when
+    the ``opensmile`` package is missing."""
+    try:
+        import opensmile  # noqa: F401
+    except ImportError:
+        return dict(preprocessors)
+    if name in preprocessors or any(isinstance(p, OpenSmile) and p.cfg.level == "functionals"
+                                    and p.cfg.feature_set == feature_set for p in preprocessors.values()):
+        return dict(preprocessors)
+    audio = next(((m, p) for m, p in preprocessors.items() if isinstance(p, LogMel)), None)
+    if audio is None:
+        return dict(preprocessors)
+    from contrastive_mer.data.opensmile_features import feature_dim
+
+    m, mel = audio
+    smile = OpenSmile(OpenSmileConfig(feature_set=feature_set, level="functionals",
+                                      sample_rate=mel.cfg.sample_rate, max_seconds=mel.cfg.max_seconds,
+                                      input_dim=feature_dim(feature_set, "functionals")))
+    smile.source = mel.source or m
+    return {**preprocessors, name: smile}
 
 
 def compute_raw_features(dataset: MERDataset) -> RawFeatures:

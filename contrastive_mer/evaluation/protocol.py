@@ -242,13 +242,27 @@ def _group_array(store: Any, group: str) -> np.ndarray:
     return np.asarray(store.groups(group))
 
 
+def _normalized(store: Any, X: np.ndarray, usable: np.ndarray, by: str | None) -> np.ndarray:
+    """``X`` standardised within each ``by`` group over its usable rows (unusable rows left as they are)."""
+    if by is None:
+        return X
+    from contrastive_mer.data.normalization import zscore_by_group
+
+    out = np.array(X, dtype=np.float32, copy=True)
+    out[usable] = zscore_by_group(X[usable], _group_array(store, by)[usable])
+    return out
+
+
 def store_views(train: Any, test: Any | None, label: str, views: Sequence[str] | None = None,
                 folds: int | None = None, group: str | None = None, seed: int = 0,
-                task: str | None = None) -> tuple[list[ProbeView], dict[str, Any]]:
+                task: str | None = None, normalize_by: str | None = None) -> tuple[list[ProbeView], dict[str, Any]]:
     """Build :class:`ProbeView` s from a train store and a test store, or from one store and ``folds``.
 
     ``group`` names the group that folds (required) and the linear probe's validation split are disjoint
     by; without it the validation split uses ``speaker`` when the train store has it, else single samples.
+    ``normalize_by`` (e.g. ``speaker``) standardises every view within each such group of each store, from that
+    group's own usable rows (:func:`~contrastive_mer.data.normalization.zscore_by_group`): label-free, and
+    with group-disjoint folds no test row enters a training row's statistics or the reverse.
     Returns ``(views, info)`` with ``info`` holding task, num_classes, class_names and the setup.
     """
     if (test is None) == (folds is None):
@@ -259,7 +273,7 @@ def store_views(train: Any, test: Any | None, label: str, views: Sequence[str] |
     val_group = group if group is not None else ("speaker" if "speaker" in train.group_names() else None)
     groups = _group_array(train, val_group) if val_group is not None else None
     setup: dict[str, Any] = {"train": str(train.path), "test": None if test is None else str(test.path),
-                             "folds": folds, "group": val_group, "seed": seed}
+                             "folds": folds, "group": val_group, "seed": seed, "normalize_by": normalize_by}
     resolved = resolve_views(train, views)
     if test is not None:
         resolve_views(test, [key for _, key in resolved])  # KeyError naming the test file if one is missing
@@ -270,10 +284,11 @@ def store_views(train: Any, test: Any | None, label: str, views: Sequence[str] |
     out: list[ProbeView] = []
     for name, key in resolved:
         view = train.view(key)
-        X, usable = view.vectors, view.usable
+        X, usable = _normalized(train, view.vectors, view.usable, normalize_by), view.usable
         if folds is None:
             test_view = test.view(key)
-            X_test, usable_test = test_view.vectors, test_view.usable
+            X_test, usable_test = _normalized(test, test_view.vectors, test_view.usable, normalize_by), \
+                test_view.usable
             if X_test.shape[1] != X.shape[1]:
                 raise ValueError(f"{key} has {X.shape[1]} columns in {train.path} but {X_test.shape[1]} "
                                  f"in {test.path}")
@@ -292,17 +307,19 @@ def store_views(train: Any, test: Any | None, label: str, views: Sequence[str] |
 def probe_stores(train: Any, test: Any | None = None, *, label: str, views: Sequence[str] | None = None,
                  folds: int | None = None, group: str | None = None, probes: Sequence[str] = PROBES,
                  linear: LinearProbeConfig | None = None, knn: KnnProbeConfig | None = None,
-                 task: str | None = None, seed: int = 0, log: Callable[[str], None] | None = None) -> ProbeResults:
+                 task: str | None = None, seed: int = 0, log: Callable[[str], None] | None = None,
+                 normalize_by: str | None = None) -> ProbeResults:
     """Probe stores (open :class:`~contrastive_mer.store.hdf5.FeatureStore` s or paths to them).
 
-    Without an explicit ``linear`` config the probe uses ``LinearProbeConfig(seed=seed)``.
+    Without an explicit ``linear`` config the probe uses ``LinearProbeConfig(seed=seed)``. ``normalize_by``:
+    see :func:`store_views`.
     """
     with contextlib.ExitStack() as stack:
         def opened(s: Any) -> Any:
             return stack.enter_context(FeatureStore(s)) if isinstance(s, (str, Path)) else s
 
         tr, te = opened(train), (opened(test) if test is not None else None)
-        pv, info = store_views(tr, te, label, views, folds, group, seed, task)
+        pv, info = store_views(tr, te, label, views, folds, group, seed, task, normalize_by)
         return run_probes(pv, info["task"], label, probes, linear or LinearProbeConfig(seed=seed), knn,
                           info["num_classes"], info["class_names"], info["setup"], log)
 
