@@ -12,7 +12,7 @@ Writes ``gpu_check.json`` and ``gpu_check.md`` to ``--out`` and prints the Markd
 
 Inputs are synthetic tensors in memory with the shapes the configs' preprocessors produce, so the check needs
 none of the media or index packages; what needs a missing package (``omegaconf`` for the model, ``faiss``) is
-skipped and the output says so. A ``--budget-s`` guard skips what would not fit (default: 330 s, so that the
+skipped and the output says so. A ``--budget-s`` guard skips what would not fit (default: 300 s, so that the
 whole run stays under 6 minutes on one H100/H200). ``--tiny`` runs every section at toy sizes on the CPU in
 seconds (``torch.compile`` with its ``eager`` backend): the test suite runs that.
 
@@ -421,7 +421,7 @@ def model_sections(c: Check, configs: list[str], compile_too: bool) -> None:
                        + " at these sizes")
     for name, precision in [(n, p) for n, p in pairs if n in configs]:
         what = f"training {name} {precision} torch.compile"
-        if c.fits(what, 75 if c.cuda else 0):
+        if c.fits(what, 100 if c.cuda else 0):
             c.row("training", what, lambda: train_row(c, name, precision, True, c.sizes.compile_batch))
             torch._dynamo.reset()
 
@@ -478,7 +478,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tiny", action="store_true", help="toy sizes on the CPU (seconds); the suite runs this")
     parser.add_argument("--device", default=None, help="default: cuda if available (cpu with --tiny)")
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
-    parser.add_argument("--budget-s", type=float, default=330.0, help="skip what would not fit in this time")
+    parser.add_argument("--budget-s", type=float, default=300.0, help="skip what would not fit in this time")
     parser.add_argument("--no-compile", action="store_true", help="leave out the torch.compile rows")
     parser.add_argument("--compile-backend", default=None, help="default: inductor (eager with --tiny)")
     parser.add_argument("--strict", action="store_true", help="stop at the first failure instead of noting it")
