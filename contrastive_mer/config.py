@@ -13,6 +13,7 @@ from typing import Any, Mapping, Optional, Sequence
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from contrastive_mer.augment import SpecAugmentConfig
 from contrastive_mer.errors import UserError
 from contrastive_mer.heads import HeadConfig
 
@@ -33,6 +34,8 @@ class ModalityConfig:
     input: Optional[str] = None
     # the adapter input this modality reads (default: the modality's name), e.g. audio for an egemaps modality
     source: Optional[str] = None
+    # SpecAugment-style masking of training batches (log-mel inputs only; contrastive_mer.augment)
+    augment: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
 
 
 @dataclass
@@ -61,6 +64,8 @@ class DataConfig:
 class ModelConfig:
     modalities: dict[str, ModalityConfig] = field(default_factory=dict)
     head: HeadConfig = field(default_factory=HeadConfig)
+    # dropout on every encoder's output before its head, in training only (features are taken without it)
+    feature_dropout: float = 0.0
 
 
 @dataclass
@@ -178,13 +183,16 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] | None 
 def model_from_checkpoint(checkpoint_config: Mapping[str, Any], path: str | Path | None = None,
                           overrides: Sequence[str] = (), layers: Sequence[Mapping[str, Any]] = ()) -> DictConfig:
     """The config of a run with a trained model: the model section always comes from the checkpoint's config;
-    everything else from the experiment YAML at ``path`` (default: the checkpoint's own settings), then
+    everything else from the YAML at ``path`` over the defaults (default: the checkpoint's own settings), then
     ``layers`` (partial configs, merged in order), then ``key=value`` overrides. Setting ``model.*`` raises
     :class:`ConfigError`."""
     if any(o.startswith("model.") for o in overrides) or any("model" in layer for layer in layers):
         raise ConfigError("model.* cannot be overridden: the checkpoint defines the model")
     trained = to_dict(config_from_dict(dict(checkpoint_config)))
-    base = trained if path is None else {**to_dict(load_config(path)), "model": trained["model"]}
+    if path is None:
+        base = trained
+    else:  # validated below, once the model is the checkpoint's (the file may hold data settings only)
+        base = {**to_dict(load_yaml(path, base=OmegaConf.structured(ExperimentConfig))), "model": trained["model"]}
     try:
         layered = OmegaConf.merge(OmegaConf.create(base), *(OmegaConf.create(dict(layer)) for layer in layers))
     except OmegaConfBaseException as err:
@@ -271,6 +279,15 @@ def validate(cfg: DictConfig) -> None:
                               f"not {kind}")
         if not isinstance(mode, str) or not mode:
             raise ConfigError(f"data.normalize.{name}: expected speaker (a group name), utterance or none")
+    for name, mod in cfg.model.modalities.items():
+        try:
+            augment = SpecAugmentConfig(**OmegaConf.to_container(mod.augment))
+        except ValueError as err:
+            raise ConfigError(f"model.modalities.{name}.{err}") from None
+        if augment.active and input_kind(mod, get_entry(mod.encoder).input_kind) != "logmel":
+            raise ConfigError(f"model.modalities.{name}.augment: SpecAugment masks log-mel inputs only")
+    if not 0.0 <= cfg.model.feature_dropout < 1.0:
+        raise ConfigError(f"model.feature_dropout: {cfg.model.feature_dropout} must be in [0, 1)")
     if cfg.data.normalize_min_clips < 1:
         raise ConfigError(f"data.normalize_min_clips: {cfg.data.normalize_min_clips} must be >= 1")
 

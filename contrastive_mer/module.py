@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytorch_lightning as pl
@@ -10,6 +11,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from contrastive_mer.augment import SpecAugmentConfig, spec_augment
 from contrastive_mer.config import config_from_dict, to_dict
 from contrastive_mer.data.sample import Batch
 from contrastive_mer.encoders import EncoderOutput, build_encoder
@@ -35,6 +37,10 @@ class PairwiseContrastiveModule(pl.LightningModule):
         self.encoders = nn.ModuleDict({
             m: build_encoder(spec.encoder, OmegaConf.to_container(spec.encoder_args, resolve=True))
             for m, spec in self.cfg.model.modalities.items()})
+        self.augment = {m: SpecAugmentConfig(**OmegaConf.to_container(spec.augment))
+                        for m, spec in self.cfg.model.modalities.items()}
+        self.augment = {m: a for m, a in self.augment.items() if a.active}
+        self.feature_dropout = nn.Dropout(self.cfg.model.feature_dropout)
         self.heads = nn.ModuleDict({m: ProjectionHead(self.encoders[m].output_dim, head_cfg)
                                     for m in self.modalities})
         loss = self.cfg.loss
@@ -76,7 +82,8 @@ class PairwiseContrastiveModule(pl.LightningModule):
 
     def project(self, outputs: dict[str, EncoderOutput]) -> dict[str, torch.Tensor]:
         """L2-normalised projections ``(B, P)``, normalised once per modality."""
-        return {m: F.normalize(self.heads[m](out.feature), dim=-1) for m, out in outputs.items()}
+        return {m: F.normalize(self.heads[m](self.feature_dropout(out.feature)), dim=-1)
+                for m, out in outputs.items()}
 
     def forward(self, batch: Batch) -> tuple[dict[str, EncoderOutput], dict[str, torch.Tensor]]:
         outputs = self.encode(batch)
@@ -104,8 +111,17 @@ class PairwiseContrastiveModule(pl.LightningModule):
                 self.log(f"temperature/{name}", temp, on_step=True, on_epoch=False, batch_size=size)
         return result.loss
 
+    def augmented(self, batch: Batch) -> Batch:
+        """``batch`` with SpecAugment masks on the modalities that configure them (training batches only)."""
+        if not self.augment or len(batch) == 0:
+            return batch
+        inputs = dict(batch.inputs)
+        for m, cfg in self.augment.items():
+            inputs[m] = spec_augment(inputs[m], cfg)
+        return dataclasses.replace(batch, inputs=inputs)
+
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor | None:
-        return self._step(batch, "train")
+        return self._step(self.augmented(batch), "train")
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         self._step(batch, "val")
