@@ -72,3 +72,15 @@ def test_group_train_val_split_errors() -> None:
         group_train_val_split(["a", "b"], 1.0)
     train, val = group_train_val_split(["a", "b"], 0.01)  # always one group on each side
     assert len(train) == 1 and len(val) == 1
+
+
+def test_holdout_split_keeps_test_groups_apart():
+    from contrastive_mer.data.splits import holdout_split
+
+    groups = np.array(["a", "b", "c", "a", "c", "d"])
+    [(tr, te)] = holdout_split(groups, ["c", "d"])
+    assert te.tolist() == [2, 4, 5] and tr.tolist() == [0, 1, 3]
+    with pytest.raises(ValueError, match=r"\['x'\] have no samples"):
+        holdout_split(groups, ["x"])
+    with pytest.raises(ValueError, match="nothing is left"):
+        holdout_split(groups, ["a", "b", "c", "d"])

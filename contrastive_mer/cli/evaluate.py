@@ -30,6 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "group's own clips: label-free, assumes a test speaker's other clips are available")
     parser.add_argument("--weight-decays", default=None,
                         help="comma-separated weight-decay grid of the linear probe (default 1e-6 ... 1e2)")
+    parser.add_argument("--test-groups", default=None,
+                        help="instead of folds: one split, these comma-separated --group values (e.g. "
+                             "actor13,actor14) against all other clips")
     parser.add_argument("--no-opensmile", action="store_true",
                         help="leave out the openSMILE eGeMAPS baseline (it is computed from the audio otherwise)")
     parser.add_argument("overrides", nargs="*", help="data overrides as key=value")
@@ -55,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
                                 probes=probes, checkpoint_sha256=file_sha256(args.checkpoint),
                                 fusion_modes=comma_list(args.fusion, option="--fusion"),
                                 normalize_by=args.normalize_by, views=comma_list(args.modalities),
-                                linear=linear, opensmile=not args.no_opensmile)
+                                linear=linear, opensmile=not args.no_opensmile,
+                                test_groups=comma_list(args.test_groups, option="--test-groups"))
     except ValueError as e:
         raise UserError(str(e)) from e
     print(report["text"])

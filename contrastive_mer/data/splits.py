@@ -88,3 +88,17 @@ def group_train_val_split(groups: Sequence | np.ndarray, val_fraction: float,
     is_val[order[:n_val_groups]] = True
     val_mask = is_val[codes]
     return np.flatnonzero(~val_mask).astype(np.int64), np.flatnonzero(val_mask).astype(np.int64)
+
+
+def holdout_split(groups: Sequence | np.ndarray, test_groups: Sequence[str]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """One ``(train_idx, test_idx)`` pair: the samples of ``test_groups`` against all others (same form as
+    :func:`group_kfold`). ValueError when a test group has no sample or no sample is left for training."""
+    groups = np.asarray(groups).astype(str)
+    wanted = [str(g) for g in test_groups]
+    missing = sorted(set(wanted) - set(groups.tolist()))
+    if missing:
+        raise ValueError(f"test group(s) {missing} have no samples; groups are {sorted(set(groups.tolist()))}")
+    is_test = np.isin(groups, wanted)
+    if is_test.all():
+        raise ValueError("every sample is in the test groups; nothing is left to train on")
+    return [(np.flatnonzero(~is_test), np.flatnonzero(is_test))]

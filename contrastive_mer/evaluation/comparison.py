@@ -22,7 +22,7 @@ from omegaconf import DictConfig
 from contrastive_mer.data.datamodule import build_corpus, build_preprocessors
 from contrastive_mer.data.dataset import MERDataset
 from contrastive_mer.data.normalization import zscore_by_group
-from contrastive_mer.data.splits import group_kfold
+from contrastive_mer.data.splits import group_kfold, holdout_split
 from contrastive_mer.evaluation.baselines import RawFeatures, compute_raw_features, with_opensmile_baseline
 from contrastive_mer.evaluation.linear import LinearProbeConfig
 from contrastive_mer.evaluation.metrics import PRIMARY_METRIC
@@ -160,20 +160,28 @@ def raw_views_split(train: RawFeatures, test: RawFeatures, label: str, group: st
     return _fold_raw_views(both, y, groups, np.arange(n), np.arange(n, total), 0, normalize_by, norm)
 
 
+def make_splits(groups: np.ndarray, folds: int, seed: int,
+                test_groups: Sequence[str] | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Group-disjoint folds, or the one split of ``test_groups`` against the rest when it is given."""
+    return holdout_split(groups, test_groups) if test_groups else group_kfold(groups, folds, seed)
+
+
 def raw_views_folds(raw: RawFeatures, label: str, group: str, folds: int, seed: int,
-                    normalize_by: str | None = None) -> list[ProbeView]:
-    """Raw baseline views for group-disjoint folds (the same folds as the stores' for the same rows)."""
+                    normalize_by: str | None = None, test_groups: Sequence[str] | None = None) -> list[ProbeView]:
+    """Raw baseline views for group-disjoint folds (the same folds as the stores' for the same rows), or for
+    the split of ``test_groups`` against the other groups."""
     y, g = raw.labels[label], np.asarray(raw.groups[group])
     norm = None if normalize_by is None else np.asarray(raw.groups[normalize_by])
     labelled = np.flatnonzero(valid_label_rows(y))
     views: list[ProbeView] = []
-    for i, (tr, te) in enumerate(group_kfold(g[labelled], folds, seed)):
+    for i, (tr, te) in enumerate(make_splits(g[labelled], folds, seed, test_groups)):
         views += _fold_raw_views(raw, y, g, labelled[tr], labelled[te], i, normalize_by, norm)
     return views
 
 
 def fused_plus_raw_views(store_path: str | Path, raw: RawFeatures, label: str, group: str, folds: int, seed: int,
-                         normalize_by: str | None, mode: str = "concat") -> list[ProbeView]:
+                         normalize_by: str | None, mode: str = "concat",
+                         test_groups: Sequence[str] | None = None) -> list[ProbeView]:
     """Pretrained ``fused/<mode>`` features side by side with every raw feature (rows matched by id), per fold:
     does pretraining add something on top of what a user already has?"""
     with FeatureStore(store_path) as store:
@@ -187,7 +195,7 @@ def fused_plus_raw_views(store_path: str | Path, raw: RawFeatures, label: str, g
                       {k: v[rows] for k, v in raw.labels.items()}, {k: v[rows] for k, v in raw.groups.items()})
     sub.features = {"pretrained": fused[keep], **sub.features}
     sub.present = {"pretrained": np.ones(len(keep), dtype=bool), **sub.present}
-    views = raw_views_folds(sub, label, group, folds, seed, normalize_by)
+    views = raw_views_folds(sub, label, group, folds, seed, normalize_by, test_groups)
     wanted = "raw/fused" + (f"@{normalize_by}" if normalize_by else "")
     name = f"fused/{mode}+raw" + (f"@{normalize_by}" if normalize_by else "")
     return [ProbeView(name, v.X_train, v.y_train, v.groups_train, v.X_test, v.y_test, v.fold)
@@ -219,27 +227,28 @@ def summary_lines(table: dict[str, dict[str, float]], task: str, headline: str) 
             f"{'ahead of' if gap >= 0 else 'behind'} the strongest baseline by {abs(scale * gap):.1f}{unit}"]
 
 
-def check_folds(cfg: DictConfig, group: str, folds: int) -> None:
-    """Fail before any extraction when the corpus cannot make ``folds`` group-disjoint folds."""
+def check_folds(cfg: DictConfig, group: str, folds: int, test_groups: Sequence[str] | None = None) -> None:
+    """Fail before any extraction when the corpus cannot make the folds (or the held-out split)."""
     records = build_corpus(cfg).records()
     groups = [r.groups.get(group) for r in records if r.sources]
     if any(g is None for g in groups):
         raise ValueError(f"--group {group!r}: some clips have no such group")
-    group_kfold(np.asarray(groups, dtype=object), folds, cfg.seed)
+    make_splits(np.asarray(groups, dtype=object), folds, cfg.seed, test_groups)
 
 
 def evaluate_folds(cfg: DictConfig, trained: PairwiseContrastiveModule, out_dir: str | Path, *, label: str,
                    group: str, folds: int, probes: Sequence[str] = ("linear", "knn"), checkpoint_sha256: str = "",
                    fusion_modes: Sequence[str] = ("concat", "mean"), normalize_by: str | None = None,
                    views: Sequence[str] | None = None, linear: LinearProbeConfig | None = None,
-                   opensmile: bool = True) -> dict[str, Any]:
+                   opensmile: bool = True, test_groups: Sequence[str] | None = None) -> dict[str, Any]:
     """Group-disjoint K-fold probes of pretrained, random-init and raw-input features of one corpus.
 
     ``normalize_by`` adds every view standardised within each such group (``<view>@<group>``) and the view
     ``fused/<mode>+raw`` (pretrained fused features beside the raw ones). ``views`` restricts the pretrained and
-    random-init views (default: every modality and ``fused/<mode>`` for each fusion mode).
+    random-init views (default: every modality and ``fused/<mode>`` for each fusion mode). ``test_groups``
+    replaces the folds by one split: those groups (e.g. held-out actors) against the others.
     """
-    check_folds(cfg, group, folds)
+    check_folds(cfg, group, folds, test_groups)
     linear = linear or LinearProbeConfig(seed=cfg.seed)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -252,23 +261,26 @@ def evaluate_folds(cfg: DictConfig, trained: PairwiseContrastiveModule, out_dir:
         paths[column] = extract(module, cfg, out_dir / f"features-{column}.h5", opts,
                                 checkpoint_sha256=checkpoint_sha256 if column == "pretrained" else "untrained")
         for norm in norms:
-            res = probe_stores(paths[column], label=label, views=names, folds=folds, group=group, probes=probes,
-                               seed=cfg.seed, linear=linear, normalize_by=norm)
+            res = probe_stores(paths[column], label=label, views=names, folds=None if test_groups else folds,
+                               group=group, probes=probes, seed=cfg.seed, linear=linear, normalize_by=norm,
+                               test_groups=test_groups)
             for row in res.rows:
                 row.view += f"@{norm}" if norm else ""
             results[column] = res if column not in results else _joined(results[column], res)
     raw = raw_features_for(cfg, opensmile=opensmile)
     task = results["pretrained"].task
-    raw_views = raw_views_folds(raw, label, group, folds, cfg.seed, normalize_by)
+    raw_views = raw_views_folds(raw, label, group, folds, cfg.seed, normalize_by, test_groups)
     results["raw_input"] = run_probes(raw_views, task=task, label=label, probes=probes, linear=linear)
     if "concat" in fusion_modes:
-        extra = fused_plus_raw_views(paths["pretrained"], raw, label, group, folds, cfg.seed, normalize_by)
+        extra = fused_plus_raw_views(paths["pretrained"], raw, label, group, folds, cfg.seed, normalize_by,
+                                     test_groups=test_groups)
         results["pretrained"] = _joined(results["pretrained"],
                                         run_probes(extra, task=task, label=label, probes=probes, linear=linear))
     table = merge_tables(results)
     headline = f"fused/{fusion_modes[0]}" + (f"@{normalize_by}" if normalize_by else "") if fusion_modes else ""
     metric = PRIMARY_METRIC[task]
-    title = f"{label}: {folds}-fold probes grouped by {group} (linear ± sd over folds / kNN, {metric}"
+    split = f"test {group}s {', '.join(test_groups)}" if test_groups else f"{folds}-fold probes grouped by {group}"
+    title = f"{label}: {split} (linear ± sd over folds / kNN, {metric}"
     text = format_comparison(table, title + (", %)" if task != "regression" else ")"),
                              percent=task != "regression")
     text = "\n".join([text, *summary_lines(table, task, headline)])

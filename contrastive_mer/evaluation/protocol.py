@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from contrastive_mer.data.splits import group_kfold
+from contrastive_mer.data.splits import group_kfold, holdout_split
 from contrastive_mer.evaluation.knn import KnnProbeConfig, knn_probe
 from contrastive_mer.evaluation.linear import LinearProbeConfig, linear_probe
 from contrastive_mer.store.hdf5 import FeatureStore
@@ -255,7 +255,8 @@ def _normalized(store: Any, X: np.ndarray, usable: np.ndarray, by: str | None) -
 
 def store_views(train: Any, test: Any | None, label: str, views: Sequence[str] | None = None,
                 folds: int | None = None, group: str | None = None, seed: int = 0,
-                task: str | None = None, normalize_by: str | None = None) -> tuple[list[ProbeView], dict[str, Any]]:
+                task: str | None = None, normalize_by: str | None = None,
+                test_groups: Sequence[str] | None = None) -> tuple[list[ProbeView], dict[str, Any]]:
     """Build :class:`ProbeView` s from a train store and a test store, or from one store and ``folds``.
 
     ``group`` names the group that folds (required) and the linear probe's validation split are disjoint
@@ -263,29 +264,34 @@ def store_views(train: Any, test: Any | None, label: str, views: Sequence[str] |
     ``normalize_by`` (e.g. ``speaker``) standardises every view within each such group of each store, from that
     group's own usable rows (:func:`~contrastive_mer.data.normalization.zscore_by_group`): label-free, and
     with group-disjoint folds no test row enters a training row's statistics or the reverse.
+    ``test_groups`` (instead of a test store or folds): one split, the rows of these ``group`` values against
+    the others (e.g. held-out actors).
     Returns ``(views, info)`` with ``info`` holding task, num_classes, class_names and the setup.
     """
-    if (test is None) == (folds is None):
-        raise ValueError("give either a test store or a number of folds, not both or neither")
-    if folds is not None and group is None:
-        raise ValueError("folds need a group name (e.g. speaker) so that folds are group-disjoint")
+    if sum(x is not None for x in (test, folds, test_groups)) != 1:
+        raise ValueError("give one of a test store, a number of folds or test groups")
+    if (folds is not None or test_groups is not None) and group is None:
+        raise ValueError("folds and test groups need a group name (e.g. speaker) so that splits are group-disjoint")
     y_train, y_test, class_names, task, num_classes = _label_info(train, test, label, task)
     val_group = group if group is not None else ("speaker" if "speaker" in train.group_names() else None)
     groups = _group_array(train, val_group) if val_group is not None else None
     setup: dict[str, Any] = {"train": str(train.path), "test": None if test is None else str(test.path),
-                             "folds": folds, "group": val_group, "seed": seed, "normalize_by": normalize_by}
+                             "folds": folds, "group": val_group, "seed": seed, "normalize_by": normalize_by,
+                             "test_groups": None if test_groups is None else list(test_groups)}
     resolved = resolve_views(train, views)
     if test is not None:
         resolve_views(test, [key for _, key in resolved])  # KeyError naming the test file if one is missing
     ok_train = valid_label_rows(y_train)
-    if folds is not None:
+    if test is None:
         labelled = np.flatnonzero(ok_train)
-        splits = [(labelled[tr], labelled[te]) for tr, te in group_kfold(groups[labelled], folds, seed)]
+        made = group_kfold(groups[labelled], folds, seed) if folds is not None else \
+            holdout_split(groups[labelled], test_groups)
+        splits = [(labelled[tr], labelled[te]) for tr, te in made]
     out: list[ProbeView] = []
     for name, key in resolved:
         view = train.view(key)
         X, usable = _normalized(train, view.vectors, view.usable, normalize_by), view.usable
-        if folds is None:
+        if test is not None:
             test_view = test.view(key)
             X_test, usable_test = _normalized(test, test_view.vectors, test_view.usable, normalize_by), \
                 test_view.usable
@@ -308,7 +314,7 @@ def probe_stores(train: Any, test: Any | None = None, *, label: str, views: Sequ
                  folds: int | None = None, group: str | None = None, probes: Sequence[str] = PROBES,
                  linear: LinearProbeConfig | None = None, knn: KnnProbeConfig | None = None,
                  task: str | None = None, seed: int = 0, log: Callable[[str], None] | None = None,
-                 normalize_by: str | None = None) -> ProbeResults:
+                 normalize_by: str | None = None, test_groups: Sequence[str] | None = None) -> ProbeResults:
     """Probe stores (open :class:`~contrastive_mer.store.hdf5.FeatureStore` s or paths to them).
 
     Without an explicit ``linear`` config the probe uses ``LinearProbeConfig(seed=seed)``. ``normalize_by``:
@@ -319,7 +325,7 @@ def probe_stores(train: Any, test: Any | None = None, *, label: str, views: Sequ
             return stack.enter_context(FeatureStore(s)) if isinstance(s, (str, Path)) else s
 
         tr, te = opened(train), (opened(test) if test is not None else None)
-        pv, info = store_views(tr, te, label, views, folds, group, seed, task, normalize_by)
+        pv, info = store_views(tr, te, label, views, folds, group, seed, task, normalize_by, test_groups)
         return run_probes(pv, info["task"], label, probes, linear or LinearProbeConfig(seed=seed), knn,
                           info["num_classes"], info["class_names"], info["setup"], log)
 
