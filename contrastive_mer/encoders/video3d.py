@@ -10,7 +10,8 @@ random init, or a local checkpoint (``checkpoint_path``, e.g. torchvision's Kine
 downloaded by hand); nothing is downloaded.
 
 Clips of different valid lengths are run in groups of equal length, so padded frames never enter the 3-D
-convolutions (with every clip at full length, as in the paper, this is one call). The encoder returns a clip
+convolutions (with every clip at full length, as in the paper, this is one call; in training, batch norm then
+takes its statistics per group). The encoder returns a clip
 feature only (no frame sequence: the network downsamples time 8x).
 """
 
