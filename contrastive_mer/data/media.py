@@ -467,11 +467,9 @@ def _decode_planned(path: Path, container: Any, stream: Any, plan: _SeekPlan, co
     packets: Iterator[Any] = iter(())
     for target in sorted(wanted, key=index.__getitem__):
         key = plan.start[target]
-        if pos is None or key > pos + 1:  # a keyframe lies ahead: jump to it
+        if pos is None or key > pos + 1:  # a keyframe lies ahead: jump to it (the target is not sent yet)
             if pos is not None:
-                take(budget.decode(None, codec))
-                if target in kept:
-                    continue
+                take(budget.decode(None, codec))  # drain: earlier targets may still be in the decoder
             codec.flush_buffers()
             try:
                 container.seek(plan.pts[key], stream=stream, backward=True, any_frame=False)
