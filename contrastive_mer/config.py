@@ -140,7 +140,7 @@ class ExperimentConfig:
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULERS = ("step", "cosine", "none")
 PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true")
-CACHES = ("none", "memory", "disk")
+CACHES = ("none", "memory", "disk", "disk+memory")
 
 
 def _one_line(err: OmegaConfBaseException) -> str:

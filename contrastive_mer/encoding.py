@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from contrastive_mer.data.datamodule import build_preprocessors
-from contrastive_mer.data.dataset import Collator, MERDataset, SkipReport
+from contrastive_mer.data.dataset import Collator, MERDataset, SkipReport, uses_disk
 from contrastive_mer.data.datasets.base import ClipRecord, CorpusAdapter
 from contrastive_mer.data.sample import Batch
 
@@ -68,7 +68,7 @@ def encode_records(module: torch.nn.Module, cfg: DictConfig, adapter: CorpusAdap
     target = resolve_device(device)
     module.to(target).eval()
     preprocessors = build_preprocessors(cfg)
-    dataset = MERDataset(adapter, records, preprocessors, cache="disk" if cfg.data.cache == "disk" else "none",
+    dataset = MERDataset(adapter, records, preprocessors, cache="disk" if uses_disk(cfg.data.cache) else "none",
                          cache_dir=cfg.data.cache_dir, normalize=cfg.data.normalize,
                          normalize_min_clips=cfg.data.normalize_min_clips, normalize_records=adapter.records())
     workers = cfg.data.num_workers if num_workers is None else num_workers

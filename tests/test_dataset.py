@@ -119,6 +119,24 @@ def test_disk_cache_avoids_decoding_again_and_matches(tiny_cfg, tmp_path):
     assert corpus.loads == loads_after_first + 1
 
 
+def test_disk_plus_memory_cache_reads_each_file_once(tiny_cfg, tmp_path, monkeypatch):
+    corpus = FlakyCorpus(set())
+    pre = build_preprocessors(tiny_cfg)
+    warm = MERDataset(corpus, corpus.records(), pre, cache="disk", cache_dir=tmp_path / "cache")
+    expected = [warm[i] for i in range(len(warm))]
+    reads = []
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **k: reads.append(a[0]) or real_load(*a, **k))
+    both = MERDataset(corpus, corpus.records(), pre, cache="disk+memory", cache_dir=tmp_path / "cache")
+    for _ in range(3):  # three epochs
+        got = [both[i] for i in range(len(both))]
+    assert len(reads) == len(both) * len(pre)  # every cached file read once, in the first epoch only
+    for x, y in zip(expected, got):
+        assert all(torch.equal(x.tensors[m], y.tensors[m]) for m in x.tensors)
+    with pytest.raises(ValueError, match="unknown cache"):
+        MERDataset(corpus, corpus.records(), pre, cache="ram")
+
+
 def test_group_batch_sampler_single_speaker_batches_and_ddp_shards():
     groups = [f"s{i % 6}" for i in range(120)]
     sampler = GroupBatchSampler(groups, batch_size=8, groups_per_batch=1, seed=3)

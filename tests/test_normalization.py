@@ -96,7 +96,8 @@ def test_zscore_by_group_matches_numpy_and_uses_own_rows_only():
 
 def test_dataset_normalizes_per_speaker_from_config():
     cfg = load_config(DEMO, TINY + ["data.normalize.audio=speaker"])
-    corpus = SyntheticCorpus(num_speakers=3, clips_per_speaker_emotion=2, frame_size=32, num_frames=4)
+    corpus = SyntheticCorpus(num_speakers=3, clips_per_speaker_emotion=2, frame_size=32, num_frames=4,
+                             missing_fraction=0.0)
     pre = build_preprocessors(cfg)
     plain = MERDataset(corpus, corpus.records(), pre, cache="memory")
     normed = MERDataset(corpus, corpus.records(), pre, cache="memory", normalize=cfg.data.normalize)

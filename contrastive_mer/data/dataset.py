@@ -87,12 +87,23 @@ def _source_digest(value: Any) -> str:
     return h.hexdigest()
 
 
+#: ``none``; ``memory`` (per process); ``disk`` (under cache_dir, across runs); ``disk+memory`` (both)
+CACHES = ("none", "memory", "disk", "disk+memory")
+MEMORY_CACHES = ("memory", "disk+memory")
+
+
+def uses_disk(cache: str) -> bool:
+    """True for the cache modes that read and write ``cache_dir``."""
+    return cache in ("disk", "disk+memory")
+
+
 class MERDataset(Dataset):
     """Decodes records with ``adapter.load`` and applies each modality's preprocessor.
 
-    ``cache``: ``none``; ``memory`` (per process; keep DataLoader workers persistent); or ``disk`` (under
+    ``cache``: ``none``; ``memory`` (per process; keep DataLoader workers persistent); ``disk`` (under
     ``cache_dir``, keyed by file content, record id and preprocessing settings, so later epochs and extractions
-    don't decode again).
+    don't decode again); or ``disk+memory`` (the disk cache, and every prepared clip also kept in memory: for
+    small inputs such as feature vectors, where reading one file per clip per epoch would dominate).
 
     ``normalize``: modality -> ``speaker`` (any group name), ``utterance`` or ``none``
     (:mod:`contrastive_mer.data.normalization`). Group statistics are fitted on this dataset's records when it
@@ -111,7 +122,9 @@ class MERDataset(Dataset):
         self.modalities = list(preprocessors)
         self.cache = cache
         self.cache_dir = Path(cache_dir) if cache_dir else None
-        if cache == "disk" and self.cache_dir is None:
+        if cache not in CACHES:
+            raise ValueError(f"unknown cache {cache!r}; expected one of {', '.join(CACHES)}")
+        if uses_disk(cache) and self.cache_dir is None:
             raise ValueError("data.cache=disk needs data.cache_dir")
         self._memory: dict[int, PreparedSample | Skipped] = {}
         self.normalizer: GroupNormalizer | None = None
@@ -119,7 +132,7 @@ class MERDataset(Dataset):
             self.normalizer = GroupNormalizer(dict(normalize), preprocessors, min_clips=normalize_min_clips)
             if self.normalizer.needs_fit:
                 source = self if normalize_records is None else \
-                    MERDataset(adapter, normalize_records, preprocessors, cache if cache != "memory" else "none",
+                    MERDataset(adapter, normalize_records, preprocessors, "disk" if uses_disk(cache) else "none",
                                cache_dir)
                 self.normalizer.fit((item.tensors, item.groups) for item in map(source._cached, range(len(source)))
                                     if isinstance(item, PreparedSample))
@@ -141,7 +154,7 @@ class MERDataset(Dataset):
     def _prepare(self, record: ClipRecord) -> PreparedSample | Skipped:
         tensors: dict[str, torch.Tensor] = {}
         absent: set[str] = set()
-        keys = {m: self._disk_key(record, m) for m in self.modalities} if self.cache == "disk" else {}
+        keys = {m: self._disk_key(record, m) for m in self.modalities} if uses_disk(self.cache) else {}
         for m, path in keys.items():
             if path.is_file():
                 cached = torch.load(path, weights_only=True)
@@ -176,10 +189,10 @@ class MERDataset(Dataset):
 
     def _cached(self, index: int) -> PreparedSample | Skipped:
         """The prepared (un-normalised) sample, from the memory cache when it is on."""
-        if self.cache == "memory" and index in self._memory:
+        if self.cache in MEMORY_CACHES and index in self._memory:
             return self._memory[index]
         item = self._prepare(self.records[index])
-        if self.cache == "memory":
+        if self.cache in MEMORY_CACHES:
             self._memory[index] = item
         return item
 

@@ -20,7 +20,7 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig
 
 from contrastive_mer.data.datamodule import build_corpus, build_preprocessors
-from contrastive_mer.data.dataset import MERDataset
+from contrastive_mer.data.dataset import MERDataset, uses_disk
 from contrastive_mer.data.normalization import zscore_by_group
 from contrastive_mer.data.splits import group_kfold, holdout_split
 from contrastive_mer.evaluation.baselines import RawFeatures, compute_raw_features, with_opensmile_baseline
@@ -48,7 +48,7 @@ def raw_features_for(cfg: DictConfig, opensmile: bool = False) -> RawFeatures:
     preps = build_preprocessors(cfg)
     if opensmile:
         preps = with_opensmile_baseline(preps)
-    cache = "disk" if cfg.data.cache == "disk" else "none"
+    cache = "disk" if uses_disk(cfg.data.cache) else "none"
     return compute_raw_features(MERDataset(adapter, adapter.records(), preps, cache=cache,
                                            cache_dir=cfg.data.cache_dir))
 

@@ -1,0 +1,97 @@
+"""RAVDESS recipe runs behind the README's "Real recordings" table: pretrain, then ``cmer evaluate`` probes.
+
+Three protocols, each with several pretraining seeds (mean ± sd over seeds of the fold-mean accuracy):
+
+* ``tune``: pretrain on actors 01-12 only, 4-fold actor-grouped CV on actors 01-12 (where settings are chosen);
+* ``holdout``: pretrain on actors 01-12, probes trained on 01-12 and tested once on actors 13-16;
+* ``cv16``: pretrain on actors 01-16, 4-fold actor-grouped CV on 01-16 (the issue's headline protocol;
+  pretraining sees the test folds' clips without labels, as the per-speaker statistics do).
+
+    python benchmarks/ravdess_recipe.py --protocol cv16 --seeds 0 1 2 --out runs/recipe [key=value ...]
+
+Writes ``<out>/<protocol>-seed<k>/`` (run + evaluation) and ``<out>/<protocol>.json`` / ``.md`` (summary). The
+overrides apply to the experiment config (default ``experiments/ravdess_speaker.yaml``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from contrastive_mer.config import load_config
+from contrastive_mer.evaluation.comparison import evaluate_folds
+from contrastive_mer.module import load_module
+from contrastive_mer.training import pretrain
+from contrastive_mer.utils import file_sha256
+
+ROOT = Path(__file__).resolve().parents[1]
+TUNE_ACTORS = list(range(1, 13))
+TEST_GROUPS = [f"actor{a:02d}" for a in range(13, 17)]
+
+
+def run_one(protocol: str, seed: int, out: Path, config: Path, overrides: list[str]) -> dict:
+    """Pretrain one seed under ``protocol`` and evaluate it; returns the evaluation table."""
+    base = [f"seed={seed}", "trainer.enable_progress_bar=false", *overrides]
+    pre = base + ([f"data.options.speakers={TUNE_ACTORS}"] if protocol in ("tune", "holdout") else [])
+    cfg = load_config(config, pre)
+    run_dir = out / f"{protocol}-seed{seed}"
+    result = pretrain(cfg, run_dir)
+    module = load_module(str(result.checkpoint))
+    # evaluation reads every actor of the protocol: 01-12 for tune, 01-16 otherwise
+    ev = load_config(config, base + ([f"data.options.speakers={TUNE_ACTORS}"] if protocol == "tune" else []))
+    report = evaluate_folds(ev, module, run_dir / "eval", label="emotion", group="speaker", folds=4,
+                            probes=("linear",), checkpoint_sha256=file_sha256(result.checkpoint),
+                            fusion_modes=("concat",), normalize_by="speaker",
+                            test_groups=TEST_GROUPS if protocol == "holdout" else None)
+    return {"seed": seed, "pretrain_seconds": result.seconds, "table": report["table"],
+            "strongest_baseline": report["strongest_baseline"], "headline": report["headline"]}
+
+
+def summarise(runs: list[dict]) -> dict[str, dict[str, tuple[float, float]]]:
+    """``{view: {column: (mean, sd over seeds)}}`` of the linear-probe values."""
+    out: dict[str, dict[str, list[float]]] = {}
+    for r in runs:
+        for view, cells in r["table"].items():
+            for key, value in cells.items():
+                if key.endswith("/linear"):
+                    out.setdefault(view, {}).setdefault(key.split("/")[0], []).append(value)
+    return {v: {c: (float(np.mean(x)), float(np.std(x))) for c, x in cols.items()} for v, cols in out.items()}
+
+
+def markdown(summary: dict, protocol: str, seeds: list[int]) -> str:
+    cols = ("pretrained", "random_init", "raw_input")
+    lines = [f"{protocol}: linear probe accuracy (%), mean ± sd over pretraining seeds {seeds}", "",
+             "| view | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+    for view, cells in summary.items():
+        row = [f"{100 * cells[c][0]:.1f} ± {100 * cells[c][1]:.1f}" if c in cells else "" for c in cols]
+        lines.append(f"| {view} | " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--protocol", choices=["tune", "holdout", "cv16"], required=True)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--config", type=Path, default=ROOT / "experiments" / "ravdess_speaker.yaml")
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "recipe")
+    parser.add_argument("overrides", nargs="*", help="config overrides as key=value")
+    args = parser.parse_args()
+    start = time.perf_counter()
+    runs = [run_one(args.protocol, s, args.out, args.config, args.overrides) for s in args.seeds]
+    summary = summarise(runs)
+    text = markdown(summary, args.protocol, args.seeds)
+    args.out.mkdir(parents=True, exist_ok=True)
+    record = {"protocol": args.protocol, "seeds": args.seeds, "overrides": args.overrides,
+              "config": str(args.config), "runs": runs, "summary": summary,
+              "seconds": time.perf_counter() - start}
+    (args.out / f"{args.protocol}.json").write_text(json.dumps(record, indent=1))
+    (args.out / f"{args.protocol}.md").write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
