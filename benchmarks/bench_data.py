@@ -142,8 +142,9 @@ def main() -> None:
              f"{cache_mb:.1f} MiB for {n} clips. Process RSS at the end: {current_rss_mb():.0f} MiB.\n\n"
              "What limits it: video. For 8 frames of a ~3.5 s 1280x720 H.264 clip the decoder seeks to the "
              "keyframe before each sampled frame and skips unreferenced frames, but still decodes about 32 "
-             "frames (4 IDR frames and the P-frame chains the sampled frames depend on; figure d2), so a clip "
-             "with video costs about 100 audio clips. Audio clips are bound by FLAC decoding "
+             "frames (4 IDR frames and the P-frame chains the sampled frames depend on), so a clip with video "
+             "costs about 100 audio clips. Absolute times here follow the machine's load (compare the audio "
+             "rows of two runs); figure d2 compares the old and new video decoders within one run. Audio clips are bound by FLAC decoding "
              "and the log-mel. Both caches store the preprocessed tensors, so a cached epoch is a dictionary lookup "
              "(memory) or one small `torch.load` per modality (disk). Workers scale with free cores; on this "
              "shared 2-core machine the DataLoader row is bounded by the other processes' load.")
