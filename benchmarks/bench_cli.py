@@ -53,7 +53,9 @@ def main() -> None:
     body += (f"\n\nMedians of {args.repeats} interleaved runs per command after one warm-up run, each a fresh "
              f"process. All targets: {verdict(met)}. `cmer --help` imports no subcommand module "
              "(`cli/main.py` builds the subcommand list from its one-line help texts); a subcommand's `--help` "
-             "imports that subcommand's module only, so its time is that module's top-level imports.\n")
+             "imports that subcommand's module only, so its time is that module's top-level imports: one that misses "
+             "imports torch there (in this run `cli/probe.py`, through the config classes of evaluation.knn, "
+             "linear and protocol, which pull in torch and torchmetrics: about 13 s of imports under load).\n")
     report("cli", "h. CLI start-up", body, not args.no_write)
 
 
