@@ -274,7 +274,7 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError(f"data.normalize.{name}: no such modality; the model has {', '.join(modalities)}")
         mod = cfg.model.modalities[name]
         kind = input_kind(mod, get_entry(mod.encoder).input_kind)
-        if kind not in ("logmel", "vector", "opensmile"):
+        if kind not in ("logmel", "vector", "opensmile", "logmel_stats"):
             raise ConfigError(f"data.normalize.{name}: only log-mel and vector inputs can be standardised, "
                               f"not {kind}")
         if not isinstance(mode, str) or not mode:
@@ -298,6 +298,7 @@ _DERIVED = {
     "tokens": {"model_path": "model_path", "vocab_size": "vocab_size", "max_length": "max_length"},
     "vector": {"input_dim": "input_dim"},
     "opensmile": {"input_dim": "input_dim"},
+    "logmel_stats": {"input_dim": "input_dim"},
     "frames": {},
 }
 

@@ -53,3 +53,21 @@ def test_config_wires_opensmile_to_vector_encoders():
         load_config(ROOT / "experiments" / "ravdess_speaker.yaml", ["model.modalities.egemaps.input=nope"])
     with pytest.raises(ConfigError, match="source 'voice' of modality 'egemaps'"):
         load_config(ROOT / "experiments" / "ravdess_speaker.yaml", ["model.modalities.egemaps.source=voice"])
+
+
+def test_logmel_stats_match_the_log_mel_and_audio_baselines_are_added():
+    from contrastive_mer.data.transforms import LogMel, LogMelConfig, LogMelStats, LogMelStatsConfig, Vector, VectorConfig
+    from contrastive_mer.evaluation.baselines import with_audio_baselines
+
+    wave = np.random.default_rng(0).normal(size=16000).astype(np.float32)
+    mel = LogMel(LogMelConfig(n_mels=32))(wave).numpy()
+    stats = LogMelStats(LogMelStatsConfig(n_mels=32, input_dim=64))(wave).numpy()
+    np.testing.assert_allclose(stats, np.concatenate([mel.mean(1), mel.std(1)]), rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="64 values"):
+        LogMelStats(LogMelStatsConfig(n_mels=32, input_dim=35))
+    smile = OpenSmile(OpenSmileConfig())
+    smile.source = "audio"
+    preps = with_audio_baselines({"egemaps": smile, "au": Vector(VectorConfig())})
+    assert set(preps) == {"egemaps", "au", "logmel_stats"}  # eGeMAPS already an input: only log-mel added
+    assert preps["logmel_stats"].source == "audio"
+    assert set(with_audio_baselines({"au": Vector(VectorConfig())})) == {"au"}  # no waveform input

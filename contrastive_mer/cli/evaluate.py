@@ -33,8 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test-groups", default=None,
                         help="instead of folds: one split, these comma-separated --group values (e.g. "
                              "actor13,actor14) against all other clips")
-    parser.add_argument("--no-opensmile", action="store_true",
-                        help="leave out the openSMILE eGeMAPS baseline (it is computed from the audio otherwise)")
+    parser.add_argument("--no-audio-baselines", action="store_true",
+                        help="leave out the eGeMAPS and log-mel statistics baselines of the audio (computed "
+                             "otherwise when the model has a waveform input and they are not among its inputs)")
     parser.add_argument("overrides", nargs="*", help="data overrides as key=value")
 
 
@@ -58,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
                                 probes=probes, checkpoint_sha256=file_sha256(args.checkpoint),
                                 fusion_modes=comma_list(args.fusion, option="--fusion"),
                                 normalize_by=args.normalize_by, views=comma_list(args.modalities),
-                                linear=linear, opensmile=not args.no_opensmile,
+                                linear=linear, audio_baselines=not args.no_audio_baselines,
                                 test_groups=comma_list(args.test_groups, option="--test-groups"))
     except ValueError as e:
         raise UserError(str(e)) from e

@@ -26,7 +26,7 @@ from typing import Iterable, Mapping
 import numpy as np
 import torch
 
-from contrastive_mer.data.transforms import LogMel, OpenSmile, Preprocessor, Vector
+from contrastive_mer.data.transforms import LogMel, LogMelStats, OpenSmile, Preprocessor, Vector
 
 UTTERANCE = "utterance"
 NONE = "none"
@@ -36,7 +36,7 @@ def channels_last(prep: Preprocessor, tensor: torch.Tensor) -> torch.Tensor:
     """The observations of one preprocessed input as rows ``(n_obs, channels)``."""
     if isinstance(prep, LogMel):
         return tensor.T
-    if isinstance(prep, (Vector, OpenSmile)):
+    if isinstance(prep, (Vector, OpenSmile, LogMelStats)):
         return tensor if prep.has_time else tensor[None]
     raise ValueError(f"{type(prep).__name__} inputs cannot be standardised (only log-mel, vector and openSMILE "
                      "inputs)")

@@ -5,7 +5,7 @@ list of them into a batch. Which preprocessor a modality gets follows from its e
 ``logmel`` (waveform -> log-mel), ``frames`` (uint8 frames -> normalised float frames), ``tokens`` (text -> ids),
 ``vector`` (pre-extracted features). A modality may name another preprocessor that produces the encoder's input
 kind (``model.modalities.<m>.input``): ``opensmile`` (waveform -> openSMILE functionals or frame-level
-descriptors) feeds vector encoders.
+descriptors) and ``logmel_stats`` (waveform -> per-band log-mel mean and std) feed vector encoders.
 """
 
 from __future__ import annotations
@@ -230,12 +230,44 @@ class OpenSmile(Preprocessor):
         return torch.zeros(1, self.cfg.input_dim) if self.has_time else torch.zeros(self.cfg.input_dim)
 
 
+@dataclass
+class LogMelStatsConfig(LogMelConfig):
+    """A log-mel spectrogram pooled to the mean and standard deviation of every band: ``input_dim = 2 n_mels``."""
+
+    input_dim: int = 256
+
+
+class LogMelStats(Preprocessor):
+    """Waveform ``(N,)`` -> ``(2 n_mels,)``: mean and standard deviation over time of every log-mel band (the
+    pooled statistics a speech-emotion baseline uses), for vector encoders."""
+
+    has_time = False
+
+    def __init__(self, cfg: LogMelStatsConfig):
+        if cfg.input_dim != 2 * cfg.n_mels:
+            raise ValueError(f"log-mel statistics of {cfg.n_mels} bands have {2 * cfg.n_mels} values; the encoder "
+                             f"expects input_dim={cfg.input_dim}")
+        self.cfg = cfg
+        self.logmel = LogMel(cfg)
+
+    def settings(self) -> dict[str, Any]:
+        return {"kind": "logmel_stats", **vars(self.cfg)}
+
+    def __call__(self, raw: Any) -> torch.Tensor:
+        mel = self.logmel(raw)
+        return torch.cat([mel.mean(1), mel.std(1, unbiased=False)])
+
+    def placeholder(self) -> torch.Tensor:
+        return torch.zeros(self.cfg.input_dim)
+
+
 PREPROCESSORS: dict[str, tuple[type, type]] = {
     "logmel": (LogMelConfig, LogMel),
     "frames": (FramesConfig, Frames),
     "tokens": (TokensConfig, Tokens),
     "vector": (VectorConfig, Vector),
     "opensmile": (OpenSmileConfig, OpenSmile),
+    "logmel_stats": (LogMelStatsConfig, LogMelStats),
 }
 #: preprocessor kind -> the encoder input kind its tensors are (a kind not listed produces itself)
-PRODUCES = {"opensmile": "vector"}
+PRODUCES = {"opensmile": "vector", "logmel_stats": "vector"}

@@ -3,7 +3,7 @@
 What a probe on pretrained features must beat: pooled log-mel statistics (mean and standard deviation of
 every mel band over time), downsampled frames (every frame average-pooled to a small grid, mean and standard
 deviation over time), a hashed bag of words for text, pre-extracted vectors as they are, and openSMILE
-functionals (eGeMAPS) of the audio (:func:`with_opensmile_baseline`). Each is probed as it is and standardised
+functionals (eGeMAPS) of the audio (:func:`with_audio_baselines`). Each is probed as it is and standardised
 within each speaker (:func:`~contrastive_mer.data.normalization.zscore_by_group`).
 """
 
@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from contrastive_mer.data.dataset import MERDataset, PreparedSample
-from contrastive_mer.data.transforms import Frames, LogMel, OpenSmile, OpenSmileConfig, Preprocessor, Tokens, Vector
+from contrastive_mer.data.transforms import (Frames, LogMel, LogMelStats, OpenSmile, OpenSmileConfig, Preprocessor,
+                                             Tokens, Vector)
 
 
 def logmel_stats(logmel: torch.Tensor) -> np.ndarray:
@@ -46,7 +47,7 @@ def raw_features(prep: Preprocessor, tensor: torch.Tensor) -> np.ndarray:
         return frame_grid(tensor)
     if isinstance(prep, Tokens):
         return bag_of_tokens(tensor)
-    if isinstance(prep, (Vector, OpenSmile)):
+    if isinstance(prep, (Vector, OpenSmile, LogMelStats)):
         if tensor.dim() == 2:  # a frame sequence: mean and std over time
             return torch.cat([tensor.mean(0), tensor.std(0, unbiased=False)]).numpy()
         return tensor.numpy()
@@ -77,29 +78,37 @@ class RawFeatures:
         return np.concatenate(parts, axis=1).astype(np.float32)
 
 
-def with_opensmile_baseline(preprocessors: dict[str, Preprocessor], name: str = "egemaps",
-                            feature_set: str = "eGeMAPSv02") -> dict[str, Preprocessor]:
-    """``preprocessors`` plus openSMILE functionals of the first waveform input (a log-mel modality), as
-    ``name``; unchanged when there is no such input, when a modality already is these functionals, or when
-    the ``opensmile`` package is missing."""
+def with_audio_baselines(preprocessors: dict[str, Preprocessor]) -> dict[str, Preprocessor]:
+    """``preprocessors`` plus the standard speech-emotion baselines of the first waveform input that the model
+    does not already have: ``egemaps`` (openSMILE eGeMAPSv02 functionals; only when the ``opensmile`` package is
+    installed) and ``logmel_stats`` (per-band log-mel mean and std, 64 bands). Unchanged without waveform input."""
+    from contrastive_mer.data.transforms import LogMelStats, LogMelStatsConfig
+
+    waveform = (LogMel, OpenSmile, LogMelStats)
+    audio = next(((m, p) for m, p in preprocessors.items() if isinstance(p, waveform)), None)
+    if audio is None:
+        return dict(preprocessors)
+    m, prep = audio
+    source, rate, seconds = prep.source or m, prep.cfg.sample_rate, prep.cfg.max_seconds
+    out = dict(preprocessors)
+    has_egemaps = any(isinstance(p, OpenSmile) and p.cfg.level == "functionals" and p.cfg.feature_set == "eGeMAPSv02"
+                      for p in preprocessors.values())
+    if not has_egemaps and "egemaps" not in out and _opensmile_installed():
+        out["egemaps"] = OpenSmile(OpenSmileConfig(sample_rate=rate, max_seconds=seconds))
+        out["egemaps"].source = source
+    if not any(isinstance(p, (LogMel, LogMelStats)) for p in preprocessors.values()) and "logmel_stats" not in out:
+        out["logmel_stats"] = LogMelStats(LogMelStatsConfig(sample_rate=rate, max_seconds=seconds, n_mels=64,
+                                                            input_dim=128))
+        out["logmel_stats"].source = source
+    return out
+
+
+def _opensmile_installed() -> bool:
     try:
         import opensmile  # noqa: F401
     except ImportError:
-        return dict(preprocessors)
-    if name in preprocessors or any(isinstance(p, OpenSmile) and p.cfg.level == "functionals"
-                                    and p.cfg.feature_set == feature_set for p in preprocessors.values()):
-        return dict(preprocessors)
-    audio = next(((m, p) for m, p in preprocessors.items() if isinstance(p, LogMel)), None)
-    if audio is None:
-        return dict(preprocessors)
-    from contrastive_mer.data.opensmile_features import feature_dim
-
-    m, mel = audio
-    smile = OpenSmile(OpenSmileConfig(feature_set=feature_set, level="functionals",
-                                      sample_rate=mel.cfg.sample_rate, max_seconds=mel.cfg.max_seconds,
-                                      input_dim=feature_dim(feature_set, "functionals")))
-    smile.source = mel.source or m
-    return {**preprocessors, name: smile}
+        return False
+    return True
 
 
 def compute_raw_features(dataset: MERDataset) -> RawFeatures:

@@ -23,7 +23,7 @@ from contrastive_mer.data.datamodule import build_corpus, build_preprocessors
 from contrastive_mer.data.dataset import MERDataset, uses_disk
 from contrastive_mer.data.normalization import zscore_by_group
 from contrastive_mer.data.splits import group_kfold, holdout_split
-from contrastive_mer.evaluation.baselines import RawFeatures, compute_raw_features, with_opensmile_baseline
+from contrastive_mer.evaluation.baselines import RawFeatures, compute_raw_features, with_audio_baselines
 from contrastive_mer.evaluation.linear import LinearProbeConfig
 from contrastive_mer.evaluation.metrics import PRIMARY_METRIC
 from contrastive_mer.evaluation.protocol import ProbeResults, ProbeView, probe_stores, run_probes, valid_label_rows
@@ -41,13 +41,14 @@ def random_init_like(cfg: DictConfig) -> PairwiseContrastiveModule:
     return PairwiseContrastiveModule(cfg).eval()
 
 
-def raw_features_for(cfg: DictConfig, opensmile: bool = False) -> RawFeatures:
+def raw_features_for(cfg: DictConfig, audio_baselines: bool = False) -> RawFeatures:
     """Raw baseline features (inputs as they are, without ``data.normalize``) of every clip the configured
-    dataset lists; ``opensmile`` adds eGeMAPS functionals of the audio as ``egemaps``."""
+    dataset lists; ``audio_baselines`` adds eGeMAPS functionals and log-mel statistics of the audio
+    (:func:`~contrastive_mer.evaluation.baselines.with_audio_baselines`)."""
     adapter = build_corpus(cfg)
     preps = build_preprocessors(cfg)
-    if opensmile:
-        preps = with_opensmile_baseline(preps)
+    if audio_baselines:
+        preps = with_audio_baselines(preps)
     cache = "disk" if uses_disk(cfg.data.cache) else "none"
     return compute_raw_features(MERDataset(adapter, adapter.records(), preps, cache=cache,
                                            cache_dir=cfg.data.cache_dir))
@@ -118,7 +119,8 @@ def _by_group(x: np.ndarray, present: np.ndarray, groups: np.ndarray, side: np.n
 
 def _fold_raw_views(raw: RawFeatures, y: np.ndarray, groups: np.ndarray, train: np.ndarray, test: np.ndarray,
                     fold: int, normalize_by: str | None, norm_groups: np.ndarray | None) -> list[ProbeView]:
-    """Raw views of one split: each feature and all of them concatenated, as is and per group."""
+    """Raw views of one split: each feature, every pair of them (when there are three or more) and all of
+    them concatenated, as is and per group."""
     n = len(raw.ids)
     is_train = np.zeros(n, dtype=bool)
     is_train[train] = True
@@ -137,10 +139,13 @@ def _fold_raw_views(raw: RawFeatures, y: np.ndarray, groups: np.ndarray, train: 
             rows = raw.present[m] & ok
             tr, te = np.flatnonzero(rows & is_train), np.flatnonzero(rows & ~is_train)
             views.append(ProbeView(f"raw/{m}{suffix}", feats[m][tr], y[tr], groups[tr], feats[m][te], y[te], fold))
-        if len(names) > 1:
-            fused = np.concatenate([feats[m] for m in names], axis=1)
-            tr, te = np.flatnonzero(ok & is_train), np.flatnonzero(ok & ~is_train)
-            views.append(ProbeView(f"raw/fused{suffix}", fused[tr], y[tr], groups[tr], fused[te], y[te], fold))
+        combos = [(f"raw/{a}+{b}", [a, b]) for i, a in enumerate(names) for b in names[i + 1:]] \
+            if len(names) > 2 else []
+        combos += [("raw/fused", names)] if len(names) > 1 else []
+        tr, te = np.flatnonzero(ok & is_train), np.flatnonzero(ok & ~is_train)
+        for name, parts in combos:
+            fused = np.concatenate([feats[m] for m in parts], axis=1)
+            views.append(ProbeView(f"{name}{suffix}", fused[tr], y[tr], groups[tr], fused[te], y[te], fold))
     return views
 
 
@@ -240,7 +245,7 @@ def evaluate_folds(cfg: DictConfig, trained: PairwiseContrastiveModule, out_dir:
                    group: str, folds: int, probes: Sequence[str] = ("linear", "knn"), checkpoint_sha256: str = "",
                    fusion_modes: Sequence[str] = ("concat", "mean"), normalize_by: str | None = None,
                    views: Sequence[str] | None = None, linear: LinearProbeConfig | None = None,
-                   opensmile: bool = True, test_groups: Sequence[str] | None = None) -> dict[str, Any]:
+                   audio_baselines: bool = True, test_groups: Sequence[str] | None = None) -> dict[str, Any]:
     """Group-disjoint K-fold probes of pretrained, random-init and raw-input features of one corpus.
 
     ``normalize_by`` adds every view standardised within each such group (``<view>@<group>``) and the view
@@ -267,7 +272,7 @@ def evaluate_folds(cfg: DictConfig, trained: PairwiseContrastiveModule, out_dir:
             for row in res.rows:
                 row.view += f"@{norm}" if norm else ""
             results[column] = res if column not in results else _joined(results[column], res)
-    raw = raw_features_for(cfg, opensmile=opensmile)
+    raw = raw_features_for(cfg, audio_baselines=audio_baselines)
     task = results["pretrained"].task
     raw_views = raw_views_folds(raw, label, group, folds, cfg.seed, normalize_by, test_groups)
     results["raw_input"] = run_probes(raw_views, task=task, label=label, probes=probes, linear=linear)
