@@ -183,9 +183,9 @@ def prepare_batch(preprocessors: Mapping[str, Preprocessor], samples: Sequence[M
 class StoreSources:
     """Token sources read from an open :class:`~contrastive_mer.store.hdf5.FeatureStore`.
 
-    Per-row arrays (features, presence, fused vectors, labels, groups) are read once and kept in memory;
     A modality's source is its view ``<m>`` (``features/<m>``), the fused source the view
     ``fused/<fusion_mode>``; a row is present where the view is usable (:meth:`FeatureStore.view`).
+    Per-row arrays (features, presence, fused vectors, labels, groups) are read once and kept in memory;
     frame-level sequences are read row by row. At ``sequence`` level each modality needs ``/sequences/<m>``
     (extract with ``--sequences``), otherwise a ``KeyError`` names the store and the modality.
     """
