@@ -137,7 +137,7 @@ def test_index_from_store_keys(tmp_path: Path) -> None:
         ]:
             index = index_from_store(store, key, use_gpu=False)
             rows = np.flatnonzero(rows_mask)
-            assert index.source == {"store": str(tmp_path / "f.h5"), "key": canonical}
+            assert {k: index.source[k] for k in ("store", "key")} == {"store": str(tmp_path / "f.h5"), "key": canonical}
             assert index.ids == [data["ids"][r] for r in rows]
             # every indexed vector finds itself first
             _, got = index.search(vectors[rows], 1)

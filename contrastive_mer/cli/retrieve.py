@@ -19,12 +19,13 @@ from contrastive_mer.cli._common import comma_list, open_store
 from contrastive_mer.errors import UserError
 from contrastive_mer.evaluation.retrieval import cross_modal_retrieval, format_table
 from contrastive_mer.store.hdf5 import FeatureStore
-from contrastive_mer.store.index import EmbeddingIndex
+from contrastive_mer.store.index import EmbeddingIndex, check_index_source
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--features", required=True, help="feature store (.h5)")
-    parser.add_argument("--index", help="index written by `cmer index` (needed for --query/--vector-file)")
+    parser.add_argument("--index", help="index written by `cmer index` from this same store (needed for "
+                        "--query/--vector-file; an index of another store is refused)")
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--query", help="id of a stored clip to use as the query")
     what.add_argument("--vector-file", help=".npy file with one (D,) or several (Q, D) query vectors")
@@ -101,6 +102,10 @@ def _neighbours(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {"index": str(args.index), "key": index.source.get("key"),
                               "metric": index.params.metric, "queries": []}
     with open_store(args.features) as store:
+        try:
+            check_index_source(index, store, args.index)
+        except ValueError as e:
+            raise UserError(str(e)) from e
         rows = {sid: i for i, sid in enumerate(store.ids.tolist())}
         label_names = store.label_names()
         for name, vec, row in _queries(args, store, index):

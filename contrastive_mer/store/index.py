@@ -3,11 +3,14 @@
 ``EmbeddingIndex.build(vectors, ids)`` builds an exact ``flat`` index (default), an ``ivf`` or an ``hnsw`` one.
 Metric ``ip`` L2-normalises vectors and queries (cosine similarity, higher is better); ``l2`` keeps them as
 they are and scores are squared L2 distances (lower is better). ``save(path)`` writes the FAISS file and a JSON
-sidecar ``<path>.json`` (ids, metric, kind, params, source store and key, dim).
+sidecar ``<path>.json`` (ids, metric, kind, params, dim, and the source: store path, view key and the store's
+content identity, see :func:`store_identity`). :func:`check_index_source` refuses a store the index was not built
+from, so ``cmer retrieve`` never answers with neighbours of another model or other clips.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import dataclass, field
@@ -222,5 +225,53 @@ def index_from_store(store: FeatureStore, key: str = DEFAULT_VIEW, **kwargs: Any
     rows = view.rows
     if len(rows) == 0:
         raise ValueError(f"{store.path}: no row has a usable {view.key}")
-    source = {"store": str(store.path), "key": view.key}
+    source = {"store": str(store.path), "key": view.key, **store_identity(store)}
     return EmbeddingIndex.build(view.vectors[rows], store.ids[rows].tolist(), source=source, **kwargs)
+
+
+def store_identity(store: FeatureStore) -> dict[str, Any]:
+    """What makes a store's content: a SHA-256 of its ids in row order, their count, and the checkpoint hash.
+
+    Two extractions of the same clips with the same checkpoint share it (their vectors agree up to float noise);
+    another model or another clip list does not.
+    """
+    digest = hashlib.sha256("\n".join(str(i) for i in store.ids.tolist()).encode("utf-8")).hexdigest()
+    return {"ids_sha256": digest, "count": len(store.ids),
+            "checkpoint_sha256": str(store.attrs.get("checkpoint_sha256", "") or "")}
+
+
+def _short(sha: str) -> str:
+    return sha[:12] if sha else "none recorded"
+
+
+def check_index_source(index: EmbeddingIndex, store: FeatureStore, index_path: str | Path = "the index") -> None:
+    """Raise ValueError (one line) unless ``index`` was built from the content of ``store``.
+
+    Compares the identity recorded at build time (:func:`store_identity`) and requires the indexed view to exist in
+    the store with the index's dimension. An index from before identities were recorded must at least name only
+    ids the store holds.
+    """
+    src = index.source
+    rebuild = f"rebuild it with `cmer index --features {store.path} --modality {src.get('key') or DEFAULT_VIEW}`"
+    if "ids_sha256" in src:
+        mine = store_identity(store)
+        if src["ids_sha256"] != mine["ids_sha256"] or src.get("checkpoint_sha256", "") != mine["checkpoint_sha256"]:
+            raise ValueError(
+                f"{index_path} was built from another store ({src.get('store', '?')}: {src.get('count', '?')} clips, "
+                f"checkpoint {_short(src.get('checkpoint_sha256', ''))}), not from {store.path} "
+                f"({mine['count']} clips, checkpoint {_short(mine['checkpoint_sha256'])}); {rebuild}")
+    else:
+        known = set(store.ids.tolist())
+        missing = [i for i in index.ids if i not in known]
+        if missing:
+            raise ValueError(f"{index_path} names {len(missing)} id(s) that {store.path} does not hold "
+                             f"(first: {missing[0]!r}), so it was built from another store; {rebuild}")
+    key = src.get("key")
+    if key:
+        try:
+            dim = store.view_dim(key)
+        except KeyError as e:
+            raise ValueError(f"{index_path} indexes {key!r}, which {store.path} does not hold; {rebuild}") from e
+        if dim != index.dim:
+            raise ValueError(f"{index_path} holds {key} vectors of dim {index.dim} but {store.path} has dim {dim}; "
+                             f"{rebuild}")
