@@ -15,6 +15,7 @@ from contrastive_mer.augment import SpecAugmentConfig, spec_augment
 from contrastive_mer.config import config_from_dict, to_dict
 from contrastive_mer.data.sample import Batch
 from contrastive_mer.encoders import EncoderOutput, build_encoder
+from contrastive_mer.encoders.base import lone_row_batchnorm
 from contrastive_mer.heads import HeadConfig, ProjectionHead
 from contrastive_mer.losses import PairwiseInfoNCE, PairwiseLossOutput
 
@@ -53,17 +54,20 @@ class PairwiseContrastiveModule(pl.LightningModule):
         """Run one encoder on the rows where ``present`` is True; absent rows get zeros.
 
         When no row is present the encoder still runs on one row (result multiplied by zero) so every parameter
-        takes part in the graph, as DDP requires.
+        takes part in the graph, as DDP requires. One row (a lone present clip, or that placeholder) meets batch
+        norm in eval mode (:func:`~contrastive_mer.encoders.base.lone_row_batchnorm`).
         """
         encoder = self.encoders[modality]
         batch = x.shape[0]
         idx = present.nonzero(as_tuple=True)[0]
         if idx.numel() == batch:
-            return encoder(x, lengths)
+            with lone_row_batchnorm(encoder, batch):
+                return encoder(x, lengths)
         none = idx.numel() == 0
         if none:
             idx = torch.zeros(1, dtype=torch.long, device=x.device)
-        out = encoder(x[idx], None if lengths is None else lengths[idx])
+        with lone_row_batchnorm(encoder, idx.numel()):
+            out = encoder(x[idx], None if lengths is None else lengths[idx])
         feature = out.feature.new_zeros(batch, out.feature.shape[1])
         feature = feature.index_copy(0, idx, out.feature) if not none else feature + out.feature.sum() * 0
         seq = seq_len = None

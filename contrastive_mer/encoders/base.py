@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterator
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 
@@ -68,3 +71,33 @@ def temporal_pool(kind: str, dim: int) -> nn.Module | None:
 def pool(sequence: torch.Tensor, mask: torch.Tensor, pooler: nn.Module | None) -> torch.Tensor:
     """Pool ``(B, T, D)`` over valid steps with ``pooler`` (mean when None)."""
     return masked_mean(sequence, mask) if pooler is None else pooler(sequence, mask)
+
+
+def _batch_statistics_work(norm: nn.modules.batchnorm._BatchNorm) -> bool:
+    """True for a synchronised batch norm inside a multi-process group (it pools rows over the ranks)."""
+    return isinstance(norm, nn.SyncBatchNorm) and dist.is_available() and dist.is_initialized() \
+        and dist.get_world_size() > 1
+
+
+@contextmanager
+def lone_row_batchnorm(encoder: nn.Module, rows: int) -> Iterator[None]:
+    """Run ``encoder`` on ``rows`` < 2 rows with its batch-norm layers in eval mode (running statistics).
+
+    Batch norm in training mode cannot normalise one row (``Expected more than 1 value per channel``) and its
+    statistics over one clip would be noise: a lone present clip of a modality (or the placeholder row of a
+    batch where none is present) is normalised with the running statistics instead, which it does not update.
+    Its affine parameters still take part in the graph (DDP). Synchronised batch norm under DDP is left as it
+    is (it pools the rows of every rank, and every rank must join its collective). Other layers keep their mode.
+    """
+    if not encoder.training or rows >= 2:
+        yield
+        return
+    switched = [m for m in encoder.modules()
+                if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training and not _batch_statistics_work(m)]
+    for m in switched:
+        m.eval()
+    try:
+        yield
+    finally:
+        for m in switched:
+            m.train()

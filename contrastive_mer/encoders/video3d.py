@@ -11,7 +11,7 @@ downloaded by hand); nothing is downloaded.
 
 Clips of different valid lengths are run in groups of equal length, so padded frames never enter the 3-D
 convolutions (with every clip at full length, as in the paper, this is one call; in training, batch norm then
-takes its statistics per group). The encoder returns a clip
+takes its statistics per group, and a group of one clip uses the running statistics). The encoder returns a clip
 feature only (no frame sequence: the network downsamples time 8x).
 """
 
@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torchvision.models.video import r2plus1d_18
 
-from contrastive_mer.encoders.base import EncoderOutput, ModalityEncoder
+from contrastive_mer.encoders.base import EncoderOutput, ModalityEncoder, lone_row_batchnorm
 from contrastive_mer.encoders.registry import register_encoder
 from contrastive_mer.encoders.vision import load_local_weights
 
@@ -66,7 +66,10 @@ class R2Plus1DEncoder(ModalityEncoder):
             trunk = self.backbone(clips)
         else:
             groups = [(int(n), (lens == n).nonzero().squeeze(1)) for n in lens.unique()]
-            parts = [self.backbone(clips[idx.to(x.device), :, :n]) for n, idx in groups]
+            parts = []
+            for n, idx in groups:  # a group of one clip meets batch norm in eval mode (see lone_row_batchnorm)
+                with lone_row_batchnorm(self.backbone, idx.numel()):
+                    parts.append(self.backbone(clips[idx.to(x.device), :, :n]))
             order = torch.cat([idx for _, idx in groups]).to(x.device)
             trunk = torch.empty(x.shape[0], parts[0].shape[1], dtype=parts[0].dtype, device=x.device)
             trunk = trunk.index_copy(0, order, torch.cat(parts))

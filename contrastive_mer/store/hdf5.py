@@ -26,6 +26,7 @@ import numpy as np
 import contrastive_mer
 from contrastive_mer.store import views as _views
 from contrastive_mer.store._layout import LabelSpec, StoreSchema, as_label_spec
+from contrastive_mer.store.lock import OutputLockedError, WriterLock, acquire
 from contrastive_mer.store.parts import (
     FINISHED_NAME, FORMAT_VERSION, MANIFEST_NAME, atomic_write_text, build_rows, fsync_dir, fsync_file, list_parts,
     merge_parts, next_part_path, parts_dir_for, read_part_ids, write_part,
@@ -33,7 +34,7 @@ from contrastive_mer.store.parts import (
 from contrastive_mer.store.views import StoreView
 
 __all__ = ["FeatureStore", "FeatureStoreWriter", "IncompleteStoreError", "StoreMismatchError", "StoreView",
-           "LabelSpec"]
+           "LabelSpec", "OutputLockedError"]
 
 _RESERVED_ATTRS = {"format_version", "library_version", "created", "modalities", "complete", "schema",
                    "json_attrs", "fused_modes"}
@@ -72,6 +73,10 @@ class FeatureStoreWriter:
         part_rows: rows buffered before a part file is written (the most a crash can lose); 1 = every append.
         overwrite: delete an existing store and its parts first.
         fsync: fsync every part file before its rename (durable against power loss, not only process death).
+
+    The writer holds an exclusive lock (``<path>.lock``, :mod:`contrastive_mer.store.lock`) from construction
+    until :meth:`finish` returns or :meth:`close` is called: a second process writing the same store fails at
+    once with :class:`OutputLockedError` naming the holder's pid.
     """
 
     def __init__(self, path: str | Path, modalities: Sequence[str], feature_dims: Mapping[str, int],
@@ -94,11 +99,16 @@ class FeatureStoreWriter:
         self._pending: set[str] = set()  # buffered for the next part file
         self._finished = False
         self.created = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        if overwrite:
-            shutil.rmtree(self.parts, ignore_errors=True)
-            for p in (self.path, self.tmp_path):
-                p.unlink(missing_ok=True)
-        self._open()
+        self._lock: WriterLock = acquire(self.path, "feature store")
+        try:
+            if overwrite:
+                shutil.rmtree(self.parts, ignore_errors=True)
+                for p in (self.path, self.tmp_path):
+                    p.unlink(missing_ok=True)
+            self._open()
+        except BaseException:
+            self._lock.release()
+            raise
 
     # ------------------------------------------------------------------------------------ setup
     def _make_schema(self, modalities, feature_dims, projection_dim, fused_dims, sequences, labels, groups,
@@ -229,6 +239,7 @@ class FeatureStoreWriter:
     def finish(self) -> Path:
         """Merge the part files into the final file, mark it complete, remove the parts; return the path."""
         if self._finished:
+            self.close()
             return self.path
         self.flush()
         with h5py.File(self.tmp_path, "w") as f:
@@ -242,7 +253,12 @@ class FeatureStoreWriter:
             fsync_dir(self.path.parent)
         shutil.rmtree(self.parts)
         self._finished = True
+        self.close()
         return self.path
+
+    def close(self) -> None:
+        """Release the writer lock without finishing (what was flushed stays resumable); idempotent."""
+        self._lock.release()
 
     def __enter__(self) -> "FeatureStoreWriter":
         return self
@@ -251,8 +267,11 @@ class FeatureStoreWriter:
         """Finish on a clean exit; on an exception keep what was written (resumable)."""
         if exc_type is None:
             self.finish()
-        else:
+            return
+        try:
             self.flush()
+        finally:
+            self.close()
 
 
 # ---------------------------------------------------------------------------------------------------- reader
