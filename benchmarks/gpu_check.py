@@ -46,7 +46,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from bench_loss import naive_loss  # noqa: E402
-from common import table  # noqa: E402
+from common import cpu_model, table  # noqa: E402
 
 from contrastive_mer.losses import PairwiseInfoNCE  # noqa: E402
 
@@ -428,8 +428,9 @@ def model_sections(c: Check, configs: list[str], compile_too: bool) -> None:
 
 # ----------------------------------------------------------------------------------------------------- output
 def environment(c: Check) -> dict[str, Any]:
+    """The device, versions and which optional packages import here."""
     return {
-        "device": torch.cuda.get_device_name(c.device) if c.cuda else f"CPU ({platform.processor() or platform.machine()})",
+        "device": torch.cuda.get_device_name(c.device) if c.cuda else f"CPU ({cpu_model()})",
         "torch": torch.__version__, "cuda": torch.version.cuda, "python": platform.python_version(),
         "packages": {name: available(name) for name in OPTIONAL},
         "compile_backend": c.compile_backend, "budget_s": c.budget_s,

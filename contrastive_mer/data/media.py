@@ -415,7 +415,7 @@ class _SeekPlan:
 
 def _scan_video(path: Path, container: Any, stream: Any, limits: DecodeLimits) -> list[tuple[Any, bool, bool]]:
     """``(pts, keyframe, discard)`` of every non-empty video packet in decode order (demux only, no decoding)."""
-    return [(packet.pts, packet.is_keyframe, packet.is_discard)
+    return [(packet.pts, packet.is_keyframe, getattr(packet, "is_discard", False))  # absent in old PyAV
             for packet in _demux(path, container, [stream], limits) if packet.size > 0]
 
 
