@@ -14,6 +14,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from contrastive_mer.augment import SpecAugmentConfig
+from contrastive_mer.config_paths import resolve_input_paths
 from contrastive_mer.errors import UserError
 from contrastive_mer.heads import HeadConfig
 
@@ -159,7 +160,7 @@ def load_yaml(path: str | Path | None = None, overrides: Sequence[str] = (), bas
             file = Path(path)
             if not file.is_file():
                 raise ConfigError(f"config file not found: {file}")
-            layers.append(OmegaConf.load(file))
+            layers.append(resolve_input_paths(_load_mapping(file), file))  # data.root: see config_paths
         bad = [o for o in overrides if "=" not in o]
         if bad:
             raise ConfigError(f"override {bad[0]!r} is not key=value")
