@@ -13,10 +13,12 @@ import sys
 from pathlib import Path
 
 from contrastive_mer.cli._common import comma_list, open_store
+from typing import TYPE_CHECKING
+
 from contrastive_mer.errors import UserError
-from contrastive_mer.evaluation.knn import KnnProbeConfig
-from contrastive_mer.evaluation.linear import LinearProbeConfig
-from contrastive_mer.evaluation.protocol import format_table, probe_stores
+
+if TYPE_CHECKING:
+    from contrastive_mer.evaluation.linear import LinearProbeConfig
 
 _PROBES = {"linear": ("linear",), "knn": ("knn",), "both": ("linear", "knn")}
 
@@ -49,6 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _linear_config(args: argparse.Namespace) -> LinearProbeConfig:
+    from contrastive_mer.evaluation.linear import LinearProbeConfig
+
     if args.weight_decays is None:
         return LinearProbeConfig(solver=args.solver, seed=args.seed)
     grid = tuple(comma_list(args.weight_decays, float, "--weight-decays"))
@@ -59,6 +63,9 @@ def _linear_config(args: argparse.Namespace) -> LinearProbeConfig:
 
 
 def run(args: argparse.Namespace) -> int:
+    from contrastive_mer.evaluation.knn import KnnProbeConfig
+    from contrastive_mer.evaluation.protocol import format_table, probe_stores
+
     if args.folds is not None and args.folds < 2:
         raise UserError(f"--folds must be at least 2, got {args.folds}")
     if args.folds is not None and args.group is None:
