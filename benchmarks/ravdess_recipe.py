@@ -39,7 +39,7 @@ def run_one(protocol: str, seed: int, out: Path, config: Path, overrides: list[s
     pre = base + ([f"data.options.speakers={TUNE_ACTORS}"] if protocol in ("tune", "holdout") else [])
     cfg = load_config(config, pre)
     run_dir = out / f"{protocol}-seed{seed}"
-    result = pretrain(cfg, run_dir)
+    result = pretrain(cfg, run_dir, overwrite=True)
     module = load_module(str(result.checkpoint))
     # evaluation reads every actor of the protocol: 01-12 for tune, 01-16 otherwise
     ev = load_config(config, base + ([f"data.options.speakers={TUNE_ACTORS}"] if protocol == "tune" else []))

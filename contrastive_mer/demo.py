@@ -86,7 +86,7 @@ def run_demo(output: str | Path | None = None, fast: bool = False, overrides: Se
     train_spk, test_spk = speakers.labelled, speakers.test
     print(f"[demo] run folder: {run_dir}")
     print(f"[demo] 1/5 pretraining on speakers {speakers.pretrain} (labels unused)")
-    result = pretrain(cfg, run_dir / "pretrain")
+    result = pretrain(cfg, run_dir / "pretrain", overwrite=True)  # the demo redoes its whole folder
     trained = load_module(str(result.checkpoint))
     untrained = random_init_like(cfg)
     modalities = trained.modalities

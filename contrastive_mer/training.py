@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import sys
 import warnings
 import random
 import time
@@ -23,6 +25,8 @@ from contrastive_mer.data.dataset import SkipReport
 from contrastive_mer.encoding import SkipTracker
 from contrastive_mer.errors import UserError
 from contrastive_mer.module import PairwiseContrastiveModule
+from contrastive_mer.run_dir import is_launched_rank, prepare_run_dir
+from contrastive_mer.training_figures import EmbeddingFiguresCallback
 
 # noise from Lightning's own internals on current torch; nothing a user can act on
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
@@ -88,6 +92,110 @@ class HistoryCallback(Callback):
         self.path.write_text(json.dumps(history, indent=1))
 
 
+def warn(message: str) -> None:
+    """A warning line on stderr (rank 0 only)."""
+    if not is_launched_rank():
+        print(f"[cmer] warning: {message}", file=sys.stderr, flush=True)
+
+
+def _cosine_in(scheduler: Any) -> torch.optim.lr_scheduler.CosineAnnealingLR | None:
+    """The cosine schedule itself or inside a warmup ``SequentialLR``."""
+    if isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR):
+        return scheduler
+    for inner in getattr(scheduler, "_schedulers", []):
+        if isinstance(inner, torch.optim.lr_scheduler.CosineAnnealingLR):
+            return inner
+    return None
+
+
+def extend_cosine(scheduler: Any, optimizer: torch.optim.Optimizer, t_max: int, warmup_epochs: int) -> int | None:
+    """Re-plan a restored cosine schedule for ``t_max`` epochs (after its warmup); returns the old span, or None
+    when it already spans ``t_max``.
+
+    A checkpoint restores the cosine's old ``T_max``: past it the learning rate sits at ``eta_min`` (0) for an
+    epoch and then climbs back. The schedule is continued as if it had been planned for the new length: the
+    current learning rate becomes the closed-form cosine value at the epoch reached.
+    """
+    cosine = _cosine_in(scheduler)
+    if cosine is None or cosine.T_max == t_max:
+        return None
+    old, cosine.T_max = cosine.T_max, t_max
+    outer_epoch = getattr(scheduler, "last_epoch", cosine.last_epoch)
+    if scheduler is cosine or outer_epoch >= warmup_epochs:  # the cosine phase is running
+        e = min(cosine.last_epoch, t_max)
+        lrs = [cosine.eta_min + (base - cosine.eta_min) * (1 + math.cos(math.pi * e / t_max)) / 2
+               for base in cosine.base_lrs]
+        for group, lr in zip(optimizer.param_groups, lrs):
+            group["lr"] = lr
+        cosine._last_lr = list(lrs)
+        if scheduler is not cosine:
+            scheduler._last_lr = list(lrs)
+    return old
+
+
+class ExtendScheduleCallback(Callback):
+    """On resume with a different ``trainer.max_epochs``, stretch the restored cosine schedule to the new length
+    (see :func:`extend_cosine`) and say so."""
+
+    def __init__(self, max_epochs: int, warmup_epochs: int):
+        self.t_max = max(max_epochs - warmup_epochs, 1)
+        self.max_epochs, self.warmup_epochs = max_epochs, warmup_epochs
+
+    def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        for conf, opt in zip(trainer.lr_scheduler_configs, trainer.optimizers):
+            old = extend_cosine(conf.scheduler, opt, self.t_max, self.warmup_epochs)
+            if old is not None:
+                lr = opt.param_groups[0]["lr"]
+                warn(f"resumed with trainer.max_epochs={self.max_epochs} but the run's cosine schedule spans "
+                     f"{old + self.warmup_epochs} epoch(s): it now spans {self.max_epochs} (learning rate for epoch "
+                     f"{trainer.current_epoch + 1}: {lr:.3g})")
+
+
+def report_face_fallbacks(adapter: Any) -> dict[str, int] | None:
+    """Face-crop fallbacks (centre crops where no face was found) counted in this process, or None."""
+    cropper = getattr(adapter, "cropper", None)
+    calls = getattr(cropper, "calls", 0)
+    if not calls:
+        return None
+    fallbacks = int(cropper.fallbacks)
+    if fallbacks:
+        print(f"[cmer] face crop: no face found in {fallbacks} of {calls} frames ({100 * fallbacks / calls:.1f}%); "
+              "those were centre-cropped")
+    return {"frames": int(calls), "fallbacks": fallbacks}
+
+
+def write_data_summary(data: MERDataModule, run_dir: Path, resume: bool) -> dict[str, Any]:
+    """Print the data summary, save it as ``data_summary.json`` and the split as ``split.json`` (rank 0);
+    warn when a modality will not train, and on resume when the split differs from the saved one."""
+    from contrastive_mer.data.summary import format_summary
+
+    summary, split = data.summary(), data.split()
+    if is_launched_rank():
+        return summary
+    print(format_summary(summary, f"[cmer] data: {summary['dataset']}" +
+                         (f" ({summary['root']})" if summary["root"] else "")), flush=True)
+    for line in summary["warnings"]:
+        warn(line)
+    split_path = run_dir / "split.json"
+    if resume and split_path.is_file():
+        old = json.loads(split_path.read_text(encoding="utf-8"))
+        if any(sorted(old.get(k, [])) != sorted(split.get(k, [])) for k in ("train", "val")):
+            warn(f"the split differs from the one saved in {split_path} (config changed?): the resumed run "
+                 "trains and validates on other clips")
+    (run_dir / "data_summary.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
+    split_path.write_text(json.dumps(split), encoding="utf-8")
+    return summary
+
+
+def check_not_finished(run_dir: Path, max_epochs: int) -> None:
+    """On resume: refuse a run that already trained ``max_epochs`` epochs (Lightning would silently do nothing)."""
+    path = run_dir / "history.json"
+    done = len(json.loads(path.read_text(encoding="utf-8"))) if path.is_file() else 0
+    if done >= max_epochs:
+        raise UserError(f"the run in {run_dir} already trained {done} epoch(s) (trainer.max_epochs={max_epochs}); "
+                        f"to extend it pass trainer.max_epochs=N with N > {done}")
+
+
 @dataclass
 class PretrainResult:
     run_dir: Path
@@ -119,7 +227,8 @@ def build_trainer(cfg: DictConfig, run_dir: Path, extra_callbacks: list[Callback
     if t.early_stopping_patience is not None and has_val:
         callbacks.append(EarlyStopping(monitor=monitor, patience=t.early_stopping_patience, mode="min"))
     callbacks += extra_callbacks or []
-    logger = TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="")
+    # no hp_metric placeholder: it would sit at -1 in every run
+    logger = TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="", default_hp_metric=False)
     precision = "32-true" if t.precision == "32" else t.precision
     trainer = pl.Trainer(
         max_epochs=t.max_epochs, accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes,
@@ -135,37 +244,54 @@ def build_trainer(cfg: DictConfig, run_dir: Path, extra_callbacks: list[Callback
 
 
 def pretrain(cfg: DictConfig, output: str | Path | None = None, resume: bool = False,
-             extra_callbacks: list[Callback] | None = None) -> PretrainResult:
+             extra_callbacks: list[Callback] | None = None, overwrite: bool = False) -> PretrainResult:
     """Train the encoders without labels; returns the run directory and checkpoint paths.
 
-    With ``resume``, continues from ``<output>/checkpoints/last.ckpt`` (optimiser, scheduler, epoch, RNG).
+    With ``resume``, continues from ``<output>/checkpoints/last.ckpt`` (optimiser, scheduler, epoch, RNG); a
+    larger ``trainer.max_epochs`` extends the run (a cosine schedule is stretched to the new length, with a
+    warning). A folder that already holds a run is refused unless ``resume`` or ``overwrite`` (which removes the
+    old checkpoints, logs and run files first) is given. The data summary is printed and saved as
+    ``data_summary.json``, the split as ``split.json``.
     """
     run_dir = make_run_dir(cfg, output)
     last = run_dir / "checkpoints" / "last.ckpt"
-    if resume and not last.is_file():
-        raise UserError(f"--resume: no checkpoint to resume from at {last}")
+    removed = prepare_run_dir(run_dir, resume, overwrite)
+    if removed:
+        print(f"[cmer] --overwrite: removed {len(removed)} file(s)/folder(s) of the earlier run in {run_dir}")
+    if resume:
+        check_not_finished(run_dir, cfg.trainer.max_epochs)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(to_yaml(cfg))
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     data = MERDataModule(cfg)
     data.setup("fit")
+    write_data_summary(data, run_dir, resume)
     module = PairwiseContrastiveModule(cfg)
     if cfg.trainer.compile:
         for name in module.modalities:
             module.encoders[name] = torch.compile(module.encoders[name])
     report = SkipReport(run_dir / "skipped.jsonl", cfg.data.max_skip_fraction)
-    callbacks = [SkipReportCallback(report), HistoryCallback(run_dir / "history.json"), *(extra_callbacks or [])]
+    callbacks = [SkipReportCallback(report), HistoryCallback(run_dir / "history.json"),
+                 ExtendScheduleCallback(cfg.trainer.max_epochs, cfg.optim.warmup_epochs), *(extra_callbacks or [])]
+    if data.val_set is not None:
+        callbacks.append(EmbeddingFiguresCallback(run_dir, cfg.data.split_group))
     trainer, ckpt = build_trainer(cfg, run_dir, callbacks, has_val=data.val_set is not None)
     start = time.perf_counter()
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume else None)
     seconds = time.perf_counter() - start
+    faces = report_face_fallbacks(data.adapter)
+    if faces and trainer.is_global_zero:
+        summary_path = run_dir / "data_summary.json"
+        summary = json.loads(summary_path.read_text(encoding="utf-8")) if summary_path.is_file() else {}
+        summary["face_crop"] = faces
+        summary_path.write_text(json.dumps(summary, indent=1), encoding="utf-8")
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1}
     best = Path(ckpt.best_model_path) if ckpt.best_model_path else None
     return PretrainResult(run_dir, last, best, metrics, seconds, trainer.is_global_zero)
 
 
 def pretrain_from_files(config: str | Path | None, overrides: list[str], output: str | None,
-                        resume: bool) -> PretrainResult:
+                        resume: bool, overwrite: bool = False) -> PretrainResult:
     """CLI entry: on resume without ``--config``, the run directory's saved config is used."""
     if resume and config is None:
         if output is None:
@@ -173,4 +299,4 @@ def pretrain_from_files(config: str | Path | None, overrides: list[str], output:
         config = Path(output) / "config.yaml"
     if config is None:
         raise UserError("--config is required")
-    return pretrain(load_config(config, overrides), output, resume)
+    return pretrain(load_config(config, overrides), output, resume, overwrite=overwrite)

@@ -58,7 +58,7 @@ def pretrain_encoder(out: Path, epochs: int) -> Path:
     cfg = load_config(REPO / "experiments" / "demo.yaml",
                       [f"trainer.max_epochs={epochs}", "trainer.enable_progress_bar=false"])
     print(f"[mllm] pretraining a {epochs}-epoch demo encoder -> {out}", flush=True)
-    return pretrain(cfg, output=out).checkpoint
+    return pretrain(cfg, output=out, overwrite=True).checkpoint
 
 
 def llm_and_tokenizer(args: argparse.Namespace, llm_cfg: dict, words: list[str], out: Path):

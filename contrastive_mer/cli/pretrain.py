@@ -1,4 +1,4 @@
-"""``cmer pretrain --config CFG [key=value ...] [--output RUN_DIR] [--resume]``"""
+"""``cmer pretrain --config CFG [key=value ...] [--output RUN_DIR] [--resume | --overwrite]``"""
 
 from __future__ import annotations
 
@@ -10,14 +10,18 @@ from contrastive_mer.cli._common import add_output_dir
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="experiment YAML (e.g. experiments/demo.yaml)")
     add_output_dir(parser, "the run: config, checkpoints, logs (default: <output_dir>/<name>-<time>)")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --output from last.ckpt")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --output from last.ckpt; trainer.max_epochs=N extends a finished run")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the run in --output (its checkpoints, TensorBoard logs and run files are "
+                             "removed first); without it a folder holding a run is refused")
     parser.add_argument("overrides", nargs="*", help="config overrides as key=value (OmegaConf dotlist)")
 
 
 def run(args: argparse.Namespace) -> int:
     from contrastive_mer.training import pretrain_from_files
 
-    result = pretrain_from_files(args.config, args.overrides, args.output, args.resume)
+    result = pretrain_from_files(args.config, args.overrides, args.output, args.resume, args.overwrite)
     if not result.is_global_zero:  # DDP: only rank 0 reports
         return 0
     losses = {k: round(v, 4) for k, v in sorted(result.metrics.items()) if "loss" in k or "acc" in k}

@@ -65,6 +65,7 @@ class MERDataModule(pl.LightningDataModule):
         self.train_set: MERDataset | None = None
         self.val_set: MERDataset | None = None
         self.records: list[ClipRecord] = []
+        self.splits: dict[str, list[ClipRecord]] = {}
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
@@ -76,12 +77,32 @@ class MERDataModule(pl.LightningDataModule):
             raise ValueError(f"dataset {d.dataset!r} lists no clips (root: {d.root})")
         self.preprocessors = build_preprocessors(self.cfg)
         train, val = split_records(self.records, d.split_group, d.val_fraction, self.cfg.seed)
+        self.splits = {"train": train, "val": val} if val else {"train": train}
         self.train_set = self.dataset(train)
         # Records come ordered (by speaker, emotion, ...): unshuffled validation batches would hold one speaker's
         # clips of one emotion, so the validation loss would measure something else than the training loss. One
         # fixed permutation keeps validation batches mixed like training batches and identical every epoch.
         order = np.random.default_rng(self.cfg.seed).permutation(len(val))
         self.val_set = self.dataset([val[i] for i in order]) if val else None
+
+    def summary(self) -> dict[str, Any]:
+        """Clips, per-modality coverage and groups per split, with warnings (see
+        :func:`contrastive_mer.data.summary.data_summary`); call after :meth:`setup`."""
+        from contrastive_mer.data.summary import data_summary
+
+        d = self.cfg.data
+        sources = {m: p.source for m, p in self.preprocessors.items()}
+        out = {"dataset": d.dataset, "root": None if d.root is None else str(d.root)}
+        out.update(data_summary(self.splits, sources, d.split_group, d.batch_size,
+                                getattr(self.adapter, "skipped", ())))
+        return out
+
+    def split(self) -> dict[str, Any]:
+        """The train/validation split as saved in ``split.json`` (clip ids per part)."""
+        from contrastive_mer.data.summary import split_ids
+
+        d = self.cfg.data
+        return split_ids(self.splits, d.split_group, self.cfg.seed, d.val_fraction)
 
     def dataset(self, records: Sequence[ClipRecord]) -> MERDataset:
         d = self.cfg.data

@@ -1,0 +1,59 @@
+"""The run folder of ``cmer pretrain``: refuse to mix two runs in one folder, or clear the old one on request.
+
+A run folder holds ``config.yaml``, ``checkpoints/`` (``last.ckpt``, ``best-*.ckpt``), ``tensorboard/``,
+``figures/``, ``history.json``, ``data_summary.json``, ``split.json`` and ``skipped.jsonl``. Training again into a folder that
+holds a run without ``--resume`` would overwrite some of these, keep others (an old ``best-*.ckpt`` beside the new
+one) and mix TensorBoard event files, so it is refused unless ``--overwrite`` is given, which removes them first.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from contrastive_mer.errors import UserError
+
+RUN_FILES = ("config.yaml", "history.json", "data_summary.json", "split.json", "skipped.jsonl")
+RUN_DIRS = ("tensorboard", "figures")
+
+
+def is_launched_rank() -> bool:
+    """True in a DDP process other than the first (those must leave the folder to rank 0)."""
+    return any(int(os.environ.get(k, "0") or 0) > 0 for k in ("RANK", "LOCAL_RANK", "NODE_RANK"))
+
+
+def run_artifacts(run_dir: Path) -> list[Path]:
+    """What of an earlier run lies in ``run_dir``: checkpoints, TensorBoard logs, run files."""
+    found = sorted((run_dir / "checkpoints").glob("*.ckpt")) if (run_dir / "checkpoints").is_dir() else []
+    found += [run_dir / d for d in RUN_DIRS if (run_dir / d).exists()]
+    found += [run_dir / f for f in RUN_FILES if (run_dir / f).exists()]
+    return found
+
+
+def prepare_run_dir(run_dir: Path, resume: bool = False, overwrite: bool = False) -> list[Path]:
+    """Check ``run_dir`` before a run writes into it; with ``overwrite``, remove the earlier run's files.
+
+    Returns what was removed. Raises :class:`UserError` (one line) for a folder holding a run when neither
+    ``resume`` nor ``overwrite`` is set, for both at once, and for ``resume`` without ``checkpoints/last.ckpt``.
+    """
+    if resume and overwrite:
+        raise UserError("--resume continues the run in --output and --overwrite replaces it: choose one")
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if resume:
+        if not last.is_file():
+            raise UserError(f"--resume: no checkpoint to resume from at {last}")
+        return []
+    if is_launched_rank():
+        return []
+    found = run_artifacts(run_dir)
+    if not found:
+        return []
+    if not overwrite:
+        names = ", ".join(str(p.relative_to(run_dir)) for p in found[:4]) + (", ..." if len(found) > 4 else "")
+        raise UserError(f"{run_dir} already holds a run ({names}); continue it with --resume (e.g. "
+                        f"`cmer pretrain --output {run_dir} --resume trainer.max_epochs=N`) or replace it with "
+                        "--overwrite")
+    for p in found:
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
+    return found
