@@ -150,6 +150,24 @@ def _one_line(err: OmegaConfBaseException) -> str:
     return f"{first} (key: {key})" if key and key not in first else first
 
 
+def _load_mapping(file: Path) -> DictConfig:
+    """One YAML file that must hold a mapping; a syntax error or another top-level type is a ConfigError."""
+    import yaml
+
+    try:
+        loaded = OmegaConf.load(file)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{file}: YAML syntax error{where}: {problem}") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{file}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    if not isinstance(loaded, DictConfig):
+        raise ConfigError(f"{file}: expected a mapping (key: value) at the top level, got a list")
+    return loaded
+
+
 def load_yaml(path: str | Path | None = None, overrides: Sequence[str] = (), base: Any = None) -> DictConfig:
     """The YAML file at ``path`` (or nothing) merged over ``base`` (a schema or config, optional), then the
     ``key=value`` overrides (OmegaConf dotlist); not validated. Errors are one-line :class:`ConfigError` s
@@ -291,6 +309,27 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"model.feature_dropout: {cfg.model.feature_dropout} must be in [0, 1)")
     if cfg.data.normalize_min_clips < 1:
         raise ConfigError(f"data.normalize_min_clips: {cfg.data.normalize_min_clips} must be >= 1")
+    _check_ranges(cfg)
+
+
+def _check_ranges(cfg: DictConfig) -> None:
+    """Numbers that make a run fail late or train nothing: refused before anything runs."""
+    if not 0.0 <= cfg.data.max_skip_fraction <= 1.0:
+        raise ConfigError(f"data.max_skip_fraction: {cfg.data.max_skip_fraction} must be in [0, 1]")
+    positive = {"data.batch_size": cfg.data.batch_size, "trainer.accumulate_grad_batches":
+                cfg.trainer.accumulate_grad_batches, "trainer.check_val_every_n_epoch":
+                cfg.trainer.check_val_every_n_epoch, "trainer.log_every_n_steps": cfg.trainer.log_every_n_steps,
+                "trainer.num_nodes": cfg.trainer.num_nodes, "model.head.output_dim": cfg.model.head.output_dim,
+                "model.head.hidden_dim": cfg.model.head.hidden_dim}
+    if cfg.data.eval_batch_size is not None:
+        positive["data.eval_batch_size"] = cfg.data.eval_batch_size
+    for key, value in positive.items():
+        if value < 1:
+            raise ConfigError(f"{key}: {value} must be >= 1")
+    if cfg.trainer.max_epochs < 1 and cfg.trainer.max_epochs != -1:
+        raise ConfigError(f"trainer.max_epochs: {cfg.trainer.max_epochs} must be >= 1 (or -1: no limit)")
+    if cfg.data.num_workers < 0:
+        raise ConfigError(f"data.num_workers: {cfg.data.num_workers} must be >= 0")
 
 
 # encoder argument -> preprocessor argument it determines, per input kind

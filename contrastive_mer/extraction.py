@@ -134,12 +134,16 @@ def extract(module: PairwiseContrastiveModule, cfg: DictConfig, out: str | Path,
     todo = [r for r in mine if r.id not in done]
     device = resolve_device(opts.device)
     report = SkipReport(out.with_name(out.name + ".skipped.jsonl"), cfg.data.max_skip_fraction)
-    for rows in encode_records(module, cfg, adapter, todo, lambda b: encode_batch(module, b, specs, opts, device),
-                               batch_size=opts.batch_size, device=device, num_workers=opts.num_workers,
-                               report=report, seen=len(done),
-                               progress=f"extract -> {out.name}" if opts.progress else None):
-        writer.append(**rows)
-    path = writer.finish()
+    try:
+        for rows in encode_records(module, cfg, adapter, todo,
+                                   lambda b: encode_batch(module, b, specs, opts, device),
+                                   batch_size=opts.batch_size, device=device, num_workers=opts.num_workers,
+                                   report=report, seen=len(done),
+                                   progress=f"extract -> {out.name}" if opts.progress else None):
+            writer.append(**rows)
+        path = writer.finish()
+    finally:
+        writer.close()  # the store's lock goes with this call, finished or not (what was flushed stays resumable)
     if report.entries:
         print(f"[cmer extract] {report.summary()}")
     return path

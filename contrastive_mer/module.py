@@ -16,6 +16,7 @@ from contrastive_mer.config import config_from_dict, to_dict
 from contrastive_mer.data.sample import Batch
 from contrastive_mer.encoders import EncoderOutput, build_encoder
 from contrastive_mer.encoders.base import lone_row_batchnorm
+from contrastive_mer.errors import UserError
 from contrastive_mer.heads import HeadConfig, ProjectionHead
 from contrastive_mer.losses import PairwiseInfoNCE, PairwiseLossOutput
 
@@ -156,12 +157,26 @@ class PairwiseContrastiveModule(pl.LightningModule):
 
 
 def load_module(checkpoint: str, map_location: str | torch.device = "cpu") -> PairwiseContrastiveModule:
-    """Rebuild a trained module from a checkpoint without executing code from the file (weights-only load)."""
-    state = torch.load(checkpoint, map_location=map_location, weights_only=True)
+    """Rebuild a trained module from a checkpoint without executing code from the file (weights-only load).
+
+    A truncated, corrupt or pickled (code-carrying) file, or weights that do not fit the file's own config, is a
+    one-line :class:`~contrastive_mer.errors.UserError` naming the file."""
+    try:
+        state = torch.load(checkpoint, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # noqa: BLE001  (a hostile file can make the unpickler fail in any way)
+        reason = " ".join(str(err).split())[:200]
+        raise UserError(f"{checkpoint}: not a readable weights-only checkpoint ({type(err).__name__}: "
+                        f"{reason})") from None
     try:
         config = state["hyper_parameters"]["config"]
     except (KeyError, TypeError):
         raise ValueError(f"{checkpoint}: not a contrastive-mer checkpoint (no hyper_parameters.config)") from None
     module = PairwiseContrastiveModule(config)
-    module.load_state_dict(state["state_dict"])
+    try:
+        module.load_state_dict(state["state_dict"])
+    except (KeyError, TypeError, RuntimeError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"{checkpoint}: its weights do not fit its config ({first})") from None
     return module.eval()

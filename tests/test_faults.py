@@ -207,3 +207,254 @@ def test_pretraining_with_one_video_clip_in_a_batch(tmp_path: Path) -> None:
     cfg = load_config(None, overrides)
     result = pretrain(cfg, tmp_path / "run")
     assert result.checkpoint.is_file()
+
+
+# ------------------------------------------------------------------------ 3. bad .npy files, 5. transcripts
+def _huge_header_npy(path: Path) -> None:
+    """A .npy whose header declares 9,999,999,999 float32 values (37 GiB) over 16 bytes of data."""
+    with open(path, "wb") as fh:
+        np.lib.format.write_array_header_1_0(fh, {"descr": "<f4", "fortran_order": False, "shape": (9999999999,)})
+        fh.write(b"\0" * 16)
+
+
+def feature_corpus(root: Path, n: int, bad: dict[int, str] | None = None) -> Path:
+    """A manifest of ``n`` clips with two .npy feature modalities (au (6,), pose (4,)) sharing a latent;
+    ``bad`` maps a clip index to how its au file is broken: ``empty``, ``huge`` or ``short``."""
+    bad = bad or {}
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    lines = ["id,speaker,feat:au,feat:pose"]
+    for i in range(n):
+        z = rng.normal(size=2).astype(np.float32)
+        au, pose = root / f"au{i:02d}.npy", root / f"pose{i:02d}.npy"
+        np.save(au, np.concatenate([z, -z, z]) + 0.1 * rng.normal(size=6).astype(np.float32))
+        np.save(pose, np.concatenate([z, z]) + 0.1 * rng.normal(size=4).astype(np.float32))
+        if bad.get(i) == "empty":
+            au.write_bytes(b"")
+        elif bad.get(i) == "huge":
+            _huge_header_npy(au)
+        elif bad.get(i) == "short":
+            au.write_bytes(au.read_bytes()[:-8])
+        lines.append(f"c{i:02d},s{i % 4},{au.name},{pose.name}")
+    manifest = root / "clips.csv"
+    manifest.write_text("\n".join(lines) + "\n")
+    return manifest
+
+
+def feature_overrides(manifest: Path) -> list[str]:
+    return ["data.dataset=manifest", f"data.options.path={manifest}", "data.val_fraction=0", "data.batch_size=8",
+            "data.cache=none", "model.modalities.au.encoder=mlp", "model.modalities.au.encoder_args.input_dim=6",
+            "model.modalities.au.encoder_args.hidden_dims=[16]", "model.modalities.au.encoder_args.output_dim=8",
+            "model.modalities.pose.encoder=mlp", "model.modalities.pose.encoder_args.input_dim=4",
+            "model.modalities.pose.encoder_args.hidden_dims=[16]", "model.modalities.pose.encoder_args.output_dim=8",
+            "model.head.hidden_dim=16", "model.head.output_dim=8", "trainer.max_epochs=1",
+            "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1"]
+
+
+def test_bad_npy_headers_are_refused_before_allocating(tmp_path: Path) -> None:
+    """Empty, huge-header, truncated and pickled .npy files: a SampleError naming the file and the reason, and
+    the huge one allocates nothing like its declared 37 GiB (tracemalloc peak under 1 MiB)."""
+    import tracemalloc
+
+    from contrastive_mer.data.datasets.base import SampleError
+    from contrastive_mer.data.datasets.manifest import ManifestAdapter
+
+    manifest = feature_corpus(tmp_path, 4, {0: "empty", 1: "huge", 2: "short"})
+    adapter = ManifestAdapter(manifest)
+    records = {r.id: r for r in adapter.records()}
+    reasons = {"c00": "empty file", "c01": "over the limit", "c02": "truncated"}
+    for sid, reason in reasons.items():
+        tracemalloc.start()
+        with pytest.raises(SampleError, match=reason) as info:
+            adapter.load(records[sid], ["au", "pose"])
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert info.value.path and info.value.path.endswith(f"au{sid[1:]}.npy") and peak < 1 << 20
+    good = adapter.load(records["c03"], ["au", "pose"]).inputs
+    np.testing.assert_array_equal(good["au"], np.load(tmp_path / "au03.npy"))  # numpy's own loader agrees
+    np.save(tmp_path / "au03.npy", np.array([{"x": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(SampleError, match="Python objects"):
+        adapter.load(records["c03"], ["au"])
+
+
+def test_loader_matches_numpy_on_good_files(tmp_path: Path) -> None:
+    """The checked loader returns what numpy.load returns (dtypes, byte orders, Fortran order, 0-d, empty)."""
+    from contrastive_mer.data.safe_files import load_npy
+
+    arrays = [np.arange(12, dtype=np.float32).reshape(3, 4), np.asfortranarray(np.arange(12.0).reshape(3, 4)),
+              np.arange(5, dtype=">i4"), np.float64(2.5), np.zeros((0, 7), np.float16)]
+    for i, a in enumerate(arrays):
+        np.save(tmp_path / f"{i}.npy", a)
+        got, want = load_npy(tmp_path / f"{i}.npy"), np.load(tmp_path / f"{i}.npy")
+        assert got.dtype == want.dtype and got.shape == want.shape and got.flags.writeable
+        np.testing.assert_array_equal(got, want)
+
+
+def test_one_bad_npy_is_skipped_and_the_run_goes_on(tmp_path: Path) -> None:
+    """Pretraining over 40 clips, one empty and one huge-header .npy among them (skip limit 20%): the run
+    finishes and skipped.jsonl names both clips."""
+    import json
+
+    from contrastive_mer.training import pretrain
+
+    manifest = feature_corpus(tmp_path / "corpus", 40, {3: "empty", 17: "huge"})
+    result = pretrain(load_config(None, feature_overrides(manifest) + ["data.max_skip_fraction=0.2"]),
+                      tmp_path / "run")
+    assert result.checkpoint.is_file()
+    lines = [json.loads(line) for line in (tmp_path / "run" / "skipped.jsonl").read_text().splitlines()]
+    assert {e["id"] for e in lines} == {"c03", "c17"}
+    assert all(e["path"].endswith(".npy") for e in lines)
+
+
+@pytest.mark.parametrize("kind", ["dev_zero", "fifo", "folder", "too_big", "not_utf8"])
+def test_hostile_transcript_paths_are_skipped(tmp_path: Path, kind: str) -> None:
+    """A transcript path to /dev/zero, a FIFO, a folder, a 2 MB file or non-UTF-8 bytes is a clear skip reason,
+    never an unbounded read or a hang; a normal transcript is read."""
+    import signal
+
+    from contrastive_mer.data.datasets.base import SampleError
+    from contrastive_mer.data.datasets.manifest import ManifestAdapter
+
+    target = {"dev_zero": Path("/dev/zero"), "fifo": tmp_path / "pipe", "folder": tmp_path / "dir",
+              "too_big": tmp_path / "big.txt", "not_utf8": tmp_path / "latin.txt"}[kind]
+    if kind == "fifo":
+        os.mkfifo(target)
+    elif kind == "folder":
+        target.mkdir()
+    elif kind == "too_big":
+        target.write_text("word " * 400_000)
+    elif kind == "not_utf8":
+        target.write_bytes("caf\xe9".encode("latin-1"))
+    (tmp_path / "ok.txt").write_text("  hello there \n")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f"id,transcript\nok,ok.txt\nbad,{target}\n")
+    adapter = ManifestAdapter(manifest)
+    records = {r.id: r for r in adapter.records()}
+    assert adapter.load(records["ok"], ["text"]).inputs["text"] == "hello there"
+    reason = {"dev_zero": "character device", "fifo": "FIFO", "folder": "folder", "too_big": "exceeds the limit",
+              "not_utf8": "not UTF-8"}[kind]
+    signal.alarm(20)  # a hang fails the test instead of blocking the suite
+    try:
+        with pytest.raises(SampleError, match=reason):
+            adapter.load(records["bad"], ["text"])
+    finally:
+        signal.alarm(0)
+
+
+# ----------------------------------------------------------------------------------- 4. the skip threshold
+def test_skip_limit_holds_on_small_corpora() -> None:
+    """Below min_seen clips the limit still holds: 15 of 15 stop at once; 1 of 10 passes while the run goes on
+    (1/20 is not over 5%) and stops at the final, exact check (10%); every clip skipped stops whatever the limit."""
+    from contrastive_mer.data.dataset import SkipReport, TooManySkippedError
+    from contrastive_mer.errors import UserError
+
+    report = SkipReport(None, max_fraction=0.05)
+    report.add([{"id": f"c{i}", "path": f"c{i}.npy", "reason": "bad\nfile"} for i in range(8)])
+    with pytest.raises(TooManySkippedError, match="8 of 8 samples skipped") as info:
+        report.check(8)
+    assert isinstance(info.value, UserError) and "\n" not in str(info.value)
+    one = SkipReport(None, max_fraction=0.05)
+    one.add([{"id": "c0", "path": "", "reason": "bad"}])
+    one.check(10)
+    with pytest.raises(TooManySkippedError, match="1 of 10"):
+        one.check(10, final=True)
+    lenient = SkipReport(None, max_fraction=1.0)
+    lenient.add([{"id": f"c{i}", "path": "", "reason": "bad"} for i in range(3)])
+    lenient.check(3)
+    with pytest.raises(TooManySkippedError):
+        lenient.check(3, final=True)
+    SkipReport(None, max_fraction=0.0).check(5, final=True)  # nothing skipped: nothing to say
+
+
+def test_all_bad_corpus_stops_pretraining_and_extraction(tmp_path: Path) -> None:
+    """15 of 15 clips unreadable: `cmer pretrain` and `cmer extract` exit 2 with one line; no checkpoint and no
+    store are written."""
+    manifest = feature_corpus(tmp_path / "bad", 15, {i: "empty" for i in range(15)})
+    run, config = tmp_path / "run", tmp_path / "faults.yaml"
+    config.write_text("name: faults\n")
+    line = cli_error("pretrain", "--config", str(config), *feature_overrides(manifest), "--output", str(run))
+    assert "samples skipped" in line and "data.max_skip_fraction" in line
+    assert not list(run.rglob("*.ckpt"))
+    good = feature_corpus(tmp_path / "good", 8)
+    cfg = load_config(None, feature_overrides(good))
+    ckpt = tmp_path / "m.ckpt"
+    torch.save({"state_dict": PairwiseContrastiveModule(cfg).state_dict(),
+                "hyper_parameters": {"config": to_dict(cfg)}}, ckpt)
+    out = tmp_path / "f.h5"
+    line = cli_error("extract", "--checkpoint", str(ckpt), "--out", str(out), "--no-progress",
+                     f"data.options.path={manifest}")
+    assert "samples skipped" in line and "data.max_skip_fraction" in line
+    assert not out.exists() and not lock_path_for(out).exists()
+
+
+@pytest.mark.parametrize("value", ["-0.1", "1.5"])
+def test_skip_fraction_out_of_range_is_a_config_error(value: str) -> None:
+    line = cli_error("pretrain", "--config", str(DEMO), f"data.max_skip_fraction={value}")
+    assert "data.max_skip_fraction" in line and "[0, 1]" in line
+
+
+# --------------------------------------------------------------------------- 6. one-line errors, exit 2
+def test_config_faults_are_one_line(tmp_path: Path) -> None:
+    """YAML syntax errors, a top-level list and trainer.max_epochs=-5 end in one line naming the file or key."""
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("data: {batch_size: 3\nmodel: [\n")
+    assert "YAML syntax error at line 2" in cli_error("pretrain", "--config", str(broken))
+    listed = tmp_path / "list.yaml"
+    listed.write_text("- data\n- model\n")
+    assert "expected a mapping" in cli_error("pretrain", "--config", str(listed))
+    assert "trainer.max_epochs: -5" in cli_error("pretrain", "--config", str(DEMO), "trainer.max_epochs=-5")
+    assert "model.head.output_dim: 0" in cli_error("pretrain", "--config", str(DEMO), "model.head.output_dim=0")
+
+
+class _Payload:
+    """Anything a weights-only load must refuse (it needs unpickling code)."""
+
+
+def test_checkpoint_and_store_faults_are_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Corrupt, truncated and pickled checkpoints, rerunning into a complete store with more clips, and a full
+    disk while writing: one line, exit 2 (CMER_DEBUG=1 keeps the traceback)."""
+    from contrastive_mer.store import hdf5
+
+    good = feature_corpus(tmp_path / "corpus", 12)
+    cfg = load_config(None, feature_overrides(good))
+    ckpt = tmp_path / "m.ckpt"
+    torch.save({"state_dict": PairwiseContrastiveModule(cfg).state_dict(),
+                "hyper_parameters": {"config": to_dict(cfg)}}, ckpt)
+    garbage, truncated, pickled = tmp_path / "garbage.ckpt", tmp_path / "half.ckpt", tmp_path / "pickled.ckpt"
+    garbage.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    truncated.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
+    torch.save({"state_dict": {}, "hyper_parameters": {"config": _Payload()}}, pickled)
+    out = tmp_path / "f.h5"
+    zipped = tmp_path / "zipped.ckpt"  # a valid zip container with a damaged pickle inside
+    raw = bytearray(ckpt.read_bytes())
+    raw[200:264] = b"\x00" * 64
+    zipped.write_bytes(bytes(raw))
+    for bad in (garbage, truncated, pickled, zipped):
+        line = cli_error("extract", "--checkpoint", str(bad), "--out", str(out), "--no-progress")
+        assert str(bad) in line and "checkpoint" in line
+    # a complete store, then a rerun over a corpus that has grown
+    listing = good.read_text()
+    good.write_text("\n".join(listing.splitlines()[:9]) + "\n")  # 8 of the 12 clips
+    assert main_ok("extract", "--checkpoint", str(ckpt), "--out", str(out), "--no-progress")
+    good.write_text(listing)
+    line = cli_error("extract", "--checkpoint", str(ckpt), "--out", str(out), "--no-progress")
+    assert "already complete" in line and "--overwrite" in line
+    # the disk fills while a part file is written
+    def full_disk(path, rows, fsync):
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(hdf5, "write_part", full_disk)
+    line = cli_error("extract", "--checkpoint", str(ckpt), "--out", str(tmp_path / "g.h5"), "--no-progress")
+    assert "No space left on device" in line and "g.h5.parts" in line
+    monkeypatch.setenv("CMER_DEBUG", "1")
+    from contrastive_mer.cli.main import main
+
+    with pytest.raises(OSError):
+        main(["extract", "--checkpoint", str(ckpt), "--out", str(tmp_path / "h.h5"), "--no-progress"])
+
+
+def main_ok(*argv: str) -> bool:
+    """Run ``cmer ARGV`` in-process; True on exit status 0."""
+    from contrastive_mer.cli.main import main
+
+    return main(list(argv)) == 0

@@ -5,6 +5,7 @@ Bad input exits with status 2 and a one-line reason."""
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import sys
@@ -40,7 +41,32 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+#: OSError numbers that describe the machine, not a bug: reported as one line (disk full, read-only, ...)
+_ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EISDIR,
+                       errno.ENOTDIR, errno.ENAMETOOLONG, errno.EMFILE, errno.ENFILE, errno.EIO}
+
+
+def _environment_error(err: BaseException) -> str | None:
+    """The one-line message of an OSError caused by the machine (disk full, ...), or None for other errors."""
+    if not isinstance(err, OSError):
+        return None
+    text = str(err)
+    if err.errno in _ENVIRONMENT_ERRNOS:
+        where = f": {err.filename}" if err.filename else ""
+        return f"{err.strerror or text}{where}"
+    if "No space left on device" in text or "errno = 28" in text:  # HDF5 reports it inside its own message
+        return f"No space left on device ({text})"
+    return None
+
+
+def _one_line(message: object) -> str:
+    """Whatever a library said, on one line."""
+    return " ".join(str(message).split())
+
+
 def main(argv: list[str] | None = None) -> int:
+    from pickle import UnpicklingError
+
     from contrastive_mer.errors import UserError
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -49,12 +75,16 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(only=command or "").parse_args(argv)
     try:
         return _module(args.command).run(args)
-    except (UserError, FileNotFoundError, KeyError, ValueError) as err:
-        if os.environ.get("CMER_DEBUG"):
+    except (UserError, FileNotFoundError, KeyError, ValueError, UnpicklingError, OSError) as err:
+        message: object = _environment_error(err)
+        if os.environ.get("CMER_DEBUG") or (isinstance(err, OSError) and not isinstance(err, FileNotFoundError)
+                                            and message is None):
             raise
-        # str(KeyError("msg")) is "'msg'": print the message itself
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"cmer {args.command}: error: {message}", file=sys.stderr)
+        if message is None:  # str(KeyError("msg")) is "'msg'": print the message itself
+            message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        if isinstance(err, UnpicklingError):
+            message = f"not a readable weights-only file ({message})"
+        print(f"cmer {args.command}: error: {_one_line(message)}", file=sys.stderr)
         return 2
 
 

@@ -23,6 +23,7 @@ from contrastive_mer.data.datasets.base import ClipRecord, CorpusAdapter, Sample
 from contrastive_mer.data.normalization import GroupNormalizer
 from contrastive_mer.data.sample import Batch
 from contrastive_mer.data.transforms import Preprocessor
+from contrastive_mer.errors import UserError
 
 
 @dataclass
@@ -40,10 +41,18 @@ class Skipped:
     reason: str
 
 
+class TooManySkippedError(UserError, RuntimeError):
+    """More clips were skipped than ``data.max_skip_fraction`` allows (the run stops, nothing is marked done)."""
+
+
 class SkipReport:
     """Per-sample records of skipped clips (id, file, reason), written as JSON lines.
 
-    ``check(seen)`` raises once the skipped fraction exceeds ``max_fraction`` (after at least ``min_seen``).
+    ``check(seen)`` raises :class:`TooManySkippedError` once the skipped fraction exceeds ``max_fraction``.
+    While a run goes on the fraction is taken over at least ``min_seen`` clips (``skipped / max(seen,
+    min_seen)``), so a few bad clips at the start of a large corpus stop it only if they would at ``min_seen``
+    clips too, while a small corpus is still held to the limit; ``check(seen, final=True)``, once every clip was
+    seen, compares the exact fraction, and stops a run whose every clip was skipped whatever the limit.
     """
 
     def __init__(self, path: str | Path | None = None, max_fraction: float = 0.05, min_seen: int = 20):
@@ -62,12 +71,17 @@ class SkipReport:
                 for e in new:
                     fh.write(json.dumps(e) + "\n")
 
-    def check(self, seen: int) -> None:
+    def check(self, seen: int, final: bool = False) -> None:
         n = len(self.entries)
-        if seen >= self.min_seen and n / max(seen, 1) > self.max_fraction:
+        if n == 0:
+            return
+        fraction = n / max(seen, 1) if final else n / max(seen, self.min_seen, 1)
+        if fraction > self.max_fraction or (final and n >= seen):
             first = next(iter(self.entries.values()))
-            raise RuntimeError(f"{n} of {seen} samples skipped (> {self.max_fraction:.0%}); first: "
-                               f"{first['id']} ({first['path']}): {first['reason']}; see {self.path or 'the report'}")
+            reason = " ".join(str(first["reason"]).split())  # one line, whatever the decoder said
+            raise TooManySkippedError(
+                f"{n} of {max(seen, n)} samples skipped (data.max_skip_fraction={self.max_fraction:g}); first: "
+                f"{first['id']} ({first['path']}): {reason}; see {self.path or 'the report'}")
 
     def summary(self) -> str:
         return f"{len(self.entries)} sample(s) skipped" + (f", listed in {self.path}" if self.path else "")

@@ -18,6 +18,7 @@ import torch
 from contrastive_mer.data.dataset import Collator, PreparedSample
 from contrastive_mer.data.media import MediaError, load_audio, load_video
 from contrastive_mer.data.sample import Batch
+from contrastive_mer.data.safe_files import load_npy
 from contrastive_mer.data.transforms import Frames, LogMel, Preprocessor, Tokens, Vector
 from contrastive_mer.frontend.config import FUSED
 from contrastive_mer.fusion import fuse
@@ -145,7 +146,7 @@ def _decode_path(modality: str, prep: Preprocessor, path: Path) -> Any:
     if isinstance(prep, Frames):
         return load_video(path, num_frames=prep.cfg.num_frames, size=prep.cfg.size)
     if isinstance(prep, Vector):
-        return np.load(path, allow_pickle=False)
+        return load_npy(path)  # header checked against the file size before anything is allocated
     raise ValueError(f"{path}: a file path is not a valid {modality} input (pass the text itself)")
 
 

@@ -24,6 +24,7 @@ import h5py
 import numpy as np
 
 import contrastive_mer
+from contrastive_mer.errors import UserError
 from contrastive_mer.store import views as _views
 from contrastive_mer.store._layout import LabelSpec, StoreSchema, as_label_spec
 from contrastive_mer.store.lock import OutputLockedError, WriterLock, acquire
@@ -46,6 +47,10 @@ class IncompleteStoreError(RuntimeError):
 
 class StoreMismatchError(ValueError):
     """A resumed writer does not match the store already on disk."""
+
+
+class StoreCompleteError(UserError, RuntimeError):
+    """New rows for a store that is already complete (e.g. a rerun over a corpus that has grown)."""
 
 
 def _root_attrs(schema: StoreSchema, created: str) -> dict[str, Any]:
@@ -208,7 +213,10 @@ class FeatureStoreWriter:
         use NaN for missing.
         """
         if self._finished:
-            raise RuntimeError(f"{self.path} is already complete; overwrite it to write it again")
+            new = [str(i) for i in ids if str(i) not in self._done]
+            raise StoreCompleteError(
+                f"{self.path} is already complete and lacks {len(new)} of the rows now given (first: {new[:1]}); "
+                "overwrite it (--overwrite) or choose another output")
         ids = [str(i) for i in ids]
         if not ids:
             return

@@ -26,6 +26,7 @@ import numpy as np
 
 from contrastive_mer.data.datasets.base import ClipRecord, SampleError, register_adapter
 from contrastive_mer.data.datasets.corpus import MediaCorpus, MediaCorpusOptions
+from contrastive_mer.data.safe_files import BadFileError, load_npy, read_text
 
 MEDIA_COLUMNS = ("audio", "video")
 GROUP_COLUMNS = ("group", "speaker", "session", "dialogue")
@@ -251,9 +252,9 @@ class ManifestAdapter(MediaCorpus):
     def load_source(self, record: ClipRecord, modality: str, source: Any) -> Any:
         """Inline text, a transcript file or a ``.npy`` feature file (audio and video: :meth:`decode`)."""
         if isinstance(source, tuple) and source[0] == "transcript":
-            try:
-                return Path(source[1]).read_text(encoding="utf-8").strip()
-            except (OSError, UnicodeDecodeError) as err:
+            try:  # a regular file of at most 1 MB (a FIFO or /dev/zero is refused, not read)
+                return read_text(source[1], what="transcript").strip()
+            except BadFileError as err:
                 raise SampleError(record.id, f"cannot read transcript ({err})", source[1]) from err
         if isinstance(source, tuple) and source[0] == "npy":
             return self._load_npy(record, modality, source[1])
@@ -264,12 +265,10 @@ class ManifestAdapter(MediaCorpus):
 
     @staticmethod
     def _load_npy(record: ClipRecord, modality: str, path: str) -> np.ndarray:
-        try:
-            array = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as err:
+        try:  # header checked against the file size first: an empty or lying file is skipped, not allocated
+            array = load_npy(path)
+        except BadFileError as err:
             raise SampleError(record.id, f"{modality}: unreadable .npy ({err})", path) from err
-        if not isinstance(array, np.ndarray):
-            raise SampleError(record.id, f"{modality}: expected a .npy array, got {type(array).__name__}", path)
         if array.dtype.kind not in "fiu" or array.ndim not in (1, 2):
             raise SampleError(record.id, f"{modality}: expected a numeric (D,) or (T, D) array, got "
                               f"{array.dtype} {array.shape}", path)
