@@ -458,3 +458,40 @@ def main_ok(*argv: str) -> bool:
     from contrastive_mer.cli.main import main
 
     return main(list(argv)) == 0
+
+
+# ---------------------------------------------------------------------------------- 8. atomic checkpoints
+def test_checkpoint_write_that_fails_leaves_no_partial_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A disk that fills half-way through a checkpoint: the old file of that name is intact, no temp file
+    remains, nothing named *.ckpt is truncated; a normal save loads back equal (through Lightning's loader)."""
+    from contrastive_mer import checkpoint_io
+    from contrastive_mer.checkpoint_io import AtomicCheckpointIO
+
+    io = AtomicCheckpointIO()
+    path = tmp_path / "checkpoints" / "best-001.ckpt"
+    first = {"state_dict": {"w": torch.arange(6.0)}, "epoch": 1}
+    io.save_checkpoint(first, path)
+    loaded = io.load_checkpoint(path)
+    assert loaded["epoch"] == 1 and torch.equal(loaded["state_dict"]["w"], first["state_dict"]["w"])
+    real_save = torch.save
+
+    def half_then_full(obj, fh, *args, **kwargs):
+        import io as _io
+
+        buffer = _io.BytesIO()
+        real_save(obj, buffer, *args, **kwargs)
+        fh.write(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checkpoint_io.torch, "save", half_then_full)
+    with pytest.raises(OSError, match="No space left"):
+        io.save_checkpoint({"state_dict": {"w": torch.zeros(1000)}, "epoch": 2}, path)
+    with pytest.raises(OSError):
+        io.save_checkpoint({"epoch": 3}, tmp_path / "checkpoints" / "best-002.ckpt")
+    monkeypatch.setattr(checkpoint_io.torch, "save", real_save)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["best-001.ckpt"]
+    assert io.load_checkpoint(path)["epoch"] == 1
+    import pytorch_lightning as pl
+
+    trainer = pl.Trainer(plugins=[AtomicCheckpointIO()], logger=False, enable_progress_bar=False)
+    assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)  # how a trainer takes it

@@ -1,0 +1,62 @@
+"""Checkpoints written atomically: a temp file beside the target, fsync, ``os.replace``.
+
+Lightning's default :class:`~lightning_fabric.plugins.io.TorchCheckpointIO` writes through an fsspec transaction
+whose temp file lies in the system temp folder; committing it is ``shutil.move``, a *copy* when that folder is on
+another file system, so a full disk during the copy leaves a truncated ``best-*.ckpt`` at the final path (and a
+later ``--resume`` or ``best-*.ckpt`` glob picks it up). :class:`AtomicCheckpointIO` never exposes a partial file:
+the final name appears only once the whole checkpoint is on disk, and an old checkpoint of the same name stays
+intact when writing the new one fails. Pass it to the trainer: ``pl.Trainer(plugins=[AtomicCheckpointIO()])``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+
+__all__ = ["AtomicCheckpointIO", "atomic_torch_save"]
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_torch_save(obj: Any, path: str | Path, fsync: bool = True) -> Path:
+    """``torch.save(obj, path)`` through ``.<name>.tmp-<pid>`` in the same folder and an atomic rename; on any
+    failure (a full disk, an interrupt) the temp file is removed and ``path`` is left as it was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            if fsync:
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if fsync:
+        _fsync_dir(path.parent)
+    return path
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning checkpoint I/O that writes local checkpoints with :func:`atomic_torch_save` (remote URLs: the
+    default behaviour)."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Optional[Any] = None) -> None:
+        if "://" in str(path) and not str(path).startswith("file://"):
+            super().save_checkpoint(checkpoint, path, storage_options)
+            return
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options")
+        atomic_torch_save(checkpoint, str(path).removeprefix("file://"))
