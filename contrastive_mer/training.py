@@ -27,6 +27,7 @@ from contrastive_mer.errors import UserError
 from contrastive_mer.module import PairwiseContrastiveModule
 from contrastive_mer.run_dir import is_launched_rank, prepare_run_dir
 from contrastive_mer.training_figures import EmbeddingFiguresCallback
+from contrastive_mer.training_log import EpochLineCallback, ThroughputCallback, quiet_lightning
 
 # noise from Lightning's own internals on current torch; nothing a user can act on
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
@@ -223,10 +224,14 @@ def build_trainer(cfg: DictConfig, run_dir: Path, extra_callbacks: list[Callback
     # last.ckpt is rewritten after every epoch, whether or not the monitored loss improved
     last = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", monitor=None, save_top_k=1,
                            every_n_epochs=1, enable_version_counter=False)
-    callbacks: list[Callback] = [ckpt, last, LearningRateMonitor(logging_interval="epoch"), RngStateCallback()]
+    # per-step learning rate (every log_every_n_steps); throughput before the callbacks that read it
+    callbacks: list[Callback] = [ckpt, last, LearningRateMonitor(logging_interval="step"), RngStateCallback(),
+                                 ThroughputCallback()]
     if t.early_stopping_patience is not None and has_val:
         callbacks.append(EarlyStopping(monitor=monitor, patience=t.early_stopping_patience, mode="min"))
     callbacks += extra_callbacks or []
+    callbacks.append(EpochLineCallback(always=not t.enable_progress_bar))  # after the history: same metrics
+    quiet_lightning()
     # no hp_metric placeholder: it would sit at -1 in every run
     logger = TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="", default_hp_metric=False)
     precision = "32-true" if t.precision == "32" else t.precision
@@ -235,7 +240,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, extra_callbacks: list[Callback
         strategy=t.strategy, precision=precision, log_every_n_steps=t.log_every_n_steps,
         gradient_clip_val=t.gradient_clip_val, accumulate_grad_batches=t.accumulate_grad_batches,
         check_val_every_n_epoch=t.check_val_every_n_epoch,
-        limit_train_batches=t.limit_train_batches if t.limit_train_batches is not None else 1.0,
+        limit_train_batches=t.limit_train_batches,  # None: all, without Lightning's notice about 1.0
         enable_progress_bar=t.enable_progress_bar, deterministic=t.deterministic, sync_batchnorm=t.sync_batchnorm,
         callbacks=callbacks,
         logger=logger, default_root_dir=str(run_dir), enable_model_summary=False,

@@ -149,3 +149,28 @@ def test_pca_map_matches_sklearn() -> None:
     ours, ref = pca_2d(x), PCA(2).fit_transform(x)
     np.testing.assert_allclose(np.abs(ours), np.abs(ref), rtol=1e-6, atol=1e-9)
     assert pca_2d(x[:, :1]).shape == (50, 2)
+
+
+def test_piped_log_has_one_line_per_epoch_and_no_library_noise(tmp_path: Path) -> None:
+    """What a non-terminal log shows: the data summary, one line per epoch with losses, lr and clips/s."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    run = tmp_path / "run"
+    res = subprocess.run([sys.executable, "-m", "contrastive_mer.cli.main", "pretrain", "--config", str(DEMO),
+                          "--output", str(run), *TINY, "trainer.max_epochs=2"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert res.returncode == 0, res.stderr
+    log = res.stdout + res.stderr
+    lines = [ln for ln in log.splitlines() if ln.startswith("[cmer] epoch ")]
+    assert [ln.split()[2] for ln in lines] == ["1/2", "2/2"], log
+    for ln in lines:
+        assert "train loss" in ln and "val loss" in ln and " lr " in ln and "clips/s" in ln and "data " in ln
+    assert "[cmer] data: synthetic" in log
+    assert "litlogger" not in log and "limit_train_batches" not in log
+    history = json.loads((run / "history.json").read_text())
+    for h in history:
+        assert h["time/samples_per_sec"] > 0 and 0 <= h["time/data_share"] <= 1
+        assert f"{h['train/loss_epoch']:.3f}" in lines[h["epoch"]]

@@ -1,0 +1,104 @@
+"""What a training log shows: throughput, one line per epoch, and none of Lightning's advertising.
+
+:class:`ThroughputCallback` times each training epoch (clips per second, and the share of the epoch spent waiting
+for the next batch, i.e. data loading) and logs ``time/samples_per_sec`` and ``time/data_share``.
+:class:`EpochLineCallback` prints one line per epoch (losses, mean in-batch accuracies, learning rate,
+throughput) for logs that are not a terminal, where a progress bar leaves only its last frame.
+:func:`quiet_lightning` drops Lightning's tips and the ``limit_train_batches=1.0`` notice from its log.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import Callback
+
+_NOISE = ("litlogger", "💡 Tip", "was configured so 100% of the batches")
+
+
+class _DropNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(n in message for n in _NOISE)
+
+
+def quiet_lightning() -> None:
+    """Filter Lightning's rank-zero info log (idempotent)."""
+    for name in ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.rank_zero"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropNoise) for f in logger.filters):
+            logger.addFilter(_DropNoise())
+
+
+class ThroughputCallback(Callback):
+    """Clips per second and data-loading share of each training epoch (logged per epoch)."""
+
+    def __init__(self) -> None:
+        self.samples_per_sec = float("nan")
+        self.data_share = float("nan")
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self._start = self._last_end = time.perf_counter()
+        self._wait = 0.0
+        self._clips = 0
+
+    def on_train_batch_start(self, trainer: pl.Trainer, module: pl.LightningModule, batch: Any, idx: int) -> None:
+        now = time.perf_counter()
+        self._wait += now - self._last_end
+        self._clips += len(getattr(batch, "ids", ()))
+
+    def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, outputs: Any, batch: Any,
+                           idx: int) -> None:
+        self._last_end = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        elapsed = max(self._last_end - self._start, 1e-9)
+        self.samples_per_sec = self._clips / elapsed
+        self.data_share = self._wait / elapsed
+        module.log("time/samples_per_sec", self.samples_per_sec, on_epoch=True, sync_dist=False)
+        module.log("time/data_share", self.data_share, on_epoch=True, sync_dist=False)
+
+
+def _mean(metrics: dict[str, Any], prefix: str) -> float | None:
+    values = [float(v) for k, v in metrics.items() if k.startswith(prefix) and not k.endswith("_step")
+              and torch.is_tensor(v) and v.numel() == 1]
+    return float(np.mean(values)) if values else None
+
+
+def epoch_line(epoch: int, max_epochs: int, metrics: dict[str, Any], lr: float | None) -> str:
+    """``epoch 3/10  train loss 2.310  acc 41.2%  val loss 2.402  acc 38.0%  lr 1.00e-03  84 clips/s  data 12%``."""
+    parts = [f"epoch {epoch + 1}/{max_epochs}" if max_epochs > 0 else f"epoch {epoch + 1}"]
+    for split, loss_key in (("train", "train/loss_epoch"), ("val", "val/loss")):
+        loss = metrics.get(loss_key, metrics.get(f"{split}/loss"))
+        if loss is None:
+            continue
+        acc = _mean(metrics, f"{split}/acc_")
+        parts.append(f"{split} loss {float(loss):.3f}" + (f"  acc {100 * acc:.1f}%" if acc is not None else ""))
+    if lr is not None:
+        parts.append(f"lr {lr:.2e}")
+    if "time/samples_per_sec" in metrics:
+        parts.append(f"{float(metrics['time/samples_per_sec']):.0f} clips/s")
+        parts.append(f"data {100 * float(metrics['time/data_share']):.0f}%")
+    return "  ".join(parts)
+
+
+class EpochLineCallback(Callback):
+    """Print :func:`epoch_line` after every epoch when ``always`` or stdout is not a terminal."""
+
+    def __init__(self, always: bool = False):
+        self.always = always
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        if not (self.always or not sys.stdout.isatty()):
+            return
+        lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None
+        print(f"[cmer] {epoch_line(trainer.current_epoch, trainer.max_epochs, trainer.callback_metrics, lr)}",
+              flush=True)
