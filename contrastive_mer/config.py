@@ -219,6 +219,23 @@ def model_from_checkpoint(checkpoint_config: Mapping[str, Any], path: str | Path
     return config_from_dict(to_dict(load_yaml(None, overrides, base=layered)))
 
 
+def refuse_interpolations(data: Any, where: str, key: str = "") -> None:
+    """Raise :class:`ConfigError` if any string in ``data`` holds an OmegaConf interpolation (``${...}``).
+
+    Configs saved in checkpoints and stores are resolved when written, so an interpolation there was put in by
+    hand: resolving it would run resolvers such as ``oc.env`` on the reader's machine (copying a secret
+    environment variable into every store extracted with the file)."""
+    if isinstance(data, Mapping):
+        for k, v in data.items():
+            refuse_interpolations(v, where, f"{key}.{k}" if key else str(k))
+    elif isinstance(data, (list, tuple)):
+        for i, v in enumerate(data):
+            refuse_interpolations(v, where, f"{key}[{i}]")
+    elif isinstance(data, str) and "${" in data:
+        raise ConfigError(f"{where}: {key or 'config'} holds an interpolation ({data[:60]!r}); saved configs "
+                          "hold resolved values only")
+
+
 def config_from_dict(data: dict[str, Any]) -> DictConfig:
     """Rebuild and validate a config from a plain dict (as stored in checkpoints and feature stores)."""
     try:

@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from contrastive_mer.augment import SpecAugmentConfig, spec_augment
-from contrastive_mer.config import config_from_dict, to_dict
+from contrastive_mer.config import config_from_dict, refuse_interpolations, to_dict
 from contrastive_mer.data.sample import Batch
 from contrastive_mer.encoders import EncoderOutput, build_encoder
 from contrastive_mer.encoders.base import lone_row_batchnorm
@@ -173,6 +173,7 @@ def load_module(checkpoint: str, map_location: str | torch.device = "cpu") -> Pa
         config = state["hyper_parameters"]["config"]
     except (KeyError, TypeError):
         raise ValueError(f"{checkpoint}: not a contrastive-mer checkpoint (no hyper_parameters.config)") from None
+    refuse_interpolations(config, str(checkpoint))  # never run resolvers (oc.env, ...) from a shared file
     module = PairwiseContrastiveModule(config)
     try:
         module.load_state_dict(state["state_dict"])

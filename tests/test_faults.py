@@ -495,3 +495,18 @@ def test_checkpoint_write_that_fails_leaves_no_partial_file(tmp_path: Path, monk
 
     trainer = pl.Trainer(plugins=[AtomicCheckpointIO()], logger=False, enable_progress_bar=False)
     assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)  # how a trainer takes it
+
+
+# ------------------------------------------------------------------- 9. no interpolation from checkpoints
+def test_checkpoint_config_interpolation_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``name: ${oc.env:SECRET}`` inside a shared checkpoint is refused, never resolved on the reader's machine."""
+    monkeypatch.setenv("CMER_TEST_SECRET", "hunter2")
+    good = feature_corpus(tmp_path / "corpus", 4)
+    config = to_dict(load_config(None, feature_overrides(good)))
+    state = PairwiseContrastiveModule(config).state_dict()
+    config["name"] = "${oc.env:CMER_TEST_SECRET}"
+    ckpt = tmp_path / "shared.ckpt"
+    torch.save({"state_dict": state, "hyper_parameters": {"config": config}}, ckpt)
+    line = cli_error("extract", "--checkpoint", str(ckpt), "--out", str(tmp_path / "f.h5"), "--no-progress")
+    assert "interpolation" in line and "name" in line and "hunter2" not in line
+    assert not (tmp_path / "f.h5").exists()
