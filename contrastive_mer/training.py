@@ -27,7 +27,7 @@ from contrastive_mer.errors import UserError
 from contrastive_mer.module import PairwiseContrastiveModule
 from contrastive_mer.run_dir import is_launched_rank, prepare_run_dir
 from contrastive_mer.training_figures import EmbeddingFiguresCallback
-from contrastive_mer.training_log import EpochLineCallback, ThroughputCallback, quiet_lightning
+from contrastive_mer.training_log import EpochLineCallback, ThroughputCallback, interactive_output, quiet_lightning
 
 # noise from Lightning's own internals on current torch; nothing a user can act on
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
@@ -230,7 +230,8 @@ def build_trainer(cfg: DictConfig, run_dir: Path, extra_callbacks: list[Callback
     if t.early_stopping_patience is not None and has_val:
         callbacks.append(EarlyStopping(monitor=monitor, patience=t.early_stopping_patience, mode="min"))
     callbacks += extra_callbacks or []
-    callbacks.append(EpochLineCallback(always=not t.enable_progress_bar))  # after the history: same metrics
+    progress_bar = bool(t.enable_progress_bar) and interactive_output()  # a piped log gets one line per epoch
+    callbacks.append(EpochLineCallback(enabled=not progress_bar))
     quiet_lightning()
     # no hp_metric placeholder: it would sit at -1 in every run
     logger = TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="", default_hp_metric=False)
@@ -241,7 +242,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, extra_callbacks: list[Callback
         gradient_clip_val=t.gradient_clip_val, accumulate_grad_batches=t.accumulate_grad_batches,
         check_val_every_n_epoch=t.check_val_every_n_epoch,
         limit_train_batches=t.limit_train_batches,  # None: all, without Lightning's notice about 1.0
-        enable_progress_bar=t.enable_progress_bar, deterministic=t.deterministic, sync_batchnorm=t.sync_batchnorm,
+        enable_progress_bar=progress_bar, deterministic=t.deterministic, sync_batchnorm=t.sync_batchnorm,
         callbacks=callbacks,
         logger=logger, default_root_dir=str(run_dir), enable_model_summary=False,
         num_sanity_val_steps=0, use_distributed_sampler=False)

@@ -138,9 +138,9 @@ class EmbeddingFiguresCallback(Callback):
         self.dir.mkdir(parents=True, exist_ok=True)
         figures = {}
         if maps:
-            figures["embedding_map"] = map_figure(maps, epoch)
+            figures["embedding_map"] = map_figure(maps, epoch + 1)  # 1-based, as the log lines count
         if self.sim is not None:
-            figures["similarity"] = similarity_figure(*self.sim, epoch)
+            figures["similarity"] = similarity_figure(*self.sim, epoch + 1)
         for name, fig in figures.items():
             if writer is not None and hasattr(writer, "add_figure"):
                 writer.add_figure(f"embeddings/{name}", fig, epoch, close=False)

@@ -3,7 +3,8 @@
 :class:`ThroughputCallback` times each training epoch (clips per second, and the share of the epoch spent waiting
 for the next batch, i.e. data loading) and logs ``time/samples_per_sec`` and ``time/data_share``.
 :class:`EpochLineCallback` prints one line per epoch (losses, mean in-batch accuracies, learning rate,
-throughput) for logs that are not a terminal, where a progress bar leaves only its last frame.
+throughput) where no progress bar is drawn: with ``trainer.enable_progress_bar=false``, and in logs that are not a
+terminal or notebook (:func:`interactive_output`), where a bar would leave only its last frame.
 :func:`quiet_lightning` drops Lightning's tips and the ``limit_train_batches=1.0`` notice from its log.
 """
 
@@ -88,17 +89,23 @@ def epoch_line(epoch: int, max_epochs: int, metrics: dict[str, Any], lr: float |
     return "  ".join(parts)
 
 
-class EpochLineCallback(Callback):
-    """Print :func:`epoch_line` after every epoch when ``always`` or stdout is not a terminal."""
+def interactive_output() -> bool:
+    """Whether stdout is a terminal or a notebook (where a progress bar redraws in place)."""
+    return sys.stdout.isatty() or "ipykernel" in sys.modules
 
-    def __init__(self, always: bool = False):
-        self.always = always
+
+class EpochLineCallback(Callback):
+    """Print :func:`epoch_line` after every epoch (with the learning rate the epoch trained at) when ``enabled``."""
+
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled
+        self._lr: float | None = None
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self._lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None
 
     def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-        if trainer.sanity_checking or not trainer.is_global_zero:
+        if not self.enabled or trainer.sanity_checking or not trainer.is_global_zero:
             return
-        if not (self.always or not sys.stdout.isatty()):
-            return
-        lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None
-        print(f"[cmer] {epoch_line(trainer.current_epoch, trainer.max_epochs, trainer.callback_metrics, lr)}",
+        print(f"[cmer] {epoch_line(trainer.current_epoch, trainer.max_epochs, trainer.callback_metrics, self._lr)}",
               flush=True)
