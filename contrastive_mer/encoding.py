@@ -84,7 +84,7 @@ def encode_records(module: torch.nn.Module, cfg: DictConfig, adapter: CorpusAdap
             with torch.no_grad():
                 result = encode(batch.to(target, non_blocking=True))
             yield result
-        if report is not None:  # every clip seen: the exact fraction (a small corpus too), before any finish
+        if report is not None:  # every clip seen: a run that skipped them all stops here, before any finish
             report.check(max(tracker.seen, len(report.entries)), final=True)
     finally:
         bar.close()

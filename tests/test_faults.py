@@ -343,8 +343,9 @@ def test_hostile_transcript_paths_are_skipped(tmp_path: Path, kind: str) -> None
 
 # ----------------------------------------------------------------------------------- 4. the skip threshold
 def test_skip_limit_holds_on_small_corpora() -> None:
-    """Below min_seen clips the limit still holds: 15 of 15 stop at once; 1 of 10 passes while the run goes on
-    (1/20 is not over 5%) and stops at the final, exact check (10%); every clip skipped stops whatever the limit."""
+    """Below min_seen clips the limit still holds: 8 of 8 stop at once, 2 of 10 too (2/20 > 5%); 1 of 10 passes
+    (1/20 is not over 5%), also at the final check; every clip skipped stops at the final check whatever the
+    limit."""
     from contrastive_mer.data.dataset import SkipReport, TooManySkippedError
     from contrastive_mer.errors import UserError
 
@@ -356,8 +357,10 @@ def test_skip_limit_holds_on_small_corpora() -> None:
     one = SkipReport(None, max_fraction=0.05)
     one.add([{"id": "c0", "path": "", "reason": "bad"}])
     one.check(10)
-    with pytest.raises(TooManySkippedError, match="1 of 10"):
-        one.check(10, final=True)
+    one.check(10, final=True)
+    one.add([{"id": "c1", "path": "", "reason": "bad"}])
+    with pytest.raises(TooManySkippedError, match="2 of 10"):
+        one.check(10)
     lenient = SkipReport(None, max_fraction=1.0)
     lenient.add([{"id": f"c{i}", "path": "", "reason": "bad"} for i in range(3)])
     lenient.check(3)

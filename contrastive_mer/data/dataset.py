@@ -48,11 +48,11 @@ class TooManySkippedError(UserError, RuntimeError):
 class SkipReport:
     """Per-sample records of skipped clips (id, file, reason), written as JSON lines.
 
-    ``check(seen)`` raises :class:`TooManySkippedError` once the skipped fraction exceeds ``max_fraction``.
-    While a run goes on the fraction is taken over at least ``min_seen`` clips (``skipped / max(seen,
-    min_seen)``), so a few bad clips at the start of a large corpus stop it only if they would at ``min_seen``
-    clips too, while a small corpus is still held to the limit; ``check(seen, final=True)``, once every clip was
-    seen, compares the exact fraction, and stops a run whose every clip was skipped whatever the limit.
+    ``check(seen)`` raises :class:`TooManySkippedError` once the skipped fraction exceeds ``max_fraction``,
+    taken over at least ``min_seen`` clips (``skipped / max(seen, min_seen)``): a few bad clips at the start of a
+    large corpus stop it only if they would at ``min_seen`` clips too, and a corpus (or a shard of one) smaller
+    than ``min_seen`` is still held to the limit. ``check(seen, final=True)``, once every clip was seen, also
+    stops a run whose every clip was skipped, whatever the limit (nothing would be trained or written).
     """
 
     def __init__(self, path: str | Path | None = None, max_fraction: float = 0.05, min_seen: int = 20):
@@ -75,8 +75,7 @@ class SkipReport:
         n = len(self.entries)
         if n == 0:
             return
-        fraction = n / max(seen, 1) if final else n / max(seen, self.min_seen, 1)
-        if fraction > self.max_fraction or (final and n >= seen):
+        if n / max(seen, self.min_seen, 1) > self.max_fraction or (final and n >= seen):
             first = next(iter(self.entries.values()))
             reason = " ".join(str(first["reason"]).split())  # one line, whatever the decoder said
             raise TooManySkippedError(
