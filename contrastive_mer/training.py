@@ -285,8 +285,8 @@ def pretrain(cfg: DictConfig, output: str | Path | None = None, resume: bool = F
     start = time.perf_counter()
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume else None)
     seconds = time.perf_counter() - start
-    faces = report_face_fallbacks(data.adapter)
-    if faces and trainer.is_global_zero:
+    faces = report_face_fallbacks(data.adapter) if trainer.is_global_zero else None
+    if faces:
         summary_path = run_dir / "data_summary.json"
         summary = json.loads(summary_path.read_text(encoding="utf-8")) if summary_path.is_file() else {}
         summary["face_crop"] = faces

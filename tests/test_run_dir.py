@@ -174,3 +174,15 @@ def test_piped_log_has_one_line_per_epoch_and_no_library_noise(tmp_path: Path) -
     for h in history:
         assert h["time/samples_per_sec"] > 0 and 0 <= h["time/data_share"] <= 1
         assert f"{h['train/loss_epoch']:.3f}" in lines[h["epoch"]]
+
+
+def test_face_crop_fallbacks_are_reported(capsys: pytest.CaptureFixture) -> None:
+    from types import SimpleNamespace
+
+    from contrastive_mer.training import report_face_fallbacks
+
+    adapter = SimpleNamespace(cropper=SimpleNamespace(calls=40, fallbacks=6))
+    assert report_face_fallbacks(adapter) == {"frames": 40, "fallbacks": 6}
+    assert "no face found in 6 of 40 frames (15.0%)" in capsys.readouterr().out
+    assert report_face_fallbacks(SimpleNamespace(cropper=None)) is None
+    assert report_face_fallbacks(SimpleNamespace(cropper=SimpleNamespace(calls=0, fallbacks=0))) is None
