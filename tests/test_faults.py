@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -23,16 +24,14 @@ from contrastive_mer.store.hdf5 import FeatureStore, FeatureStoreWriter, OutputL
 from contrastive_mer.store.lock import lock_path_for
 from tests.conftest import DEMO, ROOT, TINY, cli_error
 
-EXTRACT_OVERRIDES = TINY + ["data.options.speakers=[0,1]"]
+from tests.test_extraction import EXTRACT_OVERRIDES, checkpoint  # noqa: F401  (the tiny demo model's checkpoint)
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    cfg = load_config(DEMO, EXTRACT_OVERRIDES)
-    torch.manual_seed(0)
-    module = PairwiseContrastiveModule(cfg)
-    path = tmp_path_factory.mktemp("ckpt") / "model.ckpt"
-    torch.save({"state_dict": module.state_dict(), "hyper_parameters": {"config": to_dict(cfg)}}, path)
+def save_checkpoint(config: Any, path: Path, state: dict[str, torch.Tensor] | None = None) -> Path:
+    """A checkpoint as `cmer pretrain` writes one (weights + config), of an untrained model unless ``state``."""
+    data = config if isinstance(config, dict) else to_dict(config)
+    state = PairwiseContrastiveModule(data).state_dict() if state is None else state
+    torch.save({"state_dict": state, "hyper_parameters": {"config": data}}, path)
     return path
 
 
@@ -379,10 +378,7 @@ def test_all_bad_corpus_stops_pretraining_and_extraction(tmp_path: Path) -> None
     assert "samples skipped" in line and "data.max_skip_fraction" in line
     assert not list(run.rglob("*.ckpt"))
     good = feature_corpus(tmp_path / "good", 8)
-    cfg = load_config(None, feature_overrides(good))
-    ckpt = tmp_path / "m.ckpt"
-    torch.save({"state_dict": PairwiseContrastiveModule(cfg).state_dict(),
-                "hyper_parameters": {"config": to_dict(cfg)}}, ckpt)
+    ckpt = save_checkpoint(load_config(None, feature_overrides(good)), tmp_path / "m.ckpt")
     out = tmp_path / "f.h5"
     line = cli_error("extract", "--checkpoint", str(ckpt), "--out", str(out), "--no-progress",
                      f"data.options.path={manifest}")
@@ -419,10 +415,7 @@ def test_checkpoint_and_store_faults_are_one_line(tmp_path: Path, monkeypatch: p
     from contrastive_mer.store import hdf5
 
     good = feature_corpus(tmp_path / "corpus", 12)
-    cfg = load_config(None, feature_overrides(good))
-    ckpt = tmp_path / "m.ckpt"
-    torch.save({"state_dict": PairwiseContrastiveModule(cfg).state_dict(),
-                "hyper_parameters": {"config": to_dict(cfg)}}, ckpt)
+    ckpt = save_checkpoint(load_config(None, feature_overrides(good)), tmp_path / "m.ckpt")
     garbage, truncated, pickled = tmp_path / "garbage.ckpt", tmp_path / "half.ckpt", tmp_path / "pickled.ckpt"
     garbage.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
     truncated.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
@@ -508,8 +501,7 @@ def test_checkpoint_config_interpolation_is_refused(tmp_path: Path, monkeypatch:
     config = to_dict(load_config(None, feature_overrides(good)))
     state = PairwiseContrastiveModule(config).state_dict()
     config["name"] = "${oc.env:CMER_TEST_SECRET}"
-    ckpt = tmp_path / "shared.ckpt"
-    torch.save({"state_dict": state, "hyper_parameters": {"config": config}}, ckpt)
+    ckpt = save_checkpoint(config, tmp_path / "shared.ckpt", state)
     line = cli_error("extract", "--checkpoint", str(ckpt), "--out", str(tmp_path / "f.h5"), "--no-progress")
     assert "interpolation" in line and "name" in line and "hunter2" not in line
     assert not (tmp_path / "f.h5").exists()
