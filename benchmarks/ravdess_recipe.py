@@ -8,6 +8,8 @@ Three protocols, each with several pretraining seeds (mean ± sd over seeds of t
   pretraining sees the test folds' clips without labels, as the per-speaker statistics do).
 
     python benchmarks/ravdess_recipe.py --protocol cv16 --seeds 0 1 2 --out runs/recipe [key=value ...]
+    python benchmarks/ravdess_recipe.py --protocol cv16 --seeds 1 2 --pretrained-only --out runs/recipe-more
+    python benchmarks/ravdess_recipe.py --protocol cv16 --out runs/recipe --collect runs/recipe/cv16-seed0 ...
 
 Writes ``<out>/<protocol>-seed<k>/`` (run + evaluation) and ``<out>/<protocol>.json`` / ``.md`` (summary). The
 overrides apply to the experiment config (default ``experiments/ravdess_speaker.yaml``).
@@ -23,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from contrastive_mer.config import load_config
-from contrastive_mer.evaluation.comparison import evaluate_folds
+from contrastive_mer.evaluation.comparison import COLUMNS, evaluate_folds
 from contrastive_mer.module import load_module
 from contrastive_mer.training import pretrain
 from contrastive_mer.utils import file_sha256
@@ -33,7 +35,8 @@ TUNE_ACTORS = list(range(1, 13))
 TEST_GROUPS = [f"actor{a:02d}" for a in range(13, 17)]
 
 
-def run_one(protocol: str, seed: int, out: Path, config: Path, overrides: list[str]) -> dict:
+def run_one(protocol: str, seed: int, out: Path, config: Path, overrides: list[str],
+            columns: tuple[str, ...] = COLUMNS) -> dict:
     """Pretrain one seed under ``protocol`` and evaluate it; returns the evaluation table."""
     base = [f"seed={seed}", "trainer.enable_progress_bar=false", *overrides]
     pre = base + ([f"data.options.speakers={TUNE_ACTORS}"] if protocol in ("tune", "holdout") else [])
@@ -46,8 +49,16 @@ def run_one(protocol: str, seed: int, out: Path, config: Path, overrides: list[s
     report = evaluate_folds(ev, module, run_dir / "eval", label="emotion", group="speaker", folds=4,
                             probes=("linear",), checkpoint_sha256=file_sha256(result.checkpoint),
                             fusion_modes=("concat",), normalize_by="speaker",
-                            test_groups=TEST_GROUPS if protocol == "holdout" else None)
+                            test_groups=TEST_GROUPS if protocol == "holdout" else None, columns=columns)
     return {"seed": seed, "pretrain_seconds": result.seconds, "table": report["table"],
+            "strongest_baseline": report["strongest_baseline"], "headline": report["headline"]}
+
+
+def collected(run_dir: Path) -> dict:
+    """A finished run's record from its folder (``<protocol>-seed<k>/eval/evaluation.json``)."""
+    report = json.loads((run_dir / "eval" / "evaluation.json").read_text())
+    seed = int(run_dir.name.rsplit("seed", 1)[1])
+    return {"seed": seed, "run": str(run_dir), "table": report["table"],
             "strongest_baseline": report["strongest_baseline"], "headline": report["headline"]}
 
 
@@ -78,10 +89,20 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--config", type=Path, default=ROOT / "experiments" / "ravdess_speaker.yaml")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "recipe")
+    parser.add_argument("--pretrained-only", action="store_true",
+                        help="probe only the pretrained features (random-init and raw columns do not depend on the "
+                             "pretraining seed: run them once, for the first seed)")
+    parser.add_argument("--collect", type=Path, nargs="*", default=None,
+                        help="summarise finished runs (<run>/eval/evaluation.json) instead of running")
     parser.add_argument("overrides", nargs="*", help="config overrides as key=value")
     args = parser.parse_args()
     start = time.perf_counter()
-    runs = [run_one(args.protocol, s, args.out, args.config, args.overrides) for s in args.seeds]
+    if args.collect is not None:
+        runs = [collected(path) for path in args.collect]
+        args.seeds = [r["seed"] for r in runs]
+    else:
+        columns = ("pretrained",) if args.pretrained_only else COLUMNS
+        runs = [run_one(args.protocol, s, args.out, args.config, args.overrides, columns) for s in args.seeds]
     summary = summarise(runs)
     text = markdown(summary, args.protocol, args.seeds)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -245,13 +245,15 @@ def evaluate_folds(cfg: DictConfig, trained: PairwiseContrastiveModule, out_dir:
                    group: str, folds: int, probes: Sequence[str] = ("linear", "knn"), checkpoint_sha256: str = "",
                    fusion_modes: Sequence[str] = ("concat", "mean"), normalize_by: str | None = None,
                    views: Sequence[str] | None = None, linear: LinearProbeConfig | None = None,
-                   audio_baselines: bool = True, test_groups: Sequence[str] | None = None) -> dict[str, Any]:
+                   audio_baselines: bool = True, test_groups: Sequence[str] | None = None,
+                   columns: Sequence[str] = COLUMNS) -> dict[str, Any]:
     """Group-disjoint K-fold probes of pretrained, random-init and raw-input features of one corpus.
 
     ``normalize_by`` adds every view standardised within each such group (``<view>@<group>``) and the view
     ``fused/<mode>+raw`` (pretrained fused features beside the raw ones). ``views`` restricts the pretrained and
     random-init views (default: every modality and ``fused/<mode>`` for each fusion mode). ``test_groups``
-    replaces the folds by one split: those groups (e.g. held-out actors) against the others.
+    replaces the folds by one split: those groups (e.g. held-out actors) against the others. ``columns`` drops
+    the random-init or raw-input columns (e.g. for further pretraining seeds, where they do not change).
     """
     check_folds(cfg, group, folds, test_groups)
     linear = linear or LinearProbeConfig(seed=cfg.seed)
@@ -262,7 +264,9 @@ def evaluate_folds(cfg: DictConfig, trained: PairwiseContrastiveModule, out_dir:
     norms = [None] + ([normalize_by] if normalize_by else [])
     results: dict[str, ProbeResults] = {}
     paths: dict[str, Path] = {}
-    for column, module in (("pretrained", trained), ("random_init", random_init_like(cfg))):
+    models = [("pretrained", lambda: trained), ("random_init", lambda: random_init_like(cfg))]
+    for column, make in ((c, m) for c, m in models if c == "pretrained" or c in columns):
+        module = make()
         paths[column] = extract(module, cfg, out_dir / f"features-{column}.h5", opts,
                                 checkpoint_sha256=checkpoint_sha256 if column == "pretrained" else "untrained")
         for norm in norms:
@@ -274,8 +278,9 @@ def evaluate_folds(cfg: DictConfig, trained: PairwiseContrastiveModule, out_dir:
             results[column] = res if column not in results else _joined(results[column], res)
     raw = raw_features_for(cfg, audio_baselines=audio_baselines)
     task = results["pretrained"].task
-    raw_views = raw_views_folds(raw, label, group, folds, cfg.seed, normalize_by, test_groups)
-    results["raw_input"] = run_probes(raw_views, task=task, label=label, probes=probes, linear=linear)
+    if "raw_input" in columns:
+        raw_views = raw_views_folds(raw, label, group, folds, cfg.seed, normalize_by, test_groups)
+        results["raw_input"] = run_probes(raw_views, task=task, label=label, probes=probes, linear=linear)
     if "concat" in fusion_modes:
         extra = fused_plus_raw_views(paths["pretrained"], raw, label, group, folds, cfg.seed, normalize_by,
                                      test_groups=test_groups)
