@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 EXTRAS ?= test,text,face
 
-.PHONY: venv demo demo-fast test test-fast bench clean
+.PHONY: venv demo demo-fast lint test test-fast bench clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ demo: $(STAMP)
 demo-fast: $(STAMP)
 	$(VENV)/bin/cmer demo --fast
 
+# style (ruff) and types (mypy); configured in pyproject.toml, versions pinned in setup.cfg's test extra
+lint: $(STAMP)
+	$(VENV)/bin/ruff check
+	$(VENV)/bin/mypy contrastive_mer
+
 test: $(STAMP)
 	$(PY) -m pytest -q
 
@@ -29,4 +34,4 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
 
 clean:
-	rm -rf runs lightning_logs .pytest_cache
+	rm -rf runs lightning_logs .pytest_cache .mypy_cache .ruff_cache

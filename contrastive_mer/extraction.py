@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Sequence, cast
 
 import torch
 from omegaconf import DictConfig
@@ -20,6 +20,7 @@ from contrastive_mer.data.datamodule import build_corpus
 from contrastive_mer.data.dataset import SkipReport
 from contrastive_mer.data.datasets.base import ClipRecord, CorpusAdapter
 from contrastive_mer.data.sample import Batch
+from contrastive_mer.encoders.base import ModalityEncoder
 from contrastive_mer.encoding import encode_records, resolve_device
 from contrastive_mer.extraction_parallel import resolve_shard, shard_attrs, shard_output, shard_records
 from contrastive_mer.fusion import check_weights, fuse, fused_dim
@@ -59,7 +60,8 @@ def open_store(module: PairwiseContrastiveModule, cfg: DictConfig, out: Path, op
     unknown = [m for m in opts.sequences if m not in modalities]
     if unknown:
         raise ValueError(f"--sequences: unknown modality {unknown[0]!r}; the model has {modalities}")
-    feature_dims = {m: module.encoders[m].output_dim for m in modalities}
+    # nn.ModuleDict types its items as Module; build_encoder made each one a ModalityEncoder
+    feature_dims = {m: cast(ModalityEncoder, module.encoders[m]).output_dim for m in modalities}
     proj_dim = module.cfg.model.head.output_dim
     fused_dims = {mode: fused_dim(mode, feature_dims, proj_dim, modalities=modalities) for mode in opts.fusion_modes}
     weights: dict[str, Any] = {}

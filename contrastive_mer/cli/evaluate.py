@@ -53,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = model_from_checkpoint(to_dict(module.cfg), args.config, args.overrides)
     probes = ("linear", "knn") if args.probe == "both" else (args.probe,)
     decays = comma_list(args.weight_decays, float, option="--weight-decays")
-    linear = LinearProbeConfig(seed=cfg.seed, **({"weight_decays": tuple(decays)} if decays else {}))
+    linear = LinearProbeConfig(seed=cfg.seed, weight_decays=tuple(decays)) if decays else \
+        LinearProbeConfig(seed=cfg.seed)
     try:
         report = evaluate_folds(cfg, module, args.output, label=args.label, group=args.group, folds=args.folds,
                                 probes=probes, checkpoint_sha256=file_sha256(args.checkpoint),

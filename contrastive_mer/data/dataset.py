@@ -248,8 +248,8 @@ class Collator:
                     lengths[m] = lens
         label_keys = self.label_names if self.label_names is not None else \
             sorted({k for s in samples for k in s.labels})
-        labels = {k: _label_column([s.labels.get(k) for s in samples]) for k in label_keys}
-        labels = {k: v for k, v in labels.items() if v is not None}
+        columns = {k: _label_column([s.labels.get(k) for s in samples]) for k in label_keys}
+        labels = {k: v for k, v in columns.items() if v is not None}
         group_keys = sorted({k for s in samples for k in s.groups})
         groups = {k: [s.groups.get(k, "") for s in samples] for k in group_keys}
         return Batch([s.id for s in samples], inputs, lengths, present, labels, groups, skipped)

@@ -26,7 +26,7 @@ from contrastive_mer.data.face import FaceCropper, center_crop
 try:
     import av
 except ImportError:  # pragma: no cover - depends on the environment
-    av = None
+    av = None  # type: ignore[assignment]  # the optional-import idiom: every use checks `av is None` first
 try:
     import soundfile as sf
 except ImportError:  # pragma: no cover - depends on the environment
@@ -157,7 +157,8 @@ def _finish_audio(path: Path, wave: np.ndarray, rate: int, sample_rate: int, max
 
 
 def _read_soundfile(path: Path, max_seconds: float | None, limits: DecodeLimits) -> tuple[np.ndarray, int]:
-    """Read with libsndfile in blocks (never trusting the header's frame count for allocation)."""
+    """Read with libsndfile in blocks (never trusting the header's frame count for allocation), downmixed to
+    mono block by block: ``((1, n), rate)``."""
     with sf.SoundFile(str(path)) as f:
         rate, channels = int(f.samplerate), int(f.channels)
         _check_rate(path, rate)
@@ -170,12 +171,20 @@ def _read_soundfile(path: Path, max_seconds: float | None, limits: DecodeLimits)
             block = f.read(min(1 << 18, want - n), dtype="float32", always_2d=True)
             if len(block) == 0:
                 break
-            blocks.append(block)
+            blocks.append(_mono(block.T))
             n += len(block)
         if n >= cap and max_seconds is None and len(f.read(1, dtype="float32")):
             raise MediaError(path, f"audio longer than the {limits.max_audio_seconds:g} s decode limit")
-    data = np.concatenate(blocks) if blocks else np.zeros((0, channels), np.float32)
-    return data.T, rate
+    return (np.concatenate(blocks, axis=1) if blocks else np.zeros((1, 0), np.float32)), rate
+
+
+def _mono(chunk: np.ndarray) -> np.ndarray:
+    """``(channels, n)`` -> ``(1, n)``, the channel mean, taken as each block is decoded: memory holds one channel,
+    not all of them (a long 6-channel file costs what a mono one does). The same values as the mean of the
+    whole file; a NaN or Inf in any channel stays in the mean, where :func:`_finish_audio` finds it."""
+    if chunk.shape[0] == 1:
+        return chunk
+    return chunk.mean(axis=0, dtype=np.float64).astype(np.float32)[None]
 
 
 def _audio_frame_to_float(frame: av.AudioFrame) -> np.ndarray:
@@ -217,7 +226,7 @@ class _AudioSink:
         elif rate != self.rate or channels != self.channels:
             raise MediaError(self.path, f"audio format changes mid-stream ({self.rate} Hz x {self.channels} -> "
                                         f"{rate} Hz x {channels})")
-        chunk = _audio_frame_to_float(frame)
+        chunk = _mono(_audio_frame_to_float(frame))  # one channel kept in memory, whatever the file has
         self.chunks.append(chunk)
         self.n += chunk.shape[1]
         if self.n >= self.want:

@@ -185,25 +185,25 @@ def _fit(Xs: torch.Tensor, target: torch.Tensor, wd: float, init: tuple[torch.Te
         return _loss(F.linear(xb, W, b), yb, config.task) + 0.5 * wd * (W * W).sum()
 
     if config.solver == "lbfgs":
-        opt = torch.optim.LBFGS([W, b], lr=1.0, max_iter=config.max_iter, history_size=20,
+        lbfgs = torch.optim.LBFGS([W, b], lr=1.0, max_iter=config.max_iter, history_size=20,
                                 tolerance_grad=1e-6, tolerance_change=1e-10, line_search_fn="strong_wolfe")
 
         def closure() -> torch.Tensor:
-            opt.zero_grad()
+            lbfgs.zero_grad()
             loss = objective(X, tgt)
             loss.backward()
             return loss
 
-        opt.step(closure)
+        lbfgs.step(closure)
     else:
-        opt = torch.optim.AdamW([W, b], lr=config.lr, weight_decay=0.0)  # decay is in the objective
+        adam = torch.optim.AdamW([W, b], lr=config.lr, weight_decay=0.0)  # decay is in the objective
         gen = torch.Generator().manual_seed(config.seed)
         for _ in range(config.epochs):
             for idx in torch.randperm(len(X), generator=gen).split(config.batch_size):
                 idx = idx.to(dev)
-                opt.zero_grad()
+                adam.zero_grad()
                 objective(X[idx], tgt[idx]).backward()
-                opt.step()
+                adam.step()
     return W.detach().t().contiguous().cpu(), b.detach().cpu()
 
 

@@ -121,9 +121,9 @@ def valid_label_rows(labels: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------------------------------ array API
 def kfold_views(name: str, X: np.ndarray, y: np.ndarray, groups: Sequence, k: int, seed: int = 0) -> list[ProbeView]:
     """``k`` group-disjoint folds of one array view (see :func:`~contrastive_mer.data.splits.group_kfold`)."""
-    groups = np.asarray(groups)
-    return [ProbeView(name, X[tr], y[tr], groups[tr], X[te], y[te], fold=i)
-            for i, (tr, te) in enumerate(group_kfold(groups, k, seed))]
+    group_of = np.asarray(groups)
+    return [ProbeView(name, X[tr], y[tr], group_of[tr], X[te], y[te], fold=i)
+            for i, (tr, te) in enumerate(group_kfold(group_of, k, seed))]
 
 
 def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
@@ -156,14 +156,18 @@ def _probe_once(probe: str, v: ProbeView, lin: LinearProbeConfig, kn: KnnProbeCo
     if len(v.X_train) == 0 or len(v.X_test) == 0:
         raise ValueError(f"{where} has {len(v.X_train)} training and {len(v.X_test)} test rows; "
                          "both must be non-empty")
+    extra: dict[str, Any]
     try:
         if probe == "linear":
-            r = linear_probe(v.X_train, v.y_train, v.X_test, v.y_test, v.groups_train, lin, num_classes)
-            return r.metrics, r.n_train, r.n_test, {"weight_decay": r.weight_decay}
-        r = knn_probe(v.X_train, v.y_train, v.X_test, v.y_test, kn, num_classes)
-        return r.metrics, r.n_train, r.n_test, {"k": r.k}
+            lr = linear_probe(v.X_train, v.y_train, v.X_test, v.y_test, v.groups_train, lin, num_classes)
+            metrics, n_train, n_test, extra = lr.metrics, lr.n_train, lr.n_test, {"weight_decay": lr.weight_decay}
+        else:
+            kr = knn_probe(v.X_train, v.y_train, v.X_test, v.y_test, kn, num_classes)
+            metrics, n_train, n_test, extra = kr.metrics, kr.n_train, kr.n_test, {"k": kr.k}
     except ValueError as e:
         raise ValueError(f"{where}: {e}") from e
+    assert metrics is not None  # the probes measure whenever y_test is given, and a ProbeView always has one
+    return metrics, n_train, n_test, extra
 
 
 def run_probes(views: Sequence[ProbeView], task: str, label: str = "label", probes: Sequence[str] = PROBES,
@@ -215,11 +219,14 @@ def resolve_views(store: Any, names: Sequence[str] | None = None) -> list[tuple[
                               for name, key in store.expand_views(names)))
 
 
-def _label_info(train: Any, test: Any | None, label: str, task: str | None):
-    y_train = train.labels(label)
-    y_test = test.labels(label) if test is not None else None
-    names = train.class_names(label)
+def _label_info(train: Any, test: Any | None, label: str, task: str | None
+                ) -> tuple[np.ndarray, np.ndarray | None, list[str] | None, str, int | None]:
+    """``(y_train, y_test or None, class names, task, num_classes)`` of ``label`` in the stores."""
+    y_train: np.ndarray = train.labels(label)
+    y_test: np.ndarray | None = None
+    names: list[str] | None = train.class_names(label)
     if test is not None:
+        y_test = test.labels(label)
         if y_test.ndim != y_train.ndim or y_test.shape[1:] != y_train.shape[1:]:
             raise ValueError(f"label {label!r} has shape {y_train.shape[1:]} in {train.path} but "
                              f"{y_test.shape[1:]} in {test.path}")
@@ -282,16 +289,21 @@ def store_views(train: Any, test: Any | None, label: str, views: Sequence[str] |
     if test is not None:
         resolve_views(test, [key for _, key in resolved])  # KeyError naming the test file if one is missing
     ok_train = valid_label_rows(y_train)
+    splits: list[tuple[np.ndarray, np.ndarray]] = []
     if test is None:
+        assert groups is not None  # folds and test groups need `group` (checked above)
         labelled = np.flatnonzero(ok_train)
-        made = group_kfold(groups[labelled], folds, seed) if folds is not None else \
-            holdout_split(groups[labelled], test_groups)
+        if folds is not None:
+            made = group_kfold(groups[labelled], folds, seed)
+        else:
+            assert test_groups is not None  # one of a test store, folds and test groups (checked above)
+            made = holdout_split(groups[labelled], test_groups)
         splits = [(labelled[tr], labelled[te]) for tr, te in made]
     out: list[ProbeView] = []
     for name, key in resolved:
         view = train.view(key)
         X, usable = _normalized(train, view.vectors, view.usable, normalize_by), view.usable
-        if test is not None:
+        if test is not None and y_test is not None:
             test_view = test.view(key)
             X_test, usable_test = _normalized(test, test_view.vectors, test_view.usable, normalize_by), \
                 test_view.usable
@@ -305,7 +317,8 @@ def store_views(train: Any, test: Any | None, label: str, views: Sequence[str] |
             continue
         for i, (tr, te) in enumerate(splits):
             tr, te = tr[usable[tr]], te[usable[te]]
-            out.append(ProbeView(name, X[tr], y_train[tr], groups[tr], X[te], y_train[te], fold=i))
+            out.append(ProbeView(name, X[tr], y_train[tr], None if groups is None else groups[tr], X[te],
+                                 y_train[te], fold=i))
     info = {"task": task, "num_classes": num_classes, "class_names": class_names, "setup": setup}
     return out, info
 

@@ -105,7 +105,8 @@ class StoreSchema:
             if spec.kind == "categorical":
                 specs[f"labels/{name}"] = (np.int64, ())
             else:
-                specs[f"labels/{name}"] = (np.float32, (spec.width,) if spec.multi_label else ())
+                width = spec.width  # None unless multi-label (as_label_spec checks a multi-label one has a width)
+                specs[f"labels/{name}"] = (np.float32, (width,) if width is not None else ())
         for name in self.groups:
             specs[f"groups/{name}"] = (STR_DTYPE, ())
         for m in self.modalities:

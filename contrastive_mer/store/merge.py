@@ -19,7 +19,7 @@ import os
 import re
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import h5py
 import numpy as np
@@ -206,7 +206,7 @@ class _ShardFiles:
     def __getitem__(self, index: int) -> h5py.File:
         return self.files[index]
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[h5py.File]:
         return iter(self.files)
 
 
@@ -255,7 +255,7 @@ def _write_merged(tmp: Path, files: _ShardFiles, schema: StoreSchema, block_byte
         layout = StoreLayout(f, schema)
         offsets = {m: [s[f"sequences/{m}_offsets"][...] for s in files]  # (N_s + 1,) int64 each
                    for m in schema.sequence_dims}
-        block = _block_rows(files, schema, block_bytes)
+        block = _block_rows(files.files, schema, block_bytes)
         reopen_every = max(1, _REOPEN_BYTES // block_bytes)
         for b, start in enumerate(range(0, len(shard_of), block)):
             if b and b % reopen_every == 0:
@@ -264,8 +264,8 @@ def _write_merged(tmp: Path, files: _ShardFiles, schema: StoreSchema, block_byte
             groups = []
             for s in np.unique(sh):
                 pos = np.flatnonzero(sh == s)
-                order = np.argsort(rows[pos], kind="stable")
-                groups.append((int(s), pos[order], rows[pos][order]))
+                by_row = np.argsort(rows[pos], kind="stable")
+                groups.append((int(s), pos[by_row], rows[pos][by_row]))
             layout.append("ids", np.char.decode(sorted_ids[start:start + block], "utf-8").astype(object))
             for key in layout.row_keys:
                 if key == "ids":

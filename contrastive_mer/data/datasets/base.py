@@ -150,7 +150,7 @@ _ADAPTERS: dict[str, type[CorpusAdapter]] = {}
 _OPTIONS: dict[str, type] = {}
 
 
-def options_from_signature(cls: type) -> type:
+def options_from_signature(cls: type[CorpusAdapter]) -> type:
     """A dataclass of the keyword arguments of ``cls.__init__`` (annotation, default), for adapters without
     :attr:`CorpusAdapter.options_cls`; an unannotated argument is typed ``Any``."""
     hints = typing.get_type_hints(cls.__init__)
@@ -168,7 +168,7 @@ def register_adapter(name: str) -> Callable[[type[CorpusAdapter]], type[CorpusAd
     dataclass it declares (:attr:`CorpusAdapter.options_cls`) or one derived from its ``__init__``."""
 
     def wrap(cls: type[CorpusAdapter]) -> type[CorpusAdapter]:
-        declared = getattr(cls, "options_cls", None)
+        declared: type | None = getattr(cls, "options_cls", None)
         if declared is not None and not dataclasses.is_dataclass(declared):
             raise TypeError(f"adapter {name!r} ({cls.__name__}): options_cls must be a dataclass")
         _ADAPTERS[name] = cls

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, ClassVar, Optional, Sequence
 
 import numpy as np
 
@@ -147,7 +147,8 @@ class MediaCorpus(FolderCorpus):
     kinds of source override :meth:`load_source`.
     """
 
-    options_cls = MediaCorpusOptions
+    #: a MediaCorpusOptions subclass, or the audio-only AudioCorpusOptions for corpora without video
+    options_cls: ClassVar[type[CorpusOptions]] = MediaCorpusOptions
 
     def __init__(self, root: str | Path | None = None, options: Any = None, **fields: Any) -> None:
         super().__init__(root, options, **fields)

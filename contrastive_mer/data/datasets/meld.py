@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import csv
 import io
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from contrastive_mer.data.datasets.base import ClipRecord, register_adapter
 from contrastive_mer.data.datasets.corpus import MediaCorpus, MediaCorpusOptions
+from contrastive_mer.data.sample import LabelValue
 
 SPLITS = ("train", "dev", "test")
 EMOTIONS = ["neutral", "surprise", "fear", "sadness", "joy", "disgust", "anger"]
@@ -141,6 +142,6 @@ class MeldAdapter(MediaCorpus):
             sources["text"] = " ".join((row["Utterance"] or "").split())
             if not sources["text"]:
                 self.mark_invalid(key, table, f"{table} line {line}: empty utterance", line)
-        labels = {"emotion": EMOTIONS.index(emotion), "sentiment": SENTIMENTS.index(sentiment)}
+        labels: dict[str, LabelValue] = {"emotion": EMOTIONS.index(emotion), "sentiment": SENTIMENTS.index(sentiment)}
         groups = {"speaker": (row["Speaker"] or "").strip(), "dialogue": f"{split}_dia{dia}", "split": split}
         return ClipRecord(key, sources, labels, groups)

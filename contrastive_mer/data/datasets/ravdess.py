@@ -75,7 +75,7 @@ def normalise_per_actor(au_table: dict[str, np.ndarray | str]) -> dict[str, np.n
             by_actor.setdefault(parse_name(key)["actor"], []).append(key)
     out = dict(au_table)
     for keys in by_actor.values():
-        block = np.stack([au_table[k] for k in keys]).astype(np.float64)  # type: ignore[misc]
+        block = np.stack([au_table[k] for k in keys]).astype(np.float64)
         std = block.std(axis=0)
         block = (block - block.mean(axis=0)) / np.where(std > 1e-6, std, 1.0)
         block[:, std <= 1e-6] = 0.0

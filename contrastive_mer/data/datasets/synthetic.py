@@ -305,7 +305,8 @@ def split_speakers(corpus_or_records: CorpusAdapter | Iterable[ClipRecord],
     records = corpus_or_records.records() if isinstance(corpus_or_records, CorpusAdapter) \
         else list(corpus_or_records)
     wanted = {speaker_name(s) if isinstance(s, (int, np.integer)) else str(s) for s in held_out}
-    kept, held = [], []
+    kept: list[ClipRecord] = []
+    held: list[ClipRecord] = []
     for r in records:
         if "speaker" not in r.groups:
             raise ValueError(f"record {r.id!r} has no 'speaker' group")

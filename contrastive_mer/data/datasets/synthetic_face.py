@@ -54,6 +54,12 @@ _FACE_RANGES = {"face_w": (0.52, 0.68), "face_h": (0.72, 0.88), "hair_h": (0.18,
 _HAIR = np.array([[30, 25, 20], [90, 60, 30], [200, 170, 100], [120, 120, 120], [150, 50, 30]], float)
 
 
+def _rgb(colour: np.ndarray) -> tuple[float, float, float]:
+    """An RGB triple clipped to 0..255, as plain floats."""
+    r, g, b = (float(v) for v in np.clip(colour, 0, 255))
+    return r, g, b
+
+
 def sample_face_traits(rng: np.random.Generator, spread: float = 1.0) -> FaceTraits:
     """Draw one speaker's face traits; ``spread`` scales how far they stray from the average face (1: default)."""
     tone = _shrink(rng.uniform(0.0, 1.0), 0.5, spread)
@@ -63,11 +69,10 @@ def sample_face_traits(rng: np.random.Generator, spread: float = 1.0) -> FaceTra
     hair = _shrink(np.asarray(hair, float) + rng.normal(0, 8, 3), _HAIR.mean(axis=0), spread)
     background = _shrink(rng.uniform(40, 220, 3), 130.0, spread)
     lips = skin * np.array([0.85, 0.6, 0.6])
-    as_rgb = lambda c: tuple(float(v) for v in np.clip(c, 0, 255))  # noqa: E731
     shape = {k: float(_shrink(rng.uniform(lo, hi), (lo + hi) / 2, spread)) for k, (lo, hi) in _FACE_RANGES.items()}
     return FaceTraits(
         **shape, rest_curve=float(spread * rng.normal(0, 0.01)), rest_brow=float(spread * rng.normal(0, 0.01)),
-        skin=as_rgb(skin), hair=as_rgb(hair), background=as_rgb(background), lips=as_rgb(lips),
+        skin=_rgb(skin), hair=_rgb(hair), background=_rgb(background), lips=_rgb(lips),
     )
 
 
