@@ -505,3 +505,49 @@ def test_checkpoint_config_interpolation_is_refused(tmp_path: Path, monkeypatch:
     line = cli_error("extract", "--checkpoint", str(ckpt), "--out", str(tmp_path / "f.h5"), "--no-progress")
     assert "interpolation" in line and "name" in line and "hunter2" not in line
     assert not (tmp_path / "f.h5").exists()
+
+
+# ------------------------------------------------------------------------------ 5. long multichannel audio
+@pytest.mark.parametrize("ext", ["wav", "mka"])
+def test_multichannel_audio_is_downmixed_as_it_is_decoded(tmp_path: Path, ext: str) -> None:
+    """40 s of 6-channel 48 kHz audio with max_seconds unset: the decoder keeps one channel in memory (peak under
+    half of the 6-channel float32 size, which the old decoder held twice over) and returns the mean of the
+    channels, resampled, as numpy and scipy compute it from the whole file."""
+    import tracemalloc
+
+    import soundfile as sf
+    from scipy.signal import resample_poly
+
+    from contrastive_mer.data.media import load_audio
+
+    rate, seconds, channels = 48000, 40, 6
+    t = np.arange(rate * seconds) / rate
+    wave = np.stack([0.1 * (c + 1) * np.sin(2 * np.pi * (220 + 50 * c) * t) for c in range(channels)], axis=1)
+    path = tmp_path / f"long.{ext}"
+    if ext == "wav":
+        sf.write(path, wave.astype(np.float32), rate, subtype="FLOAT")
+    else:  # through FFmpeg (PyAV), not libsndfile
+        import av
+
+        with av.open(str(path), "w") as out:
+            stream = out.add_stream("pcm_f32le", rate=rate, layout="5.1")
+            for start in range(0, len(wave), 4800):
+                frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(wave[start:start + 4800].astype(np.float32)
+                                                                        .reshape(1, -1)), format="flt",
+                                                   layout="5.1")
+                frame.sample_rate = rate
+                for packet in stream.encode(frame):
+                    out.mux(packet)
+            for packet in stream.encode(None):
+                out.mux(packet)
+    full = wave.size * 4
+    tracemalloc.start()
+    got = load_audio(path, sample_rate=16000, reject_silent=False)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < full / 2, (peak, full)
+    decoded = sf.read(path, dtype="float32")[0] if ext == "wav" else wave.astype(np.float32)
+    want = resample_poly(decoded.mean(axis=1, dtype=np.float64), 1, 3)
+    assert got.shape == want.shape
+    inner = slice(1000, -1000)  # resampler edges differ between torchaudio and scipy
+    np.testing.assert_allclose(got[inner], want[inner], atol=2e-3)
