@@ -23,7 +23,6 @@ from contrastive_mer.module import PairwiseContrastiveModule
 from contrastive_mer.store.hdf5 import FeatureStore, FeatureStoreWriter, OutputLockedError
 from contrastive_mer.store.lock import lock_path_for
 from tests.conftest import DEMO, ROOT, TINY, cli_error
-
 from tests.test_extraction import EXTRACT_OVERRIDES, checkpoint  # noqa: F401  (the tiny demo model's checkpoint)
 
 
@@ -52,7 +51,7 @@ extract_from_checkpoint(sys.argv[1], sys.argv[2], None, [], ExtractOptions(batch
 """
 
 
-def test_second_extraction_to_the_same_store_fails_at_once(checkpoint: Path, tmp_path: Path) -> None:
+def test_second_extraction_to_the_same_store_fails_at_once(checkpoint: Path, tmp_path: Path) -> None:  # noqa: F811
     """Two processes extract to one --out: the second gets one line naming the store and the first's pid and
     exits 2 at once; the first finishes a store with every clip exactly once; the lock file goes with it."""
     script = tmp_path / "paused_extract.py"

@@ -29,8 +29,19 @@ from contrastive_mer.store import views as _views
 from contrastive_mer.store._layout import LabelSpec, StoreSchema, as_label_spec
 from contrastive_mer.store.lock import OutputLockedError, WriterLock, acquire
 from contrastive_mer.store.parts import (
-    FINISHED_NAME, FORMAT_VERSION, MANIFEST_NAME, atomic_write_text, build_rows, fsync_dir, fsync_file, list_parts,
-    merge_parts, next_part_path, parts_dir_for, read_part_ids, write_part,
+    FINISHED_NAME,
+    FORMAT_VERSION,
+    MANIFEST_NAME,
+    atomic_write_text,
+    build_rows,
+    fsync_dir,
+    fsync_file,
+    list_parts,
+    merge_parts,
+    next_part_path,
+    parts_dir_for,
+    read_part_ids,
+    write_part,
 )
 from contrastive_mer.store.views import StoreView
 
