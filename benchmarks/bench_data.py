@@ -144,7 +144,8 @@ def main() -> None:
              "keyframe before each sampled frame and skips unreferenced frames, but still decodes about 32 "
              "frames (4 IDR frames and the P-frame chains the sampled frames depend on), so a clip with video "
              "costs about 100 audio clips. Absolute times here follow the machine's load (compare the audio "
-             "rows of two runs); figure d2 compares the old and new video decoders within one run. Audio clips are bound by FLAC decoding "
+             "rows of two runs); figure d2 compares the old and new video decoders within one run. Audio clips "
+             "are bound by FLAC decoding "
              "and the log-mel. Both caches store the preprocessed tensors, so a cached epoch is a dictionary lookup "
              "(memory) or one small `torch.load` per modality (disk). Workers scale with free cores; on this "
              "shared 2-core machine the DataLoader row is bounded by the other processes' load.")

@@ -32,10 +32,19 @@ import numpy as np
 import torch
 
 from common import (
-    ROOT, apply_threads, base_parser, current_rss_mb, high_water_mb, interleaved, ms, report, table, verdict,
+    ROOT,
+    apply_threads,
+    base_parser,
+    current_rss_mb,
+    high_water_mb,
+    interleaved,
+    ms,
+    report,
+    table,
+    verdict,
 )
 
-from contrastive_mer.config import config_from_dict, load_config, to_dict
+from contrastive_mer.config import config_from_dict, load_config
 from contrastive_mer.data.datamodule import build_corpus, build_preprocessors
 from contrastive_mer.data.dataset import Collator, MERDataset
 from contrastive_mer.data.datasets.base import ClipRecord, CorpusAdapter, register_adapter

@@ -38,23 +38,34 @@ _EXPORTS = {name: module for module, names in _MODULES.items() for name in names
 
 __all__ = ["__version__", *sorted(_EXPORTS)]
 
-if TYPE_CHECKING:  # static analysers see the real objects
-    from contrastive_mer.config import ConfigError, ExperimentConfig, load_config, model_from_checkpoint
-    from contrastive_mer.demo import run_demo
-    from contrastive_mer.encoding import encode_records
-    from contrastive_mer.errors import UserError
-    from contrastive_mer.evaluation.knn import KnnProbeConfig, knn_probe
-    from contrastive_mer.evaluation.linear import LinearProbeConfig, linear_probe
-    from contrastive_mer.evaluation.protocol import probe_stores
-    from contrastive_mer.evaluation.retrieval import cross_modal_retrieval
-    from contrastive_mer.extraction import ExtractOptions, extract, extract_from_checkpoint
-    from contrastive_mer.frontend.config import FrontEndConfig
-    from contrastive_mer.frontend.model import FrontEnd
-    from contrastive_mer.fusion import FusionConfig, fuse
-    from contrastive_mer.module import PairwiseContrastiveModule, load_module
-    from contrastive_mer.store.hdf5 import FeatureStore
-    from contrastive_mer.store.index import EmbeddingIndex, index_from_store
-    from contrastive_mer.training import PretrainResult, pretrain
+if TYPE_CHECKING:  # static analysers see the real objects (``X as X``: re-exported)
+    from contrastive_mer.config import ConfigError as ConfigError
+    from contrastive_mer.config import ExperimentConfig as ExperimentConfig
+    from contrastive_mer.config import load_config as load_config
+    from contrastive_mer.config import model_from_checkpoint as model_from_checkpoint
+    from contrastive_mer.demo import run_demo as run_demo
+    from contrastive_mer.encoding import encode_records as encode_records
+    from contrastive_mer.errors import UserError as UserError
+    from contrastive_mer.evaluation.knn import KnnProbeConfig as KnnProbeConfig
+    from contrastive_mer.evaluation.knn import knn_probe as knn_probe
+    from contrastive_mer.evaluation.linear import LinearProbeConfig as LinearProbeConfig
+    from contrastive_mer.evaluation.linear import linear_probe as linear_probe
+    from contrastive_mer.evaluation.protocol import probe_stores as probe_stores
+    from contrastive_mer.evaluation.retrieval import cross_modal_retrieval as cross_modal_retrieval
+    from contrastive_mer.extraction import ExtractOptions as ExtractOptions
+    from contrastive_mer.extraction import extract as extract
+    from contrastive_mer.extraction import extract_from_checkpoint as extract_from_checkpoint
+    from contrastive_mer.frontend.config import FrontEndConfig as FrontEndConfig
+    from contrastive_mer.frontend.model import FrontEnd as FrontEnd
+    from contrastive_mer.fusion import FusionConfig as FusionConfig
+    from contrastive_mer.fusion import fuse as fuse
+    from contrastive_mer.module import PairwiseContrastiveModule as PairwiseContrastiveModule
+    from contrastive_mer.module import load_module as load_module
+    from contrastive_mer.store.hdf5 import FeatureStore as FeatureStore
+    from contrastive_mer.store.index import EmbeddingIndex as EmbeddingIndex
+    from contrastive_mer.store.index import index_from_store as index_from_store
+    from contrastive_mer.training import PretrainResult as PretrainResult
+    from contrastive_mer.training import pretrain as pretrain
 
 
 def __getattr__(name: str) -> Any:

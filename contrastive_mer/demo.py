@@ -18,8 +18,13 @@ from omegaconf import DictConfig
 
 from contrastive_mer.config import config_from_dict, load_config, to_dict
 from contrastive_mer.configs import config_path
-from contrastive_mer.evaluation.comparison import (format_comparison, merge_tables, random_init_like,
-                                                   raw_features_for, raw_views_split)
+from contrastive_mer.evaluation.comparison import (
+    format_comparison,
+    merge_tables,
+    random_init_like,
+    raw_features_for,
+    raw_views_split,
+)
 from contrastive_mer.evaluation.protocol import ProbeResults, probe_stores, run_probes
 from contrastive_mer.extraction import ExtractOptions, extract
 from contrastive_mer.module import load_module

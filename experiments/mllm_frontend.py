@@ -28,16 +28,19 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from contrastive_mer.config import load_config, to_dict  # noqa: E402
-from contrastive_mer.module import load_module  # noqa: E402
 from contrastive_mer.data.datasets.synthetic import split_speakers  # noqa: E402
 from contrastive_mer.frontend.config import FrontEndConfig  # noqa: E402
 from contrastive_mer.frontend.data import (  # noqa: E402
-    dataset_config, dataset_records, load_frontend_yaml, source_batches,
+    dataset_config,
+    dataset_records,
+    load_frontend_yaml,
+    source_batches,
 )
 from contrastive_mer.frontend.model import FrontEnd  # noqa: E402
 from contrastive_mer.frontend.sources import SourceBatch  # noqa: E402
 from contrastive_mer.frontend.splice import IGNORE_INDEX  # noqa: E402
 from contrastive_mer.frontend.tiny_llm import TinyLLMConfig, load_llm, save_tiny_llm  # noqa: E402
+from contrastive_mer.module import load_module  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

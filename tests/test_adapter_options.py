@@ -16,8 +16,15 @@ import pytest
 import contrastive_mer.data.datasets as datasets
 from contrastive_mer.cli.main import main
 from contrastive_mer.config import ConfigError, load_config
-from contrastive_mer.data.datasets import (MediaCorpus, MediaCorpusOptions, SkipEntry, adapter_class,
-                                           adapter_names, adapter_options, build_adapter)
+from contrastive_mer.data.datasets import (
+    MediaCorpus,
+    MediaCorpusOptions,
+    SkipEntry,
+    adapter_class,
+    adapter_names,
+    adapter_options,
+    build_adapter,
+)
 from contrastive_mer.data.datasets.base import RENAMED_OPTIONS, options_from_signature
 from contrastive_mer.data.datasets.ravdess import RavdessAdapter, RavdessOptions
 from contrastive_mer.data.datasets.synthetic import SyntheticConfig

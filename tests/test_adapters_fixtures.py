@@ -11,12 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.fixtures_corpora import make_iemocap, make_manifest_files, make_mosei, write_csd
 
 from contrastive_mer.data.datasets import ClipRecord, SampleError, build_adapter
 from contrastive_mer.data.datasets.iemocap import IemocapAdapter
 from contrastive_mer.data.datasets.manifest import ManifestAdapter
 from contrastive_mer.data.datasets.mosei import MoseiAdapter, MosiAdapter, overlapping_frames
+from tests.fixtures_corpora import make_iemocap, make_manifest_files, make_mosei, write_csd
 
 
 # ---------------------------------------------------------------------------------------------- MOSEI / MOSI

@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 from scipy.signal import correlate, resample_poly
-from tests.test_media import colour_frames, sine, write_video
 
 from contrastive_mer.data.datasets import SampleError, build_adapter
 from contrastive_mer.data.datasets.cremad import CremadAdapter
 from contrastive_mer.data.datasets.meld import MeldAdapter
 from contrastive_mer.data.datasets.ravdess import EMOTIONS, RavdessAdapter
 from contrastive_mer.data.media import load_audio, load_audio_video, load_video
+from tests.test_media import colour_frames, sine, write_video
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"real recordings not found at {DATA} (../shared/data)")

@@ -8,8 +8,13 @@ import pytest
 from contrastive_mer.data.normalization import zscore_by_group
 from contrastive_mer.data.splits import group_kfold
 from contrastive_mer.evaluation.baselines import RawFeatures
-from contrastive_mer.evaluation.comparison import (raw_views_folds, raw_views_split, rows_by_view, strongest,
-                                                   summary_lines)
+from contrastive_mer.evaluation.comparison import (
+    raw_views_folds,
+    raw_views_split,
+    rows_by_view,
+    strongest,
+    summary_lines,
+)
 from contrastive_mer.evaluation.protocol import ProbeResults, ViewResult
 
 

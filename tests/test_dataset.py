@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
 from contrastive_mer.config import load_config
 from contrastive_mer.data.datamodule import build_preprocessors
-from contrastive_mer.data.dataset import Collator, MERDataset, PreparedSample, SkipReport, Skipped
+from contrastive_mer.data.dataset import Collator, MERDataset, PreparedSample, Skipped, SkipReport
 from contrastive_mer.data.datasets.base import ClipRecord, CorpusAdapter, SampleError
 from contrastive_mer.data.datasets.synthetic import SyntheticCorpus
-from contrastive_mer.data.sample import Sample
 from contrastive_mer.data.samplers import GroupBatchSampler
 from tests.conftest import DEMO, TINY
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from contrastive_mer.config import load_config, to_dict
-from contrastive_mer.extraction import ExtractOptions, extract, extract_from_checkpoint
+from contrastive_mer.extraction import ExtractOptions, extract_from_checkpoint
 from contrastive_mer.module import PairwiseContrastiveModule
 from contrastive_mer.store.hdf5 import FeatureStore, IncompleteStoreError
 from tests.conftest import DEMO, ROOT, TINY
@@ -34,8 +34,8 @@ def checkpoint(tmp_path_factory):
 def test_store_holds_what_the_model_computes(checkpoint, tmp_path):
     out = extract_from_checkpoint(checkpoint, tmp_path / "f.h5", None, [],
                                   ExtractOptions(batch_size=5, progress=False, sequences=("audio",)))
-    from contrastive_mer.module import load_module
     from contrastive_mer.data.datamodule import MERDataModule
+    from contrastive_mer.module import load_module
 
     module = load_module(str(checkpoint))
     dm = MERDataModule(module.cfg)

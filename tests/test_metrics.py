@@ -2,8 +2,7 @@
 
 import numpy as np
 import pytest
-from sklearn.metrics import (accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score,
-                             mean_absolute_error)
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score, mean_absolute_error
 
 from contrastive_mer.evaluation.metrics import classification_metrics, multilabel_metrics, regression_metrics
 

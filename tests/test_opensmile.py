@@ -56,7 +56,14 @@ def test_config_wires_opensmile_to_vector_encoders():
 
 
 def test_logmel_stats_match_the_log_mel_and_audio_baselines_are_added():
-    from contrastive_mer.data.transforms import LogMel, LogMelConfig, LogMelStats, LogMelStatsConfig, Vector, VectorConfig
+    from contrastive_mer.data.transforms import (
+        LogMel,
+        LogMelConfig,
+        LogMelStats,
+        LogMelStatsConfig,
+        Vector,
+        VectorConfig,
+    )
     from contrastive_mer.evaluation.baselines import with_audio_baselines
 
     wave = np.random.default_rng(0).normal(size=16000).astype(np.float32)

@@ -14,8 +14,7 @@ from contrastive_mer.cli import probe as probe_cli
 from contrastive_mer.data.splits import group_kfold
 from contrastive_mer.evaluation.knn import KnnProbeConfig, knn_probe
 from contrastive_mer.evaluation.linear import LinearProbeConfig, linear_probe
-from contrastive_mer.evaluation.protocol import (ProbeView, format_table, kfold_views, probe_stores,
-                                                 run_probes)
+from contrastive_mer.evaluation.protocol import ProbeView, format_table, kfold_views, probe_stores, run_probes
 from contrastive_mer.store.hdf5 import FeatureStoreWriter, LabelSpec
 from tests.conftest import cli_error
 

@@ -16,8 +16,7 @@ from sklearn.preprocessing import StandardScaler
 
 from contrastive_mer.data.datasets import SampleError, adapter_names, build_adapter
 from contrastive_mer.data.datasets.base import ClipRecord
-from contrastive_mer.data.datasets.synthetic import (EMOTION_NAMES, SyntheticConfig, SyntheticCorpus,
-                                                     split_speakers)
+from contrastive_mer.data.datasets.synthetic import EMOTION_NAMES, SyntheticConfig, SyntheticCorpus, split_speakers
 from contrastive_mer.data.datasets.synthetic_text import EMOTION_WORDS
 
 ALL = ("video", "audio", "text")

@@ -11,10 +11,9 @@ import contextlib
 import json
 import sys
 from pathlib import Path
-
-from contrastive_mer.cli._common import comma_list, open_store
 from typing import TYPE_CHECKING
 
+from contrastive_mer.cli._common import comma_list, open_store
 from contrastive_mer.errors import UserError
 
 if TYPE_CHECKING:

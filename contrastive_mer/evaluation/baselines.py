@@ -17,8 +17,16 @@ import torch
 import torch.nn.functional as F
 
 from contrastive_mer.data.dataset import MERDataset, PreparedSample
-from contrastive_mer.data.transforms import (Frames, LogMel, LogMelStats, OpenSmile, OpenSmileConfig, Preprocessor,
-                                             Tokens, Vector)
+from contrastive_mer.data.transforms import (
+    Frames,
+    LogMel,
+    LogMelStats,
+    OpenSmile,
+    OpenSmileConfig,
+    Preprocessor,
+    Tokens,
+    Vector,
+)
 
 
 def logmel_stats(logmel: torch.Tensor) -> np.ndarray:

@@ -4,11 +4,25 @@ an adapter module that fails to import fails the import of the package (it never
 import importlib
 import pkgutil
 
-from contrastive_mer.data.datasets.base import (ClipRecord, CorpusAdapter, SampleError, SkipEntry, adapter_class,
-                                                adapter_modalities, adapter_names, adapter_options, build_adapter,
-                                                register_adapter)
-from contrastive_mer.data.datasets.corpus import (AudioCorpusOptions, CorpusOptions, FolderCorpus, MediaCorpus,
-                                                  MediaCorpusOptions)
+from contrastive_mer.data.datasets.base import (
+    ClipRecord,
+    CorpusAdapter,
+    SampleError,
+    SkipEntry,
+    adapter_class,
+    adapter_modalities,
+    adapter_names,
+    adapter_options,
+    build_adapter,
+    register_adapter,
+)
+from contrastive_mer.data.datasets.corpus import (
+    AudioCorpusOptions,
+    CorpusOptions,
+    FolderCorpus,
+    MediaCorpus,
+    MediaCorpusOptions,
+)
 
 for _module in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_module.name}")

@@ -9,8 +9,8 @@ from the FLV, ``text`` is the sentence.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from contrastive_mer.data.datasets.base import ClipRecord, register_adapter

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import csv
 import re
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
