@@ -62,24 +62,33 @@ def collected(run_dir: Path) -> dict:
             "strongest_baseline": report["strongest_baseline"], "headline": report["headline"]}
 
 
-def summarise(runs: list[dict]) -> dict[str, dict[str, tuple[float, float]]]:
-    """``{view: {column: (mean, sd over seeds)}}`` of the linear-probe values."""
+def summarise(runs: list[dict]) -> dict[str, dict[str, tuple[float, float, int]]]:
+    """``{view: {column: (mean, sd, n)}}`` of the linear-probe values over the runs that have them."""
     out: dict[str, dict[str, list[float]]] = {}
     for r in runs:
         for view, cells in r["table"].items():
             for key, value in cells.items():
                 if key.endswith("/linear"):
                     out.setdefault(view, {}).setdefault(key.split("/")[0], []).append(value)
-    return {v: {c: (float(np.mean(x)), float(np.std(x))) for c, x in cols.items()} for v, cols in out.items()}
+    return {v: {c: (float(np.mean(x)), float(np.std(x)), len(x)) for c, x in cols.items()}
+            for v, cols in out.items()}
 
 
 def markdown(summary: dict, protocol: str, seeds: list[int]) -> str:
+    """The summary as a markdown table: ``mean ± sd (n runs)``, or the single value of one run."""
     cols = ("pretrained", "random_init", "raw_input")
-    lines = [f"{protocol}: linear probe accuracy (%), mean ± sd over pretraining seeds {seeds}", "",
+    lines = [f"{protocol}: linear probe accuracy (%), mean ± sd over pretraining seeds {seeds} "
+             "(a value without ± comes from one run)", "",
              "| view | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+
+    def cell(value: tuple[float, float, int] | None) -> str:
+        if value is None:
+            return ""
+        mean, sd, n = value
+        return f"{100 * mean:.1f}" if n == 1 else f"{100 * mean:.1f} ± {100 * sd:.1f}"
+
     for view, cells in summary.items():
-        row = [f"{100 * cells[c][0]:.1f} ± {100 * cells[c][1]:.1f}" if c in cells else "" for c in cols]
-        lines.append(f"| {view} | " + " | ".join(row) + " |")
+        lines.append(f"| {view} | " + " | ".join(cell(cells.get(c)) for c in cols) + " |")
     return "\n".join(lines)
 
 
