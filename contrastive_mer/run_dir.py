@@ -1,9 +1,10 @@
 """The run folder of ``cmer pretrain``: refuse to mix two runs in one folder, or clear the old one on request.
 
 A run folder holds ``config.yaml``, ``checkpoints/`` (``last.ckpt``, ``best-*.ckpt``), ``tensorboard/``,
-``figures/``, ``history.json``, ``data_summary.json``, ``split.json`` and ``skipped.jsonl``. Training again into a folder that
-holds a run without ``--resume`` would overwrite some of these, keep others (an old ``best-*.ckpt`` beside the new
-one) and mix TensorBoard event files, so it is refused unless ``--overwrite`` is given, which removes them first.
+``figures/``, ``history.json``, ``data_summary.json``, ``split.json`` and ``skipped.jsonl``. Training again into a
+folder that holds a run without ``--resume`` would overwrite some of these, keep others (an old ``best-*.ckpt``
+beside the new one) and mix TensorBoard event files, so it is refused unless ``--overwrite`` is given, which
+removes them first.
 """
 
 from __future__ import annotations

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import math
-import sys
-import warnings
 import random
+import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any

@@ -1,4 +1,5 @@
-"""The bring-your-own-corpus example (issue 12 item 6): the generator's manifest and experiments/manifest_example.yaml."""
+"""The bring-your-own-corpus example (issue 12 item 6): the generator's manifest and
+experiments/manifest_example.yaml."""
 
 from __future__ import annotations
 

@@ -67,7 +67,8 @@ def _table(hits: list[dict[str, Any]], label_names: list[str]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 
 
-def _queries(args: argparse.Namespace, store: FeatureStore, index: EmbeddingIndex) -> list[tuple[str, np.ndarray, int | None]]:
+def _queries(args: argparse.Namespace, store: FeatureStore,
+             index: EmbeddingIndex) -> list[tuple[str, np.ndarray, int | None]]:
     """(name, vector, store row or None) for each query."""
     if args.query is not None:
         key = index.source.get("key")

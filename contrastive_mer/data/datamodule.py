@@ -7,14 +7,14 @@ from typing import Any, Sequence
 
 import numpy as np
 import pytorch_lightning as pl
-from omegaconf import DictConfig, OmegaConf
 import torch
+from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, DistributedSampler
 
 from contrastive_mer.data.dataset import Collator, MERDataset
-from contrastive_mer.data.samplers import GroupBatchSampler
 from contrastive_mer.data.datasets import build_adapter
 from contrastive_mer.data.datasets.base import ClipRecord, CorpusAdapter
+from contrastive_mer.data.samplers import GroupBatchSampler
 from contrastive_mer.data.transforms import PREPROCESSORS, Preprocessor
 
 
