@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 from pytorch_lightning.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 
+from contrastive_mer.checkpoint_io import AtomicCheckpointIO
 from contrastive_mer.config import load_config, to_yaml
 from contrastive_mer.data.datamodule import MERDataModule
 from contrastive_mer.data.dataset import SkipReport
@@ -243,7 +244,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, extra_callbacks: list[Callback
         check_val_every_n_epoch=t.check_val_every_n_epoch,
         limit_train_batches=t.limit_train_batches,  # None: all, without Lightning's notice about 1.0
         enable_progress_bar=progress_bar, deterministic=t.deterministic, sync_batchnorm=t.sync_batchnorm,
-        callbacks=callbacks,
+        callbacks=callbacks, plugins=[AtomicCheckpointIO()],
         logger=logger, default_root_dir=str(run_dir), enable_model_summary=False,
         num_sanity_val_steps=0, use_distributed_sampler=False)
     return trainer, ckpt
