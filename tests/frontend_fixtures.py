@@ -11,8 +11,8 @@ from contrastive_mer.data.datamodule import build_corpus, build_preprocessors
 from contrastive_mer.data.dataset import Collator, MERDataset
 from contrastive_mer.data.datasets.synthetic import EMOTION_NAMES
 from contrastive_mer.data.sample import Batch
-from contrastive_mer.fusion import fuse
 from contrastive_mer.frontend.tiny_llm import TinyLLMConfig, build_tiny_llm, build_word_tokenizer
+from contrastive_mer.fusion import fuse
 from contrastive_mer.module import PairwiseContrastiveModule
 from contrastive_mer.store.hdf5 import FeatureStoreWriter
 

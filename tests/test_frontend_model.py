@@ -9,7 +9,12 @@ import torch
 
 from contrastive_mer.data.datamodule import build_preprocessors
 from contrastive_mer.frontend import (
-    FUSED, EncoderMismatchError, FrontEnd, FrontEndConfig, StoreSources, prepare_batch,
+    FUSED,
+    EncoderMismatchError,
+    FrontEnd,
+    FrontEndConfig,
+    StoreSources,
+    prepare_batch,
 )
 from contrastive_mer.frontend.sources import SourceBatch
 from contrastive_mer.fusion import fuse

@@ -17,7 +17,11 @@ import pytest
 import contrastive_mer
 from contrastive_mer.store import hdf5 as store_mod
 from contrastive_mer.store.hdf5 import (
-    FeatureStore, FeatureStoreWriter, IncompleteStoreError, LabelSpec, StoreMismatchError,
+    FeatureStore,
+    FeatureStoreWriter,
+    IncompleteStoreError,
+    LabelSpec,
+    StoreMismatchError,
 )
 
 REPO = Path(__file__).resolve().parents[1]

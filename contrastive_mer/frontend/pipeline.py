@@ -11,9 +11,9 @@ from tqdm.auto import tqdm
 
 from contrastive_mer.config import to_dict, to_yaml
 from contrastive_mer.data.dataset import SkipReport
+from contrastive_mer.encoding import resolve_device
 from contrastive_mer.errors import UserError
 from contrastive_mer.frontend.config import FUSED, FrontEndConfig
-from contrastive_mer.encoding import resolve_device
 from contrastive_mer.frontend.data import dataset_config, dataset_records, load_frontend_yaml, source_batches
 from contrastive_mer.frontend.export import export_npy, write_tokens
 from contrastive_mer.frontend.model import FrontEnd, encoder_source_dims

@@ -17,8 +17,8 @@ import torch
 
 from contrastive_mer.data.dataset import Collator, PreparedSample
 from contrastive_mer.data.media import MediaError, load_audio, load_video
-from contrastive_mer.data.sample import Batch
 from contrastive_mer.data.safe_files import load_npy
+from contrastive_mer.data.sample import Batch
 from contrastive_mer.data.transforms import Frames, LogMel, Preprocessor, Tokens, Vector
 from contrastive_mer.frontend.config import FUSED
 from contrastive_mer.fusion import fuse

@@ -187,12 +187,12 @@ def _pad(rows: list[torch.Tensor], labels: list[list[int]], spans: list[list[tup
     mask = torch.zeros(b, longest, dtype=torch.long, device=device)
     lab = torch.full((b, longest), IGNORE_INDEX, dtype=torch.long, device=device)
     out_spans, out_targets = [], []
-    for i, (row, l) in enumerate(zip(rows, labels)):
+    for i, (row, row_labels) in enumerate(zip(rows, labels)):
         n = row.shape[0]
         offset = longest - n if side == "left" else 0
         embeds[i, offset:offset + n] = row
         mask[i, offset:offset + n] = 1
-        lab[i, offset:offset + n] = torch.tensor(l, dtype=torch.long, device=device)
+        lab[i, offset:offset + n] = torch.tensor(row_labels, dtype=torch.long, device=device)
         out_spans.append([(s, a + offset, e + offset) for s, a, e in spans[i]])
         if with_labels:
             a, e = target_spans[i]
