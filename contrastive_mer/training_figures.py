@@ -103,7 +103,8 @@ class EmbeddingFiguresCallback(Callback):
         if batch.labels:
             name = sorted(batch.labels)[0]
             values = batch.labels[name].cpu().numpy()
-            classes = getattr(getattr(trainer.datamodule, "adapter", None), "label_names", {}).get(name) or []
+            adapter = getattr(getattr(trainer, "datamodule", None), "adapter", None)  # set by Lightning's fit
+            classes = getattr(adapter, "label_names", {}).get(name) or []
             self.cols.setdefault(name, []).extend(
                 "multi" if np.ndim(v) else classes[int(v)] if 0 <= int(v) < len(classes) else str(v) for v in values)
         if self.sim is None:

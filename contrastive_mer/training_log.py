@@ -72,9 +72,10 @@ def _mean(metrics: dict[str, Any], prefix: str) -> float | None:
     return float(np.mean(values)) if values else None
 
 
-def epoch_line(epoch: int, max_epochs: int, metrics: dict[str, Any], lr: float | None) -> str:
+def epoch_line(epoch: int, max_epochs: int | None, metrics: dict[str, Any], lr: float | None) -> str:
     """``epoch 3/10  train loss 2.310  acc 41.2%  val loss 2.402  acc 38.0%  lr 1.00e-03  84 clips/s  data 12%``."""
-    parts = [f"epoch {epoch + 1}/{max_epochs}" if max_epochs > 0 else f"epoch {epoch + 1}"]
+    shown = max_epochs is not None and max_epochs > 0  # Lightning: None or -1 for no limit
+    parts = [f"epoch {epoch + 1}/{max_epochs}" if shown else f"epoch {epoch + 1}"]
     for split, loss_key in (("train", "train/loss_epoch"), ("val", "val/loss")):
         loss = metrics.get(loss_key, metrics.get(f"{split}/loss"))
         if loss is None:

@@ -112,7 +112,8 @@ def _neighbours(args: argparse.Namespace) -> dict[str, Any]:
         for name, vec, row in _queries(args, store, index):
             scores, ids = index.search(vec, args.k + (row is not None))
             hits = [(i, float(s)) for i, s in zip(ids[0], scores[0]) if i != name or row is None][:args.k]
-            entry = {"query": name, "labels": _label_values(store, row) if row is not None else {},
+            entry: dict[str, Any] = {"query": name,
+                                     "labels": _label_values(store, row) if row is not None else {},
                      "results": [{"rank": r + 1, "id": i, "score": s,
                                   "labels": _label_values(store, rows[i]) if i in rows else {}}
                                  for r, (i, s) in enumerate(hits)]}

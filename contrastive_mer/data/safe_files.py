@@ -12,6 +12,7 @@ into a skipped clip.
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 from pathlib import Path
@@ -40,7 +41,7 @@ def _kind(mode: int) -> str:
     return "not a regular file"
 
 
-def _open_regular(path: Path) -> tuple[BinaryIO, int]:
+def _open_regular(path: Path) -> tuple[io.BufferedReader, int]:
     """Open ``path`` for reading without blocking (a FIFO would) and check it is a regular file; (file, size)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))

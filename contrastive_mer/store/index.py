@@ -105,6 +105,7 @@ class EmbeddingIndex:
             x = l2_normalize(x)
         n, d = x.shape
         fmetric = faiss.METRIC_INNER_PRODUCT if metric == "ip" else faiss.METRIC_L2
+        index: Any  # a faiss index of the kind asked for
         if kind == "flat":
             index = faiss.IndexFlatIP(d) if metric == "ip" else faiss.IndexFlatL2(d)
         elif kind == "ivf":

@@ -131,7 +131,7 @@ class ManifestAdapter(MediaCorpus):
             header = next(reader, None)
             if not header or "id" not in header:
                 raise ValueError(f"{self.path}: header must contain an 'id' column, got {header}")
-            rows = []
+            rows: list[tuple[int, dict[str, Any] | None, str]] = []
             while True:
                 start = reader.line_num + 1  # a quoted cell may span lines: report where the row starts
                 try:
@@ -195,9 +195,9 @@ class ManifestAdapter(MediaCorpus):
             labels: dict[str, Any] = {}
             try:
                 for name in self.label_columns:
-                    value = row.get(name)
-                    if _empty(value):
+                    if _empty(row.get(name)):
                         continue
+                    value = row[name]
                     if kinds[name] == "float":
                         labels[name] = float(value)
                     elif kinds[name] == "multi":
