@@ -19,6 +19,7 @@ SUBCOMMANDS = {
     "evaluate": "pretrained vs random-init vs raw-input baselines, group-disjoint K-fold probes",
     "demo": "the whole chain on the embedded synthetic corpus",
     "frontend-export": "export MLLM front-end tokens (HDF5 and MER-style .npy)",
+    "init-manifest": "write a manifest (CSV/JSONL) from a folder of media files and a label table",
 }
 
 
@@ -26,8 +27,22 @@ def _module(name: str):
     return importlib.import_module(f"contrastive_mer.cli.{name.replace('-', '_')}")
 
 
+def package_version() -> str:
+    """The installed distribution's version (package metadata), else the source tree's ``__version__``;
+    neither imports torch."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("contrastive-mer")
+    except PackageNotFoundError:
+        from contrastive_mer import __version__
+
+        return __version__
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cmer", description="contrastive-mer: pairwise contrastive MER")
+    parser.add_argument("--version", action="version", version=f"cmer {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, help_text in SUBCOMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
@@ -64,6 +79,18 @@ def _one_line(message: object) -> str:
     return " ".join(str(message).split())
 
 
+def parse_args(argv: list[str], command: str | None) -> argparse.Namespace:
+    """Parse ``argv``; a subcommand's own arguments are parsed intermixed, so ``key=value`` overrides may sit
+    before, between or after options (``cmer pretrain --config X a=b --output R c=d``)."""
+    parser = build_parser(only=command or "")
+    if command is None:
+        return parser.parse_args(argv)
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    args = sub.choices[command].parse_intermixed_args(argv[1:])
+    args.command = command
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     from pickle import UnpicklingError
 
@@ -72,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv[0] if argv and argv[0] in SUBCOMMANDS else None
     # no subcommand named (``cmer --help``, a typo): import none of their modules, only their one-line help shows
-    args = build_parser(only=command or "").parse_args(argv)
+    args = parse_args(argv, command)
     try:
         return _module(args.command).run(args)
     except (UserError, FileNotFoundError, KeyError, ValueError, UnpicklingError, OSError) as err:
