@@ -33,7 +33,7 @@ import numpy as np
 
 from common import DATA_ROOT, ROOT, apply_threads, base_parser, report, table, verdict
 
-from contrastive_mer.data import media
+from contrastive_mer.data import decoding, media
 
 BEFORE = "e7ae7ce"  # the last commit with the sequential decoder
 SETS = {"RAVDESS MP4 (H.264 1280x720, 29.97 fps, GOP 29, B-frames)": "ravdess/Actor_01/*.mp4",
@@ -59,13 +59,16 @@ def load_before() -> Any:
     return module
 
 
-def with_threads(module: Any, thread_type: str) -> Callable[[Path], np.ndarray]:
+def with_threads(module: Any, thread_type: str, setting: Any = None) -> Callable[[Path], np.ndarray]:
+    """``module.load_video`` with ``VIDEO_THREAD_TYPE`` set on ``setting`` (default: the module itself)."""
+    setting = setting or module
+
     def decode(path: Path) -> np.ndarray:
-        module.VIDEO_THREAD_TYPE = thread_type
+        setting.VIDEO_THREAD_TYPE = thread_type
         try:
             return module.load_video(path, num_frames=NUM_FRAMES, size=SIZE)
         finally:
-            module.VIDEO_THREAD_TYPE = "AUTO"
+            setting.VIDEO_THREAD_TYPE = "AUTO"
     return decode
 
 
@@ -99,7 +102,7 @@ def cpu_seconds() -> float:
 def frame_counter(before: Any) -> tuple[dict[str, int], Callable[[], None]]:
     """Counts the frames each library decoder gets out of FFmpeg (decoded, not skipped); returns an undo."""
     counts = {"before": 0, "now": 0}
-    add, dec = before._VideoSink.add, media._Budget.decode
+    add, dec = before._VideoSink.add, decoding.Budget.decode
 
     def counted_add(sink: Any, frame: Any) -> None:
         counts["before"] += 1
@@ -110,10 +113,10 @@ def frame_counter(before: Any) -> tuple[dict[str, int], Callable[[], None]]:
         counts["now"] += len(frames)
         return frames
 
-    before._VideoSink.add, media._Budget.decode = counted_add, counted_decode
+    before._VideoSink.add, decoding.Budget.decode = counted_add, counted_decode
 
     def undo() -> None:
-        before._VideoSink.add, media._Budget.decode = add, dec
+        before._VideoSink.add, decoding.Budget.decode = add, dec
     return counts, undo
 
 
@@ -125,9 +128,9 @@ def main() -> None:
     before = load_before()
     variants: dict[str, Callable[[Path], np.ndarray]] = {
         "sequential (before), decoder threads auto": with_threads(before, "AUTO"),
-        "planned (now), decoder threads auto": with_threads(media, "AUTO"),
+        "planned (now), decoder threads auto": with_threads(media, "AUTO", decoding),
         "sequential (before), 1 decoder thread": with_threads(before, "NONE"),
-        "planned (now), 1 decoder thread": with_threads(media, "NONE"),
+        "planned (now), 1 decoder thread": with_threads(media, "NONE", decoding),
     }
     has_ffmpeg = shutil.which("ffmpeg") is not None
     if has_ffmpeg:

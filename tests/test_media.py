@@ -14,7 +14,7 @@ import pytest
 import soundfile as sf
 from scipy.signal import resample_poly
 
-from contrastive_mer.data import media
+from contrastive_mer.data import decoding, video_io
 from contrastive_mer.data.face import FaceCropper, center_crop, square_box
 from contrastive_mer.data.media import (
     DecodeLimits,
@@ -270,7 +270,7 @@ class Spy:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch):
         self.sent, self.sequential = 0, 0
-        real_decode, real_sequential = media._Budget.decode, media._decode
+        real_decode, real_sequential = decoding.Budget.decode, video_io.decode_streams
 
         def decode(budget: Any, packet: Any, codec: Any = None) -> list[Any]:
             self.sent += packet is not None
@@ -280,8 +280,8 @@ class Spy:
             self.sequential += 1
             real_sequential(*args, **kwargs)
 
-        monkeypatch.setattr(media._Budget, "decode", decode)
-        monkeypatch.setattr(media, "_decode", sequential)
+        monkeypatch.setattr(decoding.Budget, "decode", decode)
+        monkeypatch.setattr(video_io, "decode_streams", sequential)
 
 
 @pytest.mark.parametrize("ext", [".mp4", ".mkv"])
@@ -312,14 +312,14 @@ def test_planned_decoding_falls_back_when_a_seek_lands_elsewhere(tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     path = write_video(tmp_path / "c.mp4", moving_frames(30), codec="libx264")
     expected = reference_frames(path, 5)
-    real_plan = media._seek_plan
+    real_plan = video_io.seek_plan
 
     def wrong_start(packets: Any, ordinals: list[int]) -> Any:
         plan = real_plan(packets, ordinals)
         plan.start = {p: 3 for p in plan.start}  # not a keyframe: the seek lands on packet 0
         return plan
 
-    monkeypatch.setattr(media, "_seek_plan", wrong_start)
+    monkeypatch.setattr(video_io, "seek_plan", wrong_start)
     spy = Spy(monkeypatch)
     np.testing.assert_array_equal(load_video(path, num_frames=5, size=None), expected)
     assert spy.sequential == 1

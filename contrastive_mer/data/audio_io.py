@@ -1,0 +1,177 @@
+"""Decode audio files to float32 mono ``(N,)`` at a requested rate.
+
+WAV/FLAC/OGG/AIFF are read with ``soundfile``; everything else (mp3, aac, m4a, a container's audio stream) with
+PyAV. Channels are averaged block by block as they are decoded; resampling uses
+``torchaudio.functional.resample``. Every problem raises :class:`~contrastive_mer.data.decoding.MediaError`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from contrastive_mer.data.decoding import (
+    DECODE_ERRORS,
+    DEFAULT_LIMITS,
+    MAX_SAMPLE_RATE,
+    MIN_SAMPLE_RATE,
+    DecodeLimits,
+    MediaError,
+    av,
+    check_file,
+    check_rate,
+    decode_streams,
+    require_av,
+)
+
+try:
+    import soundfile as sf
+except ImportError:  # pragma: no cover - depends on the environment
+    sf = None
+
+SOUNDFILE_EXTS = frozenset({".wav", ".flac", ".ogg", ".oga", ".aif", ".aiff"})
+MAX_CHANNELS = 64
+SILENCE_THRESHOLD = 1e-6
+
+
+def check_target_rate(sample_rate: int) -> None:
+    """ValueError for a requested output rate outside 1 kHz..384 kHz."""
+    if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
+        raise ValueError(f"sample_rate must be in [{MIN_SAMPLE_RATE}, {MAX_SAMPLE_RATE}], got {sample_rate}")
+
+
+def finish_audio(path: Path, wave: np.ndarray, rate: int, sample_rate: int, max_seconds: float | None,
+                 reject_silent: bool) -> np.ndarray:
+    """``(channels, n)`` float samples -> checked, mono, trimmed, resampled float32 ``(N,)``."""
+    check_rate(path, rate)
+    if wave.shape[-1] == 0:
+        raise MediaError(path, "zero-length audio (no samples decoded)")
+    if not np.isfinite(wave).all():
+        raise MediaError(path, "audio contains NaN or Inf samples")
+    mono = wave.mean(axis=0, dtype=np.float64).astype(np.float32) if wave.shape[0] > 1 else wave[0]
+    if max_seconds is not None:
+        mono = mono[: max(1, int(round(max_seconds * rate)))]
+    if reject_silent and not (np.abs(mono) >= SILENCE_THRESHOLD).any():
+        raise MediaError(path, f"silent audio (every |sample| < {SILENCE_THRESHOLD:g})")
+    if rate != sample_rate:
+        import torchaudio.functional as AF
+
+        mono = AF.resample(torch.from_numpy(np.ascontiguousarray(mono)), int(rate), int(sample_rate)).numpy()
+        if mono.size == 0:
+            raise MediaError(path, "audio too short to resample")
+    return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+def _read_soundfile(path: Path, max_seconds: float | None, limits: DecodeLimits) -> tuple[np.ndarray, int]:
+    """Read with libsndfile in blocks (never trusting the header's frame count for allocation), downmixed to
+    mono block by block: ``((1, n), rate)``."""
+    with sf.SoundFile(str(path)) as f:
+        rate, channels = int(f.samplerate), int(f.channels)
+        check_rate(path, rate)
+        if not 1 <= channels <= MAX_CHANNELS:
+            raise MediaError(path, f"unsupported channel count {channels}")
+        cap = int(limits.max_audio_seconds * rate)
+        want = cap if max_seconds is None else min(cap, int(round(max_seconds * rate)))
+        blocks, n = [], 0
+        while n < want:
+            block = f.read(min(1 << 18, want - n), dtype="float32", always_2d=True)
+            if len(block) == 0:
+                break
+            blocks.append(mono_block(block.T))
+            n += len(block)
+        if n >= cap and max_seconds is None and len(f.read(1, dtype="float32")):
+            raise MediaError(path, f"audio longer than the {limits.max_audio_seconds:g} s decode limit")
+    return (np.concatenate(blocks, axis=1) if blocks else np.zeros((1, 0), np.float32)), rate
+
+
+def mono_block(chunk: np.ndarray) -> np.ndarray:
+    """``(channels, n)`` -> ``(1, n)``, the channel mean, taken as each block is decoded: memory holds one channel,
+    not all of them (a long 6-channel file costs what a mono one does). The same values as the mean of the
+    whole file; a NaN or Inf in any channel stays in the mean, where :func:`finish_audio` finds it."""
+    if chunk.shape[0] == 1:
+        return chunk
+    return chunk.mean(axis=0, dtype=np.float64).astype(np.float32)[None]
+
+
+def _audio_frame_to_float(frame: av.AudioFrame) -> np.ndarray:
+    """An audio frame of any sample format -> float32 ``(channels, samples)`` in [-1, 1]."""
+    arr = frame.to_ndarray()
+    channels = len(frame.layout.channels)
+    if not frame.format.is_planar:
+        arr = arr.reshape(-1, channels).T
+    if arr.dtype == np.uint8:
+        return (arr.astype(np.float32) - 128.0) / 128.0
+    if np.issubdtype(arr.dtype, np.integer):
+        return (arr.astype(np.float64) / float(2 ** (8 * arr.dtype.itemsize - 1))).astype(np.float32)
+    return arr.astype(np.float32, copy=False)
+
+
+class AudioSink:
+    """Collects decoded audio frames (checks rate/channel consistency and the length caps)."""
+
+    def __init__(self, path: Path, max_seconds: float | None, limits: DecodeLimits):
+        self.path, self.max_seconds, self.limits = path, max_seconds, limits
+        self.chunks: list[np.ndarray] = []
+        self.rate: int | None = None
+        self.channels: int | None = None
+        self.n = 0
+        self.want = 0
+        self.done = False
+
+    def add(self, frame: av.AudioFrame) -> None:
+        if self.done or frame.samples == 0:
+            return
+        rate, channels = int(frame.sample_rate), len(frame.layout.channels)
+        if self.rate is None:
+            check_rate(self.path, rate)
+            if not 1 <= channels <= MAX_CHANNELS:
+                raise MediaError(self.path, f"unsupported channel count {channels}")
+            self.rate, self.channels = rate, channels
+            seconds = self.limits.max_audio_seconds if self.max_seconds is None else self.max_seconds
+            self.want = int(round(min(seconds, self.limits.max_audio_seconds) * rate))
+        elif rate != self.rate or channels != self.channels:
+            raise MediaError(self.path, f"audio format changes mid-stream ({self.rate} Hz x {self.channels} -> "
+                                        f"{rate} Hz x {channels})")
+        chunk = mono_block(_audio_frame_to_float(frame))  # one channel kept in memory, whatever the file has
+        self.chunks.append(chunk)
+        self.n += chunk.shape[1]
+        if self.n >= self.want:
+            if self.max_seconds is None:
+                raise MediaError(self.path, f"audio longer than the {self.limits.max_audio_seconds:g} s decode limit")
+            self.done = True
+
+    def result(self) -> tuple[np.ndarray, int]:
+        if self.rate is None:
+            raise MediaError(self.path, "zero-length audio (no audio frames decoded)")
+        return np.concatenate(self.chunks, axis=1), self.rate
+
+
+def load_audio(path: str | Path, sample_rate: int = 16000, max_seconds: float | None = None, *,
+               reject_silent: bool = True, limits: DecodeLimits = DEFAULT_LIMITS) -> np.ndarray:
+    """Decode an audio file (or a container's first audio stream) to float32 mono ``(N,)`` at ``sample_rate``.
+
+    Multi-channel audio is averaged to mono; ``max_seconds`` keeps only the start. Raises :class:`MediaError`
+    for a missing, unreadable, corrupt or truncated-to-nothing file, no audio stream, zero-length, non-finite
+    or (with ``reject_silent``) silent audio, and sample rates outside 1 kHz..384 kHz.
+    """
+    check_target_rate(sample_rate)
+    p = check_file(path)
+    sf_error = ""
+    if p.suffix.lower() in SOUNDFILE_EXTS and sf is not None:
+        try:
+            wave, rate = _read_soundfile(p, max_seconds, limits)
+            return finish_audio(p, wave, rate, sample_rate, max_seconds, reject_silent)
+        except DECODE_ERRORS as err:
+            sf_error = f"soundfile: {err}; "  # not a libsndfile format after all: try FFmpeg
+    require_av()
+    sink = AudioSink(p, max_seconds, limits)
+    try:
+        decode_streams(p, sink, None, limits)
+        wave, rate = sink.result()
+    except MediaError as err:
+        raise MediaError(p, sf_error + err.reason) from err
+    except DECODE_ERRORS as err:
+        raise MediaError(p, f"{sf_error}cannot decode audio: {err}") from err
+    return finish_audio(p, wave, rate, sample_rate, max_seconds, reject_silent)
