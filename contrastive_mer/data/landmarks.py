@@ -88,6 +88,47 @@ def flatten_landmarks(points: np.ndarray) -> np.ndarray:
     return points.reshape(points.shape[0], -1)
 
 
+def landmark_frames(points: np.ndarray, source: str = "landmarks") -> np.ndarray:
+    """Raw 68-point landmarks ``(T, 68, 2)`` -> the model's frame vectors ``(T, 102)`` float32: min-max normalised
+    per clip, jaw dropped, flattened node-major (what adapters emit for a ``landmarks`` modality)."""
+    if points.ndim != 3 or points.shape[1:] != (N_POINTS, 2):
+        raise ValueError(f"{source}: expected landmarks (T, {N_POINTS}, 2), got {points.shape}")
+    if not np.all(np.isfinite(points)):
+        raise ValueError(f"{source}: landmarks hold NaN or Inf")
+    return flatten_landmarks(minmax_normalize(points.astype(np.float64), source)[:, JAW_POINTS:]).astype(np.float32)
+
+
+def read_landmark_frames(path: str | Path) -> np.ndarray:
+    """One OpenFace CSV -> ``(T, 102)`` float32 frame vectors (:func:`read_openface_landmarks`, flattened)."""
+    return flatten_landmarks(read_openface_landmarks(path))
+
+
+def load_landmark_source(record_id: str, path: str | Path) -> np.ndarray:
+    """:func:`read_landmark_frames` for an adapter: a bad file raises
+    :class:`~contrastive_mer.data.datasets.base.SampleError` naming the clip and the file (the clip is skipped)."""
+    from contrastive_mer.data.datasets.base import SampleError
+
+    try:
+        return read_landmark_frames(path)
+    except (ValueError, OSError) as err:
+        raise SampleError(record_id, f"landmarks: {err}", str(path)) from err
+
+
+def index_landmark_csvs(folder: str | Path) -> dict[str, Path]:
+    """File stem -> path of every ``.csv`` under ``folder`` (recursively, OpenFace names its output after the
+    input video); raises FileNotFoundError when the folder is missing and ValueError on a stem found twice."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise FileNotFoundError(f"landmarks_dir not found: {root}")
+    found: dict[str, Path] = {}
+    for path in sorted(root.rglob("*.csv")):
+        if path.stem in found:
+            raise ValueError(f"landmarks_dir {root}: two landmark CSVs for {path.stem!r}: {found[path.stem]} "
+                             f"and {path}")
+        found[path.stem] = path
+    return found
+
+
 def _number(text: str, file: Path, line: int, column: str) -> float:
     try:
         value = float(text)

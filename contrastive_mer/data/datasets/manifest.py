@@ -26,6 +26,7 @@ import numpy as np
 
 from contrastive_mer.data.datasets.base import ClipRecord, SampleError, register_adapter
 from contrastive_mer.data.datasets.corpus import MediaCorpus, MediaCorpusOptions
+from contrastive_mer.data.landmarks import index_landmark_csvs, load_landmark_source
 from contrastive_mer.data.safe_files import BadFileError, load_npy, read_text
 
 MEDIA_COLUMNS = ("audio", "video")
@@ -61,6 +62,8 @@ class ManifestOptions(MediaCorpusOptions):
         features: modality -> column holding ``.npy`` paths (in addition to ``feat:<modality>`` columns).
         groups: extra group columns.
         strict: raise on the first malformed row instead of skipping it.
+        landmarks_dir: a folder of OpenFace CSVs (relative to the manifest's folder), one per clip, named after
+            the clip's id or the stem of its video or audio file: a ``landmarks`` modality, float32 ``(T, 102)``.
     """
 
     path: Optional[str] = None
@@ -69,6 +72,7 @@ class ManifestOptions(MediaCorpusOptions):
     features: Optional[dict[str, str]] = None
     groups: list[str] = field(default_factory=list)
     strict: bool = False
+    landmarks_dir: Optional[str] = None
 
 
 @register_adapter("manifest")
@@ -91,6 +95,7 @@ class ManifestAdapter(MediaCorpus):
         self.feature_columns = dict(self.options.features or {})
         self.group_columns = [*GROUP_COLUMNS, *[g for g in self.options.groups if g not in GROUP_COLUMNS]]
         self.strict = self.options.strict
+        self._landmarks: dict[str, Path] | None = None  # stem -> landmark CSV, indexed on first use
 
     def _check_root(self) -> Path:
         """The manifest file is :attr:`path`; the root is its folder."""
@@ -172,8 +177,20 @@ class ManifestAdapter(MediaCorpus):
         for modality, col in feature_cols.items():
             if not _empty(row.get(col)):
                 sources[modality] = ("npy", self._resolve(row[col]))
+        landmark_csv = self._landmark_csv(row, sources)
+        if landmark_csv is not None:
+            sources["landmarks"] = ("landmarks", str(landmark_csv))
         wanted = self.options.modalities
         return sources if wanted is None else {m: v for m, v in sources.items() if m in wanted}
+
+    def _landmark_csv(self, row: dict[str, Any], sources: dict[str, Any]) -> Path | None:
+        """The row's landmark CSV in ``landmarks_dir``: named after its id, else its video's or audio's stem."""
+        if self.options.landmarks_dir is None:
+            return None
+        if self._landmarks is None:
+            self._landmarks = index_landmark_csvs(self._resolve(self.options.landmarks_dir))
+        stems = [str(row.get("id", "")).strip()] + [Path(sources[m]).stem for m in MEDIA_COLUMNS if m in sources]
+        return next((self._landmarks[s] for s in stems if s in self._landmarks), None)
 
     def _code_labels(self, rows: list[tuple[int, str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
         """Per row id, the coded labels; rows with an unknown class are reported and dropped."""
@@ -256,6 +273,8 @@ class ManifestAdapter(MediaCorpus):
                 return read_text(source[1], what="transcript").strip()
             except BadFileError as err:
                 raise SampleError(record.id, f"cannot read transcript ({err})", source[1]) from err
+        if isinstance(source, tuple) and source[0] == "landmarks":
+            return load_landmark_source(record.id, source[1])
         if isinstance(source, tuple) and source[0] == "npy":
             return self._load_npy(record, modality, source[1])
         return source

@@ -9,6 +9,11 @@ interval. Each modality contributes the frames of ``v`` whose interval overlaps 
 :func:`overlapping_frames`), as float32 ``(T, D)`` or mean-pooled ``(D,)``. A word sequence stored as bytes
 (``CMU_MOSEI_TimestampedWords.csd``) yields the segment's words joined into a ``str`` (``sp`` pauses dropped).
 
+Landmarks: a modality named ``landmarks`` (e.g. ``features: {landmarks: CMU_MOSEI_VisualOpenFace2.csd}``) reads
+the 68 OpenFace 2-D landmarks from columns ``landmarks_x_column .. +67`` (x) and the next 68 (y) of each frame,
+as the official code slices that file (x from column 299), then normalises them per segment as
+:func:`contrastive_mer.data.landmarks.landmark_frames` does: float32 ``(T, 102)``.
+
 Labels: MOSEI's ``All Labels`` has 7 columns ``[sentiment, happy, sad, anger, surprise, disgust, fear]``;
 ``sentiment`` is a float in [-3, 3] and ``emotions`` a 6-d multi-label binary vector (present when the
 score is > 0). MOSI's opinion labels have the sentiment column only.
@@ -30,6 +35,7 @@ import numpy as np
 
 from contrastive_mer.data.datasets.base import ClipRecord, SampleError, register_adapter
 from contrastive_mer.data.datasets.corpus import CorpusOptions, FolderCorpus
+from contrastive_mer.data.landmarks import N_POINTS, landmark_frames
 from contrastive_mer.data.sample import Sample
 
 MOSEI_EMOTIONS = ["happy", "sad", "anger", "surprise", "disgust", "fear"]
@@ -145,6 +151,7 @@ class MoseiOptions(CorpusOptions):
         nan_policy: ``"error"`` rejects a segment whose frames hold NaN/Inf; ``"zero"`` replaces them by 0.
         split, folds: keep only the videos of ``folds[split]`` (a mapping, or a ``.json``/``.py`` file; see
             :func:`load_folds`).
+        landmarks_x_column: the column of ``x_0`` in the ``landmarks`` modality's frames (``y_0`` is 68 further).
     """
 
     features: Optional[dict[str, str]] = None
@@ -153,9 +160,12 @@ class MoseiOptions(CorpusOptions):
     nan_policy: str = "error"
     split: Optional[str] = None
     folds: Any = None
+    landmarks_x_column: int = 299
 
     def check(self) -> None:
         super().check()
+        if self.landmarks_x_column < 0:
+            raise ValueError(f"landmarks_x_column must be >= 0, got {self.landmarks_x_column}")
         self.require_one_of("pool", (None, "none", "mean"))
         self.require_one_of("nan_policy", ("error", "zero"))
         if self.split is not None and self.folds is None:
@@ -271,7 +281,21 @@ class MoseiAdapter(FolderCorpus):
                 raise SampleError(record.id, f"{modality} has NaN/Inf in frames {rows} of the segment "
                                   "(set nan_policy='zero' to replace them)", ref.path)
             frames[bad] = 0.0
+        if modality == "landmarks":
+            frames = self._landmarks(record, frames, ref)
         return frames.mean(axis=0) if self.pool == "mean" else frames
+
+    def _landmarks(self, record: ClipRecord, frames: np.ndarray, ref: CsdRef) -> np.ndarray:
+        """The 68 x/y landmark columns of a segment's frames -> normalised ``(T, 102)``."""
+        x0 = self.options.landmarks_x_column
+        if frames.shape[1] < x0 + 2 * N_POINTS:
+            raise SampleError(record.id, f"landmarks: frames have {frames.shape[1]} columns; x_0..y_67 need "
+                              f"columns {x0}..{x0 + 2 * N_POINTS - 1} (landmarks_x_column={x0})", ref.path)
+        points = np.stack([frames[:, x0:x0 + N_POINTS], frames[:, x0 + N_POINTS:x0 + 2 * N_POINTS]], axis=-1)
+        try:
+            return landmark_frames(points, f"{ref.path} video {ref.video!r}")
+        except ValueError as err:
+            raise SampleError(record.id, f"landmarks: {err}", ref.path) from err
 
     def load(self, record: ClipRecord, modalities: Sequence[str]) -> Sample:
         """Slice each requested modality's frames to the segment; a modality with no frames is absent."""

@@ -6,7 +6,10 @@ intensity (01 normal, 02 strong), statement (01/02), repetition, actor (odd male
 
 One record per take, keyed by the audio-only style id ``03-VV-EE-II-SS-RR-AA`` whatever files it has.
 Modalities: ``audio`` (the ``03-`` WAV/FLAC, else the audio track of the ``01-`` MP4), ``video`` (``01-`` or
-``02-`` MP4), ``au`` (the take's row of the action-unit table, float32 ``(n_au,)``), ``text`` (the statement).
+``02-`` MP4), ``au`` (the take's row of the action-unit table, float32 ``(n_au,)``), ``text`` (the statement),
+``landmarks`` (with ``landmarks_dir``: the take's OpenFace CSV, named after any of its files, e.g.
+``01-01-03-01-01-01-01.csv`` as ``FeatureExtraction -f 01-01-03-01-01-01-01.mp4`` writes it; read with
+:func:`contrastive_mer.data.landmarks.read_landmark_frames` into float32 ``(T, 102)``).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import numpy as np
 
 from contrastive_mer.data.datasets.base import ClipRecord, SkipEntry, register_adapter
 from contrastive_mer.data.datasets.corpus import MediaCorpus, MediaCorpusOptions
+from contrastive_mer.data.landmarks import index_landmark_csvs, load_landmark_source
 
 EMOTIONS = ["neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"]
 INTENSITIES = ["normal", "strong"]
@@ -131,10 +135,13 @@ class RavdessOptions(MediaCorpusOptions):
         au_file: the action-unit table, relative to ``root``; None to ignore it.
         au_normalize: ``"actor"`` standardises the action units within each actor (:func:`normalise_per_actor`,
             over the actors kept); None leaves them as in the table.
+        landmarks_dir: a folder (relative to ``root`` or absolute) of OpenFace ``FeatureExtraction`` CSVs, one
+            per take, named after the take's file (any modality code); None: no ``landmarks`` modality.
     """
 
     au_file: Optional[str] = AU_FILE
     au_normalize: Optional[str] = None
+    landmarks_dir: Optional[str] = None
 
     def check(self) -> None:
         super().check()
@@ -157,7 +164,7 @@ class RavdessAdapter(MediaCorpus):
 
     name = "ravdess"
     title = "RAVDESS"
-    modalities = ("audio", "video", "au", "text")
+    modalities = ("audio", "video", "au", "text", "landmarks")
     options_cls = RavdessOptions
     options: RavdessOptions
 
@@ -169,6 +176,10 @@ class RavdessAdapter(MediaCorpus):
         if self.au_path is not None and "au" in self.modalities and au_file != AU_FILE and not self.au_path.is_file():
             raise FileNotFoundError(f"RAVDESS action-unit table not found: {self.au_path}")
         self.au_columns: list[str] = []
+        landmarks = self.options.landmarks_dir
+        self.landmarks_dir = None if landmarks is None else self.root / landmarks  # an absolute path stays as it is
+        if self.landmarks_dir is not None and not self.landmarks_dir.is_dir():
+            raise FileNotFoundError(f"RAVDESS landmarks_dir not found: {self.landmarks_dir}")
         self.label_names = {"emotion": list(EMOTIONS), "intensity": list(INTENSITIES),
                             "statement": list(STATEMENTS)}
 
@@ -199,6 +210,8 @@ class RavdessAdapter(MediaCorpus):
                 takes.setdefault(key, {"codes": parse_name(key)})
                 if isinstance(entry, str):
                     self.mark_invalid(key, self.au_path, entry)
+        if "landmarks" in self.modalities and self.landmarks_dir is not None:
+            self._scan_landmarks(takes)
         records = []
         for key in sorted(takes):
             files, codes = takes[key], takes[key]["codes"]
@@ -211,6 +224,8 @@ class RavdessAdapter(MediaCorpus):
                 sources["video"] = video
             if "au" in self.modalities and isinstance(au_table.get(key), np.ndarray):
                 sources["au"] = au_table[key]
+            if "landmarks" in files:
+                sources["landmarks"] = files["landmarks"]
             if not sources and key not in self._invalid and "text" not in self.modalities:
                 continue
             if "text" in self.modalities:
@@ -222,6 +237,32 @@ class RavdessAdapter(MediaCorpus):
             records.append(ClipRecord(key, sources, labels, groups))
         records += [ClipRecord(key, {}) for key in sorted(self._invalid) if key not in takes]
         return records
+
+    def _scan_landmarks(self, takes: dict[str, dict[Any, Any]]) -> None:
+        """Attach each kept take's landmark CSV (by file stem, any modality code); a CSV whose name is no
+        RAVDESS id is listed in :attr:`skipped`, two CSVs of one take make the take invalid."""
+        assert self.landmarks_dir is not None
+        for stem, path in index_landmark_csvs(self.landmarks_dir).items():
+            try:
+                codes = parse_name(stem)
+            except ValueError as err:
+                self.skip(path, f"not a RAVDESS landmark CSV name ({err})")
+                continue
+            if not self._keep_actor(codes["actor"]):
+                continue
+            files = takes.setdefault(take_id(codes), {"codes": codes})
+            if "landmarks" in files:
+                self.mark_invalid(take_id(codes), path, f"two landmark CSVs for one take: {files['landmarks']}")
+            files["landmarks"] = str(path)
+
+    def load_source(self, record: ClipRecord, modality: str, source: Any) -> Any:
+        """A landmark CSV -> ``(T, 102)`` frame vectors; other sources as :class:`MediaCorpus` passes them."""
+        if modality == "landmarks":
+            return load_landmark_source(record.id, source)
+        return super().load_source(record, modality, source)
+
+    def source_file(self, modality: str, source: Any) -> str | None:
+        return str(source) if modality == "landmarks" else super().source_file(modality, source)
 
     def _keep_actor(self, actor: int) -> bool:
         return self.keep_speaker(f"actor{actor:02d}")

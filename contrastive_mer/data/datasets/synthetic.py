@@ -22,8 +22,9 @@ import numpy as np
 
 from contrastive_mer.data.datasets.base import ClipRecord, CorpusAdapter, SampleError, register_adapter
 from contrastive_mer.data.datasets.synthetic_audio import VoiceTraits, sample_voice_traits, synthesize_voice
-from contrastive_mer.data.datasets.synthetic_face import FaceTraits, draw_face, sample_face_traits
+from contrastive_mer.data.datasets.synthetic_face import FaceTraits, draw_face, face_landmarks, sample_face_traits
 from contrastive_mer.data.datasets.synthetic_text import TextTraits, make_sentence, sample_text_traits
+from contrastive_mer.data.landmarks import landmark_frames
 from contrastive_mer.data.sample import Sample
 
 #: class names in label-code order; the first ``num_emotions`` are used
@@ -39,8 +40,11 @@ PROTOTYPES = np.array([
     [0.3, -0.6, 0.1],    # calm
     [-0.8, 0.1, 0.4],    # disgusted
 ])
+#: the default modalities (what the demo uses)
 SYNTHETIC_MODALITIES: tuple[str, ...] = ("video", "audio", "text")
-_STREAM = {"latent": 1, "video": 2, "audio": 3, "text": 4, "missing": 5, "speaker": 6}
+#: every modality the corpus can generate: plus ``landmarks``, the 2-D face points of the drawn face
+AVAILABLE_MODALITIES: tuple[str, ...] = (*SYNTHETIC_MODALITIES, "landmarks")
+_STREAM = {"latent": 1, "video": 2, "audio": 3, "text": 4, "missing": 5, "speaker": 6, "landmarks": 7}
 
 
 @dataclass
@@ -52,8 +56,11 @@ class SyntheticConfig:
         num_speakers, num_emotions, clips_per_speaker_emotion: corpus size (``num_emotions`` <= 8).
         speakers: speaker indices listed by :meth:`SyntheticCorpus.records` (None: all). Clip content does
             not depend on this, so ``speakers=[0..7]`` and ``speakers=[8..11]`` are disjoint parts of one corpus.
-        modalities: the modalities the corpus provides (subset of video, audio, text).
+        modalities: the modalities the corpus provides (subset of video, audio, text, landmarks).
         num_frames, frame_size: video clip shape ``(num_frames, frame_size, frame_size, 3)``.
+        landmark_frames: frames of the ``landmarks`` modality: ``(landmark_frames, 102)``, the 51 non-jaw points
+            of the face :func:`~.synthetic_face.draw_face` draws (same expression parameters, read from the
+            clip's state with their own noise), min-max normalised per clip like OpenFace landmarks.
         sample_rate, min_seconds, max_seconds: audio format and duration range.
         text_emotion_word_fraction: mean fraction of transcripts that contain an emotion word.
         text_confusion: probability that such a word names a neighbouring emotion instead.
@@ -76,6 +83,7 @@ class SyntheticConfig:
     modalities: tuple[str, ...] = SYNTHETIC_MODALITIES
     num_frames: int = 8
     frame_size: int = 64
+    landmark_frames: int = 30
     sample_rate: int = 16000
     min_seconds: float = 1.0
     max_seconds: float = 2.0
@@ -103,7 +111,7 @@ class SyntheticConfig:
         def bad(key: str, expected: str) -> None:
             raise ValueError(f"synthetic config: {key}={getattr(self, key)!r}, expected {expected}")
 
-        for key in ("num_speakers", "clips_per_speaker_emotion", "num_frames", "sample_rate"):
+        for key in ("num_speakers", "clips_per_speaker_emotion", "num_frames", "sample_rate", "landmark_frames"):
             if int(getattr(self, key)) < 1:
                 bad(key, "an integer >= 1")
         if self.frame_size < 16:
@@ -113,8 +121,8 @@ class SyntheticConfig:
         if self.speakers is not None and (not self.speakers or len(set(self.speakers)) != len(self.speakers)
                                           or not all(0 <= s < self.num_speakers for s in self.speakers)):
             bad("speakers", f"None or distinct speaker indices in [0, {self.num_speakers})")
-        if not self.modalities or not set(self.modalities) <= set(SYNTHETIC_MODALITIES):
-            bad("modalities", f"a non-empty subset of {SYNTHETIC_MODALITIES}")
+        if not self.modalities or not set(self.modalities) <= set(AVAILABLE_MODALITIES):
+            bad("modalities", f"a non-empty subset of {AVAILABLE_MODALITIES}")
         if not 0 < self.min_seconds <= self.max_seconds:
             bad("max_seconds", f"a duration >= min_seconds={self.min_seconds} > 0")
         for key in ("text_emotion_word_fraction", "text_confusion", "missing_fraction"):
@@ -162,7 +170,7 @@ class SyntheticCorpus(CorpusAdapter):
     """
 
     name = "synthetic"
-    modalities = SYNTHETIC_MODALITIES
+    modalities = AVAILABLE_MODALITIES
     options_cls = SyntheticConfig
     options: SyntheticConfig
 
@@ -285,6 +293,10 @@ class SyntheticCorpus(CorpusAdapter):
                                              min_seconds=c.min_seconds, max_seconds=c.max_seconds,
                                              signal=c.audio_signal, noise=c.noise,
                                              noise_floor=c.audio_noise_floor)
+            elif m == "landmarks":
+                points = face_landmarks(traits.face, lat.state, rng, num_frames=c.landmark_frames,
+                                        signal=c.video_signal, noise=c.noise)
+                inputs[m] = landmark_frames(points, record.id)
             elif m == "text":
                 inputs[m] = make_sentence(traits.text, EMOTION_NAMES[lat.emotion], self._neighbours[lat.emotion],
                                           lat.state, lat.intensity, rng,

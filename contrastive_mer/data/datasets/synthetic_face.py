@@ -116,6 +116,30 @@ class _Pose:
         return (slice(r0, r1), slice(c0, c1)) if r1 > r0 and c1 > c0 else None
 
 
+def expression_parameters(state: np.ndarray, rng: np.random.Generator, signal: float = 1.0,
+                          noise: float = 1.0) -> tuple[float, float, float, float, float]:
+    """The apex expression ``(curve, opening, brow_raise, brow_angle, eye_open)`` read from the latent state
+    ``(valence, arousal, dominance)``, each with its own noise (five draws from ``rng``, in that order)."""
+    v, ar, dom = (float(x) for x in state)
+    n = lambda scale: noise * scale * rng.normal()  # noqa: E731
+    curve = signal * (0.24 * v + 0.03 * ar) + n(0.05)
+    opening = signal * (0.08 * ar - 0.04 * dom + 0.03 * v) + n(0.025)
+    brow_raise = signal * (0.07 * ar - 0.08 * dom) + n(0.02)
+    brow_angle = signal * (0.6 * dom - 0.2 * v) + n(0.15)
+    eye_open = signal * (0.6 * ar - 0.35 * v) + n(0.15)
+    return curve, opening, brow_raise, brow_angle, eye_open
+
+
+def random_pose(num_frames: int, rng: np.random.Generator, noise: float = 1.0) -> _Pose:
+    """Per-frame head pose: smooth random walks of translation, scale and rotation, arrays ``(T, 1, 1)``."""
+
+    def walk(scale: float) -> np.ndarray:
+        steps = np.cumsum(rng.normal(0, scale * noise, num_frames)) + rng.normal(0, 1.5 * scale * noise)
+        return steps.astype(np.float32)[:, None, None]
+
+    return _Pose(walk(0.012), walk(0.012), np.float32(1.0) + walk(0.01), walk(0.015))
+
+
 def draw_face(traits: FaceTraits, state: np.ndarray, rng: np.random.Generator, *, num_frames: int,
               image_size: int, signal: float = 1.0, noise: float = 1.0, pixel_noise: float = 8.0) -> np.ndarray:
     """Render a clip's face video.
@@ -131,23 +155,10 @@ def draw_face(traits: FaceTraits, state: np.ndarray, rng: np.random.Generator, *
     Returns:
         uint8 array ``(num_frames, image_size, image_size, 3)``.
     """
-    v, ar, dom = (float(x) for x in state)
-    n = lambda scale: noise * scale * rng.normal()  # noqa: E731
-    # expression parameters at the apex, each read from the latent with its own noise
-    curve = signal * (0.24 * v + 0.03 * ar) + n(0.05)
-    opening = signal * (0.08 * ar - 0.04 * dom + 0.03 * v) + n(0.025)
-    brow_raise = signal * (0.07 * ar - 0.08 * dom) + n(0.02)
-    brow_angle = signal * (0.6 * dom - 0.2 * v) + n(0.15)
-    eye_open = signal * (0.6 * ar - 0.35 * v) + n(0.15)
-
+    curve, opening, brow_raise, brow_angle, eye_open = expression_parameters(state, rng, signal, noise)
     T, S, t = num_frames, image_size, traits
     prof = expression_profile(T, rng).astype(np.float32)[:, None, None]
-
-    def walk(scale: float) -> np.ndarray:  # per-frame pose: smooth random walk
-        steps = np.cumsum(rng.normal(0, scale * noise, T)) + rng.normal(0, 1.5 * scale * noise)
-        return steps.astype(np.float32)[:, None, None]
-
-    pose = _Pose(walk(0.012), walk(0.012), np.float32(1.0) + walk(0.01), walk(0.015))
+    pose = random_pose(T, rng, noise)
     lin = (np.arange(S, dtype=np.float32) + np.float32(0.5)) / np.float32(S / 2) - np.float32(1.0)
     U, V = lin[None, None, :] - pose.dx, lin[None, :, None] - pose.dy
     cos, sin = np.cos(pose.theta), np.sin(pose.theta)
@@ -207,3 +218,65 @@ def draw_face(traits: FaceTraits, state: np.ndarray, rng: np.random.Generator, *
     tri = raw[0].astype(np.float32) + raw[1] - np.float32(255.0)
     img += np.float32(pixel_noise * noise / (255.0 * np.sqrt(1 / 6))) * tri
     return np.clip(img, 0, 255).astype(np.uint8).transpose(1, 2, 3, 0).copy()
+
+
+def _face_points(t: FaceTraits, prof: np.ndarray, curve: float, opening: float, brow_raise: float,
+                 brow_angle: float, eye_open: float) -> np.ndarray:
+    """The 68 iBUG points ``(T, 68, 2)`` in face coordinates (x right, y down, face centre at 0) of the face
+    :func:`draw_face` draws, for the per-frame expression profile ``prof`` ``(T,)``."""
+    p = prof[:, None]  # (T, 1)
+    T = len(prof)
+    pts = np.zeros((T, 68, 2))
+
+    def put(index: range | list[int], x: np.ndarray, y: np.ndarray) -> None:
+        pts[:, list(index), 0] = np.broadcast_to(x, (T, len(index)))
+        pts[:, list(index), 1] = np.broadcast_to(y, (T, len(index)))
+
+    angle = np.linspace(0.05, np.pi - 0.05, 17)  # jaw: the lower half of the face ellipse, image left to right
+    put(range(0, 17), -t.face_w * np.cos(angle), t.face_h * np.sin(angle) * np.ones((T, 1)))
+    # brows: xb = |x| - eye_x (> 0 outwards); iBUG runs image left to right: outer -> inner, then inner -> outer
+    for points, xb, side in ((range(17, 22), np.linspace(t.brow_w, -t.brow_w, 5), -1.0),
+                             (range(22, 27), np.linspace(-t.brow_w, t.brow_w, 5), 1.0)):
+        put(points, side * (t.eye_x + xb), t.eye_y - t.brow_gap - t.rest_brow - p * (brow_raise + brow_angle * xb))
+    nose_y = (t.eye_y + t.mouth_y) / 2
+    put(range(27, 31), np.zeros(4), np.linspace(t.eye_y, nose_y + t.nose_len / 2 - 0.02, 4) * np.ones((T, 1)))
+    put(range(31, 36), np.linspace(-0.04, 0.04, 5), (nose_y + t.nose_len / 2) * np.ones((T, 5)))
+    eye_h = t.eye_h * np.clip(1.0 + p * eye_open, 0.15, 2.2)  # (T, 1)
+    lid = np.array([np.pi, 2 * np.pi / 3, np.pi / 3, 0.0, -np.pi / 3, -2 * np.pi / 3])  # corner, upper, corner, lower
+    for points, centre in ((range(36, 42), -t.eye_x), (range(42, 48), t.eye_x)):
+        put(points, centre + t.eye_w * np.cos(lid), t.eye_y - eye_h * np.sin(lid))
+
+    def mouth(x: np.ndarray, gap: float, side: float) -> np.ndarray:
+        shape = np.clip(1 - (x / t.mouth_w) ** 2, 0, None)
+        centre = t.mouth_y + (t.rest_curve + p * curve) * (shape - 0.5)
+        half = np.clip(0.012 + p * opening, 0.0, 0.14) * np.sqrt(shape)
+        return centre + side * (half + gap)
+
+    w = t.mouth_w
+    upper, lower = np.linspace(-w, w, 7), np.linspace(w, -w, 7)[1:-1]
+    put(range(48, 55), upper, mouth(upper, 0.018, -1.0))  # outer lips: left corner, upper lip, right corner
+    put(range(55, 60), lower, mouth(lower, 0.018, 1.0))
+    inner_up, inner_low = np.linspace(-0.9 * w, 0.9 * w, 5), np.linspace(w / 3, -w / 3, 3)
+    put(range(60, 65), inner_up, mouth(inner_up, 0.0, -1.0))
+    put(range(65, 68), inner_low, mouth(inner_low, 0.0, 1.0))
+    return pts
+
+
+def face_landmarks(traits: FaceTraits, state: np.ndarray, rng: np.random.Generator, *, num_frames: int,
+                   image_size: int = 256, signal: float = 1.0, noise: float = 1.0,
+                   point_noise: float = 0.004) -> np.ndarray:
+    """The 68 2-D landmarks (pixels, OpenFace/iBUG order) a tracker would return on a clip of the face that
+    :func:`draw_face` renders: the speaker's geometry moved by the clip's expression (read from ``state`` with
+    its own noise), the expression's temporal profile, head-pose jitter and per-point tracking noise
+    (``point_noise`` face units at ``noise=1``). Returns float32 ``(num_frames, 68, 2)``."""
+    curve, opening, brow_raise, brow_angle, eye_open = expression_parameters(state, rng, signal, noise)
+    prof = expression_profile(num_frames, rng)
+    pose = random_pose(num_frames, rng, noise)
+    pts = _face_points(traits, prof, curve, opening, brow_raise, brow_angle, eye_open)
+    pts = pts + noise * point_noise * rng.standard_normal(pts.shape)
+    x, y = pts[..., 0], pts[..., 1]
+    cos, sin = np.cos(pose.theta[:, :, 0]), np.sin(pose.theta[:, :, 0])
+    scale, dx, dy = pose.scale[:, :, 0], pose.dx[:, :, 0], pose.dy[:, :, 0]
+    u = scale * (x * cos - y * sin) + dx
+    v = scale * (x * sin + y * cos) + dy
+    return np.stack([(u + 1.0) * image_size / 2.0 - 0.5, (v + 1.0) * image_size / 2.0 - 0.5], -1).astype(np.float32)
