@@ -14,7 +14,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from contrastive_mer.augment import SpecAugmentConfig
-from contrastive_mer.config_paths import resolve_input_paths
+from contrastive_mer.config_paths import data_root_from_env, resolve_input_paths
 from contrastive_mer.errors import UserError
 from contrastive_mer.heads import HeadConfig
 
@@ -208,8 +208,9 @@ def model_from_checkpoint(checkpoint_config: Mapping[str, Any], path: str | Path
     if any(o.startswith("model.") for o in overrides) or any("model" in layer for layer in layers):
         raise ConfigError("model.* cannot be overridden: the checkpoint defines the model")
     trained = to_dict(config_from_dict(dict(checkpoint_config)))
-    if path is None:
-        base = trained
+    if path is None:  # the checkpoint's own settings, with CMER_DATA_ROOT (config_paths) above them
+        env = data_root_from_env([trained])
+        base = trained if env is None else to_dict(OmegaConf.merge(OmegaConf.create(trained), env))
     else:  # validated below, once the model is the checkpoint's (the file may hold data settings only)
         base = {**to_dict(load_yaml(path, base=OmegaConf.structured(ExperimentConfig))), "model": trained["model"]}
     try:
@@ -223,6 +224,9 @@ def refuse_interpolations(data: Any, where: str, key: str = "") -> None:
     """Raise :class:`ConfigError` if any string in ``data`` holds an OmegaConf interpolation (``${...}``).
 
     Configs saved in checkpoints and stores are resolved when written, so an interpolation there was put in by
+            env = data_root_from_env(layers)  # CMER_DATA_ROOT: above the file, below the overrides
+            if env is not None:
+                layers.append(env)
     hand: resolving it would run resolvers such as ``oc.env`` on the reader's machine (copying a secret
     environment variable into every store extracted with the file)."""
     if isinstance(data, Mapping):

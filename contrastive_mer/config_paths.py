@@ -4,11 +4,18 @@ Rule (applied to the file's own ``data.root`` before ``key=value`` overrides, wh
 folder): a relative ``data.root`` that exists relative to the config file's folder becomes that absolute path;
 otherwise it is kept as written, i.e. relative to the current folder (how configs were read before). Outputs
 (``output_dir``, ``data.cache_dir``) are not touched: they stay relative to the current folder.
+
+``data.root`` may also come from the environment variable ``CMER_DATA_ROOT`` (relative: to the current folder).
+Precedence, highest first: a ``data.root=...`` override on the command line, then ``CMER_DATA_ROOT``, then the
+config file (or, for ``cmer extract`` / ``frontend-export`` without ``--config``, the checkpoint's saved config).
+An unset or empty variable changes nothing.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Any, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -30,3 +37,21 @@ def resolve_input_paths(layer: DictConfig, file: Path) -> DictConfig:
         if candidate.exists():
             parent[name] = str(candidate.resolve())
     return layer
+
+
+#: environment variable that overrides the config's ``data.root`` (below command-line overrides)
+DATA_ROOT_ENV = "CMER_DATA_ROOT"
+
+
+def _has_data_root(layer: Any) -> bool:
+    data = layer.get("data") if isinstance(layer, (dict, DictConfig)) else None
+    return isinstance(data, (dict, DictConfig)) and "root" in data
+
+
+def data_root_from_env(layers: Sequence[Any]) -> DictConfig | None:
+    """A config layer ``{data: {root: $CMER_DATA_ROOT}}`` to merge above ``layers`` (and below command-line
+    overrides), or None when the variable is unset or empty or no layer has a ``data.root`` to override."""
+    value = os.environ.get(DATA_ROOT_ENV, "").strip()
+    if not value or not any(_has_data_root(layer) for layer in layers):
+        return None
+    return OmegaConf.create({"data": {"root": str(Path(value).expanduser())}})
