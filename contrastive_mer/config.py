@@ -179,6 +179,9 @@ def load_yaml(path: str | Path | None = None, overrides: Sequence[str] = (), bas
             if not file.is_file():
                 raise ConfigError(f"config file not found: {file}")
             layers.append(resolve_input_paths(_load_mapping(file), file))  # data.root: see config_paths
+            env = data_root_from_env(layers)  # CMER_DATA_ROOT: above the file, below the overrides
+            if env is not None:
+                layers.append(env)
         bad = [o for o in overrides if "=" not in o]
         if bad:
             raise ConfigError(f"override {bad[0]!r} is not key=value")
@@ -224,9 +227,6 @@ def refuse_interpolations(data: Any, where: str, key: str = "") -> None:
     """Raise :class:`ConfigError` if any string in ``data`` holds an OmegaConf interpolation (``${...}``).
 
     Configs saved in checkpoints and stores are resolved when written, so an interpolation there was put in by
-            env = data_root_from_env(layers)  # CMER_DATA_ROOT: above the file, below the overrides
-            if env is not None:
-                layers.append(env)
     hand: resolving it would run resolvers such as ``oc.env`` on the reader's machine (copying a secret
     environment variable into every store extracted with the file)."""
     if isinstance(data, Mapping):
