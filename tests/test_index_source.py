@@ -90,16 +90,22 @@ def test_view_missing_or_of_another_width_is_refused(tmp_path: Path) -> None:
             check_index_source(idx, store)
 
 
-def test_old_sidecar_without_identity_checks_the_ids(tmp_path: Path) -> None:
-    """An index saved before identities were recorded must at least name only ids of the store."""
+def test_old_sidecar_is_refused_and_an_index_without_identity_checks_the_ids(tmp_path: Path) -> None:
+    """A sidecar from before digests were recorded (version 1) cannot be checked: refused with a rebuild hint.
+    An index built in memory without the store's identity must at least name only ids of the store."""
     make_store(tmp_path / "f.h5")
     write_store(tmp_path / "other.h5", ["x", "y"], "")
     path = build(tmp_path / "f.h5", tmp_path / "f.faiss", "projections/audio")
     meta = json.loads(sidecar_path(path).read_text())
-    meta["source"] = {"store": meta["source"]["store"], "key": meta["source"]["key"]}
-    sidecar_path(path).write_text(json.dumps(meta))
-    old = EmbeddingIndex.load(path, use_gpu=False)
+    old_meta = {k: meta[k] for k in ("kind", "metric", "params", "dim", "count", "ids")}
+    old_meta.update(sidecar_version=1, source={"store": meta["source"]["store"], "key": meta["source"]["key"]})
+    sidecar_path(path).write_text(json.dumps(old_meta))
+    with pytest.raises(ValueError, match="version 1, not 2.*no digests.*rebuild it with `cmer index --features"):
+        EmbeddingIndex.load(path, use_gpu=False)
     with FeatureStore(tmp_path / "f.h5") as store:
+        view = store.view("projections/audio")
+        old = EmbeddingIndex.build(view.vectors[view.rows], store.ids[view.rows].tolist(), use_gpu=False,
+                                   source={"store": str(store.path), "key": "projections/audio"})
         check_index_source(old, store)
     with FeatureStore(tmp_path / "other.h5") as store:
         with pytest.raises(ValueError, match="names 3. id.* does not hold .*first: 's01'"):

@@ -29,6 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nprobe", type=int, default=None, help="ivf: lists visited per query")
     parser.add_argument("--hnsw-m", type=int, default=32, help="hnsw: neighbours per node")
     parser.add_argument("--ef-search", type=int, default=64, help="hnsw: search breadth")
+    parser.add_argument("--drop-nonfinite", action="store_true",
+                        help="leave out rows holding NaN or inf (counted in the output) instead of refusing the store")
     parser.add_argument("--gpu", choices=sorted(_GPU), default="auto", help="use a GPU index (auto: when available)")
 
 
@@ -37,11 +39,14 @@ def run(args: argparse.Namespace) -> int:
         try:
             index = index_from_store(store, args.modality, kind=args.kind, metric=args.metric, nlist=args.nlist,
                                      nprobe=args.nprobe, hnsw_m=args.hnsw_m, ef_search=args.ef_search,
-                                     use_gpu=_GPU[args.gpu], progress=True)
+                                     use_gpu=_GPU[args.gpu], progress=True, drop_nonfinite=args.drop_nonfinite)
         except RuntimeError as e:
             raise UserError(str(e)) from e
     out = index.save(Path(args.out))
     where = "GPU" if index.on_gpu else "CPU"
+    dropped = index.source.get("dropped_nonfinite")
+    if dropped:
+        print(f"left out {dropped} row(s) holding NaN or inf (--drop-nonfinite)")
     print(f"indexed {len(index)} vectors of {index.source['key']} (dim {index.dim}, {args.kind}, {args.metric}, "
           f"{where}) -> {out} (+ {sidecar_path(out).name})")
     return 0

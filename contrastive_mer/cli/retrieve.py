@@ -16,10 +16,14 @@ from typing import Any
 import numpy as np
 
 from contrastive_mer.cli._common import comma_list, open_store
+from contrastive_mer.data.safe_files import BadFileError, load_npy
 from contrastive_mer.errors import UserError
 from contrastive_mer.evaluation.retrieval import cross_modal_retrieval, format_table
 from contrastive_mer.store.hdf5 import FeatureStore
 from contrastive_mer.store.index import EmbeddingIndex, check_index_source
+
+#: cap of a ``--vector-file`` (256 MiB: 65,536 queries of dim 1,024 in float32)
+MAX_QUERY_BYTES = 256 << 20
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -82,12 +86,19 @@ def _queries(args: argparse.Namespace, store: FeatureStore,
         return [(args.query, vector.astype(np.float32), row)]
     path = Path(args.vector_file)
     try:
-        vecs = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise UserError(f"cannot read query vectors from {path}: {e}") from e
-    vecs = np.atleast_2d(vecs)
-    if vecs.ndim != 2 or vecs.shape[1] != index.dim:
+        vecs = load_npy(path, MAX_QUERY_BYTES)
+    except BadFileError as e:
+        raise UserError(f"cannot read query vectors: {e}") from None
+    if vecs.dtype.kind not in "fiu":
+        raise UserError(f"{path}: query vectors must be real numbers, got dtype {vecs.dtype}")
+    if vecs.ndim not in (1, 2) or vecs.shape[-1] != index.dim or vecs.size == 0:
         raise UserError(f"{path}: expected vectors of dim {index.dim} (shape (D,) or (Q, D)), got {vecs.shape}")
+    with np.errstate(over="ignore"):  # float64 beyond float32's range becomes inf, refused below
+        vecs = np.atleast_2d(vecs).astype(np.float32)
+    bad = np.flatnonzero(~np.isfinite(vecs).all(axis=1))
+    if len(bad):
+        raise UserError(f"{path}: {len(bad)} of {len(vecs)} query vectors hold NaN or inf (rows "
+                        f"{', '.join(map(str, bad[:5].tolist()))}{', ...' if len(bad) > 5 else ''})")
     return [(f"{path.name}[{i}]", v.astype(np.float32), None) for i, v in enumerate(vecs)]
 
 

@@ -3,16 +3,19 @@
 ``EmbeddingIndex.build(vectors, ids)`` builds an exact ``flat`` index (default), an ``ivf`` or an ``hnsw`` one.
 Metric ``ip`` L2-normalises vectors and queries (cosine similarity, higher is better); ``l2`` keeps them as
 they are and scores are squared L2 distances (lower is better). ``save(path)`` writes the FAISS file and a JSON
-sidecar ``<path>.json`` (ids, metric, kind, params, dim, and the source: store path, view key and the store's
-content identity, see :func:`store_identity`). :func:`check_index_source` refuses a store the index was not built
-from, so ``cmer retrieve`` never answers with neighbours of another model or other clips.
+sidecar ``<path>.json`` (ids, metric, kind, params, dim, the source: store path, view key and the store's content
+identity, see :func:`store_identity`; and SHA-256 digests of the ids, the index file and the sidecar itself, see
+:mod:`contrastive_mer.store.index_sidecar`), both by temp file + rename. ``load`` checks the digests before FAISS
+reads the file, then that the file's kind, metric, count and dim are the sidecar's. :func:`check_index_source`
+refuses a store the index was not built from, so ``cmer retrieve`` never answers with neighbours of another model
+or other clips. Vectors holding NaN or inf are refused at build time, with their count and ids.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -21,11 +24,21 @@ import faiss
 import numpy as np
 
 from contrastive_mer.store.hdf5 import FeatureStore
+from contrastive_mer.store.index_sidecar import (
+    SIDECAR_VERSION,
+    SidecarError,
+    check_index_file,
+    ids_sha256,
+    parse_sidecar,
+    rebuild_hint,
+    seal_sidecar,
+)
 from contrastive_mer.utils import l2_normalize
 
 KINDS = ("flat", "ivf", "hnsw")
 METRICS = ("ip", "l2")
-SIDECAR_VERSION = 1
+__all__ = ["DEFAULT_VIEW", "EmbeddingIndex", "IndexParams", "SIDECAR_VERSION", "SidecarError", "check_index_source",
+           "index_from_store", "sidecar_path", "store_identity"]
 _ADD_CHUNK = 65536
 
 
@@ -48,10 +61,36 @@ class IndexParams:
     ef_construction: int = 40
 
     def validate(self) -> None:
+        """ValueError (one line) for an unknown kind or metric, a setting of another kind, or a count below 1."""
         if self.kind not in KINDS:
             raise ValueError(f"unknown index kind {self.kind!r}; choose one of {list(KINDS)}")
         if self.metric not in METRICS:
             raise ValueError(f"unknown metric {self.metric!r}; choose one of {list(METRICS)}")
+        for name in ("nlist", "nprobe"):
+            value = getattr(self, name)
+            if value is not None and self.kind != "ivf":
+                raise ValueError(f"{name} applies to an ivf index only, not to kind {self.kind!r}")
+            if value is not None and not _positive(value):
+                raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+        for name in ("hnsw_m", "ef_search", "ef_construction"):
+            if not _positive(getattr(self, name)):
+                raise ValueError(f"{name} must be a whole number >= 1, got {getattr(self, name)!r}")
+        if self.nlist is not None and self.nprobe is not None and self.nprobe > self.nlist:
+            raise ValueError(f"nprobe={self.nprobe} exceeds nlist={self.nlist}")
+
+
+def _positive(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and bool(value >= 1)
+
+
+def _bad_rows(x: np.ndarray, ids: Sequence[str], what: str) -> ValueError | None:
+    """A one-line error counting (and naming) the rows of ``x`` holding NaN or inf, or None when all are finite."""
+    bad = np.flatnonzero(~np.isfinite(x).all(axis=1))
+    if len(bad) == 0:
+        return None
+    names = ", ".join(repr(str(ids[r])) for r in bad[:5]) + (", ..." if len(bad) > 5 else "")
+    return ValueError(f"{len(bad)} of {len(x)} {what} hold NaN or inf (ids {names}); such vectors cannot be "
+                      "indexed: the store is damaged or the model diverged")
 
 
 _GPU_RESOURCES: Any = None
@@ -101,6 +140,9 @@ class EmbeddingIndex:
             raise ValueError("ids must be unique")
         if len(ids) == 0:
             raise ValueError("cannot build an index from zero vectors")
+        err = _bad_rows(x, ids, "vectors")
+        if err is not None:
+            raise err
         if metric == "ip":
             x = l2_normalize(x)
         n, d = x.shape
@@ -167,35 +209,54 @@ class EmbeddingIndex:
 
     # -------------------------------------------------------------------------------------- files
     def save(self, path: str | Path) -> Path:
-        """Write the FAISS index to ``path`` and its sidecar to ``<path>.json``."""
+        """Write the FAISS index to ``path`` and its sealed sidecar to ``<path>.json`` (each by temp + rename)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         cpu = faiss.index_gpu_to_cpu(self.index) if self.on_gpu else self.index
-        faiss.write_index(cpu, str(path))
-        meta = {"sidecar_version": SIDECAR_VERSION, "kind": self.params.kind, "metric": self.params.metric,
-                "params": self.params.__dict__, "dim": self.dim, "count": len(self.ids),
-                "source": self.source, "ids": self.ids}
-        sidecar_path(path).write_text(json.dumps(meta), encoding="utf-8")
+        tmp_index, side = path.with_name(f".{path.name}.tmp"), sidecar_path(path)
+        tmp_side = side.with_name(f".{side.name}.tmp")
+        try:
+            faiss.write_index(cpu, str(tmp_index))
+            meta = seal_sidecar({"kind": self.params.kind, "metric": self.params.metric,
+                                 "params": dict(self.params.__dict__), "dim": self.dim, "count": len(self.ids),
+                                 "source": self.source, "ids": self.ids}, tmp_index)
+            tmp_side.write_text(json.dumps(meta), encoding="utf-8")
+            os.replace(tmp_index, path)
+            os.replace(tmp_side, side)
+        finally:
+            tmp_index.unlink(missing_ok=True)
+            tmp_side.unlink(missing_ok=True)
         return path
 
     @classmethod
     def load(cls, path: str | Path, use_gpu: bool | str = "auto") -> "EmbeddingIndex":
-        """Reopen an index written by :meth:`save`."""
+        """Reopen an index written by :meth:`save`, after checking the sidecar's digests and the file against it.
+
+        Raises ``FileNotFoundError`` for a missing file and :class:`SidecarError` (a one-line ``ValueError``) for
+        anything that does not check out.
+        """
         path = Path(path)
         side = sidecar_path(path)
         for p in (path, side):
-            if not p.is_file():
+            if not p.exists():
                 raise FileNotFoundError(f"index file {p} does not exist")
+        meta = parse_sidecar(side, path)
+        rebuild = rebuild_hint(meta, path)
         try:
-            meta = json.loads(side.read_text(encoding="utf-8"))
             params = IndexParams(**meta["params"])
-            ids, dim = [str(i) for i in meta["ids"]], int(meta["dim"])
-        except (ValueError, KeyError, TypeError) as e:
-            raise ValueError(f"{side} is not a valid index sidecar: {e}") from e
-        index = faiss.read_index(str(path))
-        if index.ntotal != len(ids) or index.d != dim:
-            raise ValueError(f"{path} holds {index.ntotal} vectors of dim {index.d} but {side} lists "
-                             f"{len(ids)} ids of dim {dim}")
+            params.validate()
+        except (TypeError, ValueError) as e:
+            raise SidecarError(f"{side} holds invalid index settings ({e}); {rebuild}") from None
+        if (meta["kind"], meta["metric"]) != (params.kind, params.metric):
+            raise SidecarError(f"{side} names kind/metric {meta['kind']}/{meta['metric']} but its settings say "
+                               f"{params.kind}/{params.metric}; {rebuild}")
+        check_index_file(path, meta, rebuild)
+        try:
+            index = faiss.read_index(str(path))
+        except RuntimeError as e:
+            raise SidecarError(f"FAISS cannot read {path} ({str(e).strip().splitlines()[-1]}); {rebuild}") from None
+        ids, dim = list(meta["ids"]), int(meta["dim"])
+        _check_faiss_index(index, params, len(ids), dim, f"{path} (sidecar {side.name})", rebuild)
         on_gpu = _resolve_gpu(use_gpu) and params.kind != "hnsw"
         if on_gpu:
             index = _to_gpu(index)
@@ -204,7 +265,26 @@ class EmbeddingIndex:
         return out
 
 
+_FAISS_KINDS = {"IndexFlatIP": "flat", "IndexFlatL2": "flat", "IndexFlat": "flat", "IndexIVFFlat": "ivf",
+                "IndexHNSWFlat": "hnsw"}
+
+
+def _check_faiss_index(index: Any, params: IndexParams, count: int, dim: int, where: str, rebuild: str) -> None:
+    """The FAISS index read from disk is what its sidecar says: kind, metric, vector count, dim (and ivf lists)."""
+    concrete: Any = faiss.downcast_index(index)
+    kind = _FAISS_KINDS.get(type(concrete).__name__, type(index).__name__)
+    metric = {faiss.METRIC_INNER_PRODUCT: "ip", faiss.METRIC_L2: "l2"}.get(index.metric_type, str(index.metric_type))
+    found = {"kind": kind, "metric": metric, "count": int(index.ntotal), "dim": int(index.d)}
+    said = {"kind": params.kind, "metric": params.metric, "count": count, "dim": dim}
+    if kind == "ivf" == params.kind:
+        found["nlist"], said["nlist"] = int(concrete.nlist), params.nlist
+    diff = [f"{k} {found[k]} (sidecar: {said[k]})" for k in said if found[k] != said[k]]
+    if diff:
+        raise SidecarError(f"{where} does not match its sidecar: the file has {', '.join(diff)}; {rebuild}")
+
+
 def sidecar_path(path: str | Path) -> Path:
+    """``x.faiss`` -> ``x.faiss.json``."""
     path = Path(path)
     return path.with_name(path.name + ".json")
 
@@ -215,19 +295,38 @@ def sidecar_path(path: str | Path) -> Path:
 DEFAULT_VIEW = "fused/mean"
 
 
-def index_from_store(store: FeatureStore, key: str = DEFAULT_VIEW, **kwargs: Any) -> EmbeddingIndex:
+def index_from_store(store: FeatureStore, key: str = DEFAULT_VIEW, drop_nonfinite: bool = False,
+                     **kwargs: Any) -> EmbeddingIndex:
     """Index the usable rows of the view ``key`` of ``store``.
 
     ``key`` is named as :meth:`FeatureStore.view` says: a modality (its ``features/<m>``, as the probes read
     it), ``projections/<m>``, ``fused/<mode>``, ``fused`` (the only fused mode), ``features/<m>``.
-    ``kwargs`` go to :meth:`EmbeddingIndex.build`.
+    A present row holding NaN or inf is a ``ValueError`` counting and naming them, unless ``drop_nonfinite``:
+    then they are left out (as the probes leave them out) and their count is recorded in the source as
+    ``dropped_nonfinite``. ``kwargs`` go to :meth:`EmbeddingIndex.build`.
     """
     view = store.view(key)
+    present = _present_rows(store, view.key)
+    err = _bad_rows(view.vectors[present], store.ids[present], f"present rows of {view.key} in {store.path}")
+    if err is not None and not drop_nonfinite:
+        raise ValueError(f"{err} (`cmer index --drop-nonfinite` leaves them out)")
     rows = view.rows
     if len(rows) == 0:
         raise ValueError(f"{store.path}: no row has a usable {view.key}")
     source = {"store": str(store.path), "key": view.key, **store_identity(store)}
+    if drop_nonfinite:
+        source["dropped_nonfinite"] = int(present.sum() - len(rows))
     return EmbeddingIndex.build(view.vectors[rows], store.ids[rows].tolist(), source=source, **kwargs)
+
+
+def _present_rows(store: FeatureStore, key: str) -> np.ndarray:
+    """Rows where the view ``key`` holds data: its modality is present (a fused key: any modality)."""
+    group, _, name = key.partition("/")
+    mods = list(store.modalities) if group == "fused" else [name]
+    present = np.zeros(len(store.ids), dtype=bool)
+    for m in mods:
+        present |= np.asarray(store.present(m), dtype=bool)
+    return present
 
 
 def store_identity(store: FeatureStore) -> dict[str, Any]:
@@ -236,8 +335,7 @@ def store_identity(store: FeatureStore) -> dict[str, Any]:
     Two extractions of the same clips with the same checkpoint share it (their vectors agree up to float noise);
     another model or another clip list does not.
     """
-    digest = hashlib.sha256("\n".join(str(i) for i in store.ids.tolist()).encode("utf-8")).hexdigest()
-    return {"ids_sha256": digest, "count": len(store.ids),
+    return {"ids_sha256": ids_sha256(store.ids.tolist()), "count": len(store.ids),
             "checkpoint_sha256": str(store.attrs.get("checkpoint_sha256", "") or "")}
 
 
@@ -249,8 +347,8 @@ def check_index_source(index: EmbeddingIndex, store: FeatureStore, index_path: s
     """Raise ValueError (one line) unless ``index`` was built from the content of ``store``.
 
     Compares the identity recorded at build time (:func:`store_identity`) and requires the indexed view to exist in
-    the store with the index's dimension. An index from before identities were recorded must at least name only
-    ids the store holds.
+    the store with the index's dimension; every id the index names must be one the store holds (all an index
+    built without a source can be checked by).
     """
     src = index.source
     rebuild = f"rebuild it with `cmer index --features {store.path} --modality {src.get('key') or DEFAULT_VIEW}`"
@@ -261,12 +359,11 @@ def check_index_source(index: EmbeddingIndex, store: FeatureStore, index_path: s
                 f"{index_path} was built from another store ({src.get('store', '?')}: {src.get('count', '?')} clips, "
                 f"checkpoint {_short(src.get('checkpoint_sha256', ''))}), not from {store.path} "
                 f"({mine['count']} clips, checkpoint {_short(mine['checkpoint_sha256'])}); {rebuild}")
-    else:
-        known = set(store.ids.tolist())
-        missing = [i for i in index.ids if i not in known]
-        if missing:
-            raise ValueError(f"{index_path} names {len(missing)} id(s) that {store.path} does not hold "
-                             f"(first: {missing[0]!r}), so it was built from another store; {rebuild}")
+    known = set(store.ids.tolist())
+    missing = [i for i in index.ids if i not in known]
+    if missing:
+        raise ValueError(f"{index_path} names {len(missing)} id(s) that {store.path} does not hold "
+                         f"(first: {missing[0]!r}), so it was built from another store; {rebuild}")
     key = src.get("key")
     if key:
         try:
