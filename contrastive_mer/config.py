@@ -40,6 +40,15 @@ class ModalityConfig:
 
 
 @dataclass
+class TwoWindowConfig:
+    """``data.two_window`` (contrastive_mer.data.windows): two random windows of ``frames`` frames per clip for the
+    two-window loss (0: off); ``modality_frames``: modality -> its own window length (0: whole clip)."""
+
+    frames: int = 0
+    modality_frames: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
 class DataConfig:
     dataset: str = "synthetic"
     root: Optional[str] = None
@@ -59,6 +68,7 @@ class DataConfig:
     # (contrastive_mer.data.normalization); groups with fewer than normalize_min_clips clips fall back
     normalize: dict[str, str] = field(default_factory=dict)
     normalize_min_clips: int = 2
+    two_window: TwoWindowConfig = field(default_factory=TwoWindowConfig)
 
 
 @dataclass
@@ -77,6 +87,11 @@ class LossConfig:
     pairs: list[str] = field(default_factory=list)
     gather: bool = True
     local_loss: bool = True
+    # pairwise_infonce (one view per clip, the default) or two_window_supcon (the official code's variant: needs
+    # data.two_window; label: a categorical label whose classes are positives, count_offset: see losses.py)
+    name: str = "pairwise_infonce"
+    label: Optional[str] = None
+    count_offset: float = 0.0
 
 
 @dataclass
@@ -330,6 +345,12 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"model.feature_dropout: {cfg.model.feature_dropout} must be in [0, 1)")
     if cfg.data.normalize_min_clips < 1:
         raise ConfigError(f"data.normalize_min_clips: {cfg.data.normalize_min_clips} must be >= 1")
+    from contrastive_mer.data.windows import check_two_window
+
+    try:
+        check_two_window(cfg)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     _check_ranges(cfg)
 
 

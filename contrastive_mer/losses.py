@@ -341,3 +341,37 @@ def _two_window_accuracy(za: torch.Tensor, zb: torch.Tensor, labels: torch.Tenso
     scores.fill_diagonal_(float("-inf"))
     group = torch.arange(batch, device=za.device).repeat(2) if labels is None else labels.to(za.device).repeat(2)
     return (group[scores.argmax(1)] == group).float().mean()
+
+
+class TwoWindowLoss(nn.Module):
+    """:func:`two_window_pairwise_loss` as a module (``loss.name: two_window_supcon``): a fixed temperature, the
+    configured pairs, the optional label whose classes are positives, and ``count_offset``.
+
+    It scores each process's batch alone (``loss.gather`` does not apply; under DDP the gradients are averaged
+    over ranks as usual). Attributes mirror :class:`PairwiseInfoNCE` where the training loop reads them.
+    """
+
+    learnable = False
+    gather = False
+
+    def __init__(self, modalities: Sequence[str], temperature: float = 0.07, pairs: Sequence[str] | None = None,
+                 label: str | None = None, count_offset: float = 0.0):
+        super().__init__()
+        if temperature <= 0:
+            raise ValueError(f"loss.temperature must be > 0, got {temperature}")
+        self.temperature = temperature
+        self.pairs = parse_pairs(pairs, list(modalities))
+        self.label = label
+        self.count_offset = count_offset
+
+    def temperatures(self) -> dict[str, float]:
+        return {pair_name(a, b): self.temperature for a, b in self.pairs}
+
+    def clamp_(self) -> None:
+        """Nothing to clamp (the temperature is fixed)."""
+
+    def forward(self, embeddings: Mapping[str, torch.Tensor], present: Mapping[str, torch.Tensor],
+                labels: torch.Tensor | None = None) -> PairwiseLossOutput:
+        """``embeddings``: modality -> ``(B, 2, P)``; ``present``: modality -> ``(B,)``; ``labels``: ``(B,)``."""
+        return two_window_pairwise_loss(embeddings, present, self.temperature, labels, self.count_offset,
+                                        self.pairs)

@@ -18,7 +18,7 @@ from contrastive_mer.encoders import EncoderOutput, build_encoder
 from contrastive_mer.encoders.base import lone_row_batchnorm
 from contrastive_mer.errors import UserError
 from contrastive_mer.heads import HeadConfig, ProjectionHead
-from contrastive_mer.losses import PairwiseInfoNCE, PairwiseLossOutput
+from contrastive_mer.losses import PairwiseInfoNCE, PairwiseLossOutput, TwoWindowLoss
 
 
 class PairwiseContrastiveModule(pl.LightningModule):
@@ -46,8 +46,15 @@ class PairwiseContrastiveModule(pl.LightningModule):
         self.heads = nn.ModuleDict({m: ProjectionHead(self.encoders[m].output_dim, head_cfg)
                                     for m in self.modalities})
         loss = self.cfg.loss
-        self.loss_fn = PairwiseInfoNCE(self.modalities, loss.temperature, loss.learnable_temperature,
-                                       loss.max_logit_scale, list(loss.pairs), loss.gather, loss.local_loss)
+        #: two-window batches (data.two_window): rows 0..B-1 window 0 of B clips, rows B..2B-1 window 1
+        self.two_window = loss.name == "two_window_supcon"
+        self.loss_fn: PairwiseInfoNCE | TwoWindowLoss
+        if self.two_window:
+            self.loss_fn = TwoWindowLoss(self.modalities, loss.temperature, list(loss.pairs), loss.label,
+                                         loss.count_offset)
+        else:
+            self.loss_fn = PairwiseInfoNCE(self.modalities, loss.temperature, loss.learnable_temperature,
+                                           loss.max_logit_scale, list(loss.pairs), loss.gather, loss.local_loss)
 
     # ----------------------------------------------------------------------------------------------- inference
     def encode_modality(self, modality: str, x: torch.Tensor, lengths: torch.Tensor | None,
@@ -95,12 +102,30 @@ class PairwiseContrastiveModule(pl.LightningModule):
         return outputs, self.project(outputs)
 
     # ------------------------------------------------------------------------------------------------ training
+    def compute_loss(self, batch: Batch) -> PairwiseLossOutput:
+        """The configured loss of a batch: pairwise InfoNCE over its rows, or, for two-window batches, the
+        two-window loss over the ``(B, 2, P)`` projections of its two halves (a pair scores the clips present in
+        both modalities in both windows)."""
+        _, projections = self(batch)
+        if not self.two_window:
+            return self.loss_fn(projections, batch.present)
+        half = len(batch) // 2
+        views = {m: torch.stack([z[:half], z[half:2 * half]], dim=1) for m, z in projections.items()}
+        present = {m: p[:half] & p[half:2 * half] for m, p in batch.present.items()}
+        label = self.cfg.loss.label
+        labels = None
+        if label is not None:
+            if label not in batch.labels:
+                raise UserError(f"loss.label: the batch has no label {label!r}; it has {sorted(batch.labels)}")
+            labels = batch.labels[label][:half]
+        assert isinstance(self.loss_fn, TwoWindowLoss)
+        return self.loss_fn(views, present, labels)
+
     def _step(self, batch: Batch, stage: str) -> torch.Tensor | None:
         if len(batch) == 0:
             return None
-        _, projections = self(batch)
-        result: PairwiseLossOutput = self.loss_fn(projections, batch.present)
-        size = len(batch)
+        result = self.compute_loss(batch)
+        size = len(batch) // 2 if self.two_window else len(batch)
         on_step = stage == "train"
         # with gathered embeddings every rank scores the same pairs, so metrics can be averaged across ranks;
         # without gathering ranks may score different pairs and a collective would deadlock: log rank 0's

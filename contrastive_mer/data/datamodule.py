@@ -11,7 +11,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, DistributedSampler
 
-from contrastive_mer.data.dataset import Collator, MERDataset
+from contrastive_mer.data.dataset import MERDataset
 from contrastive_mer.data.datasets import build_adapter
 from contrastive_mer.data.datasets.base import ClipRecord, CorpusAdapter
 from contrastive_mer.data.samplers import GroupBatchSampler
@@ -125,12 +125,16 @@ class MERDataModule(pl.LightningDataModule):
                                          seed=self.cfg.seed, drop_last=drop_last)
             shuffle = False
         return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, sampler=sampler,
-                          **self._loader_kwargs())
+                          **self._loader_kwargs(train=dataset is self.train_set))
 
-    def _loader_kwargs(self) -> dict[str, Any]:
+    def _loader_kwargs(self, train: bool = True) -> dict[str, Any]:
+        """Workers and the collate function (two windows per clip with ``data.two_window``: data/windows.py)."""
+        from contrastive_mer.data.windows import make_collator
+
         workers = self.cfg.data.num_workers
         return {"num_workers": workers, "persistent_workers": workers > 0,
-                "collate_fn": Collator(self.preprocessors), "pin_memory": torch.cuda.is_available()}
+                "collate_fn": make_collator(self.cfg, self.preprocessors, train),
+                "pin_memory": torch.cuda.is_available()}
 
     def train_dataloader(self) -> DataLoader:
         assert self.train_set is not None

@@ -3,17 +3,31 @@
 ``tcn``: the paper's temporal convolutional network (Conv-TasNet family): a 1x1 bottleneck, then repeats of
 blocks ``1x1 conv -> PReLU -> gLN -> depthwise dilated conv -> PReLU -> gLN -> 1x1 conv`` with residual
 connections and dilation doubling per block, then a per-frame linear layer and masked mean pooling.
+Options reproduce the official code's details (all off by default): ``db_scale`` (log-mel in dB relative to the
+clip's maximum, floored at ``-top_db``, as ``librosa.power_to_db(S, ref=np.max)``; under the input gLN this is an
+affine change per clip except for the floor), ``dropout`` (after the bottleneck and on every block's residual
+branch; the official 0.1), ``output_prelu`` (PReLU before the output layer; with mean pooling the clip feature
+is ``Linear(PReLU(mean_t h))`` as officially, the frame sequence ``Linear(PReLU(h_t))``); the official widths
+are ``bottleneck: 64, hidden: 128``.
 ``cnn``: a small 2-D CNN over the spectrogram, pooled over frequency, then over time.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from contrastive_mer.encoders.base import EncoderOutput, ModalityEncoder, length_mask, pool, temporal_pool
+from contrastive_mer.encoders.base import (
+    EncoderOutput,
+    ModalityEncoder,
+    length_mask,
+    masked_mean,
+    pool,
+    temporal_pool,
+)
 from contrastive_mer.encoders.registry import register_encoder
 
 
@@ -50,10 +64,11 @@ class TemporalBlock(nn.Module):
         self.norm2 = MaskedGlobalLayerNorm(hidden)
         self.project = nn.Conv1d(hidden, channels, 1)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, dropout: nn.Module | None = None) -> torch.Tensor:
         y = self.norm1(self.act1(self.expand(x)), mask)
         y = self.norm2(self.act2(self.depthwise(y)), mask)
-        return x + self.project(y) * mask.unsqueeze(1).to(x.dtype)
+        residual = self.project(y) * mask.unsqueeze(1).to(x.dtype)
+        return x + (residual if dropout is None else dropout(residual))
 
 
 @dataclass
@@ -66,6 +81,19 @@ class TCNConfig:
     repeats: int = 2
     output_dim: int = 512
     pooling: str = "mean"
+    db_scale: bool = False
+    top_db: float = 80.0
+    dropout: float = 0.0
+    output_prelu: bool = False
+
+
+def db_relative_to_max(x: torch.Tensor, mask: torch.Tensor, top_db: float = 80.0) -> torch.Tensor:
+    """Natural-log mel power ``(B, n_mels, T)`` -> dB relative to each clip's maximum over its valid frames,
+    floored at ``-top_db``; padded frames become 0."""
+    valid = mask.unsqueeze(1)
+    peak = x.masked_fill(~valid, float("-inf")).amax(dim=(1, 2), keepdim=True)
+    db = (10.0 / math.log(10.0)) * (x - peak)
+    return db.clamp(min=-top_db).masked_fill(~valid, 0.0)
 
 
 @register_encoder("tcn", TCNConfig, input_kind="logmel")
@@ -76,6 +104,11 @@ class TCNAudioEncoder(ModalityEncoder):
         super().__init__()
         if cfg.kernel_size % 2 == 0:
             raise ValueError(f"tcn.kernel_size must be odd, got {cfg.kernel_size}")
+        if not 0.0 <= cfg.dropout < 1.0 or cfg.top_db <= 0:
+            raise ValueError(f"tcn.dropout must be in [0, 1) and tcn.top_db > 0, got {cfg.dropout}, {cfg.top_db}")
+        self.db_scale, self.top_db = cfg.db_scale, cfg.top_db
+        self.dropout = nn.Dropout(cfg.dropout) if cfg.dropout > 0 else None
+        self.output_act = nn.PReLU() if cfg.output_prelu else None
         self.input_norm = MaskedGlobalLayerNorm(cfg.n_mels)
         self.bottleneck = nn.Conv1d(cfg.n_mels, cfg.bottleneck, 1)
         self.blocks = nn.ModuleList(
@@ -88,11 +121,21 @@ class TCNAudioEncoder(ModalityEncoder):
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> EncoderOutput:
         batch, _, steps = x.shape
         mask = length_mask(lengths, steps, batch, x.device)
+        if self.db_scale:
+            x = db_relative_to_max(x, mask, self.top_db)
         h = self.bottleneck(self.input_norm(x, mask)) * mask.unsqueeze(1).to(x.dtype)
+        if self.dropout is not None:
+            h = self.dropout(h)
         for block in self.blocks:
-            h = block(h, mask)
-        seq = self.frame_proj(h.transpose(1, 2))  # (B, T, D)
+            h = block(h, mask, self.dropout)
+        frames = h.transpose(1, 2)  # (B, T, C)
         lens = mask.sum(1)
+        if self.output_act is None:
+            seq = self.frame_proj(frames)  # (B, T, D)
+            return EncoderOutput(pool(seq, mask, self.pooler), seq, lens)
+        seq = self.frame_proj(self.output_act(frames))
+        if self.pooler is None:  # the official order: mean over time, PReLU, output layer
+            return EncoderOutput(self.frame_proj(self.output_act(masked_mean(frames, mask))), seq, lens)
         return EncoderOutput(pool(seq, mask, self.pooler), seq, lens)
 
 
