@@ -16,6 +16,7 @@ from contrastive_mer.config import load_config, to_dict
 from contrastive_mer.extraction import ExtractOptions, extract_from_checkpoint
 from contrastive_mer.module import PairwiseContrastiveModule
 from contrastive_mer.store.hdf5 import FeatureStore, IncompleteStoreError
+from contrastive_mer.store.rowlog import count_records
 from tests.conftest import DEMO, ROOT, TINY
 
 EXTRACT_OVERRIDES = TINY + ["data.options.speakers=[0,1]", "data.options.missing_fraction=0.3"]
@@ -91,7 +92,7 @@ def test_killed_extraction_resumes_to_the_same_store(checkpoint, tmp_path):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     parts = out.with_name(out.name + ".parts")
     deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None and len(list(parts.glob("*.h5"))) < 2:
+    while time.time() < deadline and proc.poll() is None and count_records(parts / "rows.log") < 3:
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL

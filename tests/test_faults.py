@@ -22,6 +22,7 @@ from contrastive_mer.data.sample import Sample
 from contrastive_mer.module import PairwiseContrastiveModule
 from contrastive_mer.store.hdf5 import FeatureStore, FeatureStoreWriter, OutputLockedError
 from contrastive_mer.store.lock import lock_path_for
+from contrastive_mer.store.rowlog import count_records
 from tests.conftest import DEMO, ROOT, TINY, cli_error
 from tests.test_extraction import EXTRACT_OVERRIDES, checkpoint  # noqa: F401  (the tiny demo model's checkpoint)
 
@@ -62,7 +63,7 @@ def test_second_extraction_to_the_same_store_fails_at_once(checkpoint: Path, tmp
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     parts = out.with_name(out.name + ".parts")
     deadline = time.time() + 120
-    while time.time() < deadline and first.poll() is None and not list(parts.glob("part-*.h5")):
+    while time.time() < deadline and first.poll() is None and not count_records(parts / "rows.log"):
         time.sleep(0.05)
     assert first.poll() is None, first.stderr.read() if first.stderr else ""
     started = time.time()
@@ -411,7 +412,7 @@ class _Payload:
 def test_checkpoint_and_store_faults_are_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Corrupt, truncated and pickled checkpoints, rerunning into a complete store with more clips, and a full
     disk while writing: one line, exit 2 (CMER_DEBUG=1 keeps the traceback)."""
-    from contrastive_mer.store import hdf5
+    from contrastive_mer.store import rowlog
 
     good = feature_corpus(tmp_path / "corpus", 12)
     ckpt = save_checkpoint(load_config(None, feature_overrides(good)), tmp_path / "m.ckpt")
@@ -434,11 +435,11 @@ def test_checkpoint_and_store_faults_are_one_line(tmp_path: Path, monkeypatch: p
     good.write_text(listing)
     line = cli_error("extract", "--checkpoint", str(ckpt), "--out", str(out), "--no-progress")
     assert "already complete" in line and "--overwrite" in line
-    # the disk fills while a part file is written
-    def full_disk(path, rows, fsync):
-        raise OSError(28, "No space left on device", str(path))
+    # the disk fills while rows are appended to the row log
+    def full_disk(self, data):
+        raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(hdf5, "write_part", full_disk)
+    monkeypatch.setattr(rowlog.RowLog, "_write", full_disk)
     line = cli_error("extract", "--checkpoint", str(ckpt), "--out", str(tmp_path / "g.h5"), "--no-progress")
     assert "No space left on device" in line and "g.h5.parts" in line
     monkeypatch.setenv("CMER_DEBUG", "1")

@@ -16,6 +16,7 @@ import pytest
 
 import contrastive_mer
 from contrastive_mer.store import hdf5 as store_mod
+from contrastive_mer.store._layout import SHA_ATTR
 from contrastive_mer.store.hdf5 import (
     FeatureStore,
     FeatureStoreWriter,
@@ -148,7 +149,9 @@ def test_round_trip_every_dataset_and_attribute(tmp_path: Path, part_rows: int) 
         assert offsets.dtype == np.int64
         for key in ("ids", "features/audio", "projections/video", "present/audio", "fused/concat",
                     "sequences/audio", "labels/emotion", "groups/speaker"):
-            assert f[key].chunks is not None and f[key].compression == "lzf", key
+            assert f[key].chunks is not None and f[key].compression is None, key  # lzf only when asked for
+            is_str = key in ("ids", "groups/speaker")
+            assert f[key].fletcher32 is not is_str and (SHA_ATTR in f[key].attrs) is is_str, key
         assert h5py.check_string_dtype(f["ids"].dtype).encoding == "utf-8"
         for v in f.attrs.values():  # plain values only, nothing pickled
             assert isinstance(v, (str, bool, np.bool_, np.integer, np.floating, int, float))
@@ -365,7 +368,7 @@ def test_crash_during_finish_recovers(tmp_path: Path, monkeypatch: pytest.Monkey
     append_rows(w, rows, np.arange(12))
 
     def dying_rmtree(path, *a, **k):
-        (Path(path) / "part-000000.h5").unlink()
+        (Path(path) / "rows.log").unlink()
         raise KeyboardInterrupt("simulated crash")
 
     monkeypatch.setattr(store_mod.shutil, "rmtree", dying_rmtree)
@@ -387,19 +390,38 @@ def test_crash_during_finish_recovers(tmp_path: Path, monkeypatch: pytest.Monkey
     assert_same_file(w4.finish(), ref)
 
 
-def test_resume_reads_parts_named_by_earlier_versions(tmp_path: Path) -> None:
-    """Part files called ``shard-<n>.h5`` (the earlier name) are resumed; new parts number on after them."""
+def _legacy_part(path: Path, rows: dict, idx: np.ndarray) -> None:
+    """A part file as earlier versions wrote one per flush: every dataset keyed by its final path."""
+    str_dt = h5py.string_dtype("utf-8")
+    data = {"ids": np.array([rows["ids"][i] for i in idx], dtype=str_dt), "labels/emotion": rows["emotion"][idx],
+            "labels/valence": rows["valence"][idx], "labels/multi": rows["multi"][idx],
+            "groups/speaker": np.array([rows["speaker"][i] for i in idx], dtype=str_dt),
+            "fused/concat": rows["fused"]["concat"][idx],
+            "sequences/audio": np.concatenate([np.zeros((0, DIMS["audio"]), np.float32)]
+                                              + [rows["seq"][i] for i in idx]),
+            "sequences/audio_lengths": np.array([len(rows["seq"][i]) for i in idx], dtype=np.int64)}
+    for m in MODS:
+        data[f"features/{m}"], data[f"projections/{m}"] = rows["features"][m][idx], rows["projections"][m][idx]
+        data[f"present/{m}"] = rows["present"][m][idx]
+    with h5py.File(path, "w") as f:
+        for key, arr in data.items():
+            f.create_dataset(key, data=arr)
+
+
+@pytest.mark.parametrize("name", ["part", "shard"])
+def test_resume_reads_parts_written_by_earlier_versions(tmp_path: Path, name: str) -> None:
+    """HDF5 part files (``part-<n>.h5``, earlier ``shard-<n>.h5``) left by earlier versions are resumed: their
+    rows come first, the new rows follow in the row log, and the store equals an uninterrupted run's."""
     rows = make_rows(12)
     ref = write_store(tmp_path / "ref.h5", rows)
     out = tmp_path / "old.h5"
     w = FeatureStoreWriter(out, **writer_kwargs())
-    append_rows(w, rows, np.arange(5))
+    w.close()  # the folder and manifest, as an earlier version left them
     parts = tmp_path / "old.h5.parts"
-    for p in sorted(parts.glob("part-*.h5")):
-        p.rename(parts / p.name.replace("part-", "shard-"))
+    (parts / "rows.log").unlink()
+    _legacy_part(parts / f"{name}-000000.h5", rows, np.arange(0, 3))
+    _legacy_part(parts / f"{name}-000001.h5", rows, np.arange(3, 5))
     w2 = FeatureStoreWriter(out, **writer_kwargs())
     assert w2.done_ids() == set(rows["ids"][:5])
     append_rows(w2, rows, np.arange(5, 12))
-    number = lambda p: int(p.stem.split("-")[1])  # noqa: E731
-    assert min(map(number, parts.glob("part-*.h5"))) > max(map(number, parts.glob("shard-*.h5")))
     assert_same_file(w2.finish(), ref)

@@ -1,8 +1,9 @@
 """The layout of a finished feature store, shared by both merges (private to :mod:`contrastive_mer.store`).
 
 :class:`StoreSchema` says which datasets a store holds (dtype and trailing shape of each); :class:`StoreLayout`
-creates them empty in an open HDF5 file (chunked, lzf, growing along rows) and appends rows and frame-level
-sequences in output order, keeping ``sequences/<m>_offsets`` (N+1,) in step. Used by
+creates them empty in an open HDF5 file (chunked, Fletcher-32 checksums on numbers, SHA-256 attributes on
+strings, optionally lzf, growing along rows) and appends rows and frame-level sequences in output order, in
+whole chunks, keeping ``sequences/<m>_offsets`` (N+1,) in step. Used by
 :func:`contrastive_mer.store.parts.merge_parts` (a writer's part files -> its store) and
 :func:`contrastive_mer.store.merge.merge_shards` (the stores of a sharded extraction -> one store). The layout
 itself is described in ``docs/architecture.md``.
@@ -10,6 +11,7 @@ itself is described in ``docs/architecture.md``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -124,61 +126,137 @@ class StoreSchema:
 
 
 # ----------------------------------------------------------------------------------------------- datasets
+#: root attribute / dataset attribute holding the SHA-256 of a string dataset's UTF-8 content (see string_digest)
+SHA_ATTR = "utf8_sha256"
+#: what the writers may compress with: nothing (the default: lzf costs about 20 us per row of 400 float32
+#: values, most of a fast extraction, and saves nothing on dense projections) or lzf (a third smaller on
+#: ReLU features, see BENCHMARKS.md c)
+COMPRESSIONS = (None, "lzf")
+_WRITE_BYTES = 1 << 20  # rows buffered per dataset before a write of whole chunks (about 1 MiB)
+
+
 def _chunk_rows(tail: tuple[int, ...], itemsize: int) -> int:
     row_bytes = max(1, int(np.prod(tail, dtype=np.int64)) * itemsize)
     return int(max(16, min(8192, _CHUNK_BYTES // row_bytes)))
 
 
-def _new_dataset(f: h5py.File, key: str, dtype: Any, tail: tuple[int, ...]) -> h5py.Dataset:
-    itemsize = 16 if dtype is STR_DTYPE else np.dtype(dtype).itemsize
+def _new_dataset(f: h5py.File, key: str, dtype: Any, tail: tuple[int, ...], compression: str | None) -> h5py.Dataset:
+    """An empty dataset growing along rows: chunked, compressed with ``compression`` (None or ``lzf``), each
+    chunk of numbers with a Fletcher-32 checksum (HDF5 refuses one for variable-length strings: those carry a
+    SHA-256 attribute instead)."""
+    if compression not in COMPRESSIONS:
+        raise ValueError(f"compression must be one of {COMPRESSIONS}, got {compression!r}")
+    is_str = dtype is STR_DTYPE
+    itemsize = 16 if is_str else np.dtype(dtype).itemsize
     return f.create_dataset(key, shape=(0, *tail), maxshape=(None, *tail), dtype=dtype,
-                            chunks=(_chunk_rows(tail, itemsize), *tail), compression="lzf")
+                            chunks=(_chunk_rows(tail, itemsize), *tail), compression=compression,
+                            fletcher32=not is_str)
+
+
+def string_digest(values: Any, digest: Any = None) -> Any:
+    """Feed the strings ``values`` into a SHA-256 (a new one when ``digest`` is None): each string's UTF-8
+    bytes followed by NUL (HDF5 strings hold no NUL). HDF5 keeps variable-length strings outside the
+    checksummed chunks, so string datasets carry this digest (attribute ``utf8_sha256``) instead."""
+    digest = hashlib.sha256() if digest is None else digest
+    if len(values):
+        text = [v if isinstance(v, str) else bytes(v).decode("utf-8") for v in values]
+        digest.update(("\0".join(text) + "\0").encode("utf-8"))
+    return digest
 
 
 def _append(ds: h5py.Dataset, arr: np.ndarray) -> None:
+    """Write ``arr`` after the last row of ``ds``."""
     n = ds.shape[0]
-    if len(arr) == 0:
-        return
     ds.resize(n + len(arr), axis=0)
     ds[n:] = arr
+
+
+class _Appender:
+    """Buffers rows for one dataset and writes them in runs of whole chunks of about ``write_bytes`` (only the
+    last write of the dataset ends in a partly filled chunk), so nothing is read back or compressed twice.
+    A ``write_bytes`` below one chunk writes smaller, unaligned runs (slower; for tests of interrupted merges)."""
+
+    def __init__(self, ds: h5py.Dataset, is_str: bool, write_bytes: int = _WRITE_BYTES) -> None:
+        self.ds, self.is_str = ds, is_str
+        chunk = int(ds.chunks[0]) if ds.chunks else 1
+        row_bytes = max(1, (16 if is_str else ds.dtype.itemsize) * int(np.prod(ds.shape[1:], dtype=np.int64)))
+        if write_bytes >= row_bytes * chunk:
+            self.write_rows = chunk * (write_bytes // (row_bytes * chunk))
+        else:
+            self.write_rows = max(1, write_bytes // row_bytes)
+        self.pending: list[np.ndarray] = []
+        self.count = 0
+        self.digest = hashlib.sha256() if is_str else None
+
+    def add(self, arr: np.ndarray) -> None:
+        if len(arr) == 0:
+            return
+        self.pending.append(arr)
+        self.count += len(arr)
+        if self.count >= self.write_rows:
+            self.write(last=False)
+
+    def write(self, last: bool) -> None:
+        """Write the whole runs of chunks buffered (``last``: everything, and the digest)."""
+        if self.count:
+            data = self.pending[0] if len(self.pending) == 1 else np.concatenate(self.pending)
+            take = len(data) if last else len(data) - len(data) % self.write_rows
+            if self.digest is not None:
+                string_digest(data[:take], self.digest)
+            _append(self.ds, data[:take])
+            rest = data[take:]
+            self.pending, self.count = ([rest] if len(rest) else []), len(rest)
+        if last and self.digest is not None:
+            self.ds.attrs[SHA_ATTR] = self.digest.hexdigest()
 
 
 class StoreLayout:
     """The datasets of ``schema`` created empty in ``f``; rows are appended in output order.
 
     ``row_keys``: the per-row datasets (ids, labels, groups, features, projections, present, fused), in the
-    store's fixed order. Label datasets carry their ``kind`` and ``class_names`` attributes.
+    store's fixed order. Label datasets carry their ``kind`` and ``class_names`` attributes. Appends are
+    buffered and written in whole chunks; :meth:`close` writes what is left (call it before setting
+    ``complete``). ``compression``: None or ``lzf`` for every dataset; ``write_bytes``: about how much of each
+    dataset is buffered before it is written.
     """
 
-    def __init__(self, f: h5py.File, schema: StoreSchema) -> None:
+    def __init__(self, f: h5py.File, schema: StoreSchema, compression: str | None = None,
+                 write_bytes: int = _WRITE_BYTES) -> None:
         self.schema = schema
         self.specs = {k: v for k, v in schema.row_specs().items() if not k.startswith("sequences/")}
         self.row_keys = list(self.specs)
-        self._rows: dict[str, h5py.Dataset] = {}
+        self._out: dict[str, _Appender] = {}
         for key, (dtype, tail) in self.specs.items():
-            self._rows[key] = _new_dataset(f, key, dtype, tail)
+            ds = _new_dataset(f, key, dtype, tail, compression)
+            self._out[key] = _Appender(ds, dtype is STR_DTYPE, write_bytes)
             if key.startswith("labels/"):
                 spec = schema.labels[key.split("/", 1)[1]]
-                self._rows[key].attrs["kind"] = spec.kind
+                ds.attrs["kind"] = spec.kind
                 if spec.class_names is not None:
-                    self._rows[key].attrs["class_names"] = list(spec.class_names)
+                    ds.attrs["class_names"] = list(spec.class_names)
         self.sequence_dtype = np.dtype(schema.sequence_dtype)
-        self._frames: dict[str, h5py.Dataset] = {}
-        self._offsets: dict[str, h5py.Dataset] = {}
         self._totals: dict[str, int] = {}
         for m, dim in schema.sequence_dims.items():
-            self._frames[m] = _new_dataset(f, f"sequences/{m}", self.sequence_dtype, (dim,))
-            self._offsets[m] = _new_dataset(f, f"sequences/{m}_offsets", np.int64, ())
-            _append(self._offsets[m], np.zeros(1, dtype=np.int64))
+            frames = _new_dataset(f, f"sequences/{m}", self.sequence_dtype, (dim,), compression)
+            self._out[f"sequences/{m}"] = _Appender(frames, False, write_bytes)
+            offsets = _Appender(_new_dataset(f, f"sequences/{m}_offsets", np.int64, (), compression), False,
+                                write_bytes)
+            offsets.add(np.zeros(1, dtype=np.int64))
+            self._out[f"sequences/{m}_offsets"] = offsets
             self._totals[m] = 0
 
     def append(self, key: str, values: np.ndarray) -> None:
         """Append rows to the per-row dataset ``key``."""
-        _append(self._rows[key], values)
+        self._out[key].add(values)
 
     def append_sequences(self, m: str, frames: np.ndarray, lengths: np.ndarray) -> None:
         """Append the frames ``(sum T_i, D)`` of rows with ``lengths`` ``(B,)`` and their end offsets."""
         lengths = np.asarray(lengths, dtype=np.int64)
-        _append(self._frames[m], np.asarray(frames).astype(self.sequence_dtype, copy=False))
-        _append(self._offsets[m], self._totals[m] + np.cumsum(lengths))
+        self._out[f"sequences/{m}"].add(np.asarray(frames).astype(self.sequence_dtype, copy=False))
+        self._out[f"sequences/{m}_offsets"].add(self._totals[m] + np.cumsum(lengths))
         self._totals[m] += int(lengths.sum())
+
+    def close(self) -> None:
+        """Write every dataset's buffered rows (and the digests of the string datasets)."""
+        for out in self._out.values():
+            out.write(last=True)

@@ -1,8 +1,9 @@
 """The HDF5 feature store: a crash-safe streaming writer and a read-only reader (layout in docs/architecture.md).
 
-Writing: :class:`FeatureStoreWriter` buffers at most ``part_rows`` rows, then writes them as one part file
-in ``<out>.parts/`` (temp name + atomic rename). :meth:`FeatureStoreWriter.finish` merges the parts in order
-into ``<out>.tmp`` (chunked, lzf), sets ``complete=True`` last, and ``os.replace``-s it to ``<out>``. If the
+Writing: :class:`FeatureStoreWriter` buffers at most ``part_rows`` rows, then appends them as one CRC-checked
+record to the row log ``<out>.parts/rows.log`` (:mod:`contrastive_mer.store.rowlog`).
+:meth:`FeatureStoreWriter.finish` streams the log in order into ``<out>.tmp`` (chunked, lzf, Fletcher-32
+checksums, written in whole chunks), sets ``complete=True`` last, and ``os.replace``-s it to ``<out>``. If the
 process dies at any moment, constructing the writer again with the same arguments resumes:
 :meth:`~FeatureStoreWriter.done_ids` tells the caller which ids to skip, and the final file equals that of an
 uninterrupted run (same rows, same order, same ``created`` time).
@@ -13,9 +14,11 @@ Reading: :class:`FeatureStore` refuses a file without ``complete=True`` unless `
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -26,7 +29,7 @@ import numpy as np
 import contrastive_mer
 from contrastive_mer.errors import UserError
 from contrastive_mer.store import views as _views
-from contrastive_mer.store._layout import LabelSpec, StoreSchema, as_label_spec
+from contrastive_mer.store._layout import COMPRESSIONS, LabelSpec, StoreSchema, as_label_spec
 from contrastive_mer.store.lock import OutputLockedError, WriterLock, acquire
 from contrastive_mer.store.parts import (
     FINISHED_NAME,
@@ -38,11 +41,10 @@ from contrastive_mer.store.parts import (
     fsync_file,
     list_parts,
     merge_parts,
-    next_part_path,
     parts_dir_for,
     read_part_ids,
-    write_part,
 )
+from contrastive_mer.store.rowlog import LOG_NAME, RowLog, good_length
 from contrastive_mer.store.views import StoreView
 
 __all__ = ["FeatureStore", "FeatureStoreWriter", "IncompleteStoreError", "StoreMismatchError", "StoreView",
@@ -86,9 +88,15 @@ class FeatureStoreWriter:
         attrs: extra root attributes (``config`` YAML text, ``checkpoint_sha256``, ...); plain values are
             stored as they are, lists/dicts as JSON text.
         sequence_dtype: ``float32`` or ``float16``.
-        part_rows: rows buffered before a part file is written (the most a crash can lose); 1 = every append.
+        part_rows: rows buffered before they are appended to the row log (the most a killed process can
+            lose); 1 = every append.
         overwrite: delete an existing store and its parts first.
-        fsync: fsync every part file before its rename (durable against power loss, not only process death).
+        fsync: make the row log durable against power loss too (not only process death): it is synced when
+            ``sync_seconds`` have passed since the last sync (so a power loss loses at most the rows of that
+            interval), and the final file before it replaces anything. False: no fsync at all (tests, scratch).
+        sync_seconds: the most time between two syncs of the row log (with ``fsync``).
+        compression: None (default, fastest) or ``"lzf"`` (smaller files when features hold many zeros) for
+            the datasets of the final file.
 
     The writer holds an exclusive lock (``<path>.lock``, :mod:`contrastive_mer.store.lock`) from construction
     until :meth:`finish` returns or :meth:`close` is called: a second process writing the same store fails at
@@ -101,12 +109,19 @@ class FeatureStoreWriter:
                  labels: Mapping[str, LabelSpec | Sequence[str] | None] | None = None,
                  groups: Sequence[str] = (), attrs: Mapping[str, Any] | None = None,
                  sequence_dtype: str = "float32", part_rows: int = 256, overwrite: bool = False,
-                 fsync: bool = True) -> None:
+                 fsync: bool = True, sync_seconds: float = 1.0, compression: str | None = None) -> None:
         self.path = Path(path)
         self.parts = parts_dir_for(self.path)
         self.tmp_path = self.path.with_name(self.path.name + ".tmp")
         self.part_rows = max(1, int(part_rows))
         self.fsync = fsync
+        self.sync_seconds = float(sync_seconds)
+        if compression not in COMPRESSIONS:
+            raise ValueError(f"{self.path}: compression must be one of {COMPRESSIONS}, got {compression!r}")
+        self.compression = compression
+        self._log: RowLog | None = None
+        self._last_sync = time.monotonic()
+        self._meta_synced = False  # manifest and folder entries not yet fsynced
         self.schema = self._make_schema(modalities, feature_dims, projection_dim, fused_dims or {},
                                         sequences, labels or {}, groups, attrs or {}, sequence_dtype)
         self._buffer: list[dict[str, np.ndarray]] = []
@@ -123,7 +138,7 @@ class FeatureStoreWriter:
                     p.unlink(missing_ok=True)
             self._open()
         except BaseException:
-            self._lock.release()
+            self.close()
             raise
 
     # ------------------------------------------------------------------------------------ setup
@@ -184,6 +199,10 @@ class FeatureStoreWriter:
                 self._write_manifest()
             for part in list_parts(self.parts):
                 self._add_done(read_part_ids(part), part)
+            log = self.parts / LOG_NAME
+            ids, length = good_length(log, self.schema)
+            self._add_done(ids, log)
+            self._log = RowLog(log, self.schema, length)  # cuts off a record a crash left half-written
             return
         if self.path.exists():
             with FeatureStore(self.path, allow_partial=True) as old:
@@ -198,10 +217,25 @@ class FeatureStoreWriter:
             return
         self.parts.mkdir(parents=True)
         self._write_manifest()
+        self._log = RowLog(self.parts / LOG_NAME, self.schema, 0)
 
     def _write_manifest(self) -> None:
+        """The manifest (fsynced with the log's first sync, not here: one fsync fewer per extraction)."""
         text = json.dumps({"schema": self.schema.to_json(), "created": self.created})
-        atomic_write_text(self.parts / MANIFEST_NAME, text, self.fsync)
+        atomic_write_text(self.parts / MANIFEST_NAME, text, fsync=False)
+
+    def sync(self) -> None:
+        """Make the rows appended so far durable against power loss (the log, and once the manifest and the
+        folder entries); called by :meth:`flush` every ``sync_seconds`` when ``fsync`` is on."""
+        if self._log is None:
+            return
+        self._log.sync()
+        if not self._meta_synced:
+            fsync_file(self.parts / MANIFEST_NAME)
+            fsync_dir(self.parts)
+            fsync_dir(self.path.parent)
+            self._meta_synced = True
+        self._last_sync = time.monotonic()
 
     def _add_done(self, ids: Sequence[str], where: Any) -> None:
         for i in ids:
@@ -246,14 +280,18 @@ class FeatureStoreWriter:
             self.flush()
 
     def flush(self) -> None:
-        """Write the buffered rows as one part file (atomic)."""
+        """Append the buffered rows to the row log as one record (and sync it when ``sync_seconds`` passed)."""
         if not self._buffer:
             return
-        rows = {k: np.concatenate([r[k] for r in self._buffer]) for k in self._buffer[0]}
-        write_part(next_part_path(self.parts), rows, self.fsync)
+        assert self._log is not None, "flush() on a finished or closed writer"
+        rows = (self._buffer[0] if len(self._buffer) == 1
+                else {k: np.concatenate([r[k] for r in self._buffer]) for k in self._buffer[0]})
+        self._log.append(rows)
         self._buffer, self._buffered = [], 0
         self._done |= self._pending
         self._pending = set()
+        if self.fsync and time.monotonic() - self._last_sync >= self.sync_seconds:
+            self.sync()
 
     def finish(self) -> Path:
         """Merge the part files into the final file, mark it complete, remove the parts; return the path."""
@@ -261,12 +299,11 @@ class FeatureStoreWriter:
             self.close()
             return self.path
         self.flush()
-        with h5py.File(self.tmp_path, "w") as f:
-            merge_parts(list_parts(self.parts), self.schema, f, _root_attrs(self.schema, self.created))
-            f.attrs["complete"] = True
+        self._merge()
         if self.fsync:
             fsync_file(self.tmp_path)
-        atomic_write_text(self.parts / FINISHED_NAME, "merged\n", self.fsync)
+        # the marker needs no fsync: the merged file it vouches for is already durable
+        atomic_write_text(self.parts / FINISHED_NAME, "merged\n", fsync=False)
         os.replace(self.tmp_path, self.path)
         if self.fsync:
             fsync_dir(self.path.parent)
@@ -275,8 +312,27 @@ class FeatureStoreWriter:
         self.close()
         return self.path
 
+    def _merge(self) -> None:
+        """Write ``<out>.tmp`` from the parts folder, ``complete`` set last. On a full disk: remove the temp
+        file, keep the parts, and raise one OSError (ENOSPC) that says so."""
+        f = h5py.File(self.tmp_path, "w", rdcc_nbytes=0)  # whole chunks are written: no cache needed
+        try:
+            merge_parts(self.parts, self.schema, f, _root_attrs(self.schema, self.created), self.compression)
+            f.attrs["complete"] = True
+            f.close()
+        except BaseException as e:
+            _abandon(f, self.tmp_path)
+            if _disk_full(e):
+                raise OSError(errno.ENOSPC, f"No space left on device while merging {self.parts} into "
+                              f"{self.path}; the rows written so far are kept there: free space and rerun to "
+                              "finish", str(self.tmp_path)) from e
+            raise
+
     def close(self) -> None:
         """Release the writer lock without finishing (what was flushed stays resumable); idempotent."""
+        if self._log is not None:
+            self._log.close()
+            self._log = None
         self._lock.release()
 
     def __enter__(self) -> "FeatureStoreWriter":
@@ -291,6 +347,33 @@ class FeatureStoreWriter:
             self.flush()
         finally:
             self.close()
+
+
+def _disk_full(err: BaseException) -> bool:
+    """Whether ``err`` (an OSError, or what HDF5 raises when a write fails) says the disk is full."""
+    return (isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT)) or (
+        isinstance(err, (OSError, RuntimeError)) and ("errno = 28" in str(err) or "No space left" in str(err)))
+
+
+def _abandon(f: h5py.File, tmp: Path) -> None:
+    """Close a half-written HDF5 file after a failed write and delete it. The file is first cut to zero bytes,
+    which frees its space, so that HDF5 can flush what it still holds and close the file: a file HDF5 cannot
+    close makes the interpreter crash at exit (segmentation fault) when the disk is full."""
+    try:
+        os.truncate(tmp, 0)
+    except OSError:
+        pass
+    for _ in range(2):
+        try:
+            if f.id.valid:
+                f.close()
+            break
+        except (OSError, RuntimeError):
+            try:
+                os.truncate(tmp, 0)
+            except OSError:
+                pass
+    tmp.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------------------------------------------- reader
@@ -330,7 +413,7 @@ class FeatureStore:
         meta = json.loads((parts / MANIFEST_NAME).read_text(encoding="utf-8"))
         schema = StoreSchema.from_json(meta["schema"])
         f = h5py.File(f"{parts}/partial-{id(self)}.h5", "w", driver="core", backing_store=False)
-        merge_parts(list_parts(parts), schema, f, _root_attrs(schema, meta["created"]))
+        merge_parts(parts, schema, f, _root_attrs(schema, meta["created"]))
         f.attrs["complete"] = False
         return f
 

@@ -24,7 +24,7 @@ from typing import Any, Iterator, Sequence
 import h5py
 import numpy as np
 
-from contrastive_mer.store._layout import STR_DTYPE, StoreLayout, StoreSchema
+from contrastive_mer.store._layout import COMPRESSIONS, STR_DTYPE, StoreLayout, StoreSchema
 from contrastive_mer.store.hdf5 import IncompleteStoreError
 from contrastive_mer.store.parts import fsync_dir, fsync_file, parts_dir_for
 
@@ -252,7 +252,10 @@ def _write_merged(tmp: Path, files: _ShardFiles, schema: StoreSchema, block_byte
         created = [str(_attr(s, "created")) for s in files if "created" in s.attrs]
         if created:
             f.attrs["created"] = min(created)
-        layout = StoreLayout(f, schema)
+        first = files[0].get(f"features/{schema.modalities[0]}")
+        compression = first.compression if first is not None and first.compression in COMPRESSIONS else None
+        # compressed as the shards are; each dataset buffered up to one block (at most 1 MiB) per write
+        layout = StoreLayout(f, schema, compression, write_bytes=min(block_bytes, 1 << 20))
         offsets = {m: [s[f"sequences/{m}_offsets"][...] for s in files]  # (N_s + 1,) int64 each
                    for m in schema.sequence_dims}
         block = _block_rows(files.files, schema, block_bytes)
@@ -278,6 +281,7 @@ def _write_merged(tmp: Path, files: _ShardFiles, schema: StoreSchema, block_byte
                 layout.append(key, buf)
             for m in schema.sequence_dims:
                 layout.append_sequences(m, *_sequence_block(files, m, offsets[m], groups, len(sh), schema))
+        layout.close()
         f.attrs["complete"] = True
     return len(shard_of)
 

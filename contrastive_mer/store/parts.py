@@ -1,13 +1,13 @@
-"""The part files of a :class:`~contrastive_mer.store.hdf5.FeatureStoreWriter` and their merge into its store.
+"""The parts folder of a :class:`~contrastive_mer.store.hdf5.FeatureStoreWriter` and its merge into the store.
 
-While an extraction runs, every flushed block of rows is its own small HDF5 *part* file in ``<out>.parts/``,
-written under a ``.tmp`` name and atomically renamed once it is complete. A ``manifest.json`` in that folder
-records the :class:`~contrastive_mer.store._layout.StoreSchema` so that a resumed run can check it is
-compatible. ``finish`` joins the parts in order into the final layout (``docs/architecture.md``) with
-:func:`merge_parts`. (Joining the stores of a *sharded* extraction is :mod:`contrastive_mer.store.merge`.)
-
-Inside a part, every dataset is keyed by its final path (``ids``, ``features/audio``, ...), plus
-``sequences/<m>_lengths`` (B,) in place of the offsets of the final file.
+While an extraction runs, ``<out>.parts/`` holds a ``manifest.json`` (the
+:class:`~contrastive_mer.store._layout.StoreSchema`, so that a resumed run can check it is compatible) and the
+row log ``rows.log`` (:mod:`contrastive_mer.store.rowlog`: one framed, CRC-checked record per flushed block of
+rows). Folders left by earlier versions also hold HDF5 part files ``part-<n>.h5`` (or ``shard-<n>.h5``), one per
+flushed block, each dataset keyed by its final path plus ``sequences/<m>_lengths``; they are still read (before
+the log) when such a run is resumed. ``finish`` joins the rows in order into the final layout
+(``docs/architecture.md``) with :func:`merge_parts`. (Joining the stores of a *sharded* extraction is
+:mod:`contrastive_mer.store.merge`.)
 """
 
 from __future__ import annotations
@@ -17,23 +17,23 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterator, Mapping
 
 import h5py
 import numpy as np
 
+from contrastive_mer.store import rowlog
 from contrastive_mer.store._layout import STR_DTYPE, StoreLayout, StoreSchema
 from contrastive_mer.utils import to_numpy as _np
 
 __all__ = ["FORMAT_VERSION", "MANIFEST_NAME", "FINISHED_NAME", "atomic_write_text", "build_rows", "fsync_dir",
-           "fsync_file", "list_parts", "merge_parts", "next_part_path", "parts_dir_for", "read_part_ids",
-           "write_part"]
+           "fsync_file", "iter_rows", "list_parts", "merge_parts", "parts_dir_for", "read_part_ids"]
 
 FORMAT_VERSION = 1
 PARTS_SUFFIX = ".parts"
 MANIFEST_NAME = "manifest.json"
 FINISHED_NAME = "FINISHED"
-#: ``part-<n>.h5``; ``shard-<n>.h5`` is the name earlier versions gave a part (still read when resuming)
+#: HDF5 part files of earlier versions, ``part-<n>.h5`` or ``shard-<n>.h5`` (still read when resuming)
 _PART_RE = re.compile(r"^(?:part|shard)-(\d+)\.h5$")
 
 
@@ -137,27 +137,8 @@ def _numbered_parts(parts: Path) -> list[tuple[int, Path]]:
 
 
 def list_parts(parts: Path) -> list[Path]:
-    """Completed part files of the folder ``parts`` in write order."""
+    """HDF5 part files (earlier versions) of the folder ``parts`` in write order."""
     return [p for _, p in _numbered_parts(parts)]
-
-
-def next_part_path(parts: Path) -> Path:
-    """Where the next part file of the folder ``parts`` goes."""
-    numbered = _numbered_parts(parts)
-    return parts / f"part-{numbered[-1][0] + 1 if numbered else 0:06d}.h5"
-
-
-def write_part(path: Path, rows: Mapping[str, np.ndarray], fsync: bool = True) -> None:
-    """Write one part atomically: ``<path>.tmp`` first, renamed to ``path`` once closed."""
-    tmp = path.with_name(path.name + ".tmp")
-    with h5py.File(tmp, "w") as f:
-        for key, arr in rows.items():
-            f.create_dataset(key, data=arr)
-    if fsync:
-        fsync_file(tmp)
-    os.replace(tmp, path)
-    if fsync:
-        fsync_dir(path.parent)
 
 
 def read_part_ids(path: Path) -> list[str]:
@@ -166,6 +147,24 @@ def read_part_ids(path: Path) -> list[str]:
             return list(f["ids"].asstr()[...])
     except (OSError, KeyError) as e:
         raise OSError(f"cannot read part file {path}: {e}; delete it to re-extract its rows") from e
+
+
+def _read_part(path: Path, schema: StoreSchema) -> dict[str, np.ndarray]:
+    keys = list(schema.row_specs()) + [f"sequences/{m}" for m in schema.sequence_dims]
+    try:
+        with h5py.File(path, "r") as s:
+            return {k: s[k].asstr()[...] if k == "ids" or k.startswith("groups/") else s[k][...] for k in keys}
+    except (OSError, KeyError) as e:
+        raise OSError(f"cannot read part file {path}: {e}; delete it to re-extract its rows") from e
+
+
+def iter_rows(parts: Path, schema: StoreSchema) -> Iterator[dict[str, np.ndarray]]:
+    """The blocks of rows of the folder ``parts`` in write order: HDF5 part files first, then the row log
+    (up to its last complete record)."""
+    for part in list_parts(parts):
+        yield _read_part(part, schema)
+    for rows, _ in rowlog.scan(parts / rowlog.LOG_NAME, schema):
+        yield rows
 
 
 # ----------------------------------------------------------------------------------------------- merge
@@ -185,20 +184,22 @@ def set_attrs(obj: h5py.HLObject, attrs: Mapping[str, Any]) -> list[str]:
     return encoded
 
 
-def merge_parts(parts: Iterable[Path], schema: StoreSchema, f: h5py.File, root_attrs: Mapping[str, Any]) -> int:
-    """Write the final layout into the open file ``f`` from the part files ``parts`` (one at a time); return N.
+def merge_parts(parts: Path, schema: StoreSchema, f: h5py.File, root_attrs: Mapping[str, Any],
+                compression: str | None = None) -> int:
+    """Write the final layout into the open file ``f`` from the parts folder ``parts``; return N.
 
-    ``root_attrs`` are written before the data; the caller sets ``complete`` afterwards.
+    ``root_attrs`` are written before the data; the caller sets ``complete`` afterwards. The rows stream
+    through in whole chunks (:class:`~contrastive_mer.store._layout.StoreLayout`), one block of the log at a time.
     """
     json_keys = set_attrs(f, root_attrs)
     f.attrs["json_attrs"] = json.dumps(sorted(json_keys + ["json_attrs"]))
-    layout = StoreLayout(f, schema)
+    layout = StoreLayout(f, schema, compression)
     n = 0
-    for part in parts:
-        with h5py.File(part, "r") as s:
-            for key in layout.row_keys:
-                layout.append(key, s[key].asstr()[...] if key == "ids" or key.startswith("groups/") else s[key][...])
-            for m in schema.sequence_dims:
-                layout.append_sequences(m, s[f"sequences/{m}"][...], s[f"sequences/{m}_lengths"][...])
-            n += int(s["ids"].shape[0])
+    for rows in iter_rows(parts, schema):
+        for key in layout.row_keys:
+            layout.append(key, rows[key])
+        for m in schema.sequence_dims:
+            layout.append_sequences(m, rows[f"sequences/{m}"], rows[f"sequences/{m}_lengths"])
+        n += len(rows["ids"])
+    layout.close()
     return n
