@@ -25,6 +25,7 @@ from contrastive_mer.data.decoding import (
     decode_streams,
     require_av,
 )
+from contrastive_mer.data.truncation import check_mode, report
 
 try:
     import soundfile as sf
@@ -34,6 +35,23 @@ except ImportError:  # pragma: no cover - depends on the environment
 SOUNDFILE_EXTS = frozenset({".wav", ".flac", ".ogg", ".oga", ".aif", ".aiff"})
 MAX_CHANNELS = 64
 SILENCE_THRESHOLD = 1e-6
+#: audio decoded past ``decode_seconds``, so that resampling the kept part sees the samples after it
+#: (torchaudio's sinc filter reaches 6 / (0.99 min(rate)) s, 6 ms at the lowest rate allowed)
+RESAMPLE_MARGIN_SECONDS = 0.1
+
+
+def wanted_samples(rate: int, max_seconds: float | None, decode_seconds: float | None,
+                   limits: DecodeLimits) -> tuple[int, bool]:
+    """Source samples to decode at ``rate``: the least of the decode limit, ``max_seconds`` and
+    ``decode_seconds`` plus the resampling margin; and whether the limit is what sets it (then reaching it is
+    an error: the file is longer than anything this library decodes)."""
+    cap = int(limits.max_audio_seconds * rate)
+    want = cap
+    if max_seconds is not None:
+        want = min(want, int(round(max_seconds * rate)))
+    if decode_seconds is not None:
+        want = min(want, int(np.ceil((decode_seconds + RESAMPLE_MARGIN_SECONDS) * rate)))
+    return want, max_seconds is None and decode_seconds is None
 
 
 def check_target_rate(sample_rate: int) -> None:
@@ -64,16 +82,17 @@ def finish_audio(path: Path, wave: np.ndarray, rate: int, sample_rate: int, max_
     return np.ascontiguousarray(mono, dtype=np.float32)
 
 
-def _read_soundfile(path: Path, max_seconds: float | None, limits: DecodeLimits) -> tuple[np.ndarray, int]:
+def _read_soundfile(path: Path, max_seconds: float | None, limits: DecodeLimits, decode_seconds: float | None,
+                    truncated: str) -> tuple[np.ndarray, int]:
     """Read with libsndfile in blocks (never trusting the header's frame count for allocation), downmixed to
-    mono block by block: ``((1, n), rate)``."""
+    mono block by block: ``((1, n), rate)``; a file ending before the length its header declares is reported
+    (:mod:`~contrastive_mer.data.truncation`)."""
     with sf.SoundFile(str(path)) as f:
         rate, channels = int(f.samplerate), int(f.channels)
         check_rate(path, rate)
         if not 1 <= channels <= MAX_CHANNELS:
             raise MediaError(path, f"unsupported channel count {channels}")
-        cap = int(limits.max_audio_seconds * rate)
-        want = cap if max_seconds is None else min(cap, int(round(max_seconds * rate)))
+        want, limited = wanted_samples(rate, max_seconds, decode_seconds, limits)
         blocks, n = [], 0
         while n < want:
             block = f.read(min(1 << 18, want - n), dtype="float32", always_2d=True)
@@ -81,8 +100,11 @@ def _read_soundfile(path: Path, max_seconds: float | None, limits: DecodeLimits)
                 break
             blocks.append(mono_block(block.T))
             n += len(block)
-        if n >= cap and max_seconds is None and len(f.read(1, dtype="float32")):
+        if n >= want and limited and len(f.read(1, dtype="float32")):
             raise MediaError(path, f"audio longer than the {limits.max_audio_seconds:g} s decode limit")
+        if n < want:
+            declared = f.frames / rate if f.frames > 0 else None
+            report(path, "audio", n / rate, declared if declared is None else min(declared, want / rate), truncated)
     return (np.concatenate(blocks, axis=1) if blocks else np.zeros((1, 0), np.float32)), rate
 
 
@@ -111,14 +133,18 @@ def _audio_frame_to_float(frame: av.AudioFrame) -> np.ndarray:
 class AudioSink:
     """Collects decoded audio frames (checks rate/channel consistency and the length caps)."""
 
-    def __init__(self, path: Path, max_seconds: float | None, limits: DecodeLimits):
+    def __init__(self, path: Path, max_seconds: float | None, limits: DecodeLimits,
+                 decode_seconds: float | None = None, truncated: str = "skip"):
         self.path, self.max_seconds, self.limits = path, max_seconds, limits
+        self.decode_seconds, self.truncated = decode_seconds, truncated
         self.chunks: list[np.ndarray] = []
         self.rate: int | None = None
         self.channels: int | None = None
         self.n = 0
         self.want = 0
+        self.limited = False
         self.done = False
+        self.declared: float | None = None
 
     def add(self, frame: av.AudioFrame) -> None:
         if self.done or frame.samples == 0:
@@ -129,8 +155,7 @@ class AudioSink:
             if not 1 <= channels <= MAX_CHANNELS:
                 raise MediaError(self.path, f"unsupported channel count {channels}")
             self.rate, self.channels = rate, channels
-            seconds = self.limits.max_audio_seconds if self.max_seconds is None else self.max_seconds
-            self.want = int(round(min(seconds, self.limits.max_audio_seconds) * rate))
+            self.want, self.limited = wanted_samples(rate, self.max_seconds, self.decode_seconds, self.limits)
         elif rate != self.rate or channels != self.channels:
             raise MediaError(self.path, f"audio format changes mid-stream ({self.rate} Hz x {self.channels} -> "
                                         f"{rate} Hz x {channels})")
@@ -138,35 +163,43 @@ class AudioSink:
         self.chunks.append(chunk)
         self.n += chunk.shape[1]
         if self.n >= self.want:
-            if self.max_seconds is None:
+            if self.limited:
                 raise MediaError(self.path, f"audio longer than the {self.limits.max_audio_seconds:g} s decode limit")
             self.done = True
 
     def result(self) -> tuple[np.ndarray, int]:
         if self.rate is None:
             raise MediaError(self.path, "zero-length audio (no audio frames decoded)")
+        if not self.done and self.declared is not None:
+            report(self.path, "audio", self.n / self.rate, min(self.declared, self.want / self.rate), self.truncated)
         return np.concatenate(self.chunks, axis=1), self.rate
 
 
 def load_audio(path: str | Path, sample_rate: int = 16000, max_seconds: float | None = None, *,
-               reject_silent: bool = True, limits: DecodeLimits = DEFAULT_LIMITS) -> np.ndarray:
+               reject_silent: bool = True, limits: DecodeLimits = DEFAULT_LIMITS, decode_seconds: float | None = None,
+               truncated: str = "skip") -> np.ndarray:
     """Decode an audio file (or a container's first audio stream) to float32 mono ``(N,)`` at ``sample_rate``.
 
-    Multi-channel audio is averaged to mono; ``max_seconds`` keeps only the start. Raises :class:`MediaError`
-    for a missing, unreadable, corrupt or truncated-to-nothing file, no audio stream, zero-length, non-finite
-    or (with ``reject_silent``) silent audio, and sample rates outside 1 kHz..384 kHz.
+    Multi-channel audio is averaged to mono; ``max_seconds`` keeps only the start. ``decode_seconds``: decoding
+    stops a little past this many seconds (what the preprocessors will keep; the result may be longer than it,
+    and its first ``decode_seconds`` are the same as a full decode's). ``truncated``: ``"skip"`` raises
+    :class:`MediaError` when the file ends well before the duration it declares, ``"keep"`` logs a warning
+    (:mod:`~contrastive_mer.data.truncation`). Raises :class:`MediaError` for a missing, unreadable, corrupt or
+    truncated-to-nothing file, no audio stream, zero-length, non-finite or (with ``reject_silent``) silent
+    audio, and sample rates outside 1 kHz..384 kHz.
     """
     check_target_rate(sample_rate)
+    check_mode(truncated)
     p = check_file(path)
     sf_error = ""
     if p.suffix.lower() in SOUNDFILE_EXTS and sf is not None:
         try:
-            wave, rate = _read_soundfile(p, max_seconds, limits)
+            wave, rate = _read_soundfile(p, max_seconds, limits, decode_seconds, truncated)
             return finish_audio(p, wave, rate, sample_rate, max_seconds, reject_silent)
         except DECODE_ERRORS as err:
             sf_error = f"soundfile: {err}; "  # not a libsndfile format after all: try FFmpeg
     require_av()
-    sink = AudioSink(p, max_seconds, limits)
+    sink = AudioSink(p, max_seconds, limits, decode_seconds, truncated)
     try:
         decode_streams(p, sink, None, limits)
         wave, rate = sink.result()

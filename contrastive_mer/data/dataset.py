@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import Dataset
 
 from contrastive_mer.data.datasets.base import ClipRecord, CorpusAdapter, SampleError
+from contrastive_mer.data.decode_window import bounded_decoding
 from contrastive_mer.data.normalization import GroupNormalizer
 from contrastive_mer.data.sample import Batch
 from contrastive_mer.data.transforms import Preprocessor
@@ -179,7 +180,8 @@ class MERDataset(Dataset):
         labels, groups = record.labels, record.groups
         if todo:
             try:
-                sample = self.adapter.load(record, list(dict.fromkeys(self._source(m) for m in todo)))
+                with bounded_decoding(self.adapter, self.preprocessors):  # decode only what is kept
+                    sample = self.adapter.load(record, list(dict.fromkeys(self._source(m) for m in todo)))
                 for m in todo:
                     if self._source(m) in sample.inputs:
                         try:

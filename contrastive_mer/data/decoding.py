@@ -57,10 +57,15 @@ class DecodeLimits:
 DEFAULT_LIMITS = DecodeLimits()
 
 
+AV_TIME_BASE = 1_000_000
+
+
 class Sink(Protocol):
-    """Receives the decoded frames of one stream; ``done`` once it has what it needs."""
+    """Receives the decoded frames of one stream; ``done`` once it has what it needs; ``declared``: the duration
+    the file declares for the stream (set when it is opened; see :mod:`contrastive_mer.data.truncation`)."""
 
     done: bool
+    declared: float | None
 
     def add(self, frame: Any) -> None: ...
 
@@ -141,12 +146,23 @@ def demux(path: Path, container: Any, streams: list[Any], limits: DecodeLimits,
         yield packet
 
 
+def declared_seconds(container: Any, stream: Any) -> float | None:
+    """The duration a PyAV stream declares (its own, else the container's); ``None`` when neither says."""
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    if container.duration and container.duration > 0:
+        return float(container.duration) / AV_TIME_BASE
+    return None
+
+
 def first_stream(path: Path, container: Any, kind: str) -> Any:
     """The container's first ``audio``/``video`` stream; :class:`MediaError` naming the kind when it has none
     or FFmpeg has no decoder for it."""
     streams = getattr(container.streams, kind)
     if not streams:
-        raise MediaError(path, f"no {kind} stream")
+        others = ", ".join(f"{s.type} {s.codec_context.name if s.codec_context else '?'}"
+                           for s in container.streams) or "none"
+        raise MediaError(path, f"no {kind} stream (the file has: {others})")
     if streams[0].codec_context is None:
         raise MediaError(path, f"no decoder for the {kind} stream")
     return streams[0]
@@ -157,10 +173,11 @@ def decode_streams(path: Path, audio: Sink | None, video: Sink | None, limits: D
     budget = Budget(path, limits)
     with open_container(path) as container:
         streams = []
-        if audio is not None:
-            streams.append(first_stream(path, container, "audio"))
+        for sink, kind in ((audio, "audio"), (video, "video")):
+            if sink is not None:
+                streams.append(first_stream(path, container, kind))
+                sink.declared = declared_seconds(container, streams[-1])
         if video is not None:
-            streams.append(first_stream(path, container, "video"))
             streams[-1].thread_type = VIDEO_THREAD_TYPE
         for packet in demux(path, container, streams, limits, budget):
             sink: Any = audio if packet.stream.type == "audio" else video

@@ -24,6 +24,7 @@ from contrastive_mer.data.decoding import (
     require_av,
 )
 from contrastive_mer.data.face import FaceCropper
+from contrastive_mer.data.truncation import check_mode
 from contrastive_mer.data.video_io import check_video_args, load_video, read_video, uniform_indices
 
 __all__ = ["DEFAULT_LIMITS", "DecodeLimits", "MediaError", "MediaOptions", "load_audio", "load_audio_video",
@@ -32,7 +33,12 @@ __all__ = ["DEFAULT_LIMITS", "DecodeLimits", "MediaError", "MediaOptions", "load
 
 @dataclass
 class MediaOptions:
-    """Decoding settings shared by the corpus adapters (see :func:`load_audio`, :func:`load_video`)."""
+    """Decoding settings shared by the corpus adapters (see :func:`load_audio`, :func:`load_video`).
+
+    ``truncated``: ``skip`` or ``keep`` a file that ends well before its declared duration. ``decode_seconds``
+    is not a user option: the dataset sets it, while it decodes, to the audio its preprocessors keep
+    (:mod:`contrastive_mer.data.decode_window`).
+    """
 
     sample_rate: int = 16000
     max_seconds: float | None = None
@@ -41,17 +47,21 @@ class MediaOptions:
     fps: float | None = None
     size: int | None = 112
     crop: str = "center"
+    truncated: str = "skip"
+    decode_seconds: float | None = None
 
     def __post_init__(self) -> None:
         check_target_rate(self.sample_rate)
         check_video_args(self.num_frames, self.fps, self.size, self.crop)
+        check_mode(self.truncated)
 
 
 def load_audio_video(path: str | Path, sample_rate: int = 16000, num_frames: int | None = 8,
                      fps: float | None = None, size: int | None = 112, crop: str = "center",
                      face_detector: FaceCropper | None = None, max_seconds: float | None = None, *,
-                     reject_silent: bool = True,
-                     limits: DecodeLimits = DEFAULT_LIMITS) -> tuple[np.ndarray, np.ndarray]:
+                     reject_silent: bool = True, limits: DecodeLimits = DEFAULT_LIMITS,
+                     decode_seconds: float | None = None,
+                     truncated: str = "skip") -> tuple[np.ndarray, np.ndarray]:
     """Decode a container's first audio and video streams -> ``(audio, frames)`` (the video as :func:`load_video`
     does, then the audio stream alone).
 
@@ -59,11 +69,12 @@ def load_audio_video(path: str | Path, sample_rate: int = 16000, num_frames: int
     """
     check_target_rate(sample_rate)
     check_video_args(num_frames, fps, size, crop)
+    check_mode(truncated)
     p = check_file(path)
     require_av()
     try:
-        frames = read_video(p, num_frames, fps, size, crop, face_detector, limits)
-        audio = AudioSink(p, max_seconds, limits)
+        frames = read_video(p, num_frames, fps, size, crop, face_detector, limits, truncated)
+        audio = AudioSink(p, max_seconds, limits, decode_seconds, truncated)
         decode_streams(p, audio, None, limits)
         wave, rate = audio.result()
     except DECODE_ERRORS as err:
@@ -78,14 +89,17 @@ def load_media(audio_path: str | Path | None, video_path: str | Path | None, opt
     Returns ``{"audio": ..., "video": ...}`` holding the ones whose path is not None.
     """
     o = options
-    vkw = dict(num_frames=o.num_frames, fps=o.fps, size=o.size, crop=o.crop, face_detector=face_detector)
+    vkw = dict(num_frames=o.num_frames, fps=o.fps, size=o.size, crop=o.crop, face_detector=face_detector,
+               truncated=o.truncated)
     if audio_path is not None and video_path is not None and Path(audio_path) == Path(video_path):
         a, v = load_audio_video(audio_path, sample_rate=o.sample_rate, max_seconds=o.max_seconds,
-                                reject_silent=o.reject_silent, **vkw)  # type: ignore[arg-type]
+                                reject_silent=o.reject_silent, decode_seconds=o.decode_seconds,
+                                **vkw)  # type: ignore[arg-type]
         return {"audio": a, "video": v}
     out: dict[str, np.ndarray] = {}
     if audio_path is not None:
-        out["audio"] = load_audio(audio_path, o.sample_rate, o.max_seconds, reject_silent=o.reject_silent)
+        out["audio"] = load_audio(audio_path, o.sample_rate, o.max_seconds, reject_silent=o.reject_silent,
+                                  decode_seconds=o.decode_seconds, truncated=o.truncated)
     if video_path is not None:
         out["video"] = load_video(video_path, **vkw)  # type: ignore[arg-type]
     return out

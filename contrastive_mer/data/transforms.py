@@ -39,6 +39,11 @@ class Preprocessor(ABC):
         """What determines the output (used as part of cache keys)."""
         return dict(vars(self.cfg)) if hasattr(self, "cfg") else {}
 
+    def input_samples(self) -> int | None:
+        """The most samples of a waveform input this preprocessor reads (its first ones); None: all of them.
+        Decoding stops there (:mod:`contrastive_mer.data.decode_window`)."""
+        return None
+
     def collate(self, items: Sequence[torch.Tensor | None]) -> tuple[torch.Tensor, torch.Tensor | None]:
         filled = [self.placeholder() if t is None else t for t in items]
         if not self.has_time:
@@ -95,6 +100,9 @@ class LogMel(Preprocessor):
             wave = wave[: int(self.cfg.max_seconds * self.cfg.sample_rate)]
         with torch.no_grad():
             return torch.log(self.mel(wave) + 1e-6)
+
+    def input_samples(self) -> int | None:
+        return int(self.cfg.max_seconds * self.cfg.sample_rate) if self.cfg.max_seconds else None
 
     def placeholder(self) -> torch.Tensor:
         return torch.zeros(self.cfg.n_mels, 1)
@@ -226,6 +234,9 @@ class OpenSmile(Preprocessor):
             wave = wave[: int(self.cfg.max_seconds * self.cfg.sample_rate)]
         return torch.from_numpy(self.extract(wave, self.cfg.sample_rate))
 
+    def input_samples(self) -> int | None:
+        return int(self.cfg.max_seconds * self.cfg.sample_rate) if self.cfg.max_seconds else None
+
     def placeholder(self) -> torch.Tensor:
         return torch.zeros(1, self.cfg.input_dim) if self.has_time else torch.zeros(self.cfg.input_dim)
 
@@ -256,6 +267,9 @@ class LogMelStats(Preprocessor):
     def __call__(self, raw: Any) -> torch.Tensor:
         mel = self.logmel(raw)
         return torch.cat([mel.mean(1), mel.std(1, unbiased=False)])
+
+    def input_samples(self) -> int | None:
+        return self.logmel.input_samples()
 
     def placeholder(self) -> torch.Tensor:
         return torch.zeros(self.cfg.input_dim)

@@ -26,6 +26,7 @@ from contrastive_mer.data.decoding import (
     require_av,
 )
 from contrastive_mer.data.face import FaceCropper, center_crop
+from contrastive_mer.data.truncation import check_mode, declared_seconds, report
 from contrastive_mer.data.video_plan import decode_planned, scan_video, seek_plan
 
 CROPS = ("center", "face", "none")
@@ -78,8 +79,11 @@ class VideoSink:
     """
 
     def __init__(self, convert: Callable[[Any], np.ndarray], targets: list[int] | None, fps: float | None,
-                 max_frames: int | None, frame_duration: float):
+                 max_frames: int | None, frame_duration: float, truncated: str = "skip"):
         self.convert = convert
+        self.truncated = truncated
+        self.declared: float | None = None  # set by the decoding loop (fps mode checks it)
+        self.first_time: float | None = None
         self.targets = targets
         self.wanted = set(targets or ())
         self.fps, self.max_frames, self.frame_duration = fps, max_frames, frame_duration
@@ -103,7 +107,7 @@ class VideoSink:
             return
         t = float(frame.time) if frame.time is not None else self.index * self.frame_duration
         if self.next_time is None:
-            self.next_time = t
+            self.next_time = self.first_time = t
         while self.prev is not None and self.next_time < t - 1e-9 and not self.done:
             self._emit()
         self.prev = (self.index, frame, t)
@@ -127,6 +131,8 @@ class VideoSink:
                 self.kept[last] = self.convert(frame)
             return np.stack([self.kept[min(i, last)] for i in self.targets])
         end = t_last + self.frame_duration  # the last frame is shown until then
+        if not self.done and self.first_time is not None:
+            report(path, "video", end - self.first_time, self.declared, self.truncated)
         while not self.done and self.next_time is not None and (self.next_time < end - 1e-9 or not self.out):
             self._emit()
         return np.stack(self.out)
@@ -137,11 +143,20 @@ def uniform_indices(total: int, num_frames: int) -> list[int]:
     return [min(total - 1, int((k + 0.5) * total / num_frames)) for k in range(num_frames)]
 
 
+def packet_extent(packets: list[tuple[Any, bool, bool]], time_base: Any, frame_duration: float) -> float | None:
+    """Seconds the scanned video packets span (first pts to the end of the last frame); None without pts."""
+    pts = [p for p, _, _ in packets]
+    if not pts or any(p is None for p in pts) or not time_base:
+        return None
+    return float((max(pts) - min(pts)) * time_base) + frame_duration
+
+
 def read_video(path: Path, num_frames: int | None, fps: float | None, size: int | None, crop: str,
-               face_detector: FaceCropper | None, limits: DecodeLimits) -> np.ndarray:
+               face_detector: FaceCropper | None, limits: DecodeLimits, truncated: str = "skip") -> np.ndarray:
     """Sample and convert the frames (see :func:`load_video`).
 
-    Uniform mode counts the video packets first (demux only); then, when the packet index allows it, decodes only
+    Uniform mode counts the video packets first (demux only), and compares their span with the duration the file
+    declares (:mod:`~contrastive_mer.data.truncation`); then, when the packet index allows it, decodes only
     what the sampled frames need (:func:`~contrastive_mer.data.video_plan.decode_planned`), else every frame up to
     the last one sampled.
     """
@@ -153,18 +168,21 @@ def read_video(path: Path, num_frames: int | None, fps: float | None, size: int 
         rate = stream.average_rate
         frame_duration = 1.0 / float(rate) if rate else 0.0
         if fps is not None:
-            sink = VideoSink(convert, None, fps, num_frames, frame_duration)
+            sink = VideoSink(convert, None, fps, num_frames, frame_duration, truncated)
         else:
             packets = scan_video(path, container, stream, limits)
             if not packets:
                 raise MediaError(path, "no video frames (the video stream has no packets)")
+            extent = packet_extent(packets, stream.time_base, frame_duration)
+            if extent is not None:
+                report(path, "video", extent, declared_seconds(container, stream), truncated)
             assert num_frames is not None
             ordinals = uniform_indices(len(packets), num_frames)
             plan = seek_plan(packets, ordinals)
             frames = None if plan is None else decode_planned(path, container, stream, plan, convert, limits)
             if frames is not None:
                 return frames
-            sink = VideoSink(convert, ordinals, None, num_frames, frame_duration)
+            sink = VideoSink(convert, ordinals, None, num_frames, frame_duration, truncated)
     decode_streams(path, None, sink, limits)
     return sink.result(path)
 
@@ -176,7 +194,7 @@ def _default_cropper() -> FaceCropper:
 
 def load_video(path: str | Path, num_frames: int | None = 8, fps: float | None = None, size: int | None = 112,
                crop: str = "center", face_detector: FaceCropper | None = None, *,
-               limits: DecodeLimits = DEFAULT_LIMITS) -> np.ndarray:
+               limits: DecodeLimits = DEFAULT_LIMITS, truncated: str = "skip") -> np.ndarray:
     """Decode ``num_frames`` frames of a video to uint8 RGB ``(T, size, size, 3)``.
 
     Frames are taken at the centres of ``num_frames`` equal segments of the clip, or, when ``fps`` is given,
@@ -184,12 +202,15 @@ def load_video(path: str | Path, num_frames: int | None = 8, fps: float | None =
     clip). ``crop``: ``"center"`` resizes the shorter side to ``size`` and cuts the centre square; ``"face"``
     crops the largest face (``face_detector`` or a shared Haar :class:`FaceCropper`); ``"none"`` squeezes the
     whole frame to ``size x size``. ``size=None`` keeps the native resolution. Only the kept frames are
-    converted to RGB. Raises :class:`MediaError` when the file is missing, corrupt or has no decodable frames.
+    converted to RGB. ``truncated``: ``"skip"`` raises :class:`MediaError` when the video stream ends well before
+    the duration the file declares, ``"keep"`` logs a warning (:mod:`~contrastive_mer.data.truncation`). Raises
+    :class:`MediaError` when the file is missing, corrupt or has no decodable frames.
     """
     check_video_args(num_frames, fps, size, crop)
+    check_mode(truncated)
     p = check_file(path)
     require_av()
     try:
-        return read_video(p, num_frames, fps, size, crop, face_detector, limits)
+        return read_video(p, num_frames, fps, size, crop, face_detector, limits, truncated)
     except DECODE_ERRORS as err:
         raise MediaError(p, f"cannot decode video: {err}") from err

@@ -62,10 +62,13 @@ class CorpusOptions:
 
 @dataclass
 class AudioCorpusOptions(CorpusOptions):
-    """Plus audio decoding: resample to ``sample_rate``; keep at most the first ``max_seconds``."""
+    """Plus audio decoding: resample to ``sample_rate``; keep at most the first ``max_seconds``; ``truncated``:
+    ``skip`` (default) or ``keep`` a media file that ends well before its declared duration (a cut copy; see
+    :mod:`contrastive_mer.data.truncation`)."""
 
     sample_rate: int = 16000
     max_seconds: Optional[float] = None
+    truncated: str = "skip"
 
     def check(self) -> None:
         super().check()
@@ -94,7 +97,7 @@ class MediaCorpusOptions(AudioCorpusOptions):
 def media_options(options: Any) -> MediaOptions:
     """The :class:`MediaOptions` of an options object (the audio and video fields it has; defaults otherwise)."""
     names = {"sample_rate": "sample_rate", "max_seconds": "max_seconds", "num_frames": "num_frames", "fps": "fps",
-             "frame_size": "size", "crop": "crop"}
+             "frame_size": "size", "crop": "crop", "truncated": "truncated"}
     return MediaOptions(**{dst: getattr(options, src) for src, dst in names.items() if hasattr(options, src)})
 
 

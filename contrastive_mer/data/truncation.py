@@ -1,0 +1,48 @@
+"""Truncated media: what a file declares against what decoding got out of it.
+
+A container or stream header declares a duration (FLAC STREAMINFO, an MP4 index, FLV metadata, a Xing header);
+when decoding runs out well before it, the file was cut (a partial download or copy). ``truncated="skip"`` (the
+default) raises :class:`~contrastive_mer.data.decoding.MediaError`, so the clip is skipped and listed with the
+reason; ``"keep"`` logs a warning naming the file and keeps the partial clip. Files that declare nothing (or whose
+declared size the demuxer clamps to the file, as for WAV) cannot be checked.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from contrastive_mer.data.decoding import MediaError, declared_seconds
+
+__all__ = ["TRUNCATED_MODES", "check_mode", "declared_seconds", "is_truncated", "report"]
+
+TRUNCATED_MODES = ("skip", "keep")
+#: shortfall tolerated before a file counts as cut: codec priming and padding, rounding of declared durations
+TOLERANCE_SECONDS = 0.25
+TOLERANCE_FRACTION = 0.05
+
+log = logging.getLogger(__name__)
+
+
+def check_mode(truncated: str) -> None:
+    """ValueError unless ``truncated`` is one of :data:`TRUNCATED_MODES`."""
+    if truncated not in TRUNCATED_MODES:
+        raise ValueError(f"truncated must be one of {', '.join(map(repr, TRUNCATED_MODES))}; got {truncated!r}")
+
+
+def is_truncated(decoded: float, declared: float | None) -> bool:
+    """Whether ``decoded`` seconds fall short of ``declared`` by more than the tolerance."""
+    if declared is None or declared <= 0:
+        return False
+    return declared - decoded > max(TOLERANCE_SECONDS, TOLERANCE_FRACTION * declared)
+
+
+def report(path: Path, kind: str, decoded: float, declared: float | None, truncated: str) -> None:
+    """Skip (raise :class:`MediaError`) or warn about a truncated ``kind`` stream; nothing when it is complete."""
+    if not is_truncated(decoded, declared):
+        return
+    reason = (f"truncated {kind}: {decoded:.2f} s decoded of the {declared:.2f} s the file declares "
+              f"(a cut copy?)")
+    if truncated == "skip":
+        raise MediaError(path, f"{reason}; skipped (data.options.truncated=keep keeps partial clips)")
+    log.warning("%s: %s; kept as a partial clip (data.options.truncated=keep)", path, reason)
