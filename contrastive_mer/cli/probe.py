@@ -47,16 +47,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "before probing: label-free, assumes a test speaker's other clips are available")
     parser.add_argument("--seed", type=int, default=0, help="seeds the folds and the validation split")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
+    adamw = parser.add_argument_group("adamw solver (--solver adamw; the same objective as L-BFGS)")
+    adamw.add_argument("--lr", type=float, default=None, help="peak learning rate, decayed by a cosine (default 0.1)")
+    adamw.add_argument("--epochs", type=int, default=None,
+                       help="passes over the training set (default 1000; one step each when full batch)")
+    adamw.add_argument("--batch-size", type=int, default=None,
+                       help="rows per step (default: the whole training set)")
 
 
 def _linear_config(args: argparse.Namespace) -> LinearProbeConfig:
     from contrastive_mer.evaluation.linear import LinearProbeConfig
 
+    adamw = {k: v for k, v in (("lr", args.lr), ("epochs", args.epochs), ("batch_size", args.batch_size))
+             if v is not None}
+    if adamw and args.solver != "adamw":
+        raise UserError(f"--{next(iter(adamw)).replace('_', '-')} sets the adamw solver: add --solver adamw")
+    try:
+        LinearProbeConfig(**adamw)
+    except ValueError as e:
+        raise UserError(str(e)) from e
     if args.weight_decays is None:
-        return LinearProbeConfig(solver=args.solver, seed=args.seed)
+        return LinearProbeConfig(solver=args.solver, seed=args.seed, **adamw)
     grid = tuple(comma_list(args.weight_decays, float, "--weight-decays"))
     try:
-        return LinearProbeConfig(solver=args.solver, seed=args.seed, weight_decays=grid)
+        return LinearProbeConfig(solver=args.solver, seed=args.seed, weight_decays=grid, **adamw)
     except ValueError as e:
         raise UserError(f"--weight-decays {args.weight_decays!r}: {e}") from e
 

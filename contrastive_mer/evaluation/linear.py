@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Iterator, Optional
 
 import numpy as np
 import torch
@@ -32,12 +32,14 @@ class LinearProbeConfig:
     Attributes:
         task: ``multiclass`` (int labels), ``multilabel`` ((N, K) targets, present where > 0) or
             ``regression`` (float targets).
-        solver: ``lbfgs`` (full batch, default) or ``adamw`` (mini-batch, same objective).
+        solver: ``lbfgs`` (full batch, default) or ``adamw`` (same objective; full batch by default, a cosine
+            learning-rate decay to ``lr / 1000`` over all its steps, so it settles at the optimum).
         weight_decays: the grid searched on the validation split; a single value skips the search.
         max_iter: L-BFGS iterations per grid value.
         val_fraction: share of training samples (whole groups) held out to choose the weight decay.
         seed: seeds the validation split and the ``adamw`` shuffling.
-        lr, epochs, batch_size: ``adamw`` settings.
+        lr, epochs, batch_size: ``adamw`` settings (``batch_size`` None: the whole training set per step;
+            ``epochs``: passes over it, one step each when full batch).
         device: torch device for the optimisation.
     """
 
@@ -47,9 +49,9 @@ class LinearProbeConfig:
     max_iter: int = 500
     val_fraction: float = 0.2
     seed: int = 0
-    lr: float = 1e-3
-    epochs: int = 50
-    batch_size: int = 512
+    lr: float = 0.1
+    epochs: int = 1000
+    batch_size: Optional[int] = None
     device: str = "cpu"
 
     def __post_init__(self) -> None:
@@ -60,6 +62,9 @@ class LinearProbeConfig:
         self.weight_decays = tuple(float(w) for w in self.weight_decays)
         if not self.weight_decays or any(w < 0 for w in self.weight_decays):
             raise ValueError(f"weight_decays must be a non-empty list of values >= 0, got {self.weight_decays}")
+        if not self.lr > 0 or self.epochs < 1 or (self.batch_size is not None and self.batch_size < 1):
+            raise ValueError(f"adamw settings: lr must be > 0, epochs >= 1 and batch_size >= 1 (or None), got "
+                             f"lr={self.lr}, epochs={self.epochs}, batch_size={self.batch_size}")
 
 
 @dataclass
@@ -197,13 +202,18 @@ def _fit(Xs: torch.Tensor, target: torch.Tensor, wd: float, init: tuple[torch.Te
         lbfgs.step(closure)
     else:
         adam = torch.optim.AdamW([W, b], lr=config.lr, weight_decay=0.0)  # decay is in the objective
+        batch = len(X) if config.batch_size is None else min(config.batch_size, len(X))
+        steps = config.epochs * -(-len(X) // batch)
+        cosine = torch.optim.lr_scheduler.CosineAnnealingLR(adam, T_max=steps, eta_min=config.lr * 1e-3)
         gen = torch.Generator().manual_seed(config.seed)
         for _ in range(config.epochs):
-            for idx in torch.randperm(len(X), generator=gen).split(config.batch_size):
+            order = torch.randperm(len(X), generator=gen) if batch < len(X) else torch.arange(len(X))
+            for idx in order.split(batch):
                 idx = idx.to(dev)
                 adam.zero_grad()
                 objective(X[idx], tgt[idx]).backward()
                 adam.step()
+                cosine.step()
     return W.detach().t().contiguous().cpu(), b.detach().cpu()
 
 

@@ -6,8 +6,9 @@ Three task shapes are covered:
   mean recall over the classes present in ``y_true``), macro and weighted F1, confusion matrix;
 * multi-label emotions (CMU-MOSEI): per-emotion weighted accuracy ``WA = (TP * N / P + TN) / (2N)``
   (Tong et al., 2017) and weighted F1, plus their means;
-* sentiment regression in [-3, 3] (CMU-MOSI/MOSEI): MAE, Pearson r, Acc-2 (non-zero targets, negative vs
-  positive), Acc-7 (predictions and targets rounded and clipped to [-3, 3]).
+* sentiment regression in [-3, 3] (CMU-MOSI/MOSEI): MAE, Pearson r, Acc-2 in both conventions papers report
+  ("non-zero": negative vs positive on non-zero targets, ``acc2``; MMSA's "has-zero": negative vs
+  non-negative on every sample, ``acc2_has0``), Acc-7 (predictions and targets rounded and clipped to [-3, 3]).
 
 Scalar results are python floats; matrices and per-label lists are numpy arrays.
 """
@@ -116,8 +117,10 @@ def regression_metrics(y_true: ArrayLike, y_pred: ArrayLike) -> dict[str, Any]:
     """Sentiment-regression metrics (CMU-MOSI/MOSEI scale [-3, 3]).
 
     Returns:
-        ``mae``; ``pearson_r`` (NaN when either side is constant); ``acc2`` and ``f1_acc2`` (weighted F1):
-        negative vs positive on samples whose target is non-zero (NaN when all targets are zero);
+        ``mae``; ``pearson_r`` (NaN when either side is constant); ``acc2`` and ``f1_acc2`` (weighted F1), the
+        "non-zero" convention: negative vs positive (``> 0``) on samples whose target is non-zero (NaN when all
+        targets are zero); ``acc2_has0`` and ``f1_acc2_has0``, MMSA's "has-zero" convention: negative (``< 0``)
+        vs non-negative (``>= 0``) on every sample, predictions split the same way;
         ``acc7``: agreement of ``clip(round(x), -3, 3)`` between targets and predictions (round half to even,
         as numpy and torch do).
     """
@@ -137,6 +140,9 @@ def regression_metrics(y_true: ArrayLike, y_pred: ArrayLike) -> dict[str, Any]:
         f1_acc2 = multiclass_f1_score(pb, tb, num_classes=2, average="weighted").item()
     else:
         acc2 = f1_acc2 = float("nan")
+    th, ph = (t >= 0).long(), (p >= 0).long()
+    acc2_has0 = multiclass_accuracy(ph, th, num_classes=2, average="micro").item()
+    f1_acc2_has0 = multiclass_f1_score(ph, th, num_classes=2, average="weighted").item()
     t7 = torch.clamp(torch.round(t), -3, 3).long() + 3
     p7 = torch.clamp(torch.round(p), -3, 3).long() + 3
     return {
@@ -144,6 +150,8 @@ def regression_metrics(y_true: ArrayLike, y_pred: ArrayLike) -> dict[str, Any]:
         "pearson_r": r,
         "acc2": acc2,
         "f1_acc2": f1_acc2,
+        "acc2_has0": acc2_has0,
+        "f1_acc2_has0": f1_acc2_has0,
         "acc7": multiclass_accuracy(p7, t7, num_classes=7, average="micro").item(),
     }
 

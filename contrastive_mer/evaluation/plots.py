@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -17,11 +17,17 @@ def _pyplot():
     return plt
 
 
-def plot_confusion(matrix: np.ndarray, class_names: Sequence[str], path: Path, title: str) -> Path:
+#: the confusion matrix's colour-bar label: colours are row-normalised, the numbers in the cells are counts
+CONFUSION_COLORBAR_LABEL = "share of the true class's clips (row-normalised)"
+
+
+def confusion_figure(matrix: np.ndarray, class_names: Sequence[str], title: str) -> Any:
+    """The confusion-matrix figure: rows = true class, columns = predicted; each cell's colour is its share of
+    the row (row-normalised, on a labelled colour bar from 0 to 1) and its text the clip count."""
     plt = _pyplot()
     m = np.asarray(matrix, dtype=float)
     norm = m / np.clip(m.sum(1, keepdims=True), 1, None)
-    fig, ax = plt.subplots(figsize=(5.5, 4.8))
+    fig, ax = plt.subplots(figsize=(5.8, 4.8))
     im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
     ax.set_yticks(range(len(class_names)), class_names)
@@ -31,9 +37,17 @@ def plot_confusion(matrix: np.ndarray, class_names: Sequence[str], path: Path, t
                     color="white" if norm[i, j] > 0.5 else "black")
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title(title)
-    fig.colorbar(im, ax=ax, fraction=0.046)
+    ax.set_title(f"{title}\n(cell: clip count; colour: share of its row)", fontsize=9)
+    bar = fig.colorbar(im, ax=ax, fraction=0.046)
+    bar.set_label(CONFUSION_COLORBAR_LABEL)
     fig.tight_layout()
+    return fig
+
+
+def plot_confusion(matrix: np.ndarray, class_names: Sequence[str], path: Path, title: str) -> Path:
+    """Save :func:`confusion_figure` to ``path``."""
+    plt = _pyplot()
+    fig = confusion_figure(matrix, class_names, title)
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path

@@ -34,7 +34,8 @@ COLUMNS = {
     "multiclass": [("accuracy", "acc"), ("balanced_accuracy", "uar"), ("f1_macro", "f1_macro"),
                    ("f1_weighted", "f1_w")],
     "multilabel": [("mean_weighted_accuracy", "wa"), ("mean_f1_weighted", "f1_w")],
-    "regression": [("mae", "mae"), ("pearson_r", "r"), ("acc2", "acc2"), ("acc7", "acc7")],
+    "regression": [("mae", "mae"), ("pearson_r", "r"), ("acc2", "acc2_non0"), ("acc2_has0", "acc2_has0"),
+                   ("acc7", "acc7")],
 }
 
 
@@ -356,9 +357,11 @@ def format_table(results: ProbeResults) -> str:
     cols = COLUMNS[results.task]
     folds = results.setup.get("folds")
     split = f"{folds} folds by {results.setup.get('group')}" if folds else "train/test"
-    header = ["view", "probe", "n_train", "n_test"] + [title for _, title in cols]
-    body = [[r.view, r.probe, str(r.n_train), str(r.n_test)] + [_cell(r, key) for key, _ in cols]
-            for r in results.rows]
+    # with folds both sizes are per-fold means (each row is tested once: n_test/fold x folds = all rows)
+    sizes = ["n_train/fold", "n_test/fold"] if folds else ["n_train", "n_test"]
+    header = ["view", "probe", *sizes] + [title for _, title in cols]
+    body = [[r.view, r.probe, str(r.n_train), str(round(r.n_test / max(len(r.folds), 1)) if folds else r.n_test)]
+            + [_cell(r, key) for key, _ in cols] for r in results.rows]
     widths = [max(len(row[i]) for row in [header] + body) for i in range(len(header))]
 
     def line(cells: list[str]) -> str:

@@ -1,9 +1,12 @@
 """Cross-modal retrieval metrics: for every ordered modality pair ``a->b``, query with row i of ``a`` and look
 for row i of ``b`` among all rows of ``b`` (rows where both modalities are present).
 
-The rank of the correct item is 1 + the number of gallery items with a strictly higher cosine similarity
-(ties count in the query's favour). R@k is the percentage of queries with rank <= k. Similarities are computed
-in query blocks so memory stays bounded by ``max_block_elements`` floats.
+The rank of the correct item is the number of gallery items whose cosine similarity is at least the correct
+item's, itself included: ties count against the query (pessimistic rank), so fully collapsed embeddings (every
+similarity equal) rank every partner last, R@1 = 0 and median rank N, instead of scoring a perfect 1. Similarities
+are computed in float64 and values within ``TIE_TOLERANCE`` of the correct item's count as ties (identical gallery
+rows must tie whatever the matmul's summation order). R@k is the percentage of queries with rank <= k.
+Similarities are computed in query blocks so memory stays bounded by ``max_block_elements`` values.
 """
 
 from __future__ import annotations
@@ -12,14 +15,18 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from contrastive_mer.utils import l2_normalize, to_numpy
+from contrastive_mer.utils import to_numpy
 
 __all__ = ["cross_modal_retrieval", "retrieval_ranks", "format_table"]
 
+#: cosine similarities closer than this to the correct item's are ties (counted against the query)
+TIE_TOLERANCE = 1e-9
+
 
 def retrieval_ranks(queries: np.ndarray, gallery: np.ndarray, max_block_elements: int = 1 << 24) -> np.ndarray:
-    """1-based rank of ``gallery[i]`` for ``queries[i]`` under cosine similarity; (N,) int64."""
-    q, g = l2_normalize(queries), l2_normalize(gallery)
+    """1-based pessimistic rank of ``gallery[i]`` for ``queries[i]`` under cosine similarity (ties with it count as
+    ranked above it); (N,) int64."""
+    q, g = _unit(queries), _unit(gallery)
     if q.shape != g.shape:
         raise ValueError(f"queries {q.shape} and gallery {g.shape} must have the same shape")
     n = len(q)
@@ -29,8 +36,16 @@ def retrieval_ranks(queries: np.ndarray, gallery: np.ndarray, max_block_elements
         sims = q[s:s + block] @ g.T  # (b, N)
         rows = np.arange(len(sims))
         target = sims[rows, s + rows]  # the correct item's score, from the same matmul (no float mismatch)
-        ranks[s:s + block] = 1 + (sims > target[:, None]).sum(axis=1)
+        ranks[s:s + block] = (sims >= target[:, None] - TIE_TOLERANCE).sum(axis=1)
     return ranks
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm in float64 (all-zero rows stay zero)."""
+    x64 = np.asarray(to_numpy(x), dtype=np.float64)
+    if x64.ndim != 2:
+        raise ValueError(f"expected (N, D) embeddings, got shape {x64.shape}")
+    return x64 / np.maximum(np.linalg.norm(x64, axis=1, keepdims=True), 1e-12)
 
 
 def cross_modal_retrieval(projections: Mapping[str, Any], present: Mapping[str, Any] | None = None,
