@@ -28,8 +28,10 @@ import numpy as np
 
 import contrastive_mer
 from contrastive_mer.errors import UserError
+from contrastive_mer.store import integrity as _integrity
 from contrastive_mer.store import views as _views
 from contrastive_mer.store._layout import COMPRESSIONS, LabelSpec, StoreSchema, as_label_spec
+from contrastive_mer.store.integrity import StoreIntegrityError, check_layout
 from contrastive_mer.store.lock import OutputLockedError, WriterLock, acquire
 from contrastive_mer.store.parts import (
     FINISHED_NAME,
@@ -47,8 +49,8 @@ from contrastive_mer.store.parts import (
 from contrastive_mer.store.rowlog import LOG_NAME, RowLog, good_length
 from contrastive_mer.store.views import StoreView
 
-__all__ = ["FeatureStore", "FeatureStoreWriter", "IncompleteStoreError", "StoreMismatchError", "StoreView",
-           "LabelSpec", "OutputLockedError"]
+__all__ = ["FeatureStore", "FeatureStoreWriter", "IncompleteStoreError", "StoreIntegrityError", "StoreMismatchError",
+           "StoreView", "LabelSpec", "OutputLockedError"]
 
 _RESERVED_ATTRS = {"format_version", "library_version", "created", "modalities", "complete", "schema",
                    "json_attrs", "fused_modes"}
@@ -393,18 +395,24 @@ class FeatureStore:
             try:
                 self._f = h5py.File(self.path, "r")
             except OSError as e:
-                raise OSError(f"cannot open feature store {self.path}: {e}") from e
+                raise StoreIntegrityError(self.path, f"cannot be opened as a feature store "
+                                                     f"({' '.join(str(e).split())})") from e
         elif parts.is_dir() and (parts / MANIFEST_NAME).exists():
             if not allow_partial:
                 raise IncompleteStoreError(f"{self.path} is not finished (only {parts} exists); {hint}")
             self._f = self._merge_in_memory(parts)
         else:
             raise FileNotFoundError(f"feature store {self.path} does not exist")
-        self.attrs = self._read_attrs()
-        if not self.attrs.get("complete", False) and not allow_partial:
+        try:
+            self.attrs = self._read_attrs()
+            if not self.attrs.get("complete", False) and not allow_partial:
+                raise IncompleteStoreError(f"{self.path} is incomplete (no complete=True attribute); {hint}")
+            schema = self.attrs.get("schema")
+            check_layout(self._f, self.path, schema if isinstance(schema, str) else None)
+            self.ids = (self._read("ids").astype(object) if "ids" in self._f else np.array([], object))
+        except BaseException:
             self._f.close()
-            raise IncompleteStoreError(f"{self.path} is incomplete (no complete=True attribute); {hint}")
-        self.ids = self._f["ids"].asstr()[...].astype(object) if "ids" in self._f else np.array([], object)
+            raise
         mods = self.attrs.get("modalities")
         self.modalities = list(mods) if mods else sorted(self._f.get("features", {}))
         self._offsets: dict[str, np.ndarray] = {}
@@ -417,9 +425,22 @@ class FeatureStore:
         f.attrs["complete"] = False
         return f
 
+    def _read(self, key: str, selection: Any = Ellipsis) -> np.ndarray:
+        """``<key>[selection]`` through the checks of :mod:`~contrastive_mer.store.integrity` (checksums, and the
+        SHA-256 of a whole string dataset)."""
+        group, _, name = key.partition("/")
+        ds = self._get(group, name) if name else self._f[key]
+        values = _integrity.read(self.path, key, ds, selection)
+        if selection is Ellipsis and h5py.check_string_dtype(ds.dtype) is not None:
+            _integrity.check_strings(self.path, key, ds, values)
+        return values
+
     def _read_attrs(self) -> dict[str, Any]:
-        raw = dict(self._f.attrs)
-        json_keys = set(json.loads(raw.get("json_attrs", "[]")))
+        try:
+            raw = dict(self._f.attrs)
+            json_keys = set(json.loads(raw.get("json_attrs", "[]")))
+        except (OSError, RuntimeError, ValueError, TypeError) as e:
+            raise StoreIntegrityError(self.path, f"its attributes cannot be read ({e})") from None
         out: dict[str, Any] = {}
         for k, v in raw.items():
             if isinstance(v, bytes):
@@ -466,13 +487,11 @@ class FeatureStore:
 
     def row(self, key: str, index: int) -> np.ndarray:
         """One row of ``<group>/<name>`` (e.g. ``features/audio``) without reading the whole dataset."""
-        group, _, name = key.partition("/")
-        return self._get(group, name)[int(index)]
+        return self._read(key, int(index))
 
     def dataset(self, key: str) -> np.ndarray:
         """The whole dataset ``<group>/<name>``; KeyError naming the file when it is not stored."""
-        group, _, name = key.partition("/")
-        return self._get(group, name)[...]
+        return self._read(key)
 
     def dataset_shape(self, key: str) -> tuple[int, ...]:
         group, _, name = key.partition("/")
@@ -502,7 +521,7 @@ class FeatureStore:
         return list(self._f.get("labels", {}))
 
     def labels(self, name: str) -> np.ndarray:
-        return self._get("labels", name)[...]
+        return self._read(f"labels/{name}")
 
     def class_names(self, name: str) -> list[str] | None:
         names = self._get("labels", name).attrs.get("class_names")
@@ -512,34 +531,37 @@ class FeatureStore:
         return list(self._f.get("groups", {}))
 
     def groups(self, name: str) -> np.ndarray:
-        return self._get("groups", name).asstr()[...].astype(object)
+        return self._read(f"groups/{name}").astype(object)
 
     def features(self, modality: str) -> np.ndarray:
-        return self._get("features", modality)[...]
+        return self._read(f"features/{modality}")
 
     def projections(self, modality: str) -> np.ndarray:
-        return self._get("projections", modality)[...]
+        return self._read(f"projections/{modality}")
 
     def present(self, modality: str) -> np.ndarray:
-        return self._get("present", modality)[...].astype(bool)
+        return self._read(f"present/{modality}").astype(bool)
 
     def fused_modes(self) -> list[str]:
         modes = self.attrs.get("fused_modes")
         return list(modes) if modes is not None else list(self._f.get("fused", {}))
 
     def fused(self, mode: str) -> np.ndarray:
-        return self._get("fused", mode)[...]
+        return self._read(f"fused/{mode}")
 
     def has_sequences(self, modality: str) -> bool:
         return f"sequences/{modality}" in self._f
 
     def sequence(self, modality: str, index: int) -> np.ndarray:
         """Frame-level rows ``(T_i, D)`` of row ``index``."""
+        key = f"sequences/{modality}"
         data = self._get("sequences", modality)
         if modality not in self._offsets:
-            self._offsets[modality] = self._f[f"sequences/{modality}_offsets"][...]
+            off = self._read(f"{key}_offsets")
+            _integrity.check_offsets(self.path, f"{key}_offsets", off, int(data.shape[0]))
+            self._offsets[modality] = off
         off = self._offsets[modality]
         if not -len(self) <= index < len(self):
             raise IndexError(f"row {index} out of range for {len(self)} rows in {self.path}")
         index %= len(self)
-        return data[int(off[index]):int(off[index + 1])]
+        return self._read(key, slice(int(off[index]), int(off[index + 1])))
