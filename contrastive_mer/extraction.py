@@ -1,7 +1,8 @@
 """Extraction: run trained encoders over a dataset and stream features into the HDF5 store.
 
 Eval mode, no gradients, its own batch size. Resumable: the store writer reports the ids already written, and
-only the remaining clips are encoded. Undecodable clips are skipped and listed in ``<out>.skipped.jsonl``.
+only the remaining clips are encoded. Undecodable clips, and rows the corpus scan left out (e.g. a manifest row
+with an unknown label), are skipped and listed in ``<out>.skipped.jsonl`` (rewritten per run).
 Sharded (``ExtractOptions.shard_index``/``num_shards``): this process writes only its shard's store, see
 :mod:`contrastive_mer.extraction_parallel`; :func:`contrastive_mer.store.merge.merge_shards` joins the shards.
 """
@@ -135,7 +136,12 @@ def extract(module: PairwiseContrastiveModule, cfg: DictConfig, out: str | Path,
     done = writer.done_ids()
     todo = [r for r in mine if r.id not in done]
     device = resolve_device(opts.device)
+    # rewritten per run: a resumed extraction retries every clip not in the store (those skipped before too), so
+    # each clip still failing is listed once; the scan's skipped rows are listed by shard 0 only (merge concatenates)
     report = SkipReport(out.with_name(out.name + ".skipped.jsonl"), cfg.data.max_skip_fraction)
+    if shard is None or shard[0] == 0:
+        report.add_scan(getattr(adapter, "skipped", ()))
+    report.start()
     try:
         for rows in encode_records(module, cfg, adapter, todo,
                                    lambda b: encode_batch(module, b, specs, opts, device),
@@ -146,7 +152,7 @@ def extract(module: PairwiseContrastiveModule, cfg: DictConfig, out: str | Path,
         path = writer.finish()
     finally:
         writer.close()  # the store's lock goes with this call, finished or not (what was flushed stays resumable)
-    if report.entries:
+    if report.total:
         print(f"[cmer extract] {report.summary()}")
     return path
 

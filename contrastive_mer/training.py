@@ -72,7 +72,7 @@ class SkipReportCallback(Callback):
         self.track(batch)
 
     def on_fit_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-        if self.report.entries:
+        if self.report.total:
             print(f"[cmer] {self.report.summary()}")
 
 
@@ -277,7 +277,11 @@ def pretrain(cfg: DictConfig, output: str | Path | None = None, resume: bool = F
     if cfg.trainer.compile:
         for name in module.modalities:
             module.encoders[name] = torch.compile(module.encoders[name])
-    report = SkipReport(run_dir / "skipped.jsonl", cfg.data.max_skip_fraction)
+    # rewritten per run; a resumed run keeps the records already there (each once); the scan's skipped rows too
+    report = SkipReport(run_dir / "skipped.jsonl", cfg.data.max_skip_fraction, keep=resume)
+    if not is_launched_rank():
+        report.add_scan(getattr(data.adapter, "skipped", ()))
+    report.start(write=not is_launched_rank())
     callbacks = [SkipReportCallback(report), HistoryCallback(run_dir / "history.json"),
                  ExtendScheduleCallback(cfg.trainer.max_epochs, cfg.optim.warmup_epochs), *(extra_callbacks or [])]
     if data.val_set is not None:

@@ -46,31 +46,119 @@ class TooManySkippedError(UserError, RuntimeError):
     """More clips were skipped than ``data.max_skip_fraction`` allows (the run stops, nothing is marked done)."""
 
 
-class SkipReport:
-    """Per-sample records of skipped clips (id, file, reason), written as JSON lines.
+def _skip_key(entry: Mapping[str, Any]) -> tuple[str, str]:
+    """What makes two skip records the same: the clip id (or, without one, the file and line) and the reason."""
+    where = entry.get("id") or f"{entry.get('path', '')}:{entry.get('line', '')}"
+    return str(where), str(entry.get("reason", ""))
 
-    ``check(seen)`` raises :class:`TooManySkippedError` once the skipped fraction exceeds ``max_fraction``,
+
+class SkipReport:
+    """Per-sample records of skipped clips (id, file, reason), written as JSON lines, each (id, reason) once.
+
+    Two kinds of record: clips dropped while decoding (:meth:`add`, in :attr:`entries`), and rows the corpus scan
+    left out (:meth:`add_scan`, e.g. a manifest row with an unknown label, a duplicate id or an unparsable line;
+    in :attr:`scan`, written with ``"stage": "scan"``). The file is rewritten per run by :meth:`start` (never
+    appended across runs); with ``keep`` (a resumed pretraining run) the records already in it are kept, once.
+    Without :meth:`start`, the first :meth:`add` starts the file.
+
+    ``check(seen)`` raises :class:`TooManySkippedError` once the fraction of decoding skips exceeds
+    ``max_fraction`` (scan records are no clip of the run and are not counted),
     taken over at least ``min_seen`` clips (``skipped / max(seen, min_seen)``): a few bad clips at the start of a
     large corpus stop it only if they would at ``min_seen`` clips too, and a corpus (or a shard of one) smaller
     than ``min_seen`` is still held to the limit. ``check(seen, final=True)``, once every clip was seen, also
     stops a run whose every clip was skipped, whatever the limit (nothing would be trained or written).
     """
 
-    def __init__(self, path: str | Path | None = None, max_fraction: float = 0.05, min_seen: int = 20):
+    def __init__(self, path: str | Path | None = None, max_fraction: float = 0.05, min_seen: int = 20,
+                 keep: bool = False):
         self.path = Path(path) if path else None
         self.max_fraction = max_fraction
         self.min_seen = min_seen
+        #: clips skipped while decoding in this run, by id
         self.entries: dict[str, dict[str, str]] = {}
+        #: rows the corpus scan left out
+        self.scan: list[dict[str, Any]] = []
+        #: with ``keep``: the records an earlier run left in the file
+        self.earlier: list[dict[str, Any]] = []
+        self._written: set[tuple[str, str]] = set()
+        self._started = False
+        if keep and self.path and self.path.is_file():
+            seen: set[tuple[str, str]] = set()
+            for line in self.path.read_text(encoding="utf-8").splitlines():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if isinstance(row, dict) and _skip_key(row) not in seen:
+                    seen.add(_skip_key(row))
+                    self.earlier.append(row)
+
+    def add_scan(self, skipped: Sequence[Any]) -> None:
+        """Record what the corpus scan left out (``SkipEntry`` objects or dicts), each (id, reason) once."""
+        known = {_skip_key(r) for r in self.scan}
+        for s in skipped:
+            row = dict(s) if isinstance(s, Mapping) else {"id": getattr(s, "id", None) or "",
+                                                           "path": str(getattr(s, "file", "")),
+                                                           "line": getattr(s, "line", None),
+                                                           "reason": str(getattr(s, "reason", s))}
+            row["stage"] = "scan"
+            if _skip_key(row) not in known:
+                known.add(_skip_key(row))
+                self.scan.append(row)
+        self._append(self.scan)
+
+    def start(self, write: bool = True) -> None:
+        """Begin this run's file: rewrite it with the kept and scan records (remove it when there are none).
+        ``write=False`` (a DDP rank other than the first) only marks the report as started."""
+        self._started = True
+        if not write or self.path is None:
+            return
+        rows = self._unique([*self.earlier, *self.scan, *self.entries.values()])
+        self._written = {_skip_key(r) for r in rows}
+        if not rows:
+            self.path.unlink(missing_ok=True)
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+        os.replace(tmp, self.path)
+
+    @staticmethod
+    def _unique(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+        seen: set[tuple[str, str]] = set()
+        out = []
+        for r in rows:
+            if _skip_key(r) not in seen:
+                seen.add(_skip_key(r))
+                out.append(r)
+        return out
+
+    def _append(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        if self.path is None:
+            return
+        if not self._started:
+            self.start()
+            return
+        new = [r for r in self._unique(rows) if _skip_key(r) not in self._written]
+        if new:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a", encoding="utf-8") as fh:
+                for r in new:
+                    self._written.add(_skip_key(r))
+                    fh.write(json.dumps(r) + "\n")
 
     def add(self, entries: Sequence[dict[str, str]]) -> None:
+        """Record clips dropped while decoding (``{"id", "path", "reason"}``); a clip seen again is ignored."""
         new = [e for e in entries if e["id"] not in self.entries]
         for e in new:
             self.entries[e["id"]] = e
-        if new and self.path:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a", encoding="utf-8") as fh:
-                for e in new:
-                    fh.write(json.dumps(e) + "\n")
+        if new:
+            self._append(new)
+
+    @property
+    def total(self) -> int:
+        """Distinct records: this run's and, with ``keep``, the earlier run's."""
+        return len({_skip_key(r) for r in [*self.earlier, *self.scan, *self.entries.values()]})
 
     def check(self, seen: int, final: bool = False) -> None:
         n = len(self.entries)
@@ -84,7 +172,15 @@ class SkipReport:
                 f"{first['id']} ({first['path']}): {reason}; see {self.path or 'the report'}")
 
     def summary(self) -> str:
-        return f"{len(self.entries)} sample(s) skipped" + (f", listed in {self.path}" if self.path else "")
+        """``N sample(s) skipped (K when listing the corpus, M while decoding, E in the earlier run), listed in F``."""
+        now = {_skip_key(r) for r in [*self.scan, *self.entries.values()]}
+        parts = [f"{len(self.scan)} when listing the corpus" if self.scan else "",
+                 f"{len(self.entries)} while decoding" if self.entries else "",
+                 f"{len({_skip_key(r) for r in self.earlier} - now)} more in the run before the resume"
+                 if {_skip_key(r) for r in self.earlier} - now else ""]
+        detail = ", ".join(p for p in parts if p)
+        return (f"{self.total} sample(s) skipped" + (f" ({detail})" if detail else "")
+                + (f", listed in {self.path}" if self.path else ""))
 
 
 def _source_digest(value: Any) -> str:

@@ -154,10 +154,10 @@ class ManifestAdapter(MediaCorpus):
                     rows.append((start, dict(zip(header, cells)), ""))
             return rows
 
-    def _bad(self, line: int, reason: str) -> None:
+    def _bad(self, line: int, reason: str, sid: str | None = None) -> None:
         if self.strict:
             raise ValueError(f"{self.path}:{line}: {reason}")
-        self.skip(self.path, reason, line)
+        self.skip(self.path, reason, line, sid)
 
     def _resolve(self, value: Any) -> str:
         path = Path(str(value).strip())
@@ -224,7 +224,7 @@ class ManifestAdapter(MediaCorpus):
                     else:
                         raise ValueError(f"label {name!r} value {value!r} not in {self.class_names[name]}")
             except (TypeError, ValueError) as err:
-                self._bad(line, f"id {sid!r}: {err}")
+                self._bad(line, f"id {sid!r}: {err}", sid)
                 continue
             coded[sid] = labels
         return coded
@@ -247,7 +247,7 @@ class ManifestAdapter(MediaCorpus):
                 continue
             sid = str(sid).strip()
             if sid in seen:
-                self._bad(line, f"duplicate id {sid!r} (first on line {seen[sid]})")
+                self._bad(line, f"duplicate id {sid!r} (first on line {seen[sid]})", sid)
                 continue
             seen[sid] = line
             kept.append((line, sid, row))
