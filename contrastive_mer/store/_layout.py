@@ -132,6 +132,9 @@ SHA_ATTR = "utf8_sha256"
 #: values, most of a fast extraction, and saves nothing on dense projections) or lzf (a third smaller on
 #: ReLU features, see BENCHMARKS.md c)
 COMPRESSIONS = (None, "lzf")
+#: Fletcher-32 on every chunk of numbers (False only to measure what the checksums cost, in
+#: benchmarks/bench_extraction.py; the reader accepts stores without them)
+CHECKSUMS = True
 _WRITE_BYTES = 1 << 20  # rows buffered per dataset before a write of whole chunks (about 1 MiB)
 
 
@@ -150,7 +153,7 @@ def _new_dataset(f: h5py.File, key: str, dtype: Any, tail: tuple[int, ...], comp
     itemsize = 16 if is_str else np.dtype(dtype).itemsize
     return f.create_dataset(key, shape=(0, *tail), maxshape=(None, *tail), dtype=dtype,
                             chunks=(_chunk_rows(tail, itemsize), *tail), compression=compression,
-                            fletcher32=not is_str)
+                            fletcher32=CHECKSUMS and not is_str)
 
 
 def string_digest(values: Any, digest: Any = None) -> Any:

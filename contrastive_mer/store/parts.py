@@ -158,12 +158,12 @@ def _read_part(path: Path, schema: StoreSchema) -> dict[str, np.ndarray]:
         raise OSError(f"cannot read part file {path}: {e}; delete it to re-extract its rows") from e
 
 
-def iter_rows(parts: Path, schema: StoreSchema) -> Iterator[dict[str, np.ndarray]]:
+def iter_rows(parts: Path, schema: StoreSchema, verify: bool = True) -> Iterator[dict[str, np.ndarray]]:
     """The blocks of rows of the folder ``parts`` in write order: HDF5 part files first, then the row log
-    (up to its last complete record)."""
+    (up to its last complete record; ``verify=False``: without checking CRCs again, see :func:`rowlog.scan`)."""
     for part in list_parts(parts):
         yield _read_part(part, schema)
-    for rows, _ in rowlog.scan(parts / rowlog.LOG_NAME, schema):
+    for rows, _ in rowlog.scan(parts / rowlog.LOG_NAME, schema, verify=verify):
         yield rows
 
 
@@ -185,7 +185,7 @@ def set_attrs(obj: h5py.HLObject, attrs: Mapping[str, Any]) -> list[str]:
 
 
 def merge_parts(parts: Path, schema: StoreSchema, f: h5py.File, root_attrs: Mapping[str, Any],
-                compression: str | None = None) -> int:
+                compression: str | None = None, verify: bool = True) -> int:
     """Write the final layout into the open file ``f`` from the parts folder ``parts``; return N.
 
     ``root_attrs`` are written before the data; the caller sets ``complete`` afterwards. The rows stream
@@ -195,7 +195,7 @@ def merge_parts(parts: Path, schema: StoreSchema, f: h5py.File, root_attrs: Mapp
     f.attrs["json_attrs"] = json.dumps(sorted(json_keys + ["json_attrs"]))
     layout = StoreLayout(f, schema, compression)
     n = 0
-    for rows in iter_rows(parts, schema):
+    for rows in iter_rows(parts, schema, verify):
         for key in layout.row_keys:
             layout.append(key, rows[key])
         for m in schema.sequence_dims:
