@@ -283,8 +283,10 @@ def test_disk_full_during_the_final_merge_is_one_error_and_a_rerun_finishes(tmp_
         subprocess.run(["umount", str(disk)], capture_output=True)
 
 
-def test_disk_full_in_the_merge_from_the_cli_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The CLI prints the merge's ENOSPC as one line naming the store (the real disk is the tmpfs test above)."""
+def test_disk_full_in_the_merge_is_one_enospc_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """HDF5's write error in the merge becomes one ENOSPC OSError naming the store, which the CLI prints as one
+    line (the real full disk is the tmpfs test above); the rows stay and a new writer finishes."""
+    from contrastive_mer.cli.main import _environment_error
     from contrastive_mer.store import _layout
 
     calls = {"n": 0}
@@ -304,6 +306,8 @@ def test_disk_full_in_the_merge_from_the_cli_is_one_line(tmp_path: Path, monkeyp
     with pytest.raises(OSError) as err:
         w.finish()
     assert err.value.errno == 28 and "rerun" in str(err.value) and str(out) in str(err.value)
+    line = _environment_error(err.value)
+    assert line is not None and "\n" not in line and str(out) in line
     assert not out.exists() and not (tmp_path / "s.h5.tmp").exists()
     monkeypatch.undo()
     w2 = FeatureStoreWriter(out, **writer_kwargs())
