@@ -109,3 +109,12 @@ def test_init_manifest_errors_are_one_line(tmp_path: Path, capsys: pytest.Captur
     assert cli_main.main(["init-manifest", str(media), "--out", str(tmp_path / "n.csv")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("cmer init-manifest: error: two audio files for clip id 'clip1'") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("command", sorted(cli_main.SUBCOMMANDS))
+def test_every_subcommand_parses_intermixed(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """parse_intermixed_args refuses some parser shapes (REMAINDER positionals, positionals in exclusive groups)
+    with a TypeError: every subcommand's parser is one it accepts."""
+    with pytest.raises(SystemExit) as exit:
+        cli_main.main([command, "--help"])
+    assert exit.value.code == 0 and f"usage: cmer {command}" in capsys.readouterr().out
