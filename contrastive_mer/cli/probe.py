@@ -1,7 +1,7 @@
 """``cmer probe``: linear and/or kNN probes on stored features, printed as a table.
 
     cmer probe --train a.h5 --test b.h5 --label emotion [--modalities audio,video,fused] [--json out.json]
-    cmer probe --train a.h5 --folds 4 --group speaker --label emotion [--probe linear|knn|both]
+    cmer probe --train a.h5 --folds 4 --group speaker --label emotion [--probe linear|knn|both|mlp|all]
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from contrastive_mer.errors import UserError
 if TYPE_CHECKING:
     from contrastive_mer.evaluation.linear import LinearProbeConfig
 
-_PROBES = {"linear": ("linear",), "knn": ("knn",), "both": ("linear", "knn")}
+_PROBES = {"linear": ("linear",), "knn": ("knn",), "both": ("linear", "knn"), "mlp": ("mlp",),
+           "all": ("linear", "knn", "mlp")}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,7 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--modalities", default=None,
                         help="comma-separated views: modality names, fused (every fused mode), fused mode "
                              "names, or features/<m>, projections/<m>, fused/<mode> keys (default: all)")
-    parser.add_argument("--probe", choices=sorted(_PROBES), default="both", help="which probe(s) (default both)")
+    parser.add_argument("--probe", choices=sorted(_PROBES), default="both",
+                        help="which probe(s) (default both: linear and knn; mlp: the official code's 2-layer "
+                             "classifier, evaluation/mlp_probe.py; all: the three)")
     parser.add_argument("--task", choices=["multiclass", "multilabel", "regression"], default=None,
                         help="default: from the label (int -> multiclass, (N, K) -> multilabel, float -> regression)")
     parser.add_argument("--k", type=int, default=20, help="kNN neighbours (default 20)")

@@ -28,7 +28,7 @@ from contrastive_mer.evaluation.linear import LinearProbeConfig, linear_probe
 from contrastive_mer.store.hdf5 import FeatureStore
 from contrastive_mer.utils import infer_num_classes
 
-PROBES = ("linear", "knn")
+PROBES = ("linear", "knn", "mlp")  # mlp: the official code's 2-layer classifier (evaluation/mlp_probe.py)
 #: table columns per task: (metric key, column title)
 COLUMNS = {
     "multiclass": [("accuracy", "acc"), ("balanced_accuracy", "uar"), ("f1_macro", "f1_macro"),
@@ -162,6 +162,12 @@ def _probe_once(probe: str, v: ProbeView, lin: LinearProbeConfig, kn: KnnProbeCo
         if probe == "linear":
             lr = linear_probe(v.X_train, v.y_train, v.X_test, v.y_test, v.groups_train, lin, num_classes)
             metrics, n_train, n_test, extra = lr.metrics, lr.n_train, lr.n_test, {"weight_decay": lr.weight_decay}
+        elif probe == "mlp":
+            from contrastive_mer.evaluation.mlp_probe import MLPProbeConfig, mlp_probe
+
+            mr = mlp_probe(v.X_train, v.y_train, v.X_test, v.y_test, MLPProbeConfig(task=lin.task, seed=lin.seed),
+                           num_classes)
+            metrics, n_train, n_test, extra = mr.metrics, mr.n_train, mr.n_test, {}
         else:
             kr = knn_probe(v.X_train, v.y_train, v.X_test, v.y_test, kn, num_classes)
             metrics, n_train, n_test, extra = kr.metrics, kr.n_train, kr.n_test, {"k": kr.k}
