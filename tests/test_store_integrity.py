@@ -324,3 +324,61 @@ def test_peak_memory_reading_a_good_store_is_unchanged_by_the_checks(store: Path
         FeatureStore(store).close()
     assert (time.perf_counter() - start) / 20 < 0.5
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 50 * 1024
+
+
+# ------------------------------------------------------------------------------------- shard merges
+def _two_shards(folder: Path, n: int = 400) -> tuple[list[Path], dict]:
+    from contrastive_mer.store.merge import shard_store_path
+
+    rows = make_rows(n)
+    paths = []
+    for i in range(2):
+        w = FeatureStoreWriter(shard_store_path(folder / "m.h5", i, 2),
+                               **writer_kwargs(attrs={"shard_index": i, "num_shards": 2}))
+        append_rows(w, rows, np.arange(i, n, 2))
+        paths.append(w.finish())
+    return paths, rows
+
+
+def test_a_corrupt_shard_is_named_by_the_merge(tmp_path: Path) -> None:
+    """Changed bytes in one shard: merge_shards fails with a StoreIntegrityError naming that shard and dataset
+    (before: HDF5's traceback, or nothing when the bytes were inside the data), and writes nothing."""
+    from contrastive_mer.store.merge import merge_shards
+
+    paths, _ = _two_shards(tmp_path)
+    with h5py.File(paths[1], "r") as f:
+        info = f["fused/concat"].id.get_chunk_info(0)
+    with open(paths[1], "r+b") as fh:
+        fh.seek(int(info.byte_offset) + 16)
+        fh.write(b"\x00\x01" * 16)
+    with pytest.raises(StoreIntegrityError) as err:
+        merge_shards(paths, tmp_path / "m.h5")
+    assert str(paths[1]) in str(err.value) and "fused/concat" in str(err.value)
+    assert not (tmp_path / "m.h5").exists() and not (tmp_path / "m.h5.tmp").exists()
+
+
+def test_disk_full_during_a_shard_merge_is_one_error(tmp_path: Path) -> None:
+    """A tmpfs that fills while merge_shards writes: one ENOSPC error in a process that exits normally (no
+    segmentation fault), no temp file; with room the merge completes."""
+    disk = tmp_path / "disk"
+    if not _mount_tmpfs(disk, 300):
+        pytest.skip("needs root and mount to make a small tmpfs")
+    try:
+        paths, rows = _two_shards(tmp_path, n=3000)
+        script = ("import sys\nfrom contrastive_mer.store.merge import merge_shards\n"
+                  f"merge_shards({[str(p) for p in paths]!r}, sys.argv[1])\nprint('merged')\n")
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        out = disk / "m.h5"
+        first = subprocess.run([sys.executable, "-c", script, str(out)], capture_output=True, text=True, env=env,
+                               timeout=300)
+        assert first.returncode == 1, (first.returncode, first.stderr[-2000:])
+        assert "No space left on device while merging 2 shards" in first.stderr.strip().splitlines()[-1]
+        assert not out.exists() and not (disk / "m.h5.tmp").exists()
+        subprocess.run(["mount", "-o", "remount,size=16m", str(disk)], check=True)
+        second = subprocess.run([sys.executable, "-c", script, str(out)], capture_output=True, text=True, env=env,
+                                timeout=300)
+        assert second.returncode == 0, second.stderr[-2000:]
+        with FeatureStore(out) as s:
+            assert s.ids.tolist() == sorted(rows["ids"])
+    finally:
+        subprocess.run(["umount", str(disk)], capture_output=True)

@@ -37,10 +37,12 @@ from contrastive_mer.store.parts import (
     FINISHED_NAME,
     FORMAT_VERSION,
     MANIFEST_NAME,
+    abandon_file,
     atomic_write_text,
     build_rows,
     fsync_dir,
     fsync_file,
+    is_disk_full,
     list_parts,
     merge_parts,
     parts_dir_for,
@@ -324,8 +326,8 @@ class FeatureStoreWriter:
             f.attrs["complete"] = True
             f.close()
         except BaseException as e:
-            _abandon(f, self.tmp_path)
-            if _disk_full(e):
+            abandon_file(f, self.tmp_path)
+            if is_disk_full(e):
                 raise OSError(errno.ENOSPC, f"No space left on device while merging {self.parts} into "
                               f"{self.path}; the rows written so far are kept there: free space and rerun to "
                               "finish", str(self.tmp_path)) from e
@@ -350,33 +352,6 @@ class FeatureStoreWriter:
             self.flush()
         finally:
             self.close()
-
-
-def _disk_full(err: BaseException) -> bool:
-    """Whether ``err`` (an OSError, or what HDF5 raises when a write fails) says the disk is full."""
-    return (isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT)) or (
-        isinstance(err, (OSError, RuntimeError)) and ("errno = 28" in str(err) or "No space left" in str(err)))
-
-
-def _abandon(f: h5py.File, tmp: Path) -> None:
-    """Close a half-written HDF5 file after a failed write and delete it. The file is first cut to zero bytes,
-    which frees its space, so that HDF5 can flush what it still holds and close the file: a file HDF5 cannot
-    close makes the interpreter crash at exit (segmentation fault) when the disk is full."""
-    try:
-        os.truncate(tmp, 0)
-    except OSError:
-        pass
-    for _ in range(2):
-        try:
-            if f.id.valid:
-                f.close()
-            break
-        except (OSError, RuntimeError):
-            try:
-                os.truncate(tmp, 0)
-            except OSError:
-                pass
-    tmp.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------------------------------------------- reader

@@ -14,6 +14,7 @@ bookkeeping of the variable-length strings it reads and writes (about 0.3 KiB pe
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -24,9 +25,11 @@ from typing import Any, Iterator, Sequence
 import h5py
 import numpy as np
 
+from contrastive_mer.store import integrity as _integrity
 from contrastive_mer.store._layout import COMPRESSIONS, STR_DTYPE, StoreLayout, StoreSchema
-from contrastive_mer.store.hdf5 import IncompleteStoreError
-from contrastive_mer.store.parts import fsync_dir, fsync_file, parts_dir_for
+from contrastive_mer.store.hdf5 import FeatureStore, IncompleteStoreError
+from contrastive_mer.store.integrity import StoreIntegrityError
+from contrastive_mer.store.parts import abandon_file, fsync_dir, fsync_file, is_disk_full, parts_dir_for
 
 __all__ = ["SHARD_ATTRS", "ShardMergeError", "find_shards", "merge_shards", "shard_store_path"]
 
@@ -244,7 +247,8 @@ def _sequence_block(files: _ShardFiles, m: str, offsets: Sequence[np.ndarray],
 def _write_merged(tmp: Path, files: _ShardFiles, schema: StoreSchema, block_bytes: int,
                   order: tuple[np.ndarray, np.ndarray, np.ndarray]) -> int:
     shard_of, row_of, sorted_ids = order
-    with h5py.File(tmp, "w", rdcc_nbytes=0) as f:  # no chunk cache: blocks cover whole chunks; flat memory
+    f = h5py.File(tmp, "w", rdcc_nbytes=0)  # no chunk cache: blocks cover whole chunks; flat memory
+    try:
         for key, value in files[0].attrs.items():
             if key not in SHARD_ATTRS and key != "complete":
                 f.attrs[key] = value
@@ -283,7 +287,27 @@ def _write_merged(tmp: Path, files: _ShardFiles, schema: StoreSchema, block_byte
                 layout.append_sequences(m, *_sequence_block(files, m, offsets[m], groups, len(sh), schema))
         layout.close()
         f.attrs["complete"] = True
+        f.close()
+    except BaseException:
+        abandon_file(f, tmp)  # closes it even on a full disk (else the interpreter crashes at exit)
+        raise
     return len(shard_of)
+
+
+def _corrupt_shard(paths: Sequence[Path]) -> StoreIntegrityError | None:
+    """After a failed read: the first shard dataset that fails its checks or checksums, as an error naming it."""
+    for path in paths:
+        try:
+            FeatureStore(path).close()  # layout, sizes, the ids' SHA-256
+            with h5py.File(path, "r", rdcc_nbytes=0) as f:
+                keys: list[str] = []
+                f.visititems(lambda k, o: keys.append(k) if isinstance(o, h5py.Dataset) else None)
+                for key in keys:
+                    for start in range(0, f[key].shape[0] if f[key].ndim else 1, 1 << 16):
+                        _integrity.read(path, key, f[key], slice(start, start + (1 << 16)))
+        except StoreIntegrityError as e:
+            return e
+    return None
 
 
 def _merge_skipped(paths: Sequence[Path], out: Path) -> None:
@@ -327,8 +351,15 @@ def merge_shards(shard_paths: Sequence[str | Path], out: str | Path, overwrite: 
             _write_merged(tmp, files, schema, block_bytes, order)
         finally:
             files.close()
-    except BaseException:
+    except BaseException as e:
         tmp.unlink(missing_ok=True)
+        if is_disk_full(e):
+            raise OSError(errno.ENOSPC, f"No space left on device while merging {len(paths)} shards into {out}; "
+                          "the shards are untouched: free space and rerun", str(tmp)) from e
+        if isinstance(e, (OSError, RuntimeError)):
+            corrupt = _corrupt_shard(paths)
+            if corrupt is not None:
+                raise corrupt from e
         raise
     if fsync:
         fsync_file(tmp)

@@ -13,6 +13,7 @@ the log) when such a run is resumed. ``finish`` joins the rows in order into the
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -26,8 +27,9 @@ from contrastive_mer.store import rowlog
 from contrastive_mer.store._layout import STR_DTYPE, StoreLayout, StoreSchema
 from contrastive_mer.utils import to_numpy as _np
 
-__all__ = ["FORMAT_VERSION", "MANIFEST_NAME", "FINISHED_NAME", "atomic_write_text", "build_rows", "fsync_dir",
-           "fsync_file", "iter_rows", "list_parts", "merge_parts", "parts_dir_for", "read_part_ids"]
+__all__ = ["FORMAT_VERSION", "MANIFEST_NAME", "FINISHED_NAME", "abandon_file", "atomic_write_text", "build_rows",
+           "fsync_dir", "fsync_file", "is_disk_full", "iter_rows", "list_parts", "merge_parts", "parts_dir_for",
+           "read_part_ids"]
 
 FORMAT_VERSION = 1
 PARTS_SUFFIX = ".parts"
@@ -120,6 +122,33 @@ def atomic_write_text(path: Path, text: str, fsync: bool = True) -> None:
     os.replace(tmp, path)
     if fsync:
         fsync_dir(path.parent)
+
+
+def is_disk_full(err: BaseException) -> bool:
+    """Whether ``err`` (an OSError, or what HDF5 raises when a write fails) says the disk is full."""
+    return (isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT)) or (
+        isinstance(err, (OSError, RuntimeError)) and ("errno = 28" in str(err) or "No space left" in str(err)))
+
+
+def abandon_file(f: h5py.File, tmp: Path) -> None:
+    """Close a half-written HDF5 file after a failed write and delete it. The file is first cut to zero bytes,
+    which frees its space, so that HDF5 can flush what it still holds and close the file: a file HDF5 cannot
+    close makes the interpreter crash at exit (segmentation fault) when the disk is full."""
+    try:
+        os.truncate(tmp, 0)
+    except OSError:
+        pass
+    for _ in range(2):
+        try:
+            if f.id.valid:
+                f.close()
+            break
+        except (OSError, RuntimeError):
+            try:
+                os.truncate(tmp, 0)
+            except OSError:
+                pass
+    tmp.unlink(missing_ok=True)
 
 
 def parts_dir_for(path: Path) -> Path:
