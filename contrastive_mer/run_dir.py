@@ -5,6 +5,10 @@ A run folder holds ``config.yaml``, ``checkpoints/`` (``last.ckpt``, ``best-*.ck
 folder that holds a run without ``--resume`` would overwrite some of these, keep others (an old ``best-*.ckpt``
 beside the new one) and mix TensorBoard event files, so it is refused unless ``--overwrite`` is given, which
 removes them first.
+
+Two runs at once in one folder are refused too: :func:`lock_run_dir` holds an exclusive lock on
+``<run_dir>/run.lock`` (:mod:`contrastive_mer.store.lock`) for as long as the run writes there; a second
+``cmer pretrain --output`` of the same folder fails at once naming the first's pid.
 """
 
 from __future__ import annotations
@@ -14,9 +18,12 @@ import shutil
 from pathlib import Path
 
 from contrastive_mer.errors import UserError
+from contrastive_mer.store.lock import WriterLock, acquire
 
 RUN_FILES = ("config.yaml", "history.json", "data_summary.json", "split.json", "skipped.jsonl")
 RUN_DIRS = ("tensorboard", "figures")
+#: the lock file of a run folder (removed when the run ends; a stale one left by kill -9 blocks nothing)
+LOCK_NAME = "run.lock"
 
 
 def is_launched_rank() -> bool:
@@ -58,3 +65,13 @@ def prepare_run_dir(run_dir: Path, resume: bool = False, overwrite: bool = False
     for p in found:
         shutil.rmtree(p) if p.is_dir() else p.unlink()
     return found
+
+
+def lock_run_dir(run_dir: str | Path) -> WriterLock | None:
+    """Lock ``run_dir`` for this run (creating the folder); None in a DDP process other than the first, which
+    writes there under rank 0's lock. Raises :class:`~contrastive_mer.store.lock.OutputLockedError` (one line,
+    with the holder's pid) when another process runs in it."""
+    if is_launched_rank():
+        return None
+    run_dir = Path(run_dir)
+    return acquire(run_dir, "run folder", lock_file=run_dir / LOCK_NAME)

@@ -41,10 +41,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _merge(args: argparse.Namespace) -> int:
     from contrastive_mer.errors import UserError
     from contrastive_mer.store.hdf5 import IncompleteStoreError
+    from contrastive_mer.store.lock import acquire
     from contrastive_mer.store.merge import find_shards, merge_shards
 
     if args.checkpoint or args.out or args.shard_index is not None or args.overrides:
         raise UserError("--merge-shards OUT takes no --checkpoint, --out, --shard-index or overrides")
+    lock = acquire(args.merge_shards, "feature store")  # the store writer's lock: one writer of OUT at a time
     try:
         path = merge_shards(find_shards(args.merge_shards), args.merge_shards, overwrite=args.overwrite,
                             remove_shards=args.remove_shards)
@@ -52,6 +54,8 @@ def _merge(args: argparse.Namespace) -> int:
         if isinstance(err, FileNotFoundError):
             raise
         raise UserError(str(err)) from None
+    finally:
+        lock.release()
     print(f"shards merged into {path}")
     return 0
 

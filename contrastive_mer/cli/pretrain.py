@@ -19,9 +19,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from contrastive_mer.training import pretrain_from_files
+    from contrastive_mer.run_dir import lock_run_dir
 
-    result = pretrain_from_files(args.config, args.overrides, args.output, args.resume, args.overwrite)
+    lock = lock_run_dir(args.output) if args.output else None  # a fresh time-stamped folder needs none
+    try:
+        from contrastive_mer.training import pretrain_from_files  # slow: after the lock, so a second run fails fast
+        result = pretrain_from_files(args.config, args.overrides, args.output, args.resume, args.overwrite)
+    finally:
+        if lock is not None:
+            lock.release()
     if not result.is_global_zero:  # DDP: only rank 0 reports
         return 0
     losses = {k: round(v, 4) for k, v in sorted(result.metrics.items()) if "loss" in k or "acc" in k}

@@ -74,10 +74,10 @@ def _holder(lock: Path) -> str:
     return f"pid {pid}" if pid.isdigit() else "a process whose pid is not yet recorded"
 
 
-def acquire(path: str | Path, what: str = "output") -> WriterLock:
+def acquire(path: str | Path, what: str = "output", lock_file: str | Path | None = None) -> WriterLock:
     """Lock ``path`` for writing (``what`` names it in the error); raises :class:`OutputLockedError` at once
-    when another process holds it."""
-    lock = lock_path_for(path).absolute()
+    when another process holds it. The lock file is ``<path>.lock`` unless ``lock_file`` names another."""
+    lock = Path(lock_file if lock_file is not None else lock_path_for(path)).absolute()
     held = _HELD.get(str(lock))
     if held is not None:  # this process already holds it: the new writer takes it over
         return WriterLock(held)
