@@ -162,8 +162,10 @@ def string_digest(values: Any, digest: Any = None) -> Any:
     checksummed chunks, so string datasets carry this digest (attribute ``utf8_sha256``) instead."""
     digest = hashlib.sha256() if digest is None else digest
     if len(values):
-        text = [v if isinstance(v, str) else bytes(v).decode("utf-8") for v in values]
-        digest.update(("\0".join(text) + "\0").encode("utf-8"))
+        try:
+            digest.update(("\0".join(values) + "\0").encode("utf-8"))  # str (what readers hold)
+        except TypeError:  # bytes (what the writers hold), or a mix
+            digest.update(b"\0".join(v.encode("utf-8") if isinstance(v, str) else bytes(v) for v in values) + b"\0")
     return digest
 
 

@@ -179,20 +179,22 @@ def read_part_ids(path: Path) -> list[str]:
 
 
 def _read_part(path: Path, schema: StoreSchema) -> dict[str, np.ndarray]:
+    """A part file's rows; strings as UTF-8 bytes (as HDF5 holds them)."""
     keys = list(schema.row_specs()) + [f"sequences/{m}" for m in schema.sequence_dims]
     try:
         with h5py.File(path, "r") as s:
-            return {k: s[k].asstr()[...] if k == "ids" or k.startswith("groups/") else s[k][...] for k in keys}
+            return {k: s[k][...] for k in keys}
     except (OSError, KeyError) as e:
         raise OSError(f"cannot read part file {path}: {e}; delete it to re-extract its rows") from e
 
 
 def iter_rows(parts: Path, schema: StoreSchema, verify: bool = True) -> Iterator[dict[str, np.ndarray]]:
     """The blocks of rows of the folder ``parts`` in write order: HDF5 part files first, then the row log
-    (up to its last complete record; ``verify=False``: without checking CRCs again, see :func:`rowlog.scan`)."""
+    (up to its last complete record; ``verify=False``: without checking CRCs again, see :func:`rowlog.scan`).
+    Strings come as UTF-8 bytes (what HDF5 stores: no decoding and encoding again)."""
     for part in list_parts(parts):
         yield _read_part(part, schema)
-    for rows, _ in rowlog.scan(parts / rowlog.LOG_NAME, schema, verify=verify):
+    for rows, _ in rowlog.scan(parts / rowlog.LOG_NAME, schema, verify=verify, raw_strings=True):
         yield rows
 
 

@@ -69,8 +69,10 @@ def encode(schema: StoreSchema, rows: Mapping[str, np.ndarray]) -> list[bytes]:
     return [_HEADER.pack(MAGIC, len(rows["ids"]), sum(map(len, pieces)), crc), *pieces]
 
 
-def decode(schema: StoreSchema, n: int, payload: bytes | memoryview, ids_only: bool = False) -> dict[str, np.ndarray]:
-    """The rows of one record's payload (``ids_only``: stop after the ids); ValueError when it does not fit."""
+def decode(schema: StoreSchema, n: int, payload: bytes | memoryview, ids_only: bool = False,
+           raw_strings: bool = False) -> dict[str, np.ndarray]:
+    """The rows of one record's payload (``ids_only``: stop after the ids; ``raw_strings``: strings as UTF-8
+    ``bytes``, which HDF5 stores as they are); ValueError when it does not fit."""
     out: dict[str, np.ndarray] = {}
     pos, buf = 0, memoryview(payload)
 
@@ -89,7 +91,8 @@ def decode(schema: StoreSchema, n: int, payload: bytes | memoryview, ids_only: b
     for key, dtype, tail in _fields(schema):
         if dtype is STR_DTYPE:
             size = int(take(np.dtype("<u8"), 1)[0])
-            strings = bytes(take(np.dtype("u1"), size)).decode("utf-8").split("\0") if n else []
+            blob = bytes(take(np.dtype("u1"), size))
+            strings: list[Any] = (blob.split(b"\0") if raw_strings else blob.decode("utf-8").split("\0")) if n else []
             if len(strings) != n:
                 raise ValueError(f"{key} holds {len(strings)} strings for {n} rows")
             out[key] = np.array(strings, dtype=object)
@@ -108,11 +111,12 @@ def decode(schema: StoreSchema, n: int, payload: bytes | memoryview, ids_only: b
     return out
 
 
-def scan(path: Path, schema: StoreSchema, ids_only: bool = False,
-         verify: bool = True) -> Iterator[tuple[dict[str, np.ndarray], int]]:
+def scan(path: Path, schema: StoreSchema, ids_only: bool = False, verify: bool = True,
+         raw_strings: bool = False) -> Iterator[tuple[dict[str, np.ndarray], int]]:
     """``(rows, end offset)`` of each complete record of the log ``path``, in order; stops at the first record
     that is cut short or does not check out (a crash's tail). Rows are ids only with ``ids_only``. ``verify=False``
-    skips the CRC (for a log whose records were verified when the writer opened it or written by it since)."""
+    skips the CRC (for a log whose records were verified when the writer opened it or written by it since);
+    ``raw_strings``: see :func:`decode`."""
     if not path.exists():
         return
     size = path.stat().st_size
@@ -126,7 +130,7 @@ def scan(path: Path, schema: StoreSchema, ids_only: bool = False,
             if len(payload) != length or (verify and zlib.crc32(payload) != crc):
                 return
             try:
-                rows = decode(schema, n, payload, ids_only=ids_only)
+                rows = decode(schema, n, payload, ids_only=ids_only, raw_strings=raw_strings)
             except (ValueError, UnicodeDecodeError):
                 return
             end += _HEADER.size + length
