@@ -84,8 +84,8 @@ def _header(fh: BinaryIO, path: Path) -> tuple[tuple[int, ...], bool, np.dtype]:
         if version == (3, 0):  # utf-8 field names; numpy has no public reader of this header version
             return npy_format._read_array_header(fh, version)  # type: ignore[attr-defined]
         raise ValueError(f"unsupported .npy format version {version}")
-    except (ValueError, EOFError, SyntaxError, TypeError, OverflowError) as err:
-        raise BadFileError(f"{path}: not a valid .npy file ({err})") from None
+    except Exception as err:  # noqa: BLE001 - numpy's header parser raises many kinds (tokenize.TokenError, ...)
+        raise BadFileError(f"{path}: not a valid .npy file ({type(err).__name__}: {err})") from None
 
 
 def load_npy(path: str | Path, max_bytes: int = MAX_NPY_BYTES) -> np.ndarray:
