@@ -6,6 +6,7 @@ unknown encoder, dataset or modality raises :class:`ConfigError` with one line n
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
@@ -120,11 +121,42 @@ class TrainerConfig:
     accumulate_grad_batches: int = 1
     early_stopping_patience: Optional[int] = None
     check_val_every_n_epoch: int = 1
-    limit_train_batches: Optional[float] = None
+    # Lightning's own meaning: a float in [0, 1] is a share of the batches, an int a number of batches
+    limit_train_batches: Any = None
+    limit_val_batches: Any = None
+    max_steps: int = -1  # -1: no limit (max_epochs decides)
+    fast_dev_run: Any = False  # true or N: N batches of training and validation, no checkpoints or logs
     enable_progress_bar: bool = True
     deterministic: bool = False
     compile: bool = False
     sync_batchnorm: bool = False
+
+
+@dataclass
+class OnlineProbeConfig:
+    """The online probe (contrastive_mer.online_probe): every ``every_n_epochs`` validation epochs (0: off)
+    a kNN and a linear probe of ``label`` (None: emotion, else the first label) on the frozen features of up to
+    ``max_clips`` validation clips. ``weight_decays``: the linear probe's grid (None: the probe's default)."""
+
+    every_n_epochs: int = 0
+    max_clips: int = 1024
+    label: Optional[str] = None
+    weight_decays: Optional[list[float]] = None
+    k: int = 20
+
+
+@dataclass
+class MonitorConfig:
+    """What a run watches besides the loss. ``checkpoint``: the metric that chooses ``best-*.ckpt`` (None:
+    ``val/loss``, or ``train/loss_epoch`` without validation); an ``online_probe/...`` metric uses labels to
+    choose, so it is never the default. ``checkpoint_mode``: min or max (None: min for losses and MAE, else max)."""
+
+    online_probe: OnlineProbeConfig = field(default_factory=OnlineProbeConfig)
+    checkpoint: Optional[str] = None
+    checkpoint_mode: Optional[str] = None
+    # the 2-D maps of validation embeddings (RUN/figures, TensorBoard): auto (UMAP when umap-learn, the viz
+    # extra, is installed, else PCA), umap or pca
+    embedding_map: str = "auto"
 
 
 @dataclass
@@ -150,6 +182,7 @@ class ExperimentConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
     demo: DemoConfig = field(default_factory=DemoConfig)
 
 
@@ -372,6 +405,52 @@ def _check_ranges(cfg: DictConfig) -> None:
         raise ConfigError(f"trainer.max_epochs: {cfg.trainer.max_epochs} must be >= 1 (or -1: no limit)")
     if cfg.data.num_workers < 0:
         raise ConfigError(f"data.num_workers: {cfg.data.num_workers} must be >= 0")
+    _check_trainer_limits(cfg)
+
+
+def _check_limit(key: str, value: Any) -> None:
+    """Lightning's batch limits: None, an int >= 0 (batches) or a float in [0, 1] (share of the batches)."""
+    if value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+        return
+    if isinstance(value, float) and 0.0 <= value <= 1.0:
+        return
+    raise ConfigError(f"{key}: {value!r} must be an int >= 0 (batches) or a float in [0, 1] (share of batches)")
+
+
+def checkpoint_monitor(cfg: DictConfig, has_val: bool = True) -> tuple[str, str]:
+    """``(metric, mode)`` that chooses ``best-*.ckpt`` (see :class:`MonitorConfig`)."""
+    metric = cfg.monitor.checkpoint or ("val/loss" if has_val else "train/loss_epoch")
+    mode = cfg.monitor.checkpoint_mode or ("min" if "loss" in metric or metric.endswith("mae") else "max")
+    return metric, mode
+
+
+def _check_trainer_limits(cfg: DictConfig) -> None:
+    t, probe = cfg.trainer, cfg.monitor.online_probe
+    for key in ("limit_train_batches", "limit_val_batches"):
+        _check_limit(f"trainer.{key}", t[key])
+    fdr = t.fast_dev_run
+    if not (isinstance(fdr, bool) or (isinstance(fdr, int) and fdr >= 0)):
+        raise ConfigError(f"trainer.fast_dev_run: {fdr!r} must be true, false or a number of batches >= 0")
+    if t.max_steps < -1:
+        raise ConfigError(f"trainer.max_steps: {t.max_steps} must be >= 1 (or -1: no limit)")
+    if probe.every_n_epochs < 0 or probe.max_clips < 8 or probe.k < 1:
+        raise ConfigError(f"monitor.online_probe: every_n_epochs ({probe.every_n_epochs}) must be >= 0 (0: off), "
+                          f"max_clips ({probe.max_clips}) >= 8 and k ({probe.k}) >= 1")
+    if probe.every_n_epochs and probe.every_n_epochs % t.check_val_every_n_epoch:
+        raise ConfigError(f"monitor.online_probe.every_n_epochs: {probe.every_n_epochs} must be a multiple of "
+                          f"trainer.check_val_every_n_epoch ({t.check_val_every_n_epoch}): it runs on "
+                          "validation epochs")
+    if probe.weight_decays is not None and (not probe.weight_decays or min(probe.weight_decays) < 0):
+        raise ConfigError("monitor.online_probe.weight_decays: a non-empty list of values >= 0 (or null)")
+    _choice(cfg.monitor.embedding_map, ("auto", "umap", "pca"), "monitor.embedding_map")
+    if cfg.monitor.embedding_map == "umap" and importlib.util.find_spec("umap") is None:
+        raise ConfigError("monitor.embedding_map: umap needs umap-learn (pip install 'contrastive-mer[viz]')")
+    if cfg.monitor.checkpoint_mode not in (None, "min", "max"):
+        raise ConfigError(f"monitor.checkpoint_mode: {cfg.monitor.checkpoint_mode!r} is not one of min, max")
+    metric = cfg.monitor.checkpoint or ""
+    if metric.startswith("online_probe/") and not probe.every_n_epochs:
+        raise ConfigError(f"monitor.checkpoint: {metric} needs the online probe "
+                          "(monitor.online_probe.every_n_epochs=N)")
 
 
 # encoder argument -> preprocessor argument it determines, per input kind

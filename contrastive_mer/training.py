@@ -20,7 +20,7 @@ from pytorch_lightning.callbacks import Callback, EarlyStopping, LearningRateMon
 from pytorch_lightning.loggers import TensorBoardLogger
 
 from contrastive_mer.checkpoint_io import AtomicCheckpointIO
-from contrastive_mer.config import load_config, to_yaml
+from contrastive_mer.config import checkpoint_monitor, load_config, to_yaml
 from contrastive_mer.data.datamodule import MERDataModule
 from contrastive_mer.data.dataset import SkipReport
 from contrastive_mer.encoding import SkipTracker
@@ -198,6 +198,23 @@ def check_not_finished(run_dir: Path, max_epochs: int) -> None:
                         f"to extend it pass trainer.max_epochs=N with N > {done}")
 
 
+def online_probe_callbacks(cfg: DictConfig, has_val: bool) -> list[Callback]:
+    """The online probe when ``monitor.online_probe.every_n_epochs`` asks for it (and there is validation)."""
+    probe = cfg.monitor.online_probe
+    if not probe.every_n_epochs:
+        return []
+    if not has_val:
+        if (cfg.monitor.checkpoint or "").startswith("online_probe/"):
+            raise UserError(f"monitor.checkpoint: {cfg.monitor.checkpoint} needs validation clips "
+                            "(data.val_fraction > 0)")
+        warn("monitor.online_probe: no validation clips (data.val_fraction=0), so no online probe")
+        return []
+    from contrastive_mer.online_probe import OnlineProbeCallback
+
+    return [OnlineProbeCallback(probe.every_n_epochs, probe.max_clips, probe.label, cfg.data.split_group, cfg.seed,
+                                None if probe.weight_decays is None else list(probe.weight_decays), probe.k)]
+
+
 @dataclass
 class PretrainResult:
     run_dir: Path
@@ -219,9 +236,11 @@ def build_trainer(cfg: DictConfig, run_dir: Path, extra_callbacks: list[Callback
                   has_val: bool = True) -> tuple[pl.Trainer, ModelCheckpoint]:
     """A Trainer with TensorBoard logging, last/best checkpoints, LR monitor and optional early stopping."""
     t = cfg.trainer
-    monitor = "val/loss" if has_val else "train/loss_epoch"
+    monitor, mode = checkpoint_monitor(cfg, has_val)
+    # an online-probe metric exists only on probe epochs: the best checkpoint is chosen on those
+    every = cfg.monitor.online_probe.every_n_epochs if monitor.startswith("online_probe/") else None
     ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best-{epoch:03d}", monitor=monitor,
-                           mode="min", save_top_k=1, auto_insert_metric_name=False)
+                           mode=mode, save_top_k=1, auto_insert_metric_name=False, every_n_epochs=every)
     # last.ckpt is rewritten after every epoch, whether or not the monitored loss improved
     last = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", monitor=None, save_top_k=1,
                            every_n_epochs=1, enable_version_counter=False)
@@ -229,7 +248,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, extra_callbacks: list[Callback
     callbacks: list[Callback] = [ckpt, last, LearningRateMonitor(logging_interval="step"), RngStateCallback(),
                                  ThroughputCallback()]
     if t.early_stopping_patience is not None and has_val:
-        callbacks.append(EarlyStopping(monitor=monitor, patience=t.early_stopping_patience, mode="min"))
+        callbacks.append(EarlyStopping(monitor="val/loss", patience=t.early_stopping_patience, mode="min"))
     callbacks += extra_callbacks or []
     progress_bar = bool(t.enable_progress_bar) and interactive_output()  # a piped log gets one line per epoch
     callbacks.append(EpochLineCallback(enabled=not progress_bar))
@@ -243,6 +262,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, extra_callbacks: list[Callback
         gradient_clip_val=t.gradient_clip_val, accumulate_grad_batches=t.accumulate_grad_batches,
         check_val_every_n_epoch=t.check_val_every_n_epoch,
         limit_train_batches=t.limit_train_batches,  # None: all, without Lightning's notice about 1.0
+        limit_val_batches=t.limit_val_batches, max_steps=t.max_steps, fast_dev_run=t.fast_dev_run,
         enable_progress_bar=progress_bar, deterministic=t.deterministic, sync_batchnorm=t.sync_batchnorm,
         callbacks=callbacks, plugins=[AtomicCheckpointIO()],
         logger=logger, default_root_dir=str(run_dir), enable_model_summary=False,
@@ -285,11 +305,16 @@ def pretrain(cfg: DictConfig, output: str | Path | None = None, resume: bool = F
     callbacks = [SkipReportCallback(report), HistoryCallback(run_dir / "history.json"),
                  ExtendScheduleCallback(cfg.trainer.max_epochs, cfg.optim.warmup_epochs), *(extra_callbacks or [])]
     if data.val_set is not None:
-        callbacks.append(EmbeddingFiguresCallback(run_dir, cfg.data.split_group))
+        callbacks.append(EmbeddingFiguresCallback(run_dir, cfg.data.split_group, method=cfg.monitor.embedding_map,
+                                                  seed=cfg.seed))
+    callbacks += online_probe_callbacks(cfg, has_val=data.val_set is not None)
     trainer, ckpt = build_trainer(cfg, run_dir, callbacks, has_val=data.val_set is not None)
     start = time.perf_counter()
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume else None)
     seconds = time.perf_counter() - start
+    if cfg.trainer.fast_dev_run and trainer.is_global_zero:
+        print(f"[cmer] trainer.fast_dev_run={cfg.trainer.fast_dev_run}: a check run; Lightning wrote no checkpoint "
+              "and no TensorBoard log", flush=True)
     faces = report_face_fallbacks(data.adapter) if trainer.is_global_zero else None
     if faces:
         summary_path = run_dir / "data_summary.json"

@@ -2,14 +2,17 @@
 
 :class:`EmbeddingFiguresCallback` re-encodes up to ``max_clips`` validation clips at the end of each validation
 batch (no gradients), then at the epoch's end logs to TensorBoard a histogram of each modality's projections,
-a 2-D PCA map of the validation projections per modality and fused (the mean of the present modalities'
-projections), coloured by speaker and by the first label (labels only colour the picture: they never reach the
+a 2-D map of the validation projections per modality and fused (the mean of the present modalities'
+projections; UMAP through umap-learn when it is installed, the ``viz`` extra, else PCA: see :func:`map_2d`),
+coloured by speaker and by the first label (labels only colour the picture: they never reach the
 loss or the checkpoint choice), and the cross-modal cosine similarity matrix of the first validation batch
 (a trained model shows a bright diagonal). The last epoch's pictures are also saved under ``RUN/figures/``.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -27,19 +30,49 @@ def pca_2d(x: np.ndarray) -> np.ndarray:
     return np.pad(out, ((0, 0), (0, 2 - out.shape[1]))) if out.shape[1] < 2 else out
 
 
+MAP_METHODS = ("auto", "umap", "pca")
+
+
+def umap_available() -> bool:
+    """Whether umap-learn is installed (``pip install 'contrastive-mer[viz]'``)."""
+    return importlib.util.find_spec("umap") is not None
+
+
+def map_2d(x: np.ndarray, method: str = "auto", seed: int = 0) -> tuple[np.ndarray, str]:
+    """A 2-D map of the rows of ``x`` and the method's name: UMAP (cosine metric, seeded) for ``umap``, and for
+    ``auto`` when umap-learn is installed; PCA otherwise and below 10 rows (too few for a neighbour graph).
+    The global NumPy random state is left as it was (training draws from it)."""
+    if method not in MAP_METHODS:
+        raise ValueError(f"unknown map method {method!r}; expected one of {', '.join(MAP_METHODS)}")
+    if method != "pca" and len(x) >= 10 and umap_available():
+        import umap
+
+        state = np.random.get_state()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "n_jobs overridden by setting random_state", numba notices
+                reducer = umap.UMAP(n_components=2, n_neighbors=min(15, len(x) - 1), metric="cosine",
+                                    random_state=seed, init="random" if len(x) < 32 else "spectral")
+                return np.asarray(reducer.fit_transform(np.asarray(x, dtype=np.float32))), "UMAP"
+        finally:
+            np.random.set_state(state)
+    return pca_2d(x), "PCA"
+
+
 def _codes(values: list[str]) -> tuple[np.ndarray, list[str]]:
     names = sorted(set(values))
     return np.array([names.index(v) for v in values]), names
 
 
-def map_figure(maps: dict[str, tuple[np.ndarray, dict[str, list[str]]]], epoch: int) -> Any:
-    """One row per view (modality or fused), one column per colouring (speaker, label)."""
+def map_figure(maps: dict[str, tuple[np.ndarray, dict[str, list[str]]]], epoch: int, method: str = "PCA") -> Any:
+    """One row per view (modality or fused), one column per colouring (speaker, label); the legend (up to 12
+    values) sits right of each panel so it hides no point."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     colourings = sorted({c for _, cols in maps.values() for c in cols}) or ["none"]
-    fig, axes = plt.subplots(len(maps), len(colourings), figsize=(3.6 * len(colourings), 3.2 * len(maps)),
+    fig, axes = plt.subplots(len(maps), len(colourings), figsize=(4.6 * len(colourings), 3.2 * len(maps)),
                              squeeze=False)
     for r, (view, (xy, cols)) in enumerate(maps.items()):
         for c, name in enumerate(colourings):
@@ -47,12 +80,13 @@ def map_figure(maps: dict[str, tuple[np.ndarray, dict[str, list[str]]]], epoch: 
             codes, names = _codes(cols[name]) if name in cols else (np.zeros(len(xy), int), [""])
             sc = ax.scatter(xy[:, 0], xy[:, 1], c=codes, cmap="tab10" if len(names) <= 10 else "tab20", s=8,
                             vmin=0, vmax=max(len(names) - 1, 1))
-            ax.set_title(f"{view} by {name} (epoch {epoch}, {len(xy)} clips)", fontsize=8)
+            ax.set_title(f"{view} by {name} ({method}, epoch {epoch}, {len(xy)} clips)", fontsize=8)
             ax.set_xticks([]), ax.set_yticks([])
             if 1 < len(names) <= 12:
                 handles = [plt.Line2D([], [], marker="o", ls="", color=sc.cmap(sc.norm(i)), label=n)
                            for i, n in enumerate(names)]
-                ax.legend(handles=handles, fontsize=6, loc="best", markerscale=0.8)
+                ax.legend(handles=handles, fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0),
+                          markerscale=0.8, frameon=False)
     fig.tight_layout()
     return fig
 
@@ -66,7 +100,8 @@ def similarity_figure(sim: np.ndarray, a: str, b: str, epoch: int) -> Any:
     fig, ax = plt.subplots(figsize=(4.2, 3.6))
     im = ax.imshow(sim, vmin=-1, vmax=1, cmap="coolwarm")
     ax.set_xlabel(f"{b} of clip j"), ax.set_ylabel(f"{a} of clip i")
-    ax.set_title(f"cosine similarity, one validation batch (epoch {epoch})", fontsize=8)
+    ax.set_title(f"cosine similarity, one validation batch (epoch {epoch})\n"
+                 "diagonal: the same clip (bright once the modalities align)", fontsize=8)
     fig.colorbar(im, ax=ax, label="cosine similarity")
     fig.tight_layout()
     return fig
@@ -75,8 +110,10 @@ def similarity_figure(sim: np.ndarray, a: str, b: str, epoch: int) -> Any:
 class EmbeddingFiguresCallback(Callback):
     """See the module docstring. ``group`` colours by that group (e.g. speaker); labels by the first label."""
 
-    def __init__(self, run_dir: Path, group: str = "speaker", max_clips: int = 512):
+    def __init__(self, run_dir: Path, group: str = "speaker", max_clips: int = 512, method: str = "auto",
+                 seed: int = 0):
         self.dir, self.group, self.max_clips = Path(run_dir) / "figures", group, max_clips
+        self.method, self.seed = method, seed
         self._reset()
 
     def _reset(self) -> None:
@@ -130,16 +167,18 @@ class EmbeddingFiguresCallback(Callback):
         total = sum(np.where(present[m][:, None], proj[m], 0.0) for m in proj)
         fused = total / np.maximum(np.linalg.norm(total, axis=1, keepdims=True), 1e-12)
         views = {**{m: (proj[m], present[m]) for m in proj}, "fused": (fused, any_present)}
-        maps = {}
+        maps, methods = {}, set()
         for view, (x, rows) in views.items():
             if rows.sum() >= 3:
-                maps[view] = (pca_2d(x[rows]), {k: [c for c, r in zip(v, rows) if r] for k, v in self.cols.items()})
+                xy, used = map_2d(x[rows], self.method, self.seed)
+                methods.add(used)
+                maps[view] = (xy, {k: [c for c, r in zip(v, rows) if r] for k, v in self.cols.items()})
             if writer is not None and hasattr(writer, "add_histogram") and rows.any():
                 writer.add_histogram(f"embeddings/{view}", x[rows], epoch)
         self.dir.mkdir(parents=True, exist_ok=True)
         figures = {}
         if maps:
-            figures["embedding_map"] = map_figure(maps, epoch + 1)  # 1-based, as the log lines count
+            figures["embedding_map"] = map_figure(maps, epoch + 1, "/".join(sorted(methods)))  # 1-based epochs
         if self.sim is not None:
             figures["similarity"] = similarity_figure(*self.sim, epoch + 1)
         for name, fig in figures.items():

@@ -73,7 +73,8 @@ def _mean(metrics: dict[str, Any], prefix: str) -> float | None:
 
 
 def epoch_line(epoch: int, max_epochs: int | None, metrics: dict[str, Any], lr: float | None) -> str:
-    """``epoch 3/10  train loss 2.310  acc 41.2%  val loss 2.402  acc 38.0%  lr 1.00e-03  84 clips/s  data 12%``."""
+    """``epoch 3/10  train loss 2.310  acc 41.2%  val loss 2.402  acc 38.0%  lr 1.00e-03  84 clips/s  data 12%``
+    (with ``probe knn_acc 40.1% linear_acc 45.3%`` before the learning rate on online-probe epochs)."""
     shown = max_epochs is not None and max_epochs > 0  # Lightning: None or -1 for no limit
     parts = [f"epoch {epoch + 1}/{max_epochs}" if shown else f"epoch {epoch + 1}"]
     for split, loss_key in (("train", "train/loss_epoch"), ("val", "val/loss")):
@@ -82,6 +83,11 @@ def epoch_line(epoch: int, max_epochs: int | None, metrics: dict[str, Any], lr: 
             continue
         acc = _mean(metrics, f"{split}/acc_")
         parts.append(f"{split} loss {float(loss):.3f}" + (f"  acc {100 * acc:.1f}%" if acc is not None else ""))
+    probe = [(k.rsplit("/", 1)[1], float(v)) for k, v in sorted(metrics.items())
+             if k.count("/") == 1 and k.startswith("online_probe/")]  # the fused view's scores
+    if probe:
+        parts.append("probe " + " ".join(f"{name} {100 * v:.1f}%" if not name.endswith("mae") else f"{name} {v:.3f}"
+                                         for name, v in probe))
     if lr is not None:
         parts.append(f"lr {lr:.2e}")
     if "time/samples_per_sec" in metrics:

@@ -14,6 +14,7 @@ SUBCOMMANDS = {
     "pretrain": "train the encoders without labels (modality-pairwise InfoNCE)",
     "extract": "write features, projections and fused features of a dataset to an HDF5 store",
     "index": "build a FAISS index over stored embeddings",
+    "project": "TensorBoard embedding-projector files (vectors + id/label/speaker) of stored features",
     "retrieve": "nearest neighbours of a stored clip or a vector; cross-modal retrieval metrics",
     "probe": "linear / kNN probes on stored features",
     "evaluate": "pretrained vs random-init vs raw-input baselines, group-disjoint K-fold probes",
