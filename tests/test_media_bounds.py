@@ -28,6 +28,7 @@ from contrastive_mer.data.transforms import (
     LogMelStatsConfig,
     OpenSmileConfig,
 )
+from contrastive_mer.data.truncation import wav_declared_frames
 from tests.test_media import moving_frames, sine
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -200,6 +201,23 @@ def test_cut_flac_is_skipped_or_kept_with_a_warning(tmp_path: Path, caplog: pyte
         load_audio(src, truncated="ignore")
 
 
+def test_cut_wav_is_detected_from_its_riff_header(tmp_path: Path) -> None:
+    """libsndfile and FFmpeg report the frames a cut WAV still holds; the RIFF header's data size says more."""
+    src = tmp_path / "a.wav"
+    with sf.SoundFile(src, "w", 16000, 1, "PCM_16") as f:  # a LIST chunk after fmt, as many writers add
+        f.write(sine(300, 16000, 4.0))
+        f.title = "clip"
+    assert wav_declared_frames(src) == 64000 and len(load_audio(src)) == 64000
+    half = cut(src, tmp_path / "half.wav", 0.5)
+    assert wav_declared_frames(half) == 64000 and sf.info(half).frames < 33000
+    with pytest.raises(MediaError, match=r"truncated audio: .* of the 4\.00 s the file declares"):
+        load_audio(half)
+    assert 0 < len(load_audio(half, truncated="keep")) < 33000
+    assert wav_declared_frames(tmp_path / "nowhere.wav") is None
+    (tmp_path / "junk.wav").write_bytes(b"RIFF\x00\x00")
+    assert wav_declared_frames(tmp_path / "junk.wav") is None
+
+
 @pytest.mark.parametrize("ext", [".mp4", ".flv"])
 def test_cut_video_files_are_skipped_or_kept(tmp_path: Path, ext: str) -> None:
     src = write_av(tmp_path / f"a{ext}")
@@ -244,8 +262,8 @@ def test_adapter_option_truncated_reaches_the_decoder(tmp_path: Path) -> None:
         build_adapter("manifest", root=str(tmp_path), path="m.csv", truncated="maybe")
 
 
-SHARED = [("ravdess/Actor_01/03-*.flac", 0.5), ("ravdess/Actor_01/01-*.mp4", 0.3),
-          ("cremad/VideoFlash/*.flv", 0.3)]
+SHARED = [("ravdess/Actor_01/03-*.flac", 0.5), ("ravdess/Actor_01/03-*.wav", 0.5), ("ravdess/Actor_01/01-*.mp4", 0.3),
+          ("cremad/VideoFlash/*.flv", 0.3), ("cremad/AudioMP3/*.mp3", 0.3)]
 
 
 @pytest.mark.parametrize("pattern,fraction", SHARED)
@@ -260,7 +278,7 @@ def test_cut_copies_of_shared_recordings_are_detected(tmp_path: Path, pattern: s
         short = cut(path, tmp_path / path.name, fraction)
         with pytest.raises(MediaError, match="truncated audio"):
             load_audio(short)
-        if path.suffix != ".flac":
+        if path.suffix in (".mp4", ".flv"):
             load_video(path)
             with pytest.raises(MediaError, match="truncated video"):
                 load_video(short)

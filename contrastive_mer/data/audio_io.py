@@ -25,7 +25,7 @@ from contrastive_mer.data.decoding import (
     decode_streams,
     require_av,
 )
-from contrastive_mer.data.truncation import check_mode, report
+from contrastive_mer.data.truncation import check_mode, report, wav_declared_frames
 
 try:
     import soundfile as sf
@@ -103,7 +103,8 @@ def _read_soundfile(path: Path, max_seconds: float | None, limits: DecodeLimits,
         if n >= want and limited and len(f.read(1, dtype="float32")):
             raise MediaError(path, f"audio longer than the {limits.max_audio_seconds:g} s decode limit")
         if n < want:
-            declared = f.frames / rate if f.frames > 0 else None
+            frames = max(f.frames, wav_declared_frames(path) or 0)
+            declared = frames / rate if frames > 0 else None
             report(path, "audio", n / rate, declared if declared is None else min(declared, want / rate), truncated)
     return (np.concatenate(blocks, axis=1) if blocks else np.zeros((1, 0), np.float32)), rate
 

@@ -23,6 +23,8 @@ MIN_SAMPLE_RATE = 1000
 MAX_SAMPLE_RATE = 384000
 #: FFmpeg threading of the video decoders ("AUTO": frame and slice threads as the codec allows, "NONE": one thread)
 VIDEO_THREAD_TYPE = "AUTO"
+#: FFmpeg decoder threads (0: one per core, FFmpeg's default); benchmark d2 compares the settings
+VIDEO_THREAD_COUNT = 0
 # errors a decoder may raise on bad data (anything else is a bug and propagates)
 DECODE_ERRORS = ((av.FFmpegError,) if av is not None else ()) + (OSError, ValueError, RuntimeError, EOFError,
                                                                  MemoryError, OverflowError)
@@ -179,6 +181,7 @@ def decode_streams(path: Path, audio: Sink | None, video: Sink | None, limits: D
                 sink.declared = declared_seconds(container, streams[-1])
         if video is not None:
             streams[-1].thread_type = VIDEO_THREAD_TYPE
+            streams[-1].codec_context.thread_count = VIDEO_THREAD_COUNT
         for packet in demux(path, container, streams, limits, budget):
             sink: Any = audio if packet.stream.type == "audio" else video
             if sink.done:

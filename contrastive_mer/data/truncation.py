@@ -4,22 +4,26 @@ A container or stream header declares a duration (FLAC STREAMINFO, an MP4 index,
 when decoding runs out well before it, the file was cut (a partial download or copy). ``truncated="skip"`` (the
 default) raises :class:`~contrastive_mer.data.decoding.MediaError`, so the clip is skipped and listed with the
 reason; ``"keep"`` logs a warning naming the file and keeps the partial clip. Files that declare nothing (or whose
-declared size the demuxer clamps to the file, as for WAV) cannot be checked.
+declared size the demuxers clamp to the file, as for WAV: :func:`wav_declared_frames` reads it from the RIFF
+header instead) cannot be checked otherwise.
 """
 
 from __future__ import annotations
 
 import logging
+import struct
 from pathlib import Path
 
 from contrastive_mer.data.decoding import MediaError, declared_seconds
 
-__all__ = ["TRUNCATED_MODES", "check_mode", "declared_seconds", "is_truncated", "report"]
+__all__ = ["TRUNCATED_MODES", "check_mode", "declared_seconds", "is_truncated", "report", "wav_declared_frames"]
 
 TRUNCATED_MODES = ("skip", "keep")
 #: shortfall tolerated before a file counts as cut: codec priming and padding, rounding of declared durations
 TOLERANCE_SECONDS = 0.25
 TOLERANCE_FRACTION = 0.05
+#: RIFF chunks walked before giving up on finding ``data`` (a header, not a scan of the file)
+MAX_RIFF_CHUNKS = 64
 
 log = logging.getLogger(__name__)
 
@@ -46,3 +50,30 @@ def report(path: Path, kind: str, decoded: float, declared: float | None, trunca
     if truncated == "skip":
         raise MediaError(path, f"{reason}; skipped (data.options.truncated=keep keeps partial clips)")
     log.warning("%s: %s; kept as a partial clip (data.options.truncated=keep)", path, reason)
+
+
+def wav_declared_frames(path: Path) -> int | None:
+    """The sample frames a RIFF/WAVE header's ``data`` chunk declares (libsndfile and FFmpeg report the frames the
+    file still holds instead); None for anything else, a streaming placeholder size or an unreadable header."""
+    try:
+        with open(path, "rb") as f:
+            if f.read(4) != b"RIFF" or len(f.read(4)) != 4 or f.read(4) != b"WAVE":
+                return None
+            block_align = 0
+            for _ in range(MAX_RIFF_CHUNKS):
+                head = f.read(8)
+                if len(head) < 8:
+                    return None
+                kind, size = head[:4], struct.unpack("<I", head[4:])[0]
+                if kind == b"fmt " and size >= 14:
+                    block_align = struct.unpack("<H", f.read(14)[12:14])[0]
+                    f.seek(size - 14 + (size & 1), 1)
+                elif kind == b"data":
+                    if not block_align or size in (0, 0xFFFFFFFF):
+                        return None
+                    return size // block_align
+                else:
+                    f.seek(size + (size & 1), 1)
+    except (OSError, struct.error):
+        return None
+    return None

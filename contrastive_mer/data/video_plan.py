@@ -72,6 +72,7 @@ def decode_planned(path: Path, container: Any, stream: Any, plan: SeekPlan, conv
     budget = Budget(path, limits)
     codec = stream.codec_context
     stream.thread_type = decoding.VIDEO_THREAD_TYPE
+    codec.thread_count = decoding.VIDEO_THREAD_COUNT
     wanted = set(plan.want)
     index = {p: i for i, p in enumerate(plan.pts)}
     kept: dict[int, np.ndarray] = {}
