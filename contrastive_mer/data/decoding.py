@@ -175,10 +175,10 @@ def decode_streams(path: Path, audio: Sink | None, video: Sink | None, limits: D
     budget = Budget(path, limits)
     with open_container(path) as container:
         streams = []
-        for sink, kind in ((audio, "audio"), (video, "video")):
-            if sink is not None:
+        for receiver, kind in ((audio, "audio"), (video, "video")):
+            if receiver is not None:
                 streams.append(first_stream(path, container, kind))
-                sink.declared = declared_seconds(container, streams[-1])
+                receiver.declared = declared_seconds(container, streams[-1])
         if video is not None:
             streams[-1].thread_type = VIDEO_THREAD_TYPE
             streams[-1].codec_context.thread_count = VIDEO_THREAD_COUNT
