@@ -77,18 +77,44 @@ def plot_embedding(x: np.ndarray, labels: np.ndarray, class_names: Sequence[str]
     return path
 
 
-def plot_history(history: list[dict], path: Path, keys: Sequence[str] = ("train/loss_epoch", "val/loss")) -> Path:
+_CURVES = {"train/loss_epoch": "training", "val/loss": "validation"}
+
+
+def history_figure(history: list[dict], keys: Sequence[str] = tuple(_CURVES)) -> Any:
+    """Loss per epoch (1-based, as the log lines count; integer ticks), and the online probe's fused accuracies
+    on a right-hand axis when the run had one (``monitor.online_probe``)."""
+    from matplotlib.ticker import MaxNLocator
+
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for key in keys:
-        pts = [(h["epoch"], h[key]) for h in history if key in h]
+        pts = [(h["epoch"] + 1, h[key]) for h in history if key in h]
         if pts:
-            ax.plot(*zip(*pts), marker="o", label=key)
+            ax.plot(*zip(*pts), marker="o", label=_CURVES.get(key, key))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
-    ax.set_ylabel("pairwise InfoNCE")
-    ax.legend()
+    ax.set_ylabel("pairwise InfoNCE loss")
+    handles, labels = ax.get_legend_handles_labels()
+    probe = [k for k in ("online_probe/linear_acc", "online_probe/knn_acc") if any(k in h for h in history)]
+    if probe:
+        right = ax.twinx()
+        for key, style in zip(probe, ("s--", "^--")):
+            pts = [(h["epoch"] + 1, 100 * h[key]) for h in history if key in h]
+            right.plot(*zip(*pts), style, color="tab:green" if "linear" in key else "tab:olive",
+                       label=f"online probe, {key.split('/')[1].split('_')[0]} (%)")
+        right.set_ylabel("online-probe accuracy (%)")
+        more = right.get_legend_handles_labels()
+        handles, labels = handles + more[0], labels + more[1]
+    ax.legend(handles, labels, fontsize=8)
     ax.set_title("pretraining loss")
     fig.tight_layout()
+    return fig
+
+
+def plot_history(history: list[dict], path: Path, keys: Sequence[str] = tuple(_CURVES)) -> Path:
+    """Save :func:`history_figure` to ``path``."""
+    plt = _pyplot()
+    fig = history_figure(history, keys)
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
