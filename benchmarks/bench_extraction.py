@@ -21,6 +21,7 @@ RSS (``ru_maxrss``) is compared. Target: flat.
     .venv/bin/python benchmarks/bench_extraction.py [--threads 1 --repeats 5 --clips 192
                                                      --memory-clips 10000 100000 --memory-repeats 2]
     .venv/bin/python benchmarks/bench_extraction.py --threads 1 --store-only   # section c2 alone
+    ... --baseline-commit da7f631   # c2 also times the writer alone against that commit's, alternating
 """
 
 from __future__ import annotations
@@ -233,7 +234,8 @@ STORE_VARIANTS: list[tuple[str, int, dict[str, Any], bool]] = [
 ]
 
 
-def store_cost(clips: int, repeats: int, warmup: int, tmp: Path) -> tuple[list[list[Any]], dict[str, float]]:
+def store_cost(clips: int, repeats: int, warmup: int,
+               tmp: Path) -> tuple[list[list[Any]], dict[str, dict[str, float]]]:
     """Section c2: per variant, medians over ``repeats`` extractions (every one instrumented) of the time in the
     forward pass, in each writer method and in the rest, per row; forward-only runs interleaved with them."""
     cfg = vector_config(clips)
@@ -241,7 +243,8 @@ def store_cost(clips: int, repeats: int, warmup: int, tmp: Path) -> tuple[list[l
     module = PairwiseContrastiveModule(cfg).eval()
     device = torch.device("cpu")
     materialised = {b: materialise(cfg, clips, b) for b in sorted({v[1] for v in STORE_VARIANTS})}
-    rows_out, default = [], {}
+    rows_out: list[list[Any]] = []
+    meds: dict[str, dict[str, float]] = {}
     for name, batch, options, checksums in STORE_VARIANTS:
         adapter, records, batches = materialised[batch]
         n = sum(len(b) for b in batches)
@@ -281,9 +284,57 @@ def store_cost(clips: int, repeats: int, warmup: int, tmp: Path) -> tuple[list[l
                          f"{med['open']:.2f}",
                          f"{med['rows']:.2f}", f"{med['row log']:.2f}", f"{med['final merge']:.2f}",
                          f"{med['rest']:.1f}", f"{ab:.1f}", f"{size_mb:.2f}"])
-        if not default:
-            default = med
-    return rows_out, default
+        meds[name] = med
+    return rows_out, meds
+
+
+WRITER_ALONE = r"""
+import json, sys, tempfile, time
+sys.path.insert(0, sys.argv[1])
+import numpy as np
+from pathlib import Path
+from contrastive_mer.store.hdf5 import FeatureStoreWriter
+rng, b, n = np.random.default_rng(0), 256, 8192
+vec = lambda d: rng.standard_normal((b, d), dtype=np.float32)
+batches = [([f"clip{j:07d}" for j in range(k, k + b)], {"emotion": rng.integers(0, 8, b)}, {"speaker": ["spk01"] * b},
+            {"au": vec(64), "physio": vec(64)}, {"au": vec(32), "physio": vec(32)},
+            {"au": np.ones(b, bool), "physio": np.ones(b, bool)}, {"concat": vec(128), "mean": vec(64)})
+           for k in range(0, n, b)]
+out = []
+for r in range(4):  # the first is a warm-up
+    with tempfile.TemporaryDirectory() as tmp:
+        w0, c0 = time.perf_counter(), time.process_time()
+        w = FeatureStoreWriter(Path(tmp) / "x.h5", ["au", "physio"], {"au": 64, "physio": 64}, 32,
+                               {"concat": 128, "mean": 64}, labels={"emotion": [f"e{i}" for i in range(8)]},
+                               groups=["speaker"], part_rows=256)
+        for batch in batches:
+            w.append(*batch)
+        w.finish()
+        out.append(((time.perf_counter() - w0) / n * 1e6, (time.process_time() - c0) / n * 1e6))
+print(json.dumps(out[1:]))
+"""
+
+
+def writer_against(commit: str, rounds: int) -> list[list[Any]]:
+    """The writer alone (8192 rows shaped like the tiny-MLP extraction's, batch 256, fsync on) from this tree
+    and from ``commit`` (its ``contrastive_mer`` via ``git archive``), in fresh processes taking turns."""
+    with tempfile.TemporaryDirectory(prefix="bench_store_ab_") as tmp:
+        trees = {"this tree": str(ROOT), commit: tmp}
+        archive = subprocess.run(["git", "archive", commit, "contrastive_mer"], cwd=ROOT, capture_output=True,
+                                 check=True)
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive.stdout, check=True)
+        got: dict[str, list[tuple[float, float]]] = {name: [] for name in trees}
+        for r in range(rounds):
+            for name in (list(trees) if r % 2 == 0 else list(trees)[::-1]):
+                proc = subprocess.run([sys.executable, "-c", WRITER_ALONE, trees[name]], capture_output=True,
+                                      text=True, cwd=tmp)
+                if proc.returncode != 0:
+                    raise SystemExit(f"writer of {name} failed:\n{proc.stderr[-2000:]}")
+                got[name] += [tuple(x) for x in json.loads(proc.stdout.strip().splitlines()[-1])]
+    med = {name: (statistics.median(x[0] for x in v), statistics.median(x[1] for x in v)) for name, v in got.items()}
+    old = med[commit]
+    return [[name, len(got[name]), f"{w:.1f}", f"{c:.1f}", f"{old[0] / w:.1f}x", f"{old[1] / c:.1f}x"]
+            for name, (w, c) in med.items()]
 
 
 # ---------------------------------------------------------------------------------------------- (ii) memory
@@ -385,6 +436,7 @@ def main() -> None:
                         help="clip counts for the memory figure (the target compares the first two)")
     parser.add_argument("--memory-repeats", type=int, default=2)
     parser.add_argument("--store-only", action="store_true", help="only section c2 (store cost per row)")
+    parser.add_argument("--baseline-commit", help="c2: also time the writer alone against this commit's")
     parser.add_argument("--child", choices=["extract", "write-shards", "merge"], help=argparse.SUPPRESS)
     parser.add_argument("--child-clips", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--out-dir", help=argparse.SUPPRESS)
@@ -399,8 +451,9 @@ def main() -> None:
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench_extraction_") as tmp:
         store_rows, store_med = store_cost(args.vector_clips, args.repeats, args.warmup, Path(tmp))
+    against = writer_against(args.baseline_commit, args.repeats) if args.baseline_commit else []
     load_after = os.getloadavg()
-    write_store_section(args, store_rows, store_med, load_before, load_after)
+    write_store_section(args, store_rows, store_med, load_before, load_after, against)
     if args.store_only:
         return
 
@@ -493,8 +546,17 @@ def main() -> None:
            not args.no_write)
 
 
-def write_store_section(args: argparse.Namespace, rows: list[list[Any]], med: dict[str, float],
-                        load_before: tuple[float, ...], load_after: tuple[float, ...]) -> None:
+def write_store_section(args: argparse.Namespace, rows: list[list[Any]], meds: dict[str, dict[str, float]],
+                        load_before: tuple[float, ...], load_after: tuple[float, ...],
+                        against: list[list[Any]]) -> None:
+    names = [v[0] for v in STORE_VARIANTS]
+    med = meds[names[0]]
+
+    def extra(name: str, sign: int = 1) -> str:  # what a variant adds over the default, wall and CPU
+        other = meds[name]
+        return (f"{sign * (other['store'] - med['store']):+.1f} us wall, "
+                f"{sign * (other['cpu store'] - med['cpu store']):+.1f} us CPU per row")
+
     met = med["store"] <= TARGET_STORE_US
     body = table(["writer", "rows", "batch", "forward us/row", "store us/row", "store CPU us/row", "open",
                   "append (checks)",
@@ -510,23 +572,34 @@ def write_store_section(args: argparse.Namespace, rows: list[list[Any]], med: di
              "outside the forward pass (fusion, copies to numpy, label rows); A/B = extract minus forward-only, "
              "both medians (noisier). Target (store cost per row, default writer, "
              f"<= {TARGET_STORE_US:.0f} us, wall): {verdict(met)} ({med['store']:.1f} us wall, "
-             f"{med['cpu store']:.1f} us CPU).\n\n" + STORE_NOTE)
+             f"{med['cpu store']:.1f} us CPU).\n\n")
+    if against:
+        body += ("The writer alone against an earlier commit's, in the same run (fresh processes taking turns, "
+                 f"{args.repeats} rounds of 3 timed writes each after a warm-up; 8192 rows shaped like the "
+                 "extraction's, batch 256, `part_rows` 256, fsync on; wall and CPU time from the writer's "
+                 "construction to the end of `finish()`):\n\n" + table(
+                     ["writer", "writes", "wall us/row", "CPU us/row", "speed-up (wall)", "speed-up (CPU)"], against)
+                 + "\n\n")
+    body += (STORE_NOTE + f" Measured here: the Fletcher-32 checksums cost {extra(names[2], -1)}; lzf "
+             f"{extra(names[1])}; fsync (of the final file, the log not being synced in a run this short) "
+             f"{extra(names[3], -1)}.")
     report("extraction-store", "c2. Store cost per row (tiny-MLP extraction)", body, not args.no_write)
 
 
 STORE_NOTE = (
     "Where the time goes (default writer): `append` checks each batch against the schema and buffers it; every "
     "`part_rows`=256 rows the buffer becomes one record of the row log (`<out>.parts/rows.log`: the rows' bytes "
-    "with a CRC-32, one `write` call, no HDF5, no fsync; the log is fdatasync-ed when a second has passed since "
+    "with a CRC-32, one `writev` call, no HDF5, no fsync; the log is fdatasync-ed when a second has passed since "
     "the last sync, so a run this short syncs only at the end); `finish` reads the log back (page cache), writes "
     "each dataset of the final file in runs of whole chunks (about 1 MiB per write, no chunk cache, nothing read "
     "back or compressed twice) with a Fletcher-32 checksum per chunk and a SHA-256 over the id and group "
-    "strings, fsyncs it, and renames it into place. What remains per row is copying the bytes four times (batch "
-    "to record, record to page cache, back, into HDF5), the CRC and checksums, and the fsync of the final file "
-    "(about 3 ms per 12 MiB here). lzf costs about 20 us per row of 400 float32 values and saves nothing on "
-    "dense projections (about a third on ReLU features): off by default, `compression=\"lzf\"` for "
-    "`FeatureStoreWriter`. Before this writer (an HDF5 part file per 256 rows, two fsyncs each, a merge "
-    "through HDF5's chunk cache with lzf) the same extraction cost about 53 us per row in section c.")
+    "strings, fsyncs it, and renames it into place. What remains per row: the bytes copied about four times "
+    "(batch to record, record to page cache, back, into HDF5), the CRC and checksums, HDF5's per-string work "
+    "for the variable-length ids and groups (about a third of the merge), and the fsync of the final file. lzf "
+    "saves nothing on dense projections (about a third on ReLU features): off by default, "
+    "`compression=\"lzf\"` for `FeatureStoreWriter`. Before this writer (an HDF5 part file per 256 rows, two "
+    "fsyncs each, a merge through HDF5's chunk cache with lzf) the same extraction cost about 53 us per row "
+    "(section c, its earlier run).")
 
 PEAK_NOTE = ("Peak = the RSS high-water mark, reset once the imports are done (their transient peak would "
              "hide the work's own), so it covers building the model, listing the records and the extraction.")
