@@ -199,11 +199,13 @@ def run_probes(views: Sequence[ProbeView], task: str, label: str = "label", prob
         by_name.setdefault(v.name, []).append(v)
     rows = []
     for name, folds in by_name.items():
+        if log:  # one line per view (not per probe and fold)
+            split = f"{len(folds)} folds" if len(folds) > 1 else f"{len(folds[0].X_train)} train"
+            log(f"{', '.join(probes)} probe{'s' * (len(probes) > 1)} on {name} ({split}, "
+                f"{sum(len(v.X_test) for v in folds)} test rows)")
         for probe in probes:
             runs = []
             for v in folds:
-                if log:
-                    log(f"{probe} probe on {name} (fold {v.fold}: {len(v.X_train)} train, {len(v.X_test)} test)")
                 runs.append(_probe_once(probe, v, lin, kn, num_classes))
             rows.append(_aggregate(name, probe, runs))
     setup = dict(setup or {})
