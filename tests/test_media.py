@@ -284,21 +284,25 @@ class Spy:
         monkeypatch.setattr(video_io, "decode_streams", sequential)
 
 
-@pytest.mark.parametrize("ext", [".mp4", ".mkv"])
-def test_planned_decoding_matches_sequential_reference(tmp_path: Path, ext: str,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    frames = moving_frames(60)
-    path = tmp_path / f"gop{ext}"
-    with av.open(str(path), "w") as out:  # H.264, keyframe every 12 frames, B-frames (reordered, unreferenced)
+def write_gop_video(path: Path, n: int = 60) -> Path:
+    """H.264, a keyframe every 12 frames, B-frames (reordered, unreferenced)."""
+    with av.open(str(path), "w") as out:
         vs = out.add_stream("libx264", rate=25)
         vs.width, vs.height, vs.pix_fmt = 96, 64, "yuv420p"
         vs.codec_context.options = {"g": "12", "keyint_min": "12", "sc_threshold": "0", "bf": "2",
                                     "b-pyramid": "none", "crf": "18"}
-        for img in frames:
+        for img in moving_frames(n):
             for packet in vs.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
                 out.mux(packet)
         for packet in vs.encode():
             out.mux(packet)
+    return path
+
+
+@pytest.mark.parametrize("ext", [".mp4", ".mkv"])
+def test_planned_decoding_matches_sequential_reference(tmp_path: Path, ext: str,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_gop_video(tmp_path / f"gop{ext}")
     spy = Spy(monkeypatch)
     for n in (1, 4, 8, 59, 80):
         np.testing.assert_array_equal(load_video(path, num_frames=n, size=None), reference_frames(path, n))
@@ -306,6 +310,20 @@ def test_planned_decoding_matches_sequential_reference(tmp_path: Path, ext: str,
     spy.sent = 0
     load_video(path, num_frames=4, size=None)
     assert spy.sent < 40  # of 60 packets: the frames after the last sampled one and between GOPs are not sent
+
+
+@pytest.mark.parametrize("thread_type,count", [("NONE", 1), ("FRAME", 2), ("SLICE", 2), ("AUTO", 0)])
+def test_every_threading_setting_gives_the_reference_frames(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             thread_type: str, count: int) -> None:
+    """FFmpeg's frame threads delay output and every seek drains them: the planned decoder still returns exactly
+    the sequential reference's frames, on the planned path."""
+    path = write_gop_video(tmp_path / "t.mp4")  # 5 GOPs: the sampled frames need seeks
+    monkeypatch.setattr(decoding, "VIDEO_THREAD_TYPE", thread_type)
+    monkeypatch.setattr(decoding, "VIDEO_THREAD_COUNT", count)
+    spy = Spy(monkeypatch)
+    for n in (3, 8):
+        np.testing.assert_array_equal(load_video(path, num_frames=n, size=None), reference_frames(path, n))
+    assert spy.sequential == 0
 
 
 def test_planned_decoding_falls_back_when_a_seek_lands_elsewhere(tmp_path: Path,
