@@ -72,3 +72,25 @@ def test_npy_header_the_fuzzer_broke_is_one_line(tmp_path: Path) -> None:
     assert type(numpy_error.value).__name__ == "TokenError"
     with pytest.raises(BadFileError, match="not a valid .npy file"):
         load_npy(path)
+
+
+def test_a_path_with_a_nul_character_is_a_bad_file(tmp_path: Path) -> None:
+    """Found by the fuzzer: a manifest path holding a NUL byte made ``os.open`` raise ValueError, which stopped
+    the whole extraction ("embedded null byte"); now that clip is skipped with the reason."""
+    from contrastive_mer.data.safe_files import BadFileError, load_npy, read_text
+    from tests.fuzz_cases import Setup, cli
+    for read in (load_npy, read_text):
+        with pytest.raises(BadFileError, match="holds a NUL character"):
+            read(tmp_path / "a\x00b.npy")
+    setup = Setup(tmp_path / "clean")
+    setup.manifest.write_text(setup.manifest.read_text().replace("au03.npy", "au\x0003.npy"))
+    out = tmp_path / "x.h5"
+    code, err = cli("extract", "--checkpoint", str(setup.ckpt), "--out", str(out), "--no-progress")
+    assert code == 0, err
+    skipped = [json.loads(line) for line in out.with_name(out.name + ".skipped.jsonl").read_text().splitlines()]
+    assert [s["id"] for s in skipped] == ["c03"] and "NUL character" in skipped[0]["reason"]
+    rows = Setup.rows(out)
+    assert "c03" not in rows and len(rows) == 9
+    for i, row in rows.items():  # the other clips: what the clean corpus gives
+        for key, value in row.items():
+            np.testing.assert_allclose(value, setup.store_rows[i][key], atol=1e-6)

@@ -47,6 +47,8 @@ def _open_regular(path: Path) -> tuple[io.BufferedReader, int]:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as err:
         raise BadFileError(f"{path}: cannot open ({err.strerror or err})") from None
+    except ValueError:  # os.open refuses a path holding a NUL character
+        raise BadFileError(f"{str(path)!r}: cannot open (the path holds a NUL character)") from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
