@@ -233,3 +233,19 @@ def test_fsync_runs_at_most_once_per_sync_seconds(tmp_path: Path, monkeypatch: p
     elapsed = time.monotonic() - start
     assert 1 <= calls.count("log") <= elapsed / 0.2 + 1
     w.close()
+
+
+def test_a_nul_in_an_id_or_group_is_refused_at_append(tmp_path: Path) -> None:
+    """HDF5 strings end at NUL: such an id is refused when appended, naming it, and the writer goes on."""
+    rows = make_rows(6)
+    w = FeatureStoreWriter(tmp_path / "n.h5", **writer_kwargs(part_rows=4))
+    append_rows(w, rows, np.arange(3))
+    bad = dict(rows, ids=["a\0b"] + rows["ids"][1:])
+    with pytest.raises(ValueError, match="NUL"):
+        append_rows(w, bad, np.arange(1))
+    bad = dict(rows, speaker=["x\0"] * 6)
+    with pytest.raises(ValueError, match="groups/speaker.*NUL"):
+        append_rows(w, bad, np.arange(3, 4))
+    append_rows(w, rows, np.arange(3, 6))
+    with FeatureStore(w.finish()) as s:
+        assert s.ids.tolist() == rows["ids"]

@@ -69,6 +69,9 @@ def build_rows(schema: StoreSchema, ids: list[str], given: Mapping[str, Mapping[
     b = len(ids)
     specs = schema.row_specs()
     rows: dict[str, np.ndarray] = {"ids": np.array(ids, dtype=object)}
+    bad = next((i for i in ids if "\0" in i), None)
+    if bad is not None:
+        raise ValueError(f"{where}: id {bad!r} holds a NUL character, which HDF5 strings cannot store")
     for section, mapping in given.items():
         expected = {k.split("/", 1)[1].removesuffix("_lengths") for k in specs if k.startswith(section + "/")}
         extra = sorted(set(mapping) - expected)
@@ -82,6 +85,9 @@ def build_rows(schema: StoreSchema, ids: list[str], given: Mapping[str, Mapping[
             raise ValueError(f"{where}: batch lacks {key} (ids {ids[0]!r}...)")
         value = given[section][name]
         arr = np.array([str(v) for v in value], dtype=object) if dtype is STR_DTYPE else _np(value)
+        if dtype is STR_DTYPE and any("\0" in v for v in arr):
+            raise ValueError(f"{where}: {key} holds a NUL character ({next(v for v in arr if chr(0) in v)!r}), "
+                             "which HDF5 strings cannot store")
         if arr.shape != (b, *tail):
             raise ValueError(f"{where}: {key} has shape {arr.shape}, expected {(b, *tail)}")
         rows[key] = arr if dtype is STR_DTYPE else arr.astype(dtype, copy=False)
