@@ -249,3 +249,18 @@ def test_a_nul_in_an_id_or_group_is_refused_at_append(tmp_path: Path) -> None:
     append_rows(w, rows, np.arange(3, 6))
     with FeatureStore(w.finish()) as s:
         assert s.ids.tolist() == rows["ids"]
+
+
+def test_a_finished_marker_without_its_merged_file_merges_again(tmp_path: Path) -> None:
+    """FINISHED says the merge was complete, but neither the temp file nor the store survived (a power loss):
+    the rows are kept and merged again, never deleted."""
+    rows = make_rows(8)
+    out = tmp_path / "f.h5"
+    w = FeatureStoreWriter(out, **writer_kwargs(part_rows=4))
+    append_rows(w, rows, np.arange(8))
+    w.close()
+    (tmp_path / "f.h5.parts" / "FINISHED").write_text("merged\n")
+    w = FeatureStoreWriter(out, **writer_kwargs(part_rows=4))
+    assert w.done_ids() == set(rows["ids"])
+    with FeatureStore(w.finish()) as s:
+        assert s.ids.tolist() == rows["ids"]

@@ -188,7 +188,10 @@ class FeatureStoreWriter:
         if (self.parts / FINISHED_NAME).exists():  # a previous finish() died after merging
             if self.tmp_path.exists():
                 os.replace(self.tmp_path, self.path)
-            shutil.rmtree(self.parts)
+            if self.path.exists():
+                shutil.rmtree(self.parts)
+            else:  # the merged file itself was lost (a power loss before its folder entry was on disk)
+                (self.parts / FINISHED_NAME).unlink()
         self.tmp_path.unlink(missing_ok=True)  # an interrupted merge
         if self.parts.is_dir():
             for p in self.parts.glob("*.tmp"):  # a part file or manifest that was being written
