@@ -20,7 +20,8 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback
 
-_NOISE = ("litlogger", "💡 Tip", "was configured so 100% of the batches")
+# Lightning's tips, its notice about a limit of 1.0 (the library's default) and accelerators this library never uses
+_NOISE = ("litlogger", "💡 Tip", "was configured so 100% of the batches", "TPU available", "HPU available")
 
 
 class _DropNoise(logging.Filter):

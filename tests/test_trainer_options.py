@@ -61,3 +61,17 @@ def test_fraction_limits_are_kept_as_fractions():
 def test_bad_values_are_refused(override, key):
     with pytest.raises(ConfigError, match=key):
         load_config(DEMO, TINY + [override])
+
+
+def test_lightning_accelerator_noise_is_dropped(caplog):
+    """The TPU/HPU lines name accelerators the library never uses; the GPU line stays (it says what runs)."""
+    import logging
+
+    from contrastive_mer.training_log import quiet_lightning
+
+    quiet_lightning()
+    logger = logging.getLogger("pytorch_lightning.utilities.rank_zero")
+    with caplog.at_level(logging.INFO, logger="pytorch_lightning.utilities.rank_zero"):
+        logger.info("GPU available: False, used: False")
+        logger.info("TPU available: False, using: 0 TPU cores")
+    assert [r.getMessage() for r in caplog.records] == ["GPU available: False, used: False"]
