@@ -97,11 +97,11 @@ def similarity_figure(sim: np.ndarray, a: str, b: str, epoch: int) -> Any:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(4.2, 3.6))
+    fig, ax = plt.subplots(figsize=(4.6, 3.8))
     im = ax.imshow(sim, vmin=-1, vmax=1, cmap="coolwarm")
     ax.set_xlabel(f"{b} of clip j"), ax.set_ylabel(f"{a} of clip i")
-    ax.set_title(f"cosine similarity, one validation batch (epoch {epoch})\n"
-                 "diagonal: the same clip (bright once the modalities align)", fontsize=8)
+    ax.set_title(f"{a} vs {b}, one validation batch, epoch {epoch}\n"
+                 "diagonal = the same clip (bright once aligned)", fontsize=8)
     fig.colorbar(im, ax=ax, label="cosine similarity")
     fig.tight_layout()
     return fig
