@@ -5,10 +5,12 @@ Writes ``gpu_check.json`` and ``gpu_check.md`` to ``--out`` and prints the Markd
 1. pairwise loss, forward + backward, library vs the naive per-pair implementation, B = 256 / 1024 / 4096;
 2. linear probe (L-BFGS, one weight decay) on the GPU vs the CPU, same data;
 3. FAISS exact inner-product kNN on the GPU vs the CPU (where ``faiss`` is installed and has GPU support);
-4. training of the demo and paper configs (``experiments/{demo,paper}.yaml``): samples/s and peak GPU memory in
+4. the data feed: the training step of ``benchmarks/ravdess_av.yaml`` (the model of figure d: RAVDESS audio +
+   action units + video) and the DataLoader workers it needs, from the clips/s one worker prepares (figure d);
+5. training of the demo and paper configs (``experiments/{demo,paper}.yaml``): samples/s and peak GPU memory in
    fp32 and bf16-mixed (autocast, as Lightning's ``bf16-mixed``), at the config's batch and at 256;
-5. extraction (eval forward: encoders + heads, outputs copied to the host): clips/s, fp32 and bf16;
-6. training again with ``torch.compile`` on every encoder and head (last: compilation takes the longest).
+6. extraction (eval forward: encoders + heads, outputs copied to the host): clips/s, fp32 and bf16;
+7. training again with ``torch.compile`` on every encoder and head (last: compilation takes the longest).
 
 Inputs are synthetic tensors in memory with the shapes the configs' preprocessors produce, so the check needs
 none of the media or index packages; what needs a missing package (``omegaconf`` for the model, ``faiss``) is
@@ -26,6 +28,7 @@ import argparse
 import importlib
 import itertools
 import json
+import math
 import platform
 import statistics
 import sys
@@ -51,6 +54,10 @@ from common import cpu_model, table  # noqa: E402
 from contrastive_mer.losses import PairwiseInfoNCE  # noqa: E402
 
 CONFIGS = {"demo": ROOT / "experiments" / "demo.yaml", "paper": ROOT / "experiments" / "paper.yaml"}
+FEED_CONFIG = "ravdess_av"  # benchmarks/ravdess_av.yaml: the model whose data pipeline figure d measures
+#: clips/s one DataLoader worker prepares for that model (BENCHMARKS.md d, `benchmarks/bench_data.py --threads 1`
+#: on a 2-core Xeon under load): a corpus where every clip has video, and epochs read from data.cache=disk
+WORKER_CLIPS_PER_S = {"video_no_cache": 1.18, "disk_cached": 115.0}
 OPTIONAL = ("omegaconf", "yaml", "faiss", "av", "soundfile")
 
 
@@ -291,7 +298,8 @@ def load_experiment(name: str) -> Any:
     from contrastive_mer.config import config_from_dict, preprocess_config
     from contrastive_mer.encoders import get_entry
 
-    data = yaml.safe_load(CONFIGS[name].read_text())
+    path = CONFIGS[name] if name in CONFIGS else HERE / f"{name}.yaml"
+    data = yaml.safe_load(path.read_text())
     cfg = config_from_dict(data)
     shapes = {}
     for m, spec in cfg.model.modalities.items():
@@ -321,6 +329,10 @@ def make_batch(shapes: dict[str, Any], batch: int, device: torch.device, caps: A
             steps = min(p.max_length, tokens)
             inputs[m] = torch.randint(1, p.vocab_size, (batch, steps), generator=gen)
             lengths[m] = torch.randint(steps // 2, steps + 1, (batch,), generator=gen)
+        elif kind == "vector" and getattr(p, "sequence", False):  # frame sequences, e.g. landmarks for ST-GCN
+            steps = min(32, tokens)
+            inputs[m] = torch.randn(batch, steps, p.input_dim, generator=gen)
+            lengths[m] = torch.full((batch,), steps)
         elif kind == "vector":
             inputs[m] = torch.randn(batch, p.input_dim, generator=gen)
         else:
@@ -356,8 +368,7 @@ def train_row(c: Check, name: str, precision: str, compiled: bool, batch_size: i
 
     def step() -> None:
         with autocast(c, precision):
-            _, projections = module(batch)
-            loss = module.loss_fn({m: z.float() for m, z in projections.items()}, batch.present).loss
+            loss = module.compute_loss(batch).loss  # the configured loss (pairwise, or two-window halves)
         loss.backward()
         optim.step()
         optim.zero_grad(set_to_none=True)
@@ -426,6 +437,22 @@ def model_sections(c: Check, configs: list[str], compile_too: bool) -> None:
             torch._dynamo.reset()
 
 
+def feed_section(c: Check) -> None:
+    """The training step of figure d's model, and the workers = step clips/s / one worker's clips/s."""
+    if not all(available(name) for name in ("omegaconf", "yaml")):
+        c.notes.append("data feed: skipped, the library's model needs omegaconf and yaml")
+        return
+
+    def measure() -> dict[str, Any]:
+        row = train_row(c, FEED_CONFIG, "fp32", False, c.sizes.train_batches[0])
+        row.update({f"workers_{kind}": math.ceil(row["samples_per_s"] / rate)
+                    for kind, rate in WORKER_CLIPS_PER_S.items()})
+        return row
+
+    if c.fits("data feed", 15 if c.cuda else 0):
+        c.row("feed", "data feed", measure)
+
+
 # ----------------------------------------------------------------------------------------------------- output
 def environment(c: Check) -> dict[str, Any]:
     """The device, versions and which optional packages import here."""
@@ -453,12 +480,16 @@ def markdown(env: dict[str, Any], c: Check, command: str) -> str:
         "training": ["config", "precision", "compile", "batch", "params_m", "ms_per_step", "samples_per_s",
                      "first_step_s", "peak_mib"],
         "extraction": ["config", "precision", "batch", "ms_per_batch", "clips_per_s", "peak_mib"],
+        "feed": ["config", "batch", "ms_per_step", "samples_per_s", "workers_video_no_cache", "workers_disk_cached"],
     }
     titles = {"loss": "Pairwise loss, forward + backward: library vs naive",
               "probe": "Linear probe (L-BFGS, 8 classes, one weight decay)",
               "faiss": "FAISS exact inner-product kNN (add + search)",
               "training": "Training step (forward, loss, backward, optimiser)",
-              "extraction": "Extraction forward (encoders + heads, outputs to the host)"}
+              "extraction": "Extraction forward (encoders + heads, outputs to the host)",
+              "feed": "Data feed: DataLoader workers per GPU for figure d's model (RAVDESS audio + AU + video; "
+                      f"one worker: {WORKER_CLIPS_PER_S['video_no_cache']:g} clips/s with video, "
+                      f"{WORKER_CLIPS_PER_S['disk_cached']:g} from the disk cache, BENCHMARKS.md d)"}
     packages = ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in env["packages"].items())
     lines = [f"Device: {env['device']}; torch {env['torch']} (CUDA {env['cuda']}), Python {env['python']}; "
              f"optional packages: {packages}; torch.compile backend: {env['compile_backend']}.  ",
@@ -496,7 +527,8 @@ def main(argv: list[str] | None = None) -> int:
     loss_section(c)
     probe_section(c)
     faiss_section(c)
-    model_sections(c, args.configs, not args.no_compile)
+    feed_section(c)
+    model_sections(c, args.configs, not args.no_compile)  # the torch.compile rows run last
 
     env = environment(c)
     command = " ".join(["python", "benchmarks/gpu_check.py", *(argv if argv is not None else sys.argv[1:])])
