@@ -86,7 +86,7 @@ def history_figure(history: list[dict], keys: Sequence[str] = tuple(_CURVES)) ->
     from matplotlib.ticker import MaxNLocator
 
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    fig, ax = plt.subplots(figsize=(5.5, 4.4))
     for key in keys:
         pts = [(h["epoch"] + 1, h[key]) for h in history if key in h]
         if pts:
@@ -105,7 +105,8 @@ def history_figure(history: list[dict], keys: Sequence[str] = tuple(_CURVES)) ->
         right.set_ylabel("online-probe accuracy (%)")
         more = right.get_legend_handles_labels()
         handles, labels = handles + more[0], labels + more[1]
-    ax.legend(handles, labels, fontsize=8)
+    # below the axes: inside, it hid points (the online probe's first epoch sat under it)
+    ax.legend(handles, labels, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2, frameon=False)
     ax.set_title("pretraining loss")
     fig.tight_layout()
     return fig
