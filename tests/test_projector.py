@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 from google.protobuf import text_format
+from tensorboard.plugins.projector import projector_plugin
 from tensorboard.plugins.projector.projector_config_pb2 import ProjectorConfig
 
 from contrastive_mer.cli.main import main
@@ -56,6 +57,9 @@ def test_projector_files_parse_back_to_the_store(tmp_path: Path, capsys) -> None
             rows = np.flatnonzero(store.present("video")) if emb.tensor_name == "features/video" \
                 else np.arange(len(store))
             np.testing.assert_array_equal(vectors, store.dataset(emb.tensor_name)[rows])  # exact round trip
+            tb_reader = getattr(projector_plugin, "_read_tensor_tsv_file", None)  # TensorBoard's own TSV reader
+            if tb_reader is not None:
+                np.testing.assert_array_equal(tb_reader(str(out / emb.tensor_path)), vectors)
             meta = read_tsv(out / emb.metadata_path)
             assert meta[0] == ["id", "emotion", "valence", "speaker"]
             assert len(meta) == len(rows) + 1 and all(len(line) == 4 for line in meta)
