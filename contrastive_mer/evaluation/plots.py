@@ -63,11 +63,12 @@ def pca_2d(x: np.ndarray) -> np.ndarray:
 def plot_embedding(x: np.ndarray, labels: np.ndarray, class_names: Sequence[str], path: Path, title: str) -> Path:
     plt = _pyplot()
     xy = pca_2d(x)
-    fig, ax = plt.subplots(figsize=(5.5, 4.8))
+    fig, ax = plt.subplots(figsize=(6.6, 4.8))
     for k, name in enumerate(class_names):
         sel = labels == k
         ax.scatter(xy[sel, 0], xy[sel, 1], s=10, label=name, alpha=0.8)
-    ax.legend(fontsize=7, markerscale=2)
+    # right of the axes: inside, it covered a cluster of points
+    ax.legend(fontsize=7, markerscale=2, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
     ax.set_title(title)
     ax.set_xlabel("PC 1")
     ax.set_ylabel("PC 2")
