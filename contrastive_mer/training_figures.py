@@ -45,8 +45,10 @@ def map_2d(x: np.ndarray, method: str = "auto", seed: int = 0) -> tuple[np.ndarr
     if method not in MAP_METHODS:
         raise ValueError(f"unknown map method {method!r}; expected one of {', '.join(MAP_METHODS)}")
     if method != "pca" and len(x) >= 10 and umap_available():
-        import umap
-
+        try:
+            import umap
+        except ImportError:  # found but broken (e.g. a numba that does not fit this NumPy): the PCA map
+            return pca_2d(x), "PCA"
         state = np.random.get_state()
         try:
             with warnings.catch_warnings():
