@@ -443,7 +443,7 @@ def _check_trainer_limits(cfg: DictConfig) -> None:
     if probe.weight_decays is not None and (not probe.weight_decays or min(probe.weight_decays) < 0):
         raise ConfigError("monitor.online_probe.weight_decays: a non-empty list of values >= 0 (or null)")
     _choice(cfg.monitor.embedding_map, ("auto", "umap", "pca"), "monitor.embedding_map")
-    if cfg.monitor.embedding_map == "umap" and importlib.util.find_spec("umap") is None:
+    if cfg.monitor.embedding_map == "umap" and getattr(importlib.util.find_spec("umap"), "origin", None) is None:
         raise ConfigError("monitor.embedding_map: umap needs umap-learn (pip install 'contrastive-mer[viz]')")
     if cfg.monitor.checkpoint_mode not in (None, "min", "max"):
         raise ConfigError(f"monitor.checkpoint_mode: {cfg.monitor.checkpoint_mode!r} is not one of min, max")

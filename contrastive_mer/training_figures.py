@@ -34,8 +34,10 @@ MAP_METHODS = ("auto", "umap", "pca")
 
 
 def umap_available() -> bool:
-    """Whether umap-learn is installed (``pip install 'contrastive-mer[viz]'``)."""
-    return importlib.util.find_spec("umap") is not None
+    """Whether umap-learn is installed (``pip install 'contrastive-mer[viz]'``); a left-over ``umap`` folder
+    without the package (a namespace package, no origin) does not count."""
+    spec = importlib.util.find_spec("umap")
+    return spec is not None and spec.origin is not None
 
 
 def map_2d(x: np.ndarray, method: str = "auto", seed: int = 0) -> tuple[np.ndarray, str]:
@@ -46,14 +48,14 @@ def map_2d(x: np.ndarray, method: str = "auto", seed: int = 0) -> tuple[np.ndarr
         raise ValueError(f"unknown map method {method!r}; expected one of {', '.join(MAP_METHODS)}")
     if method != "pca" and len(x) >= 10 and umap_available():
         try:
-            import umap
+            from umap import UMAP
         except ImportError:  # found but broken (e.g. a numba that does not fit this NumPy): the PCA map
             return pca_2d(x), "PCA"
         state = np.random.get_state()
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # "n_jobs overridden by setting random_state", numba notices
-                reducer = umap.UMAP(n_components=2, n_neighbors=min(15, len(x) - 1), metric="cosine",
+                reducer = UMAP(n_components=2, n_neighbors=min(15, len(x) - 1), metric="cosine",
                                     random_state=seed, init="random" if len(x) < 32 else "spectral")
                 return np.asarray(reducer.fit_transform(np.asarray(x, dtype=np.float32))), "UMAP"
         finally:

@@ -13,7 +13,7 @@ from contrastive_mer.evaluation.plots import history_figure
 from contrastive_mer.training_figures import map_2d, map_figure, pca_2d
 from tests.conftest import DEMO, TINY
 
-HAS_UMAP = importlib.util.find_spec("umap") is not None
+HAS_UMAP = getattr(importlib.util.find_spec("umap"), "origin", None) is not None
 
 
 def _clusters(n: int = 60) -> tuple[np.ndarray, np.ndarray]:
