@@ -189,30 +189,38 @@ class _Appender:
             self.write_rows = chunk * (write_bytes // (row_bytes * chunk))
         else:
             self.write_rows = max(1, write_bytes // row_bytes)
-        self.pending: list[np.ndarray] = []
+        self.buffer: np.ndarray | None = None  # write_rows rows, allocated on first use
         self.count = 0
         self.digest = hashlib.sha256() if is_str else None
 
     def add(self, arr: np.ndarray) -> None:
-        if len(arr) == 0:
-            return
-        self.pending.append(arr)
-        self.count += len(arr)
-        if self.count >= self.write_rows:
-            self.write(last=False)
+        """Copy ``arr`` into the buffer (so that nothing keeps the caller's larger blocks alive), writing each
+        time it is full."""
+        pos = 0
+        while pos < len(arr):
+            if self.buffer is None:
+                self.buffer = np.empty((self.write_rows, *self.ds.shape[1:]),
+                                       dtype=object if self.is_str else self.ds.dtype)
+            take = min(len(arr) - pos, self.write_rows - self.count)
+            self.buffer[self.count:self.count + take] = arr[pos:pos + take]
+            self.count, pos = self.count + take, pos + take
+            if self.count == self.write_rows:
+                self.write(last=False)
 
     def write(self, last: bool) -> None:
-        """Write the whole runs of chunks buffered (``last``: everything, and the digest)."""
-        if self.count:
-            data = self.pending[0] if len(self.pending) == 1 else np.concatenate(self.pending)
-            take = len(data) if last else len(data) - len(data) % self.write_rows
+        """Write the buffered rows (a whole run of chunks unless ``last``; with ``last`` also the digest)."""
+        if self.count and self.buffer is not None:
+            data = self.buffer[:self.count]
             if self.digest is not None:
-                string_digest(data[:take], self.digest)
-            _append(self.ds, data[:take])
-            rest = data[take:]
-            self.pending, self.count = ([rest] if len(rest) else []), len(rest)
-        if last and self.digest is not None:
-            self.ds.attrs[SHA_ATTR] = self.digest.hexdigest()
+                string_digest(data, self.digest)
+            _append(self.ds, data)
+            self.count = 0
+            if self.is_str:
+                self.buffer[:] = None  # let the strings go
+        if last:
+            self.buffer = None
+            if self.digest is not None:
+                self.ds.attrs[SHA_ATTR] = self.digest.hexdigest()
 
 
 class StoreLayout:
