@@ -19,8 +19,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from contrastive_mer.run_dir import lock_run_dir
 
+    created = bool(args.output) and not Path(args.output).exists()
     lock = lock_run_dir(args.output) if args.output else None  # a fresh time-stamped folder needs none
     try:
         from contrastive_mer.training import pretrain_from_files  # slow: after the lock, so a second run fails fast
@@ -28,6 +31,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if lock is not None:
             lock.release()
+        if created and Path(args.output).is_dir() and not any(Path(args.output).iterdir()):
+            Path(args.output).rmdir()  # a run refused before it started leaves no empty folder behind
     if not result.is_global_zero:  # DDP: only rank 0 reports
         return 0
     losses = {k: round(v, 4) for k, v in sorted(result.metrics.items()) if "loss" in k or "acc" in k}
