@@ -46,6 +46,9 @@ class MLPProbeConfig:
 class MLPProbeModel(nn.Module):
     """Standardisation (training statistics) -> ``Linear -> ReLU -> Linear``."""
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, mean: torch.Tensor, std: torch.Tensor, hidden_dim: int, n_out: int, task: str):
         super().__init__()
         self.task = task
