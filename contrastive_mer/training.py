@@ -26,7 +26,7 @@ from contrastive_mer.data.dataset import SkipReport
 from contrastive_mer.encoding import SkipTracker
 from contrastive_mer.errors import UserError
 from contrastive_mer.module import PairwiseContrastiveModule
-from contrastive_mer.run_dir import is_launched_rank, prepare_run_dir
+from contrastive_mer.run_dir import is_launched_rank, lock_run_dir, prepare_run_dir
 from contrastive_mer.training_figures import EmbeddingFiguresCallback
 from contrastive_mer.training_log import EpochLineCallback, ThroughputCallback, interactive_output, quiet_lightning
 
@@ -278,9 +278,21 @@ def pretrain(cfg: DictConfig, output: str | Path | None = None, resume: bool = F
     larger ``trainer.max_epochs`` extends the run (a cosine schedule is stretched to the new length, with a
     warning). A folder that already holds a run is refused unless ``resume`` or ``overwrite`` (which removes the
     old checkpoints, logs and run files first) is given. The data summary is printed and saved as
-    ``data_summary.json``, the split as ``split.json``.
+    ``data_summary.json``, the split as ``split.json``. The run folder is locked (``<run>/run.lock``) for the
+    whole run: another process training in it fails at once naming this one's pid.
     """
     run_dir = make_run_dir(cfg, output)
+    lock = lock_run_dir(run_dir)
+    try:
+        return _pretrain_locked(cfg, run_dir, resume, extra_callbacks, overwrite)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _pretrain_locked(cfg: DictConfig, run_dir: Path, resume: bool, extra_callbacks: list[Callback] | None,
+                     overwrite: bool) -> PretrainResult:
+    """The body of :func:`pretrain`, run while its folder is locked."""
     last = run_dir / "checkpoints" / "last.ckpt"
     removed = prepare_run_dir(run_dir, resume, overwrite)
     if removed:

@@ -140,3 +140,32 @@ def test_second_merge_to_the_same_output_fails_at_once(tmp_path: Path) -> None:
     assert not lock_path_for(out).exists()
     with FeatureStore(out) as store:
         assert list(store.ids) == sorted(ids)
+
+
+HOLD_RUN_LOCK = """
+import sys
+from contrastive_mer.run_dir import lock_run_dir
+lock = lock_run_dir(sys.argv[1])
+print("held", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_library_pretrain_takes_the_run_folder_lock(tmp_path: Path) -> None:
+    """``training.pretrain()`` (not only the CLI) refuses a folder another process holds, before writing there."""
+    import pytest
+
+    from contrastive_mer.config import load_config
+    from contrastive_mer.store.lock import OutputLockedError
+    from contrastive_mer.training import pretrain
+    run = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_RUN_LOCK, str(run)], env=ENV, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(OutputLockedError, match=f"pid {holder.pid}"):
+            pretrain(load_config(DEMO, TINY), run)
+        assert sorted(p.name for p in run.iterdir()) == [LOCK_NAME]  # nothing of a run written
+    finally:
+        holder.kill()
+        holder.wait()
