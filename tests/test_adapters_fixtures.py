@@ -309,3 +309,13 @@ def test_meld_speakers_option(tmp_path):
     ad = MeldAdapter(tmp_path, split="dev", speakers=["Ross"])
     assert [r.id for r in ad.records()] == ["dev_dia0_utt0", "dev_dia1_utt0"]
     assert ad.modalities == ("text",)  # MELD lists text unless asked for the clips
+
+
+def test_manifest_row_with_nul_in_id_or_speaker_is_skipped_not_fatal(tmp_path):
+    # HDF5 strings end at NUL, so the store refuses such ids; the scan must skip the row, not stop the run
+    (tmp_path / "clips.csv").write_text("id,speaker,text,emotion\nc1,s1,hi,happy\nc\x002,s2,yo,sad\n"
+                                        "c3,s\x003,hey,sad\nc4,s4,ho,happy\n", encoding="utf-8")
+    ad = ManifestAdapter(path=tmp_path / "clips.csv", labels=["emotion"])
+    assert [r.id for r in ad.records()] == ["c1", "c4"]
+    assert [(s.line, s.id) for s in ad.skipped] == [(3, "c\\x002"), (4, "c3")]
+    assert "NUL byte in column(s) id" in ad.skipped[0].reason and "speaker" in ad.skipped[1].reason

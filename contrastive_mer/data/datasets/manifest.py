@@ -246,6 +246,10 @@ class ManifestAdapter(MediaCorpus):
                 self._bad(line, "missing id")
                 continue
             sid = str(sid).strip()
+            nul = [k for k in ("id", *self.group_columns) if "\x00" in str(row.get(k, ""))]
+            if nul:  # HDF5 strings end at NUL: such an id or group would be stored cut short
+                self._bad(line, f"NUL byte in column(s) {', '.join(nul)}", sid.replace("\x00", "\\x00"))
+                continue
             if sid in seen:
                 self._bad(line, f"duplicate id {sid!r} (first on line {seen[sid]})", sid)
                 continue
