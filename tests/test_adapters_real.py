@@ -166,6 +166,8 @@ def test_ravdess_bad_inputs(tmp_path: Path) -> None:
         ad.load(by_id["03-01-04-01-01-01-03"], ["audio"])
     assert info.value.sample_id == "03-01-04-01-01-01-03"
     with pytest.raises(ValueError, match="no modality"):
+        RavdessAdapter(tmp_path, modalities=["audio", "thermal"])
+    with pytest.raises(ValueError, match="'landmarks' needs data.options.landmarks_dir"):
         RavdessAdapter(tmp_path, modalities=["landmarks"])
     face = pickle.loads(pickle.dumps(RavdessAdapter(tmp_path, crop="face")))  # DataLoader workers may pickle it
     assert face.cropper is not None and len(face.records()) == 3

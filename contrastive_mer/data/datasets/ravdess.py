@@ -180,6 +180,9 @@ class RavdessAdapter(MediaCorpus):
         self.landmarks_dir = None if landmarks is None else self.root / landmarks  # an absolute path stays as it is
         if self.landmarks_dir is not None and not self.landmarks_dir.is_dir():
             raise FileNotFoundError(f"RAVDESS landmarks_dir not found: {self.landmarks_dir}")
+        if self.landmarks_dir is None and self.options.modalities is not None and "landmarks" in self.modalities:
+            raise ValueError("RAVDESS: modality 'landmarks' needs data.options.landmarks_dir (a folder of OpenFace "
+                             "CSVs, one per take; docs/paper.md says how to make them)")
         self.label_names = {"emotion": list(EMOTIONS), "intensity": list(INTENSITIES),
                             "statement": list(STATEMENTS)}
 
