@@ -282,3 +282,20 @@ def test_cut_copies_of_shared_recordings_are_detected(tmp_path: Path, pattern: s
             load_video(path)
             with pytest.raises(MediaError, match="truncated video"):
                 load_video(short)
+
+
+def test_flv_with_a_short_video_stream_is_not_taken_for_a_cut_file(tmp_path: Path) -> None:
+    """FLV declares one duration for the file: a complete file whose video ends before its audio is kept whole,
+    while the same file cut in half is still reported."""
+    from contrastive_mer.data.media import load_audio_video
+    from tests.test_media import colour_frames, write_video
+
+    path = write_video(tmp_path / "short_video.flv", colour_frames(2), codec="flv",
+                       audio=np.sin(np.linspace(0, 900, 22050)).astype(np.float32) * 0.5, audio_rate=22050,
+                       audio_codec="libmp3lame")
+    audio, video = load_audio_video(path, 16000, num_frames=1, size=16)
+    assert video.shape == (1, 16, 16, 3) and abs(len(audio) / 16000 - 1.0) < 0.1
+    cut = tmp_path / "cut.flv"
+    cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(MediaError, match="truncated"):
+        load_audio_video(cut, 16000, num_frames=1, size=16)

@@ -14,7 +14,7 @@ import logging
 import struct
 from pathlib import Path
 
-from contrastive_mer.data.decoding import MediaError, declared_seconds
+from contrastive_mer.data.decoding import DECODE_ERRORS, MediaError, declared_seconds, open_container
 
 __all__ = ["TRUNCATED_MODES", "check_mode", "declared_seconds", "is_truncated", "report", "wav_declared_frames"]
 
@@ -22,6 +22,8 @@ TRUNCATED_MODES = ("skip", "keep")
 #: shortfall tolerated before a file counts as cut: codec priming and padding, rounding of declared durations
 TOLERANCE_SECONDS = 0.25
 TOLERANCE_FRACTION = 0.05
+#: packets demuxed (not decoded) at most when checking whether a file's other streams run to its declared end
+MAX_CHECK_PACKETS = 200_000
 #: RIFF chunks walked before giving up on finding ``data`` (a header, not a scan of the file)
 MAX_RIFF_CHUNKS = 64
 
@@ -43,13 +45,35 @@ def is_truncated(decoded: float, declared: float | None) -> bool:
 
 def report(path: Path, kind: str, decoded: float, declared: float | None, truncated: str) -> None:
     """Skip (raise :class:`MediaError`) or warn about a truncated ``kind`` stream; nothing when it is complete."""
-    if not is_truncated(decoded, declared):
+    if not is_truncated(decoded, declared) or _other_streams_reach(path, declared):
         return
     reason = (f"truncated {kind}: {decoded:.2f} s decoded of the {declared:.2f} s the file declares "
               f"(a cut copy?)")
     if truncated == "skip":
         raise MediaError(path, f"{reason}; skipped (data.options.truncated=keep keeps partial clips)")
     log.warning("%s: %s; kept as a partial clip (data.options.truncated=keep)", path, reason)
+
+
+def _other_streams_reach(path: Path, declared: float | None) -> bool:
+    """Whether ``path`` holds several audio/video streams and its packets run to the ``declared`` end: then the
+    duration is the file's (FLV declares only that) and a stream ending earlier is short, not cut. Demuxes
+    without decoding, at most :data:`MAX_CHECK_PACKETS` packets; False when the file cannot be read."""
+    if declared is None:
+        return False
+    try:
+        with open_container(path) as container:
+            streams = [s for s in container.streams if s.type in ("audio", "video")]
+            if len(streams) < 2:
+                return False
+            end = 0.0
+            for i, packet in enumerate(container.demux(streams)):
+                if i >= MAX_CHECK_PACKETS:
+                    return False
+                if packet.pts is not None and packet.time_base:
+                    end = max(end, float((packet.pts + (packet.duration or 0)) * packet.time_base))
+    except (MediaError, *DECODE_ERRORS):
+        return False
+    return not is_truncated(end, declared)
 
 
 def wav_declared_frames(path: Path) -> int | None:
