@@ -118,6 +118,7 @@ class OnlineProbeCallback(Callback):
         self.present: dict[str, list[np.ndarray]] = {}
         self.labels: list[np.ndarray] = []
         self.groups: list[str] = []
+        self.seen: set[str] = set()  # clip ids taken this epoch: a two-window batch holds each clip twice
         self.count = 0
 
     def _warn(self, message: str) -> None:
@@ -144,15 +145,25 @@ class OnlineProbeCallback(Callback):
                        "the validation clips have no labels; nothing to probe")
             return
         self.label = name
-        take = min(len(batch), self.max_clips - self.count)
+        rows: list[int] = []  # the first row of each clip not taken yet (window 0 of a two-window batch)
+        for i, sid in enumerate(batch.ids):
+            if sid not in self.seen and len(rows) < self.max_clips - self.count:
+                self.seen.add(sid)
+                rows.append(i)
+        if not rows:
+            return
         with torch.no_grad():
             encoded = module.encode(batch)  # type: ignore[operator]
+        index = torch.as_tensor(rows, dtype=torch.long)
         for m, out in encoded.items():
-            self.features.setdefault(m, []).append(out.feature[:take].float().cpu().numpy())
-            self.present.setdefault(m, []).append(batch.present[m][:take].cpu().numpy().astype(bool))
-        self.labels.append(batch.labels[name][:take].cpu().numpy())
-        self.groups.extend(str(g) for g in batch.groups.get(self.group, ["?"] * len(batch))[:take])
-        self.count += take
+            self.features.setdefault(m, []).append(out.feature[index.to(out.feature.device)].float().cpu().numpy())
+            present = batch.present[m]
+            self.present.setdefault(m, []).append(present[index.to(present.device)].cpu().numpy().astype(bool))
+        labels = batch.labels[name]
+        self.labels.append(labels[index.to(labels.device)].cpu().numpy())
+        groups = batch.groups.get(self.group, ["?"] * len(batch))
+        self.groups.extend(str(groups[i]) for i in rows)
+        self.count += len(rows)
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         if not self.active or not self.labels:

@@ -114,3 +114,29 @@ def test_bad_monitor_settings_are_refused(overrides, message):
 def test_online_probe_is_off_by_default():
     cfg = load_config(DEMO, TINY)
     assert cfg.monitor.online_probe.every_n_epochs == 0 and cfg.monitor.checkpoint is None
+
+
+def test_two_window_batches_give_each_clip_once():
+    """A two-window batch holds every clip twice (window 0, then window 1): the probe takes window 0 once per clip,
+    and a clip seen in an earlier batch is not taken again."""
+    from types import SimpleNamespace
+
+    from contrastive_mer.data.sample import Batch
+    from contrastive_mer.online_probe import OnlineProbeCallback
+
+    feats = torch.arange(12, dtype=torch.float32).reshape(6, 2)  # rows: a0 b0 c0 a1 b1 c1
+
+    class Encoder:
+        def encode(self, batch):
+            return {"audio": SimpleNamespace(feature=feats[: len(batch)])}
+
+    ids = ["a", "b", "c", "a", "b", "c"]
+    batch = Batch(ids=ids, inputs={}, lengths={}, present={"audio": torch.ones(6, dtype=torch.bool)},
+                  labels={"emotion": torch.tensor([0, 1, 2, 0, 1, 2])}, groups={"speaker": list("xyzxyz")})
+    cb = OnlineProbeCallback(every_n_epochs=1, max_clips=10)
+    cb._reset(True)
+    cb.on_validation_batch_end(None, Encoder(), None, batch, 0)
+    cb.on_validation_batch_end(None, Encoder(), None, batch, 1)  # the same clips again: nothing new
+    assert cb.count == 3 and cb.groups == ["x", "y", "z"]
+    np.testing.assert_array_equal(np.concatenate(cb.features["audio"]), feats[:3].numpy())
+    np.testing.assert_array_equal(np.concatenate(cb.labels), [0, 1, 2])
