@@ -25,9 +25,9 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def l2_normalize(x: Any, eps: float = 1e-12) -> np.ndarray:
-    """Row-wise L2-normalised, C-contiguous float32 copy of the 2-D ``x``; all-zero rows stay zero."""
-    x = np.ascontiguousarray(to_numpy(x), dtype=np.float32)
+def l2_normalize(x: Any, eps: float = 1e-12, dtype: Any = np.float32) -> np.ndarray:
+    """Row-wise L2-normalised, C-contiguous ``dtype`` (float32) copy of the 2-D ``x``; all-zero rows stay zero."""
+    x = np.ascontiguousarray(to_numpy(x), dtype=dtype)
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     return x / np.maximum(norms, eps)
 

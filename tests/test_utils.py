@@ -49,3 +49,10 @@ def test_one_spelling_of_l2_normalisation(name: str) -> None:
     for module in (knn, retrieval, index):
         assert not hasattr(module, name)
     assert retrieval.l2_normalize is index.l2_normalize is l2_normalize
+
+
+def test_l2_normalize_in_float64() -> None:
+    x = np.random.default_rng(2).normal(size=(4, 3))
+    out = l2_normalize(x, dtype=np.float64)
+    assert out.dtype == np.float64
+    np.testing.assert_allclose(out, x / np.linalg.norm(x, axis=1, keepdims=True), rtol=1e-15)

@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from contrastive_mer.utils import to_numpy
+from contrastive_mer.utils import l2_normalize, to_numpy
 
 __all__ = ["cross_modal_retrieval", "retrieval_ranks", "format_table"]
 
@@ -41,11 +41,11 @@ def retrieval_ranks(queries: np.ndarray, gallery: np.ndarray, max_block_elements
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit L2 norm in float64 (all-zero rows stay zero)."""
-    x64 = np.asarray(to_numpy(x), dtype=np.float64)
-    if x64.ndim != 2:
-        raise ValueError(f"expected (N, D) embeddings, got shape {x64.shape}")
-    return x64 / np.maximum(np.linalg.norm(x64, axis=1, keepdims=True), 1e-12)
+    """Rows scaled to unit L2 norm in float64, so that ties are exact (all-zero rows stay zero)."""
+    x = to_numpy(x)
+    if x.ndim != 2:
+        raise ValueError(f"expected (N, D) embeddings, got shape {x.shape}")
+    return l2_normalize(x, dtype=np.float64)
 
 
 def cross_modal_retrieval(projections: Mapping[str, Any], present: Mapping[str, Any] | None = None,
