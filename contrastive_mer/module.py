@@ -186,6 +186,9 @@ def load_module(checkpoint: str, map_location: str | torch.device = "cpu") -> Pa
 
     A truncated, corrupt or pickled (code-carrying) file, or weights that do not fit the file's own config, is a
     one-line :class:`~contrastive_mer.errors.UserError` naming the file."""
+    from contrastive_mer.checkpoint_io import verify_checkpoint_crc
+
+    verify_checkpoint_crc(checkpoint)  # torch's reader does not check the zip CRCs: damaged weights would load
     try:
         state = torch.load(checkpoint, map_location=map_location, weights_only=True)
     except FileNotFoundError:

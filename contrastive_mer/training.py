@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 from pytorch_lightning.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 
-from contrastive_mer.checkpoint_io import AtomicCheckpointIO
+from contrastive_mer.checkpoint_io import AtomicCheckpointIO, verify_checkpoint_crc
 from contrastive_mer.config import checkpoint_monitor, load_config, to_yaml
 from contrastive_mer.data.datamodule import MERDataModule
 from contrastive_mer.data.dataset import SkipReport
@@ -322,6 +322,8 @@ def _pretrain_locked(cfg: DictConfig, run_dir: Path, resume: bool, extra_callbac
     callbacks += online_probe_callbacks(cfg, has_val=data.val_set is not None)
     trainer, ckpt = build_trainer(cfg, run_dir, callbacks, has_val=data.val_set is not None)
     start = time.perf_counter()
+    if resume:
+        verify_checkpoint_crc(last)
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume else None)
     seconds = time.perf_counter() - start
     if cfg.trainer.fast_dev_run and trainer.is_global_zero:

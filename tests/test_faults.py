@@ -425,9 +425,19 @@ def test_checkpoint_and_store_faults_are_one_line(tmp_path: Path, monkeypatch: p
     raw = bytearray(ckpt.read_bytes())
     raw[200:264] = b"\x00" * 64
     zipped.write_bytes(bytes(raw))
-    for bad in (garbage, truncated, pickled, zipped):
+    flipped = tmp_path / "flipped.ckpt"  # bytes flipped inside a weight tensor: torch's reader would load it
+    import zipfile
+
+    with zipfile.ZipFile(ckpt) as archive:
+        entry = max(archive.infolist(), key=lambda i: i.file_size)  # the largest weight tensor
+        start = entry.header_offset + 30 + len(entry.filename.encode()) + len(entry.extra)
+    raw = bytearray(ckpt.read_bytes())
+    raw[start + entry.file_size // 2] ^= 0xFF
+    flipped.write_bytes(bytes(raw))
+    for bad in (garbage, truncated, pickled, zipped, flipped):
         line = cli_error("extract", "--checkpoint", str(bad), "--out", str(out), "--no-progress")
         assert str(bad) in line and "checkpoint" in line
+    assert "CRC-32" in line and entry.filename in line
     # a complete store, then a rerun over a corpus that has grown
     listing = good.read_text()
     good.write_text("\n".join(listing.splitlines()[:9]) + "\n")  # 8 of the 12 clips
