@@ -52,3 +52,17 @@ def cli_error(*argv: str) -> str:
     lines = err.getvalue().strip().splitlines()
     assert code == 2 and len(lines) == 1, (code, err.getvalue())
     return lines[0]
+
+
+def fast_dev_run_changes(module, data) -> tuple[set[str], object]:
+    """Fit ``module`` on ``data`` for one Lightning ``fast_dev_run`` step on CPU; return the modalities whose
+    encoder weights changed, and the trainer."""
+    import pytorch_lightning as pl
+
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    trainer = pl.Trainer(fast_dev_run=True, accelerator="cpu", logger=False, enable_progress_bar=False,
+                         enable_model_summary=False, use_distributed_sampler=False)
+    trainer.fit(module, datamodule=data)
+    changed = {k.split(".")[1] for k, v in module.state_dict().items()
+               if k.startswith("encoders.") and not torch.equal(v, before[k])}
+    return changed, trainer

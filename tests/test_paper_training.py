@@ -17,6 +17,7 @@ from contrastive_mer.data.sample import Batch
 from contrastive_mer.data.windows import take_window
 from contrastive_mer.losses import two_window_pairwise_loss
 from contrastive_mer.module import PairwiseContrastiveModule
+from tests.conftest import fast_dev_run_changes
 
 PAPER = Path(__file__).resolve().parents[1] / "experiments" / "paper.yaml"
 #: tiny sizes for CPU tests; everything else (modalities, loss, windows, optimiser) is paper.yaml's
@@ -113,12 +114,7 @@ def test_fast_dev_run_of_the_four_modality_paper_config(paper_setup):
     cfg, data = paper_setup
     pl.seed_everything(0)
     module = PairwiseContrastiveModule(cfg)
-    before = {k: v.clone() for k, v in module.state_dict().items()}
-    trainer = pl.Trainer(fast_dev_run=True, accelerator="cpu", logger=False, enable_progress_bar=False,
-                         enable_model_summary=False, use_distributed_sampler=False)
-    trainer.fit(module, datamodule=data)
-    changed = {k.split(".")[1] for k, v in module.state_dict().items()
-               if k.startswith("encoders.") and not torch.equal(v, before[k])}
+    changed, trainer = fast_dev_run_changes(module, data)
     assert changed == {"audio", "video", "landmarks", "text"}, changed
     assert torch.isfinite(trainer.callback_metrics["train/loss"])
 

@@ -20,7 +20,7 @@ from contrastive_mer.data.datasets.base import ClipRecord, CorpusAdapter, regist
 from contrastive_mer.data.sample import Sample
 from contrastive_mer.module import PairwiseContrastiveModule, load_module
 from contrastive_mer.training import pretrain
-from tests.conftest import DEMO, ROOT, TINY
+from tests.conftest import DEMO, ROOT, TINY, fast_dev_run_changes
 
 
 @register_adapter("toy_vectors")
@@ -84,12 +84,7 @@ def _fast_dev_run(cfg) -> None:
     pl.seed_everything(0)
     data = MERDataModule(cfg)
     module = PairwiseContrastiveModule(cfg)
-    before = {k: v.clone() for k, v in module.state_dict().items()}
-    trainer = pl.Trainer(fast_dev_run=True, accelerator="cpu", logger=False, enable_progress_bar=False,
-                         enable_model_summary=False, use_distributed_sampler=False)
-    trainer.fit(module, datamodule=data)
-    changed = {k.split(".")[1] for k, v in module.state_dict().items()
-               if k.startswith("encoders.") and not torch.equal(v, before[k])}
+    changed, trainer = fast_dev_run_changes(module, data)
     assert changed == set(module.modalities), changed  # every encoder received a gradient step
 
 

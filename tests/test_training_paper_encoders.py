@@ -9,7 +9,6 @@ import textwrap
 
 import numpy as np
 import pytorch_lightning as pl
-import torch
 
 from contrastive_mer.config import load_config
 from contrastive_mer.data.datamodule import MERDataModule
@@ -17,6 +16,7 @@ from contrastive_mer.data.datasets.base import ClipRecord, CorpusAdapter, regist
 from contrastive_mer.data.landmarks import flatten_landmarks, minmax_normalize
 from contrastive_mer.data.sample import Sample
 from contrastive_mer.module import PairwiseContrastiveModule
+from tests.conftest import fast_dev_run_changes
 
 
 @register_adapter("toy_paper_modalities")
@@ -71,10 +71,5 @@ def test_fast_dev_run_r2plus1d_stgcn_seq_transformer(tmp_path):
     pl.seed_everything(0)
     data = MERDataModule(cfg)
     module = PairwiseContrastiveModule(cfg)
-    before = {k: v.clone() for k, v in module.state_dict().items()}
-    trainer = pl.Trainer(fast_dev_run=True, accelerator="cpu", logger=False, enable_progress_bar=False,
-                         enable_model_summary=False, use_distributed_sampler=False)
-    trainer.fit(module, datamodule=data)
-    changed = {k.split(".")[1] for k, v in module.state_dict().items()
-               if k.startswith("encoders.") and not torch.equal(v, before[k])}
+    changed, trainer = fast_dev_run_changes(module, data)
     assert changed == {"video", "landmarks", "words"}, changed
