@@ -84,7 +84,7 @@ def _fast_dev_run(cfg) -> None:
     pl.seed_everything(0)
     data = MERDataModule(cfg)
     module = PairwiseContrastiveModule(cfg)
-    changed, trainer = fast_dev_run_changes(module, data)
+    changed, _ = fast_dev_run_changes(module, data)
     assert changed == set(module.modalities), changed  # every encoder received a gradient step
 
 
