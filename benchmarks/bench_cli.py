@@ -53,9 +53,10 @@ def main() -> None:
     body += (f"\n\nMedians of {args.repeats} interleaved runs per command after one warm-up run, each a fresh "
              f"process. All targets: {verdict(met)}. `cmer --help` imports no subcommand module "
              "(`cli/main.py` builds the subcommand list from its one-line help texts); a subcommand's `--help` "
-             "imports that subcommand's module only, so its time is that module's top-level imports: one that misses "
-             "imports torch there (in this run `cli/probe.py`, through the config classes of evaluation.knn, "
-             "linear and protocol, which pull in torch and torchmetrics: about 13 s of imports under load).\n")
+             "imports that subcommand's module only, and none of them imports torch, Lightning or torchmetrics at "
+             "top level (`tests/test_cli_startup.py` checks both), so a subcommand's time is the interpreter, "
+             "numpy and the light imports of its module (h5py, faiss) plus argparse. A miss here means a module "
+             "started importing torch at top level again.\n")
     report("cli", "h. CLI start-up", body, not args.no_write)
 
 

@@ -39,8 +39,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from extraction_setup import SPEAKERS, BenchVectors, Breakdown, demo_config, materialise, vector_config
-from store_cost import store_cost, write_store_section, writer_against
 
 from common import (
     ROOT,
@@ -54,6 +52,8 @@ from common import (
     table,
     verdict,
 )
+from extraction_setup import SPEAKERS, BenchVectors, Breakdown, demo_config, materialise, vector_config
+from store_cost import store_cost, write_store_section, writer_against
 
 from contrastive_mer.extraction import ExtractOptions, extract, open_store, write_batches
 from contrastive_mer.extraction_parallel import shard_attrs

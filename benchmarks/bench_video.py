@@ -8,6 +8,7 @@ same 8 uniformly sampled frames, 112x112 centre crop, are decoded by
 * the planned decoder it has now (:func:`contrastive_mer.data.media.load_video`);
 * the planned decoder with each FFmpeg threading setting: one thread, frame threads x2, slice threads x2
   (``decoding.VIDEO_THREAD_TYPE`` / ``VIDEO_THREAD_COUNT``; the library's default is automatic);
+* the planned decoder split by GOP over 2 threads (a prototype in ``video_decoders.py``, not in the library);
 * decord (``VideoReader.get_batch`` on the same frame numbers, resized by decord to the same geometry and
   centre-cropped), when it is importable (``pip install decord``; not a dependency of the library): its native
   frames are checked against the library's;
@@ -15,7 +16,9 @@ same 8 uniformly sampled frames, 112x112 centre crop, are decoded by
   "decode everything up to the last frame" without Python (process start included).
 
 Wall and CPU time (this process and its children) per clip, medians over files x repeats, interleaved; the
-frames of both library decoders are checked to be identical in the run.
+frames of both library decoders are checked to be identical in the run. Where the time goes: the CPU cost of an
+I, P and B frame from a one-thread sequential decode of each file, times the frames of each type the planned
+decoder produced, against its measured CPU time.
 
     .venv/bin/python benchmarks/bench_video.py [--repeats 5]
     PYTHONPATH=/tmp/decord_pkg .venv/bin/python benchmarks/bench_video.py  # with decord installed there
@@ -28,104 +31,32 @@ import os
 import resource
 import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from common import DATA_ROOT, ROOT, apply_threads, base_parser, report, table, verdict
+from common import DATA_ROOT, apply_threads, base_parser, report, table, verdict
+from video_decoders import (
+    NUM_FRAMES,
+    SIZE,
+    count_types,
+    decord_reader,
+    decord_version,
+    ffmpeg_cli,
+    frame_type_costs,
+    gop_parallel,
+    load_before,
+    with_threads,
+)
 
 from contrastive_mer.data import decoding, media
 
-BEFORE = "e7ae7ce"  # the last commit with the sequential decoder
 SETS = {"RAVDESS MP4 (H.264 1280x720, 29.97 fps, GOP 29, B-frames)": "ravdess/Actor_01/*.mp4",
         "CREMA-D FLV (VP6 480x360, one keyframe)": "cremad/VideoFlash/*.flv"}
-NUM_FRAMES, SIZE = 8, 112
 TARGET = 4.0  # issue 15: per-clip time of the sequential decoder / the planned one
-
-
-def load_before() -> Any:
-    """The sequential decoder as a module, from git, with its thread setting made a module variable."""
-    src = subprocess.run(["git", "show", f"{BEFORE}:contrastive_mer/data/media.py"], cwd=ROOT, check=True,
-                         capture_output=True, text=True).stdout
-    assert 'streams[-1].thread_type = "AUTO"' in src
-    src = src.replace('streams[-1].thread_type = "AUTO"', 'streams[-1].thread_type = VIDEO_THREAD_TYPE')
-    src += '\nVIDEO_THREAD_TYPE = "AUTO"\n'
-    path = Path(tempfile.mkdtemp()) / "media_before.py"
-    path.write_text(src)
-    spec = importlib.util.spec_from_file_location("media_before", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-def with_threads(module: Any, thread_type: str, setting: Any = None, count: int = 0) -> Callable[[Path], np.ndarray]:
-    """``module.load_video`` with ``VIDEO_THREAD_TYPE`` (and ``VIDEO_THREAD_COUNT`` where the module has it) set
-    on ``setting`` (default: the module itself)."""
-    setting = setting or module
-
-    def decode(path: Path) -> np.ndarray:
-        setting.VIDEO_THREAD_TYPE, setting.VIDEO_THREAD_COUNT = thread_type, count
-        try:
-            return module.load_video(path, num_frames=NUM_FRAMES, size=SIZE)
-        finally:
-            setting.VIDEO_THREAD_TYPE, setting.VIDEO_THREAD_COUNT = "AUTO", 0
-    return decode
-
-
-def ffmpeg_cli(threads: int) -> Callable[[Path], np.ndarray]:
-    """The same frames (decoded-frame numbers) through the ``ffmpeg`` command line, resized and cropped alike."""
-    import av
-
-    def decode(path: Path) -> np.ndarray:
-        with av.open(str(path)) as container:
-            stream = container.streams.video[0]
-            total = sum(1 for p in container.demux(stream) if p.size > 0)
-            w, h = stream.width, stream.height
-        ordinals = sorted(set(media.uniform_indices(total, NUM_FRAMES)))
-        scale = SIZE / min(w, h)
-        nw, nh = max(SIZE, round(w * scale)), max(SIZE, round(h * scale))
-        select = "+".join(f"eq(n\\,{i})" for i in ordinals)
-        vf = f"select='{select}',scale={nw}:{nh}:flags=area,crop={SIZE}:{SIZE}:{(nw - SIZE) // 2}:{(nh - SIZE) // 2}"
-        cmd = ["ffmpeg", "-v", "error", "-threads", str(threads), "-i", str(path), "-an", "-vf", vf,
-               "-fps_mode", "passthrough", "-frames:v", str(len(ordinals)), "-f", "rawvideo", "-pix_fmt", "rgb24",
-               "pipe:1"]
-        out = subprocess.run(cmd, check=True, capture_output=True).stdout
-        return np.frombuffer(out, np.uint8).reshape(-1, SIZE, SIZE, 3)
-    return decode
-
-
-def decord_reader(native: bool = False) -> Callable[[Path], np.ndarray]:
-    """The same frame numbers through decord (one thread, as in a DataLoader worker): resized by decord to the
-    library's geometry and centre-cropped, or at the native resolution (``native``) for the pixel check."""
-    import decord
-
-    def decode(path: Path) -> np.ndarray:
-        if native:
-            reader = decord.VideoReader(str(path), num_threads=1)
-        else:
-            h, w = decord.VideoReader(str(path), num_threads=1)[0].shape[:2]
-            scale = SIZE / min(w, h)
-            nw, nh = max(SIZE, round(w * scale)), max(SIZE, round(h * scale))
-            reader = decord.VideoReader(str(path), num_threads=1, width=nw, height=nh)
-        frames = reader.get_batch(media.uniform_indices(len(reader), NUM_FRAMES)).asnumpy()
-        if native:
-            return frames
-        top, left = (frames.shape[1] - SIZE) // 2, (frames.shape[2] - SIZE) // 2
-        return frames[:, top:top + SIZE, left:left + SIZE]
-    return decode
-
-
-def decord_version() -> str:
-    import decord
-
-    return str(decord.__version__)
 
 
 def cpu_seconds() -> float:
@@ -133,18 +64,19 @@ def cpu_seconds() -> float:
     return self.ru_utime + self.ru_stime + children.ru_utime + children.ru_stime
 
 
-def frame_counter(before: Any) -> tuple[dict[str, int], Callable[[], None]]:
-    """Counts the frames each library decoder gets out of FFmpeg (decoded, not skipped); returns an undo."""
-    counts = {"before": 0, "now": 0}
+def frame_counter(before: Any) -> tuple[dict[str, dict[str, int]], Callable[[], None]]:
+    """Counts the frames each library decoder gets out of FFmpeg (decoded, not skipped), by picture type;
+    returns the counts and an undo."""
+    counts: dict[str, dict[str, int]] = {"before": {}, "now": {}}
     add, dec = before._VideoSink.add, decoding.Budget.decode
 
     def counted_add(sink: Any, frame: Any) -> None:
-        counts["before"] += 1
+        count_types([frame], counts["before"])
         add(sink, frame)
 
     def counted_decode(budget: Any, packet: Any, codec: Any = None) -> list[Any]:
         frames = dec(budget, packet, codec)
-        counts["now"] += len(frames)
+        count_types(frames, counts["now"])
         return frames
 
     before._VideoSink.add, decoding.Budget.decode = counted_add, counted_decode
@@ -152,6 +84,29 @@ def frame_counter(before: Any) -> tuple[dict[str, int], Callable[[], None]]:
     def undo() -> None:
         before._VideoSink.add, decoding.Budget.decode = add, dec
     return counts, undo
+
+
+def where_time_goes(label: str, files: list[Path], counts: dict[str, dict[str, int]], measured_cpu: float
+                    ) -> tuple[list[list[Any]], str]:
+    """Rows (type, CPU ms per frame, frames per clip before / now) and a sentence comparing the decoding work
+    this predicts for the planned decoder with its measured CPU time (``measured_cpu``, ms, one thread)."""
+    costs: dict[str, list[float]] = {}
+    for path in files:
+        for kind, seconds in frame_type_costs(path).items():
+            costs.setdefault(kind, []).extend(seconds)
+    per_frame = {kind: 1e3 * statistics.median(v) for kind, v in costs.items()}
+    rows, predicted = [], {"before": 0.0, "now": 0.0}
+    for kind in sorted(per_frame, key="IPB".find):
+        n = {k: counts[k].get(kind, 0) / len(files) for k in ("before", "now")}
+        for k in predicted:
+            predicted[k] += n[k] * per_frame[kind]
+        rows.append([label if not rows else "", kind, per_frame[kind], f"{n['before']:.1f}", f"{n['now']:.1f}"])
+    text = (f"{label}: the frames decoded predict {predicted['now']:.0f} ms of decoding per clip now (before: "
+            f"{predicted['before']:.0f} ms, {predicted['before'] / max(predicted['now'], 1e-9):.2f}x more); the "
+            f"planned decoder with one thread measured {measured_cpu:.0f} ms CPU, so "
+            f"{max(measured_cpu - predicted['now'], 0):.0f} ms per clip go to the rest (container open and "
+            "stream probe, the packet scan, seeks, RGB conversion of the 8 kept frames, Python)")
+    return rows, text
 
 
 def main() -> None:
@@ -168,6 +123,7 @@ def main() -> None:
         "planned (now), 1 decoder thread": with_threads(media, "NONE", decoding),
         "planned (now), frame threads x2": with_threads(media, "FRAME", decoding, 2),
         "planned (now), slice threads x2": with_threads(media, "SLICE", decoding, 2),
+        "planned (now), split by GOP over 2 threads (prototype)": gop_parallel(2),
     }
     has_decord = importlib.util.find_spec("decord") is not None
     if has_decord:
@@ -180,7 +136,7 @@ def main() -> None:
     if "torchcodec" in missing:
         missing[missing.index("torchcodec")] = "torchcodec (it needs a system FFmpeg's shared libraries)"
 
-    rows, notes = [], []
+    rows, notes, cost_rows, cost_notes = [], [], [], []
     for label, pattern in SETS.items():
         files = sorted(Path(args.root).glob(pattern))
         if not files:
@@ -207,7 +163,7 @@ def main() -> None:
                     decord_reader(native=True)(path).astype(int) - native.astype(int)).max()))
                 decord_diff = max(decord_diff, int(np.abs(
                     variants["decord 0.6 get_batch, 1 thread"](path).astype(int) - new.astype(int)).max()))
-        frames = {k: v / len(files) for k, v in counts.items()}
+        frames = {k: sum(v.values()) / len(files) for k, v in counts.items()}
         wall: dict[str, list[float]] = {name: [] for name in variants}
         cpu: dict[str, list[float]] = {name: [] for name in variants}
         names = list(variants)
@@ -224,6 +180,9 @@ def main() -> None:
         for i, name in enumerate(names):
             w, c = med[name]
             rows.append([label if i == 0 else "", name, w, c, f"{base_wall / w:.2f}x", f"{base_cpu / c:.2f}x"])
+        new_rows, text = where_time_goes(label, files, counts, med["planned (now), 1 decoder thread"][1])
+        cost_rows += new_rows
+        cost_notes.append(text)
         notes.append(f"{label}: {len(files)} files; frames the decoder produced per clip: before "
                      f"{frames['before']:.1f}, now {frames['now']:.1f}; library frames identical for every "
                      "threading setting (checked); "
@@ -235,6 +194,12 @@ def main() -> None:
     headers = ["clips", "decoder", "wall ms / clip", "CPU ms / clip", "wall: before / this", "CPU: before / this"]
     body = table(headers, rows)
     body += "\n\n" + "\n".join(f"- {n}" for n in notes)
+    body += ("\n\nWhere the time goes: CPU ms per decoded frame by picture type (medians over the packets of a "
+             "one-thread sequential decode of every file), and the frames of each type the decoders produced per "
+             "clip:\n\n")
+    body += table(["clips", "picture type", "CPU ms / frame", "frames / clip before", "frames / clip now"],
+                  cost_rows)
+    body += "\n\n" + "\n".join(f"- {n}." for n in cost_notes)
     body += (f"\n\n8 frames at the centres of 8 equal segments, 112x112 centre crop (the data pipeline's "
              f"settings); medians over files x {args.repeats} interleaved repeats after one warm-up pass; CPU = "
              f"user + system time of this process and its children. Not compared: "
@@ -259,32 +224,31 @@ def main() -> None:
              "frame does not come out, pts missing or repeated, e.g. AVI) the sequential decoder runs instead. "
              "Bounds: one packet/time budget per pass shared by all its seeks, at most one seek per sampled "
              "frame, decode errors counted as before.\n\n"
-             "What limits it: the reference chains. In a RAVDESS clip (GOP I BB P BB P ... of 29 frames) the "
-             "8 frames sit in all 4 GOPs, and 5-6 of them are B-frames that need the P-frame after them: the "
-             "decoder still produces about 32 frames (4 IDR frames, the P-frames up to each sampled frame, the "
-             "sampled B-frames) instead of 92, and an IDR frame costs 2-3 P-frames, so the decoding work, and "
-             "the time, fall about 2.2x, not 4x. The same frames cannot be had for less from this stream: "
-             "H.264 has no reduced-resolution decoding in FFmpeg, and skipping the loop filter changes the "
-             "pixels. What would go further: sampling the nearest reference frame instead of the exact centre "
-             "frame (different frames, so not done), decoding the GOPs in parallel threads (wall time only: "
-             "with one DataLoader worker per core the throughput stays), or hardware decoding on a GPU machine. "
-             "CREMA-D's VP6 FLVs have one keyframe and every frame is a reference, so nothing can be skipped: "
-             "the gain there is only the second container open the sequential decoder did.\n\n"
-             "What was tried beyond that (issue 15 item 2, second pass), all with the same pixels: FFmpeg's "
-             "threading (frame threads, slice threads, one thread, automatic) leaves the CPU time per clip "
-             "where it is (the CPU column: the same frames are decoded, only on other threads); it can only "
-             "shorten the wall time, by the share of a second core that happens to be idle, which on this "
-             "loaded machine moves from run to run (RAVDESS's H.264 has one slice per frame, so slice threads "
-             "have nothing to split; frame threads pipeline dependent frames with a delay that every seek "
-             "drains), and in a DataLoader each worker already keeps a core busy with its own clip. decord (its "
-             "own FFmpeg 4 build) gives the same native pixels on the MP4s (not on the VP6 FLVs: see the notes) "
-             "but decodes from the keyframe through every frame, B-frames included, so it costs about what the "
-             "sequential decoder does; torchcodec needs a system FFmpeg. The "
-             "`ffmpeg` command line decodes every frame up to the last one sampled plus its process start. "
-             "So 4x per clip on this stream needs fewer decoded frames, which exact frames do not allow: the "
-             "remaining levers change what is returned (the nearest reference frame instead of the centre "
-             "frame) or need hardware (NVDEC on a GPU machine), or buy wall time with more cores per clip "
-             "(decoding the 4 GOPs in parallel), which a DataLoader's workers already spend on other clips.\n")
+             "What limits it: the decoding work of the reference chains, which the table above measures. In a "
+             "RAVDESS clip (GOPs of 29 frames, I BB P BB P ...) the 8 sampled frames fall in 4 GOPs and most of "
+             "them are B-frames, each needing the P-frame after it: every P-frame from the GOP's IDR frame up to "
+             "the last sampled frame of that GOP must be decoded, and a P-frame costs about two thirds of an IDR "
+             "frame. Skipping the B-frames no frame references (they cost almost nothing to pass over) removes "
+             "most of the frames but little of the work, because the P-frames carry it. So the same frames "
+             "cannot be had for much less from this stream: the ratio of the predicted decoding work, before / "
+             "now, is the ceiling of the CPU ratio, and the rest (container open with FFmpeg's stream probe, "
+             "the packet scan, RGB conversion) is already small next to it. H.264 has no reduced-resolution "
+             "decoding in FFmpeg, and skipping the loop filter or the IDCT changes the pixels. CREMA-D's VP6 "
+             "FLVs have one keyframe and every frame is a reference, so nothing can be skipped there.\n\n"
+             "What was tried beyond that, all with the same pixels (checked in the run): FFmpeg's threading "
+             "(frame threads, slice threads, one thread, automatic) leaves the CPU time per clip where it is; "
+             "it can only shorten the wall time with a second core (RAVDESS's H.264 has one slice per frame, so "
+             "slice threads have nothing to split; frame threads pipeline dependent frames with a delay that "
+             "every seek drains), and the sequential baseline gains as much from it. Splitting the sampled "
+             "frames by GOP over 2 threads (the prototype row: one container and one one-thread decoder per GOP) "
+             "shortens the wall time most, at the cost of one more container open per GOP, but it is not in the "
+             "library: in a DataLoader each worker already keeps a core busy with its own clip, so it would "
+             "only move work between cores. decord (its own FFmpeg 4 build) gives the same native pixels on the "
+             "MP4s (not on the VP6 FLVs: see the notes) but decodes every frame from the keyframe, B-frames "
+             "included, so it costs about what the sequential decoder does; torchcodec needs a system FFmpeg; "
+             "the `ffmpeg` command line decodes every frame up to the last one sampled, plus its process start. "
+             "So 4x per clip for the same frames would need hardware decoding (NVDEC on a GPU machine) or "
+             "different frames (the nearest reference frame instead of the centre frame of each segment).\n")
     report("video", "d2. Video decoding per clip: planned vs sequential", body, not args.no_write)
 
 

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from extraction_setup import Breakdown, materialise, vector_config
 
 from common import ROOT, interleaved, report, table, verdict
+from extraction_setup import Breakdown, materialise, vector_config
 
 import contrastive_mer.extraction as extraction_mod
 from contrastive_mer.extraction import ExtractOptions, open_store, write_batches
