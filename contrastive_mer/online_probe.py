@@ -9,6 +9,12 @@ concatenation (``fused``, absent modalities as zeros, as ``fused/concat`` in a s
 ``online_probe/<modality>/{linear,knn}_<metric>`` (``acc`` for a class label, ``wa`` for a multi-label, ``mae``
 for a float label), so they reach TensorBoard, ``history.json`` and the per-epoch line.
 
+The probed rows are sorted by clip id. Under DDP every rank encodes its share of the validation clips (up to
+``ceil(max_clips / world_size)``); the shares are gathered and merged (each clip once:
+:mod:`contrastive_mer.online_probe_rows`), rank 0 runs the probes and every rank logs rank 0's scores, so a
+checkpoint monitor finds them on every rank, and one process and several ranks probe the same rows (when
+``max_clips`` does not bind).
+
 Labels only monitor: they never reach the loss, and the best checkpoint is chosen by ``val/loss`` unless the
 config asks for an online-probe metric (``monitor.checkpoint``). The callback uses no random number generator
 (the split takes its own seed), so a run trains exactly as it would without it.
@@ -16,6 +22,7 @@ config asks for an online-probe metric (``monitor.checkpoint``). The callback us
 
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import replace
 from typing import Any
@@ -30,6 +37,7 @@ from contrastive_mer.evaluation.knn import KnnProbeConfig, knn_probe
 from contrastive_mer.evaluation.linear import LinearProbeConfig, linear_probe
 from contrastive_mer.evaluation.protocol import COLUMNS, infer_task, valid_label_rows
 from contrastive_mer.fusion import fuse
+from contrastive_mer.online_probe_rows import ProbeRows, broadcast_scores, gather_rows, merge_rows
 
 PREFIX = "online_probe"
 MIN_ROWS = 4  # fewer labelled clips on either side of the split: no probe that epoch
@@ -110,10 +118,16 @@ class OnlineProbeCallback(Callback):
             self.linear = replace(self.linear, weight_decays=tuple(weight_decays))
         self.knn = KnnProbeConfig(k=k)
         self.warned: set[str] = set()
+        self.rank_zero = True  # warnings are printed once, by rank 0
+        self.probed: ProbeRows = ProbeRows()  # the merged rows of the last probe (every rank)
+        self.scores: dict[str, float] = {}  # the scores of the last probe, as logged (every rank)
         self._reset(False)
 
-    def _reset(self, active: bool) -> None:
+    def _reset(self, active: bool, world_size: int = 1) -> None:
+        """Start an epoch: collect (``active``) up to this rank's share of ``max_clips``, or nothing."""
         self.active = active
+        self.cap = math.ceil(self.max_clips / max(world_size, 1))  # clips this rank may take
+        self.ids: list[str] = []
         self.features: dict[str, list[np.ndarray]] = {}
         self.present: dict[str, list[np.ndarray]] = {}
         self.labels: list[np.ndarray] = []
@@ -122,13 +136,14 @@ class OnlineProbeCallback(Callback):
         self.count = 0
 
     def _warn(self, message: str) -> None:
-        if message not in self.warned:
+        if self.rank_zero and message not in self.warned:
             self.warned.add(message)
             print(f"[cmer] warning: online probe: {message}", file=sys.stderr, flush=True)
 
     def on_validation_epoch_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         due = self.every > 0 and (trainer.current_epoch + 1) % self.every == 0
-        self._reset(due and not trainer.sanity_checking and trainer.is_global_zero)
+        self.rank_zero = trainer.is_global_zero
+        self._reset(due and not trainer.sanity_checking, trainer.world_size)
 
     def _label_name(self, batch: Any) -> str | None:
         if self.label is not None:
@@ -137,7 +152,7 @@ class OnlineProbeCallback(Callback):
 
     def on_validation_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, outputs: Any, batch: Any,
                                 batch_idx: int, dataloader_idx: int = 0) -> None:
-        if not self.active or self.count >= self.max_clips or len(batch) == 0:
+        if not self.active or self.count >= self.cap or len(batch) == 0:
             return
         name = self._label_name(batch)
         if name is None:
@@ -147,7 +162,7 @@ class OnlineProbeCallback(Callback):
         self.label = name
         rows: list[int] = []  # the first row of each clip not taken yet (window 0 of a two-window batch)
         for i, sid in enumerate(batch.ids):
-            if sid not in self.seen and len(rows) < self.max_clips - self.count:
+            if sid not in self.seen and len(rows) < self.cap - self.count:
                 self.seen.add(sid)
                 rows.append(i)
         if not rows:
@@ -163,25 +178,49 @@ class OnlineProbeCallback(Callback):
         self.labels.append(labels[index.to(labels.device)].cpu().numpy())
         groups = batch.groups.get(self.group, ["?"] * len(batch))
         self.groups.extend(str(groups[i]) for i in rows)
+        self.ids.extend(str(batch.ids[i]) for i in rows)
         self.count += len(rows)
 
-    def on_validation_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-        if not self.active or not self.labels:
-            return
-        labels = np.concatenate(self.labels)
-        adapter = getattr(getattr(trainer, "datamodule", None), "adapter", None)
-        classes = (getattr(adapter, "label_names", None) or {}).get(self.label) or []
-        num_classes = len(classes) if classes and infer_task(labels) == "multiclass" else None
+    def local_rows(self) -> ProbeRows:
+        """The rows this rank collected this epoch, in loader order."""
+        if not self.labels:
+            return ProbeRows()
+        return ProbeRows(list(self.ids), {m: np.concatenate(v) for m, v in self.features.items()},
+                         {m: np.concatenate(v) for m, v in self.present.items()}, np.concatenate(self.labels),
+                         list(self.groups))
+
+    def probe(self, rows: ProbeRows, num_classes: int | None, epoch: int) -> dict[str, float]:
+        """The scores of merged ``rows`` (empty, with a warning, when the probe cannot run)."""
         try:
-            scores = online_probe_scores({m: np.concatenate(v) for m, v in self.features.items()},
-                                         {m: np.concatenate(v) for m, v in self.present.items()}, labels,
-                                         np.asarray(self.groups), num_classes, self.seed, self.linear, self.knn)
+            scores = online_probe_scores(rows.features, rows.present, rows.labels, np.asarray(rows.groups),
+                                         num_classes, self.seed, self.linear, self.knn)
         except ValueError as err:  # a monitor never stops training
-            self._warn(f"epoch {trainer.current_epoch + 1}: {err}")
-            scores = {}
+            self._warn(f"epoch {epoch}: {err}")
+            return {}
         if not scores:
-            self._warn(f"fewer than {MIN_ROWS} labelled clips on a side of the probe split of {len(labels)} "
+            self._warn(f"fewer than {MIN_ROWS} labelled clips on a side of the probe split of {len(rows)} "
                        "validation clips; no probe")
+        return scores
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if not self.active:  # the same on every rank: the collectives below are reached by all or none
+            return
+        rows = merge_rows(gather_rows(self.local_rows()), self.max_clips)
+        scores: dict[str, float] = {}
+        failure: BaseException | None = None
+        if trainer.is_global_zero and len(rows):
+            adapter = getattr(getattr(trainer, "datamodule", None), "adapter", None)
+            classes = (getattr(adapter, "label_names", None) or {}).get(self.label) or []
+            num_classes = len(classes) if classes and infer_task(rows.labels) == "multiclass" else None
+            try:
+                scores = self.probe(rows, num_classes, trainer.current_epoch + 1)
+            except Exception as err:  # other ranks wait in the broadcast: release them, then fail
+                failure = err
+        scores = broadcast_scores(scores)
+        if failure is not None:
+            raise failure
+        self.probed, self.scores = rows, scores
+        # identical on every rank (broadcast); synced with max so that Lightning sees a cross-rank value
         for key, value in scores.items():
-            module.log(key, value, on_step=False, on_epoch=True, rank_zero_only=True)
+            module.log(key, value, on_step=False, on_epoch=True, sync_dist=trainer.world_size > 1, reduce_fx="max")
         self._reset(False)

@@ -26,13 +26,14 @@ PROBE = ["monitor.online_probe.every_n_epochs=1", "monitor.online_probe.weight_d
 
 
 def _reference(cfg, checkpoint: str) -> dict[str, float]:
-    """The probes called directly on the validation features of the checkpoint (naive fused concatenation)."""
+    """The probes called directly on the validation features of the checkpoint (naive fused concatenation), rows
+    sorted by clip id (the probe's order, the same in one process and under DDP)."""
     module = load_module(checkpoint)
     data = MERDataModule(cfg)
     data.setup("fit")
     feats: dict[str, list[np.ndarray]] = {}
     present: dict[str, list[np.ndarray]] = {}
-    labels, groups = [], []
+    labels, groups, ids = [], [], []
     with torch.no_grad():
         for batch in data.val_dataloader():
             for m, out in module.encode(batch).items():
@@ -40,12 +41,15 @@ def _reference(cfg, checkpoint: str) -> dict[str, float]:
                 present.setdefault(m, []).append(batch.present[m].numpy())
             labels.append(batch.labels["emotion"].numpy())
             groups += list(batch.groups["speaker"])
-    X = {m: np.concatenate(v) for m, v in feats.items()}
-    usable = {m: np.concatenate(v) for m, v in present.items()}
+            ids += list(batch.ids)
+    order = np.argsort(ids)
+    assert len(set(ids)) == len(ids) and order.tolist() != list(range(len(ids)))  # the loader order differs
+    X = {m: np.concatenate(v)[order] for m, v in feats.items()}
+    usable = {m: np.concatenate(v)[order] for m, v in present.items()}
     assert not all(u.all() for u in usable.values())  # the corpus drops some modalities of some clips
     X["fused"] = np.concatenate([np.where(usable[m][:, None], X[m], 0.0) for m in sorted(feats)], axis=1)
     usable["fused"] = np.any([usable[m] for m in feats], axis=0)
-    y, g = np.concatenate(labels), np.asarray(groups)
+    y, g = np.concatenate(labels)[order], np.asarray(groups)[order]
     assert len(set(groups)) == 2
     tr, te = group_train_val_split(g, 0.5, cfg.seed)
     classes = len(data.adapter.label_names["emotion"])
@@ -140,3 +144,28 @@ def test_two_window_batches_give_each_clip_once():
     assert cb.count == 3 and cb.groups == ["x", "y", "z"]
     np.testing.assert_array_equal(np.concatenate(cb.features["audio"]), feats[:3].numpy())
     np.testing.assert_array_equal(np.concatenate(cb.labels), [0, 1, 2])
+
+
+def test_each_rank_takes_its_share_of_max_clips():
+    """Under DDP a rank takes at most ``ceil(max_clips / world_size)`` clips; the merged rows are cut to
+    ``max_clips`` (tests/test_online_probe_rows.py)."""
+    from types import SimpleNamespace
+
+    from contrastive_mer.data.sample import Batch
+    from contrastive_mer.online_probe import OnlineProbeCallback
+
+    feats = torch.arange(12, dtype=torch.float32).reshape(6, 2)
+
+    class Encoder:
+        def encode(self, batch):
+            return {"audio": SimpleNamespace(feature=feats[: len(batch)])}
+
+    batch = Batch(ids=list("fedcba"), inputs={}, lengths={}, present={"audio": torch.ones(6, dtype=torch.bool)},
+                  labels={"emotion": torch.arange(6)}, groups={"speaker": list("xxxyyy")})
+    for world, taken in ((1, 5), (2, 3), (3, 2), (8, 1)):
+        cb = OnlineProbeCallback(every_n_epochs=1, max_clips=5)
+        cb._reset(True, world_size=world)
+        cb.on_validation_batch_end(None, Encoder(), None, batch, 0)
+        rows = cb.local_rows()
+        assert cb.count == taken and rows.ids == list("fedcba")[:taken]  # loader order, before the merge
+        np.testing.assert_array_equal(rows.features["audio"], feats[:taken].numpy())
