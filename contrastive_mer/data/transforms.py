@@ -10,6 +10,7 @@ descriptors) and ``logmel_stats`` (waveform -> per-band log-mel mean and std) fe
 
 from __future__ import annotations
 
+import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -17,6 +18,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from contrastive_mer.data.mel import check_mel_geometry
 
 
 class Preprocessor(ABC):
@@ -70,13 +73,20 @@ def pad_time(items: Sequence[torch.Tensor], axis: int, value: float = 0.0) -> tu
 
 @dataclass
 class LogMelConfig:
+    """Log-mel settings; ``win_length`` (None: ``n_fft``) is the analysis window, zero-padded to ``n_fft``.
+    Settings that leave a mel filter without an FFT bin are refused (:mod:`~contrastive_mer.data.mel`)."""
+
     sample_rate: int = 16000
     n_mels: int = 128
     n_fft: int = 400
     hop_length: int = 160
+    win_length: int | None = None
     f_min: float = 0.0
     f_max: float | None = None
     max_seconds: float | None = 8.0
+
+    def __post_init__(self) -> None:
+        check_mel_geometry(self.sample_rate, self.n_fft, self.n_mels, self.f_min, self.f_max, self.win_length)
 
 
 class LogMel(Preprocessor):
@@ -88,9 +98,11 @@ class LogMel(Preprocessor):
         import torchaudio
 
         self.cfg = cfg
-        self.mel = torchaudio.transforms.MelSpectrogram(
-            sample_rate=cfg.sample_rate, n_fft=cfg.n_fft, hop_length=cfg.hop_length, n_mels=cfg.n_mels,
-            f_min=cfg.f_min, f_max=cfg.f_max, power=2.0)
+        with warnings.catch_warnings():  # empty filters: LogMelConfig already said so, with the fix
+            warnings.filterwarnings("ignore", message="At least one mel filterbank has all zero values")
+            self.mel = torchaudio.transforms.MelSpectrogram(
+                sample_rate=cfg.sample_rate, n_fft=cfg.n_fft, win_length=cfg.win_length, hop_length=cfg.hop_length,
+                n_mels=cfg.n_mels, f_min=cfg.f_min, f_max=cfg.f_max, power=2.0)
 
     def __call__(self, raw: Any) -> torch.Tensor:
         wave = torch.as_tensor(np.asarray(raw, dtype=np.float32))
