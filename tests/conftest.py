@@ -66,3 +66,24 @@ def fast_dev_run_changes(module, data) -> tuple[set[str], object]:
     changed = {k.split(".")[1] for k, v in module.state_dict().items()
                if k.startswith("encoders.") and not torch.equal(v, before[k])}
     return changed, trainer
+
+
+def cli_in_fresh_interpreter(argvs: list[list[str]], report: str) -> tuple[list[str], str]:
+    """Run ``cmer`` once per argv in one new interpreter (each must exit 0) and evaluate the expression ``report``
+    (``sys`` is imported) after each; returns the ``repr`` of each value and the whole stdout."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from contrastive_mer.cli.main import main\n"
+            f"for argv in {argvs!r}:\n"
+            "    try:\n"
+            "        main(argv)\n"
+            "    except SystemExit as exit:\n"
+            "        assert exit.code in (0, None), (argv, exit.code)\n"
+            f"    print('REPORT', repr({report}))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    reports = [line.split(" ", 1)[1] for line in proc.stdout.splitlines() if line.startswith("REPORT ")]
+    assert len(reports) == len(argvs), proc.stdout
+    return reports, proc.stdout

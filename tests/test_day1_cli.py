@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import subprocess
-import sys
 from importlib.metadata import version
 from pathlib import Path
 
@@ -15,20 +13,13 @@ import pytest
 
 from contrastive_mer.cli import main as cli_main
 from contrastive_mer.data.datasets.manifest import ManifestAdapter
+from tests.conftest import cli_in_fresh_interpreter
 
 
 def test_version_from_package_metadata_without_torch() -> None:
-    code = ("import sys\n"
-            "from contrastive_mer.cli.main import main\n"
-            "try:\n"
-            "    main(['--version'])\n"
-            "except SystemExit as exit:\n"
-            "    assert exit.code == 0, exit.code\n"
-            "print('TORCH', 'torch' in sys.modules)\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    assert f"cmer {version('contrastive-mer')}" in proc.stdout
-    assert "TORCH False" in proc.stdout
+    reports, stdout = cli_in_fresh_interpreter([["--version"]], "'torch' in sys.modules")
+    assert f"cmer {version('contrastive-mer')}" in stdout
+    assert reports == ["False"]
 
 
 @pytest.mark.parametrize("command", ["pretrain", "extract", "demo"])
