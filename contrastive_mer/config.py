@@ -9,9 +9,9 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence, cast
 
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, Container, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from contrastive_mer.augment import SpecAugmentConfig
@@ -294,6 +294,8 @@ def config_from_dict(data: dict[str, Any]) -> DictConfig:
         cfg = OmegaConf.merge(OmegaConf.structured(ExperimentConfig), OmegaConf.create(data))
     except OmegaConfBaseException as err:
         raise ConfigError(_one_line(err)) from None
+    if not isinstance(cfg, DictConfig):  # merged over the schema's DictConfig: a mapping
+        raise ConfigError("config: expected a mapping at the top level")
     validate(cfg)
     return cfg
 
@@ -317,7 +319,7 @@ def validate(cfg: DictConfig) -> None:
         key = f"model.modalities.{name}"
         try:
             entry = get_entry(mod.encoder)
-            encoder_config(mod.encoder, OmegaConf.to_container(mod.encoder_args))
+            encoder_config(mod.encoder, container_dict(mod.encoder_args, f"{key}.encoder_args"))
         except (ValueError, OmegaConfBaseException) as err:
             msg = _one_line(err) if isinstance(err, OmegaConfBaseException) else str(err)
             raise ConfigError(f"{key}: {msg}") from None
@@ -335,7 +337,7 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(str(err)) from None
     if cfg.data.dataset not in adapter_names():
         raise ConfigError(f"data.dataset: unknown dataset {cfg.data.dataset!r}; known: {', '.join(adapter_names())}")
-    options = OmegaConf.to_container(cfg.data.options, resolve=True) if cfg.data.options else {}
+    options = container_dict(cfg.data.options, "data.options", resolve=True) if cfg.data.options else {}
     if cfg.data.root is not None:
         options["root"] = cfg.data.root
     try:  # typed like encoder_args: a misspelt or wrongly typed option is named here, before anything runs
@@ -369,7 +371,7 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError(f"data.normalize.{name}: expected speaker (a group name), utterance or none")
     for name, mod in cfg.model.modalities.items():
         try:
-            augment = SpecAugmentConfig(**OmegaConf.to_container(mod.augment))
+            augment = SpecAugmentConfig(**container_dict(mod.augment, f"model.modalities.{name}.augment"))
         except ValueError as err:
             raise ConfigError(f"model.modalities.{name}.{err}") from None
         if augment.active and input_kind(mod, get_entry(mod.encoder).input_kind) != "logmel":
@@ -482,11 +484,13 @@ def preprocess_config(mod: Any, kind: str, registry: dict[str, tuple[type, type]
     """The typed preprocessor config of a modality: defaults, then values implied by the encoder's arguments,
     then the modality's explicit ``preprocess`` overrides."""
     if registry is None:
-        from contrastive_mer.data.transforms import PREPROCESSORS as registry
+        from contrastive_mer.data.transforms import PREPROCESSORS
+
+        registry = PREPROCESSORS
     from contrastive_mer.encoders import encoder_config
 
     cfg_cls, _ = registry[kind]
-    enc = encoder_config(mod.encoder, OmegaConf.to_container(mod.encoder_args)
+    enc = encoder_config(mod.encoder, container_dict(mod.encoder_args, "encoder_args")
                          if isinstance(mod.encoder_args, DictConfig) else mod.encoder_args)
     derived = {dst: getattr(enc, src) for src, dst in _DERIVED[kind].items()}
     explicit = OmegaConf.to_container(mod.preprocess) if isinstance(mod.preprocess, DictConfig) else mod.preprocess
@@ -498,5 +502,15 @@ def to_yaml(cfg: DictConfig) -> str:
     return OmegaConf.to_yaml(cfg, resolve=True)
 
 
-def to_dict(cfg: DictConfig) -> dict[str, Any]:
-    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+def container_dict(node: Any, where: str = "config", *, resolve: bool = False) -> dict[str, Any]:
+    """``OmegaConf.to_container(node)`` as a plain dict (the keys of our config mappings are strings);
+    :class:`ConfigError` naming ``where`` when ``node`` converts to something other than a mapping."""
+    out = OmegaConf.to_container(node, resolve=resolve)
+    if not isinstance(out, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(out).__name__}")
+    return cast("dict[str, Any]", out)
+
+
+def to_dict(cfg: Container) -> dict[str, Any]:
+    """The resolved config as a plain dict (ConfigError if it is not a mapping)."""
+    return container_dict(cfg, resolve=True)

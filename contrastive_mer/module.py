@@ -8,14 +8,14 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import nn
 
 from contrastive_mer.augment import SpecAugmentConfig, spec_augment
-from contrastive_mer.config import config_from_dict, refuse_interpolations, to_dict
+from contrastive_mer.config import config_from_dict, container_dict, refuse_interpolations, to_dict
 from contrastive_mer.data.sample import Batch
 from contrastive_mer.encoders import EncoderOutput, build_encoder
-from contrastive_mer.encoders.base import lone_row_batchnorm
+from contrastive_mer.encoders.base import ModalityEncoder, lone_row_batchnorm
 from contrastive_mer.errors import UserError
 from contrastive_mer.heads import HeadConfig, ProjectionHead
 from contrastive_mer.losses import PairwiseInfoNCE, PairwiseLossOutput, TwoWindowLoss
@@ -35,16 +35,17 @@ class PairwiseContrastiveModule(pl.LightningModule):
         self.save_hyperparameters({"config": config})
         self.cfg = config_from_dict(config)
         self.modalities = list(self.cfg.model.modalities)
-        head_cfg = HeadConfig(**OmegaConf.to_container(self.cfg.model.head))
-        self.encoders = nn.ModuleDict({
-            m: build_encoder(spec.encoder, OmegaConf.to_container(spec.encoder_args, resolve=True))
-            for m, spec in self.cfg.model.modalities.items()})
-        self.augment = {m: SpecAugmentConfig(**OmegaConf.to_container(spec.augment))
-                        for m, spec in self.cfg.model.modalities.items()}
-        self.augment = {m: a for m, a in self.augment.items() if a.active}
+        head_cfg = HeadConfig(**container_dict(self.cfg.model.head, "model.head"))
+        encoders: dict[str, ModalityEncoder] = {}
+        for m, spec in self.cfg.model.modalities.items():
+            args = container_dict(spec.encoder_args, f"model.modalities.{m}.encoder_args", resolve=True)
+            encoders[m] = build_encoder(spec.encoder, args)
+        self.encoders = nn.ModuleDict(encoders)
+        augment = {m: SpecAugmentConfig(**container_dict(spec.augment, f"model.modalities.{m}.augment"))
+                   for m, spec in self.cfg.model.modalities.items()}
+        self.augment = {m: a for m, a in augment.items() if a.active}
         self.feature_dropout = nn.Dropout(self.cfg.model.feature_dropout)
-        self.heads = nn.ModuleDict({m: ProjectionHead(self.encoders[m].output_dim, head_cfg)
-                                    for m in self.modalities})
+        self.heads = nn.ModuleDict({m: ProjectionHead(encoders[m].output_dim, head_cfg) for m in self.modalities})
         loss = self.cfg.loss
         #: two-window batches (data.two_window): rows 0..B-1 window 0 of B clips, rows B..2B-1 window 1
         self.two_window = loss.name == "two_window_supcon"
@@ -163,18 +164,20 @@ class PairwiseContrastiveModule(pl.LightningModule):
     def configure_optimizers(self) -> Any:
         o = self.cfg.optim
         params = [p for p in self.parameters() if p.requires_grad]
+        opt: torch.optim.Optimizer
         if o.name == "sgd":
             opt = torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
         else:
             opt = torch.optim.AdamW(params, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
         if o.scheduler == "none":
             return opt
+        main: torch.optim.lr_scheduler.LRScheduler
         if o.scheduler == "step":
             main = torch.optim.lr_scheduler.StepLR(opt, step_size=o.step_size, gamma=o.gamma)
         else:
             epochs = max(self.cfg.trainer.max_epochs - o.warmup_epochs, 1)
             main = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
-        sched = main
+        sched: torch.optim.lr_scheduler.LRScheduler = main
         if o.warmup_epochs > 0:
             warm = torch.optim.lr_scheduler.LinearLR(opt, start_factor=0.1, total_iters=o.warmup_epochs)
             sched = torch.optim.lr_scheduler.SequentialLR(opt, [warm, main], milestones=[o.warmup_epochs])

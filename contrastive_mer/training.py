@@ -10,7 +10,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pytorch_lightning as pl
@@ -20,7 +20,7 @@ from pytorch_lightning.callbacks import Callback, EarlyStopping, LearningRateMon
 from pytorch_lightning.loggers import TensorBoardLogger
 
 from contrastive_mer.checkpoint_io import AtomicCheckpointIO, verify_checkpoint_crc
-from contrastive_mer.config import checkpoint_monitor, load_config, to_yaml
+from contrastive_mer.config import PRECISIONS, ConfigError, checkpoint_monitor, load_config, to_yaml
 from contrastive_mer.data.datamodule import MERDataModule
 from contrastive_mer.data.dataset import SkipReport
 from contrastive_mer.encoding import SkipTracker
@@ -39,7 +39,9 @@ class RngStateCallback(Callback):
     checkpoints stay loadable with ``weights_only=True``)."""
 
     def on_save_checkpoint(self, trainer: pl.Trainer, module: pl.LightningModule, checkpoint: dict) -> None:
-        np_state = np.random.get_state()
+        np_state = np.random.get_state(legacy=True)  # the default; numpy's stub types the no-argument call a dict
+        if not isinstance(np_state, tuple):  # legacy=True gives a dict only for bit generators other than MT19937
+            raise TypeError(f"numpy's global RNG state is not an MT19937 tuple: {type(np_state).__name__}")
         checkpoint["rng_states"] = {
             "python": [list(x) if isinstance(x, tuple) else x for x in random.getstate()],
             "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
@@ -87,7 +89,7 @@ class HistoryCallback(Callback):
             return
         history = json.loads(self.path.read_text()) if self.path.is_file() else []
         history = [h for h in history if h["epoch"] < trainer.current_epoch]  # after a resume
-        row = {"epoch": trainer.current_epoch, "step": trainer.global_step}
+        row: dict[str, float] = {"epoch": trainer.current_epoch, "step": trainer.global_step}
         row.update({k: float(v) for k, v in trainer.callback_metrics.items()
                     if torch.is_tensor(v) and v.numel() == 1 and not k.endswith("_step")})
         history.append(row)
@@ -157,7 +159,7 @@ def report_face_fallbacks(adapter: Any) -> dict[str, int] | None:
     """Face-crop fallbacks (centre crops where no face was found) counted in this process, or None."""
     cropper = getattr(adapter, "cropper", None)
     calls = getattr(cropper, "calls", 0)
-    if not calls:
+    if not calls or cropper is None:
         return None
     fallbacks = int(cropper.fallbacks)
     if fallbacks:
@@ -232,6 +234,19 @@ def make_run_dir(cfg: DictConfig, output: str | Path | None) -> Path:
     return Path(cfg.output_dir) / f"{cfg.name}-{stamp}"
 
 
+#: ``trainer.precision`` (config.PRECISIONS) as Lightning names it: "32" is "32-true"
+_LIGHTNING_PRECISION: dict[str, Literal["32-true", "bf16-mixed", "16-mixed", "bf16-true"]] = {
+    "32": "32-true", "32-true": "32-true", "bf16-mixed": "bf16-mixed", "16-mixed": "16-mixed",
+    "bf16-true": "bf16-true"}
+
+
+def lightning_precision(value: str) -> Literal["32-true", "bf16-mixed", "16-mixed", "bf16-true"]:
+    """Lightning's name of a ``trainer.precision`` value; ConfigError for one the config does not allow."""
+    if value not in _LIGHTNING_PRECISION:
+        raise ConfigError(f"trainer.precision: {value!r} is not one of {', '.join(PRECISIONS)}")
+    return _LIGHTNING_PRECISION[value]
+
+
 def build_trainer(cfg: DictConfig, run_dir: Path, extra_callbacks: list[Callback] | None = None,
                   has_val: bool = True) -> tuple[pl.Trainer, ModelCheckpoint]:
     """A Trainer with TensorBoard logging, last/best checkpoints, LR monitor and optional early stopping."""
@@ -255,7 +270,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, extra_callbacks: list[Callback
     quiet_lightning()
     # no hp_metric placeholder: it would sit at -1 in every run
     logger = TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="", default_hp_metric=False)
-    precision = "32-true" if t.precision == "32" else t.precision
+    precision = lightning_precision(t.precision)
     trainer = pl.Trainer(
         max_epochs=t.max_epochs, accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes,
         strategy=t.strategy, precision=precision, log_every_n_steps=t.log_every_n_steps,
@@ -308,7 +323,10 @@ def _pretrain_locked(cfg: DictConfig, run_dir: Path, resume: bool, extra_callbac
     module = PairwiseContrastiveModule(cfg)
     if cfg.trainer.compile:
         for name in module.modalities:
-            module.encoders[name] = torch.compile(module.encoders[name])
+            compiled = torch.compile(module.encoders[name])  # an OptimizedModule; typed as a plain callable
+            if not isinstance(compiled, torch.nn.Module):
+                raise TypeError(f"torch.compile returned a {type(compiled).__name__} for encoder {name!r}")
+            module.encoders[name] = compiled
     # rewritten per run; a resumed run keeps the records already there (each once); the scan's skipped rows too
     report = SkipReport(run_dir / "skipped.jsonl", cfg.data.max_skip_fraction, keep=resume)
     if not is_launched_rank():

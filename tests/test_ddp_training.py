@@ -6,6 +6,12 @@ local batch rows, the local rows carrying both modalities of each pair, and the 
 then calls ``contrastive_mer.cli.main.main(["pretrain", ...])`` (what the ``cmer`` console script runs). The test
 checks that the run completes, that its checkpoint loads with :func:`contrastive_mer.module.load_module`, and that
 the loss really scored the gathered batch: every reported count equals the sum of both ranks' local counts.
+
+The run has the online probe on and chooses its best checkpoint by ``online_probe/linear_acc``. The script also
+records, on each rank, the clips the probe encoded there, the clips it probed after the ranks' shares were
+merged, the scores it logged and the probe metrics Lightning holds afterwards: the test checks that the probe
+saw the whole validation set (an odd number of clips, so the sampler pads one rank's share with a repeat), that
+both ranks logged the same scores, and that they equal the probe of the same checkpoint in a single process.
 """
 
 from __future__ import annotations
@@ -16,18 +22,25 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "experiments" / "demo.yaml"
 BATCH, STEPS = 4, 2
 STRATEGY = "ddp"
+VAL_CLIPS = 15  # 5 of 12 speakers x 3 emotions validate: odd, so DistributedSampler pads rank 1's share
+WEIGHT_DECAYS = [0.01, 1.0]
 OVERRIDES = [
     f"trainer.strategy={STRATEGY}", "trainer.devices=2", "trainer.accelerator=cpu", "trainer.max_epochs=1",
     f"trainer.limit_train_batches={STEPS}", "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1",
-    "data.options.num_speakers=4", "data.options.speakers=[0,1,2,3]", "data.options.clips_per_speaker_emotion=1",
-    "data.options.missing_fraction=0.3", f"data.batch_size={BATCH}", "data.eval_batch_size=8",
+    "data.options.num_speakers=12", "data.options.speakers=[0,1,2,3,4,5,6,7,8,9,10,11]",
+    "data.options.num_emotions=3", "data.options.clips_per_speaker_emotion=1", "data.val_fraction=0.42",
+    "data.options.missing_fraction=0.3", f"data.batch_size={BATCH}", "data.eval_batch_size=4",
     "data.num_workers=0", "data.cache=none", "loss.gather=true", "loss.local_loss=true",
+    "monitor.online_probe.every_n_epochs=1",
+    f"monitor.online_probe.weight_decays=[{','.join(map(str, WEIGHT_DECAYS))}]",
+    "monitor.checkpoint=online_probe/linear_acc",
 ]
 
 
@@ -37,6 +50,7 @@ def _record_and_run(record_dir: Path, argv: list[str]) -> int:
 
     from contrastive_mer.cli.main import main
     from contrastive_mer.losses import PairwiseInfoNCE
+    from contrastive_mer.online_probe import OnlineProbeCallback
 
     calls: list[dict] = []
     original = PairwiseInfoNCE.forward
@@ -53,11 +67,49 @@ def _record_and_run(record_dir: Path, argv: list[str]) -> int:
         })
         return out
 
+    probes: list[dict] = []
+    epoch_end = OnlineProbeCallback.on_validation_epoch_end
+
+    def recording_epoch_end(self, trainer, module):
+        local, active = list(getattr(self, "ids", [])), self.active
+        epoch_end(self, trainer, module)
+        if active:
+            probed = getattr(self, "probed", None)
+            probes.append({"local_ids": local, "probed_ids": getattr(probed, "ids", None),
+                           "scores": getattr(self, "scores", None)})
+
+    def recording_validation_end(self, trainer, module):  # after Lightning gathered the epoch's metrics
+        if probes and "metrics" not in probes[-1]:
+            probes[-1]["metrics"] = {k: float(v) for k, v in trainer.callback_metrics.items()
+                                     if k.startswith("online_probe")}
+
     PairwiseInfoNCE.forward = recording_forward
+    OnlineProbeCallback.on_validation_epoch_end = recording_epoch_end
+    OnlineProbeCallback.on_validation_end = recording_validation_end
     code = main(argv)
     rank = dist.get_rank() if dist.is_initialized() else int(os.environ.get("LOCAL_RANK", 0))
     (record_dir / f"rank{rank}.json").write_text(json.dumps(calls))
+    (record_dir / f"probe{rank}.json").write_text(json.dumps(probes))
     return code
+
+
+def _single_process_probe(checkpoint: Path) -> dict[str, float]:
+    """The online probe of ``checkpoint`` on the whole validation set in this process (no Trainer, no DDP)."""
+    from contrastive_mer.data.datamodule import MERDataModule
+    from contrastive_mer.module import load_module
+    from contrastive_mer.online_probe import OnlineProbeCallback
+    from contrastive_mer.online_probe_rows import merge_rows
+
+    module = load_module(str(checkpoint))
+    data = MERDataModule(module.cfg)
+    data.setup("fit")
+    probe = OnlineProbeCallback(1, 1024, None, "speaker", module.cfg.seed, WEIGHT_DECAYS)
+    probe._reset(True)
+    for i, batch in enumerate(data.val_dataloader()):
+        probe.on_validation_batch_end(None, module, None, batch, i)
+    rows = merge_rows([probe.local_rows()], probe.max_clips)
+    assert len(rows) == VAL_CLIPS
+    return probe.probe(rows, len(data.adapter.label_names["emotion"]), 1)
 
 
 def test_every_parameter_receives_a_gradient():
@@ -127,6 +179,25 @@ def test_ddp_pretraining_gathers_and_saves_a_loadable_checkpoint(tmp_path):
     assert any(any(c["count"][p] > c["local_valid"][p] for p in c["count"]) for c in train[0])
     # local-loss values differ per rank; their mean is the global loss, finite
     assert all(torch.isfinite(torch.tensor(c["loss"])) for calls in ranks for c in calls)
+
+    # the online probe saw the whole validation set, once per clip, and both ranks logged its scores
+    val_ids = json.loads((run_dir / "split.json").read_text())["val"]
+    assert len(set(val_ids)) == len(val_ids) == VAL_CLIPS
+    probes = [json.loads((records / f"probe{r}.json").read_text()) for r in range(2)]
+    assert [len(p) for p in probes] == [1, 1], log  # one validation epoch (the sanity check does not probe)
+    local = [p[0]["local_ids"] for p in probes]
+    assert len(local[0]) == len(local[1]) == (VAL_CLIPS + 1) // 2  # each rank encoded only its share
+    assert len(local[0]) + len(local[1]) == VAL_CLIPS + 1 and set(local[0]) | set(local[1]) == set(val_ids)
+    for p in probes:
+        assert p[0]["probed_ids"] == sorted(val_ids)  # every clip once, sorted by clip id
+    scores = probes[0][0]["scores"]
+    assert len(scores) == 8 and "online_probe/linear_acc" in scores  # 3 modalities and fused, kNN and linear
+    assert probes[1][0]["scores"] == scores
+    for p in probes:  # what Lightning holds on each rank (float32): rank 0's scores
+        assert p[0]["metrics"] == pytest.approx(scores, abs=1e-6)
+    assert (run_dir / "checkpoints" / "best-000.ckpt").is_file(), log  # chosen by online_probe/linear_acc
+    # a single process probing the same checkpoint on the same clips gets the same scores
+    assert _single_process_probe(ckpt) == pytest.approx(scores, abs=1e-6)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from typing import Any, Sequence
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch.utils.data import DataLoader, DistributedSampler
 
 from contrastive_mer.data.dataset import MERDataset
@@ -34,7 +34,9 @@ def build_preprocessors(cfg: DictConfig) -> dict[str, Preprocessor]:
 
 def build_corpus(cfg: DictConfig, overrides: dict[str, Any] | None = None) -> CorpusAdapter:
     """The adapter named by ``data.dataset`` with ``data.options`` (+ ``data.root``) and ``overrides``."""
-    options = OmegaConf.to_container(cfg.data.options, resolve=True) if cfg.data.options else {}
+    from contrastive_mer.config import container_dict
+
+    options = container_dict(cfg.data.options, "data.options", resolve=True) if cfg.data.options else {}
     if cfg.data.root is not None:
         options["root"] = cfg.data.root
     options.update(overrides or {})
@@ -91,7 +93,7 @@ class MERDataModule(pl.LightningDataModule):
         from contrastive_mer.data.summary import data_summary
 
         d = self.cfg.data
-        sources = {m: p.source for m, p in self.preprocessors.items()}
+        sources = {m: p.source or m for m, p in self.preprocessors.items()}  # as MERDataset reads them
         out = {"dataset": d.dataset, "root": None if d.root is None else str(d.root)}
         out.update(data_summary(self.splits, sources, d.split_group, d.batch_size,
                                 getattr(self.adapter, "skipped", ())))
@@ -106,6 +108,8 @@ class MERDataModule(pl.LightningDataModule):
 
     def dataset(self, records: Sequence[ClipRecord]) -> MERDataset:
         d = self.cfg.data
+        if self.adapter is None:
+            raise RuntimeError("MERDataModule.dataset: no adapter yet; call setup() first")
         cache_dir = Path(d.cache_dir) if d.cache_dir else None
         return MERDataset(self.adapter, records, self.preprocessors, d.cache, cache_dir,
                           normalize=d.normalize, normalize_min_clips=d.normalize_min_clips)
@@ -119,7 +123,7 @@ class MERDataModule(pl.LightningDataModule):
     def loader(self, dataset: MERDataset, batch_size: int, shuffle: bool, drop_last: bool) -> DataLoader:
         """A loader that shards across DDP ranks itself (the Trainer runs with ``use_distributed_sampler=False``)."""
         rank, world = self._rank_world()
-        sampler = None
+        sampler: DistributedSampler[Any] | None = None
         if world > 1:
             sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=shuffle,
                                          seed=self.cfg.seed, drop_last=drop_last)
