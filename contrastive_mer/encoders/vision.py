@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import timm
 import torch
@@ -36,13 +36,14 @@ def load_local_weights(model: nn.Module, path: str) -> None:
     file = Path(path)
     if not file.is_file():
         raise FileNotFoundError(f"video encoder checkpoint_path not found: {file}")
+    state: Mapping[str, torch.Tensor]
     if file.suffix == ".safetensors":
         from safetensors.torch import load_file
 
         state = load_file(str(file))
     else:
-        state = torch.load(file, map_location="cpu", weights_only=True)
-        state = state.get("state_dict", state) if isinstance(state, dict) else state
+        loaded = torch.load(file, map_location="cpu", weights_only=True)
+        state = loaded.get("state_dict", loaded) if isinstance(loaded, dict) else loaded
     own = model.state_dict()
     usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     missing = [k for k in own if k not in usable]
@@ -62,11 +63,15 @@ class TimmFrameEncoder(ModalityEncoder):
         self.backbone = timm.create_model(cfg.model_name, pretrained=False, num_classes=0, **cfg.model_kwargs)
         if cfg.checkpoint_path:
             load_local_weights(self.backbone, cfg.checkpoint_path)
-        if cfg.gradient_checkpointing and hasattr(self.backbone, "set_grad_checkpointing"):
-            self.backbone.set_grad_checkpointing(True)
+        set_grad_checkpointing = getattr(self.backbone, "set_grad_checkpointing", None)
+        if cfg.gradient_checkpointing and set_grad_checkpointing is not None:
+            set_grad_checkpointing(True)
         if cfg.freeze_backbone:
             self.backbone.requires_grad_(False)
-        self.frame_proj = nn.Linear(self.backbone.num_features, cfg.output_dim)
+        num_features = self.backbone.num_features  # timm models set it: the width of the pooled features
+        if not isinstance(num_features, int):
+            raise ValueError(f"timm model {cfg.model_name!r}: num_features is {num_features!r}, not an int")
+        self.frame_proj = nn.Linear(num_features, cfg.output_dim)
         self.pooler = temporal_pool(cfg.pooling, cfg.output_dim)
         self.output_dim = cfg.output_dim
 
