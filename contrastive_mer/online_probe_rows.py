@@ -19,7 +19,7 @@ import torch.distributed as dist
 T = TypeVar("T")
 
 
-@dataclass
+@dataclass(eq=False)
 class ProbeRows:
     """One rank's (or the merged) probe rows: clip ids, per-modality features ``(N, D)`` and present masks
     ``(N,)``, labels ``(N, ...)`` and groups, row ``i`` of each belonging to clip ``ids[i]``."""
