@@ -329,8 +329,9 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError(f"{key}.{err}") from None
         try:
             preprocess_config(mod, kind, PREPROCESSORS)
-        except OmegaConfBaseException as err:
-            raise ConfigError(f"{key}.preprocess: {_one_line(err)}") from None
+        except (ValueError, OmegaConfBaseException) as err:  # ValueError: a preprocessor config's own checks
+            msg = _one_line(err) if isinstance(err, OmegaConfBaseException) else str(err)
+            raise ConfigError(f"{key}.preprocess: {msg}") from None
     try:
         parse_pairs(list(cfg.loss.pairs), modalities)
     except ValueError as err:

@@ -76,3 +76,10 @@ def test_window_is_zero_padded_not_lengthened() -> None:
         hit[(n_fft, win)] = torch.nonzero(out.max(dim=0).values > np.log(1e-6) + 1).flatten().tolist()
     assert hit[(1024, 400)] == hit[(400, None)]
     assert len(hit[(1024, None)]) > len(hit[(400, None)])
+
+
+def test_config_names_the_key_of_an_inconsistent_window() -> None:
+    from contrastive_mer.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=r"^model\.modalities\.audio\.preprocess: win_length must be between"):
+        load_config("experiments/demo.yaml", ["model.modalities.audio.preprocess.win_length=2000"])
