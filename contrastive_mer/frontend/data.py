@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
-from contrastive_mer.config import load_yaml, model_from_checkpoint
+from contrastive_mer.config import load_yaml, model_from_checkpoint, to_dict
 from contrastive_mer.data.datamodule import build_corpus
 from contrastive_mer.data.dataset import SkipReport
 from contrastive_mer.data.datasets.base import ClipRecord, CorpusAdapter
@@ -27,10 +27,9 @@ def load_frontend_yaml(path: str | Path | None, overrides: Sequence[str] = ()) -
     """The YAML at ``path`` (or nothing) with ``key=value`` overrides applied, as a plain dict."""
     merged = load_yaml(path, overrides)
     try:
-        out = OmegaConf.to_container(merged, resolve=True)
+        out = to_dict(merged)
     except OmegaConfBaseException as err:
         raise UserError(f"{path or 'config'}: {str(err).splitlines()[0]}") from None
-    assert isinstance(out, dict)
     if "model" in out:
         raise UserError(f"{path or 'overrides'}: model.* cannot be set here: the encoder checkpoint defines the model")
     return out

@@ -69,7 +69,9 @@ class TokenWriter:
         if self.projected and tokens is None:
             raise ValueError("TokenWriter: this store holds soft tokens; pass the front end's tokens")
         n = len(batch)
-        features, present, sequences = {}, {}, {}
+        features: dict[str, np.ndarray] = {}
+        present: dict[str, np.ndarray] = {}
+        sequences: dict[str, Sequence[np.ndarray | None]] = {}
         for s in self.sources:
             if s not in batch.sources:
                 raise KeyError(f"TokenWriter: batch lacks source {s!r} (ids {batch.ids[:1]}...)")
@@ -78,15 +80,15 @@ class TokenWriter:
             if self.projected:
                 assert tokens is not None
                 t = tokens[s]
-                rows = [t.row(i).detach().float().cpu().numpy() for i in range(n)]
+                token_rows = [t.row(i).detach().float().cpu().numpy() for i in range(n)]
                 features[s] = np.stack([r.mean(0) if len(r) else np.zeros(t.tokens.shape[-1], np.float32)
-                                        for r in rows])
+                                        for r in token_rows])
+                sequences[s] = token_rows
             else:
-                seq, lengths = src.as_sequence("feature" if s == FUSED else self.level)
-                seq, lengths = seq.detach().float().cpu().numpy(), lengths.cpu().numpy()
-                rows = [seq[i, :int(lengths[i])] if present[s][i] else None for i in range(n)]
+                seq_t, lengths_t = src.as_sequence("feature" if s == FUSED else self.level)
+                seq, lengths = seq_t.detach().float().cpu().numpy(), lengths_t.cpu().numpy()
+                sequences[s] = [seq[i, :int(lengths[i])] if present[s][i] else None for i in range(n)]
                 features[s] = np.where(present[s][:, None], src.feature.detach().float().cpu().numpy(), 0.0)
-            sequences[s] = rows
         labels = fill_missing_labels(batch.labels, self.writer.schema.labels, n)
         self.writer.append(batch.ids, labels, {g: batch.groups.get(g, [""] * n) for g in self.groups},
                            features, {}, present, {}, sequences)
@@ -125,7 +127,7 @@ def export_npy(store: str | Path | FeatureStore, out_dir: str | Path, name: str 
     feature stores extracted with sequences (a source without sequences gets UTT only). Returns files written
     per folder."""
     own = not isinstance(store, FeatureStore)
-    fs = FeatureStore(store) if own else store
+    fs = store if isinstance(store, FeatureStore) else FeatureStore(store)
     try:
         out_dir = Path(out_dir)
         bad = [lv for lv in levels if lv not in ("UTT", "FRA")]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, Protocol
 
 import torch
 from torch import nn
@@ -19,11 +19,22 @@ from contrastive_mer.data.sample import Batch
 from contrastive_mer.frontend.config import FUSED, FrontEndConfig
 from contrastive_mer.frontend.projector import build_projector
 from contrastive_mer.frontend.sources import SourceBatch, encode_sources
-from contrastive_mer.frontend.splice import PromptSplicer, SoftTokens, SplicedBatch
+from contrastive_mer.frontend.splice import PromptSplicer, SoftTokens, SplicedBatch, embedding_weight
 from contrastive_mer.fusion import fused_dim
 from contrastive_mer.utils import file_sha256
 
+if TYPE_CHECKING:
+    from contrastive_mer.module import PairwiseContrastiveModule
+
 FORMAT = "contrastive-mer-frontend/1"
+
+
+class CausalLM(Protocol):
+    """What the front end calls on an LLM: a transformers causal LM (``AutoModelForCausalLM``) has both."""
+
+    def get_input_embeddings(self) -> nn.Module: ...
+
+    def generate(self, **kwargs: Any) -> Any: ...
 
 
 class EncoderMismatchError(ValueError):
@@ -47,8 +58,8 @@ class FrontEnd(nn.Module):
     with :meth:`load`. ``forward`` takes a :class:`Batch` (needs the encoders) or a :class:`SourceBatch`.
     """
 
-    def __init__(self, config: FrontEndConfig, source_dims: Mapping[str, int], encoder: nn.Module | None = None,
-                 encoder_sha256: str = ""):
+    def __init__(self, config: FrontEndConfig, source_dims: Mapping[str, int],
+                 encoder: PairwiseContrastiveModule | None = None, encoder_sha256: str = ""):
         super().__init__()
         self.config = config
         self.source_dims = {k: int(v) for k, v in source_dims.items()}
@@ -152,18 +163,18 @@ class FrontEnd(nn.Module):
     def _dtype(self) -> torch.dtype:
         return next(iter(self.projectors.parameters())).dtype
 
-    def splicer(self, tokenizer: Any, llm: nn.Module, padding_side: str = "right", add_bos: bool = True,
+    def splicer(self, tokenizer: Any, llm: CausalLM, padding_side: str = "right", add_bos: bool = True,
                 add_eos: bool = True) -> PromptSplicer:
         """A :class:`PromptSplicer` for ``llm`` with this front end's placeholders."""
-        if int(llm.get_input_embeddings().weight.shape[1]) != self.config.llm_hidden:
+        if int(embedding_weight(llm.get_input_embeddings()).shape[1]) != self.config.llm_hidden:
             raise ValueError(f"frontend: llm_hidden={self.config.llm_hidden} but the LLM's embeddings are "
-                             f"{llm.get_input_embeddings().weight.shape[1]} wide")
+                             f"{embedding_weight(llm.get_input_embeddings()).shape[1]} wide")
         return PromptSplicer(tokenizer, llm.get_input_embeddings(),
                              {s: self.config.placeholder(s) for s in self.source_dims}, padding_side,
                              add_bos, add_eos)
 
     @torch.no_grad()
-    def generate(self, llm: nn.Module, tokenizer: Any, batch: Batch | SourceBatch, prompt: str | list[str],
+    def generate(self, llm: CausalLM, tokenizer: Any, batch: Batch | SourceBatch, prompt: str | list[str],
                  **generate_kwargs: Any) -> list[str]:
         """Spliced (left-padded) prompts -> ``llm.generate`` -> decoded new text per sample."""
         spliced: SplicedBatch = self.splicer(tokenizer, llm, "left")(prompt, self(batch))

@@ -98,11 +98,14 @@ class SourceBatch:
             feature = torch.cat([s.feature for s in items])
             present = torch.cat([s.present for s in items])
             seq = lens = None
-            if all(s.sequence is not None for s in items):
-                longest = max(s.sequence.shape[1] for s in items)  # type: ignore[union-attr]
-                seq = torch.cat([torch.nn.functional.pad(s.sequence, (0, 0, 0, longest - s.sequence.shape[1]))
-                                 for s in items])  # type: ignore[union-attr,arg-type]
-                lens = torch.cat([s.lengths for s in items])  # type: ignore[misc]
+            seqs = [s.sequence for s in items if s.sequence is not None]
+            lengths = [s.lengths for s in items if s.lengths is not None]
+            if len(seqs) == len(items):
+                longest = max(q.shape[1] for q in seqs)
+                seq = torch.cat([torch.nn.functional.pad(q, (0, 0, 0, longest - q.shape[1])) for q in seqs])
+                if len(lengths) != len(items):
+                    raise ValueError(f"SourceBatch.concat: source {name!r} has sequences without lengths")
+                lens = torch.cat(lengths)
             srcs[name] = TokenSource(feature, present, seq, lens)
         labels = {k: torch.cat([p.labels[k] for p in parts]) for k in parts[0].labels}
         groups = {k: [g for p in parts for g in p.groups[k]] for k in parts[0].groups}
@@ -131,10 +134,10 @@ def encode_sources(module: Any, batch: Batch, modalities: Sequence[str], fused: 
     if fused:
         features = {m: o.feature for m, o in outputs.items()}
         projections = module.project(outputs) if fusion_mode != "concat" else None
-        present = {m: batch.present[m] for m in module.modalities}
-        vector = fuse(features, projections, present, mode=fusion_mode, weights=fusion_weights,
+        presence = {m: batch.present[m] for m in module.modalities}
+        vector = fuse(features, projections, presence, mode=fusion_mode, weights=fusion_weights,
                       modalities=list(module.modalities))
-        any_present = torch.stack([present[m] for m in module.modalities]).any(0)
+        any_present = torch.stack([presence[m] for m in module.modalities]).any(0)
         sources[FUSED] = TokenSource(vector, any_present)
     return SourceBatch(list(batch.ids), sources, dict(batch.labels), dict(batch.groups))
 

@@ -127,7 +127,7 @@ class PromptSplicer:
             raise ValueError(f"PromptSplicer: {len(prompts)} prompts for a batch of {batch} samples")
         if targets is not None and len(targets) != batch:
             raise ValueError(f"PromptSplicer: {len(targets)} targets for a batch of {batch} samples")
-        weight = self.embeddings.weight
+        weight = embedding_weight(self.embeddings)
         device, dtype = weight.device, weight.dtype
         eos = getattr(self.tokenizer, "eos_token_id", None)
         if targets is not None and self.add_eos and eos is None:
@@ -150,7 +150,7 @@ class PromptSplicer:
                 lab += [IGNORE_INDEX] * n
                 pos += n
             if targets is not None:
-                tid = self.token_ids(targets[i]) + ([eos] if self.add_eos else [])
+                tid = self.token_ids(targets[i]) + ([eos] if self.add_eos and eos is not None else [])
                 if not tid:
                     raise ValueError(f"sample {ids[i]}: empty target")
                 parts.append(self.embeddings(torch.tensor(tid, device=device)))
@@ -163,6 +163,14 @@ class PromptSplicer:
             labels.append(lab)
             spans.append(span)
         return _pad(rows, labels, spans, target_spans, side, targets is not None)
+
+
+def embedding_weight(embeddings: nn.Module) -> torch.Tensor:
+    """The ``(vocab, hidden)`` weight of an LLM's input embedding layer; TypeError if it has none."""
+    weight = getattr(embeddings, "weight", None)
+    if not isinstance(weight, torch.Tensor):
+        raise TypeError(f"{type(embeddings).__name__} has no weight tensor: not an input embedding layer")
+    return weight
 
 
 def _check_side(side: str) -> None:

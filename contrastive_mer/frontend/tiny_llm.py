@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Iterable
 import torch
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedTokenizerFast
+    from transformers import LlamaForCausalLM, PreTrainedTokenizerFast, Qwen2ForCausalLM
 
 SPECIAL_TOKENS = {"pad": "<pad>", "unk": "<unk>", "bos": "<s>", "eos": "</s>"}
 _WORD = re.compile(r"\w+|[^\w\s]+")
@@ -64,10 +64,11 @@ def build_word_tokenizer(texts: Iterable[str]) -> "PreTrainedTokenizerFast":
                                    eos_token=SPECIAL_TOKENS["eos"])
 
 
-def build_tiny_llm(cfg: TinyLLMConfig, tokenizer: "PreTrainedTokenizerFast") -> torch.nn.Module:
+def build_tiny_llm(cfg: TinyLLMConfig, tokenizer: "PreTrainedTokenizerFast") -> LlamaForCausalLM | Qwen2ForCausalLM:
     """A randomly initialised causal LM (seeded) sized by ``cfg`` with the tokenizer's vocabulary."""
     from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config
 
+    config: LlamaConfig | Qwen2Config
     common = dict(vocab_size=len(tokenizer), hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
                   num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads,
                   num_key_value_heads=cfg.num_kv_heads, max_position_embeddings=cfg.max_positions,
