@@ -12,7 +12,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import torch
 
@@ -105,8 +105,10 @@ def save_tiny_llm(folder: str | Path, cfg: TinyLLMConfig, texts: Iterable[str]) 
     return folder
 
 
-def load_llm(folder: str | Path, dtype: torch.dtype | None = None) -> tuple[torch.nn.Module, object]:
-    """``(model, tokenizer)`` from a local folder (``local_files_only``: never downloads).
+def load_llm(folder: str | Path, dtype: torch.dtype | None = None) -> tuple[Any, object]:
+    """``(model, tokenizer)`` from a local folder (``local_files_only``: never downloads). The model is typed
+    ``Any``: it is an ``nn.Module`` and a :class:`~contrastive_mer.frontend.model.CausalLM` (a transformers
+    ``PreTrainedModel`` with ``GenerationMixin``), which no single annotation states.
 
     A folder whose ``tokenizer_config.json`` declares ``PreTrainedTokenizerFast`` gets exactly that class
     (``AutoTokenizer`` would substitute the architecture's own tokenizer class for some, e.g. Qwen2).
