@@ -81,3 +81,33 @@ def test_bad_input() -> None:
         knn_probe(Xtr, ytr, Xte[:, :3])
     with pytest.raises(ValueError, match="k must be"):
         KnnProbeConfig(k=0)
+
+
+def test_neighbours_match_faiss_flat_search_in_any_block_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The blocked torch search returns FAISS IndexFlatIP's neighbours (the peer), whatever the block size."""
+    import faiss
+
+    from contrastive_mer.evaluation import knn
+    from contrastive_mer.utils import l2_normalize
+
+    rng = np.random.default_rng(3)
+    train, test = rng.standard_normal((300, 24)).astype(np.float32), rng.standard_normal((70, 24)).astype(np.float32)
+    index = faiss.IndexFlatIP(24)
+    index.add(l2_normalize(train))
+    ref_sims, ref_idx = index.search(l2_normalize(test), 7)
+    for block in (1 << 25, 300 * 8, 1):  # one block, blocks of 8 queries, one query per block
+        monkeypatch.setattr(knn, "BLOCK_ELEMENTS", block)
+        sims, idx = knn.cosine_neighbours(train, test, 7, batch_size=4096)
+        np.testing.assert_array_equal(idx, ref_idx)
+        np.testing.assert_allclose(sims, ref_sims, atol=1e-5)
+
+
+def test_equal_similarities_take_the_lower_training_index_first() -> None:
+    from contrastive_mer.evaluation.knn import cosine_neighbours
+
+    train = np.array([[1, 0], [0, 1], [2, 0], [1, 0], [0, 3]], dtype=np.float32)  # rows 0, 2, 3: one direction
+    _, idx = cosine_neighbours(train, np.array([[5, 0]], dtype=np.float32), 4)
+    assert idx[0].tolist()[:3] == [0, 2, 3]
+    assert idx[0, 3] in (1, 4)
+    with pytest.raises(ValueError, match="k must be between 1 and the 5 training rows"):
+        cosine_neighbours(train, train, 6)
