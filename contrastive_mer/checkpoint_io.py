@@ -63,6 +63,8 @@ def verify_checkpoint_crc(path: str | Path) -> None:
     try:
         with zipfile.ZipFile(path) as archive:
             bad = archive.testzip()
+    # NotImplementedError: zipfile's answer to an entry whose compression-method field names no known method
+    # (a damaged header), not a missing feature of this code
     except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as err:
         raise UserError(f"{path}: corrupt checkpoint ({type(err).__name__}: {err})") from None
     if bad is not None:

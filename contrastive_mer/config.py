@@ -192,8 +192,9 @@ PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true")
 CACHES = ("none", "memory", "disk", "disk+memory")
 
 
-def _one_line(err: OmegaConfBaseException) -> str:
-    first = str(err).splitlines()[0]
+def _one_line(err: Exception) -> str:
+    """The first line of an error's message, with the config key OmegaConf names (when it names one)."""
+    first = (str(err).splitlines() or [""])[0]
     key = getattr(err, "full_key", None)
     return f"{first} (key: {key})" if key and key not in first else first
 
@@ -321,8 +322,7 @@ def validate(cfg: DictConfig) -> None:
             entry = get_entry(mod.encoder)
             encoder_config(mod.encoder, container_dict(mod.encoder_args, f"{key}.encoder_args"))
         except (ValueError, OmegaConfBaseException) as err:
-            msg = _one_line(err) if isinstance(err, OmegaConfBaseException) else str(err)
-            raise ConfigError(f"{key}: {msg}") from None
+            raise ConfigError(f"{key}: {_one_line(err)}") from None
         try:
             kind = input_kind(mod, entry.input_kind)
         except ConfigError as err:
@@ -330,8 +330,7 @@ def validate(cfg: DictConfig) -> None:
         try:
             preprocess_config(mod, kind, PREPROCESSORS)
         except (ValueError, OmegaConfBaseException) as err:  # ValueError: a preprocessor config's own checks
-            msg = _one_line(err) if isinstance(err, OmegaConfBaseException) else str(err)
-            raise ConfigError(f"{key}.preprocess: {msg}") from None
+            raise ConfigError(f"{key}.preprocess: {_one_line(err)}") from None
     try:
         parse_pairs(list(cfg.loss.pairs), modalities)
     except ValueError as err:

@@ -32,7 +32,7 @@ def test_empty_filters_match_torchaudio_filterbank(sample_rate: int) -> None:
 
 def test_warning_names_fixes_that_work_and_comes_once(capsys: pytest.CaptureFixture[str],
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(mel, "_warned", set())
+    monkeypatch.setattr(mel, "_checked", set())
     check_mel_geometry(16000, 400, 128)
     err = capsys.readouterr().err
     assert "4 of the 128 mel filters" in err and "n_fft >= 574" in err and "n_mels <= 89" in err

@@ -14,7 +14,7 @@ import sys
 import numpy as np
 
 MAX_N_FFT = 16384  # the search for the smallest n_fft without empty filters stops here
-_warned: set[tuple[object, ...]] = set()  # settings already checked
+_checked: set[tuple[object, ...]] = set()  # settings already checked
 
 
 def hz_to_mel(hz: np.ndarray | float) -> np.ndarray:
@@ -51,9 +51,9 @@ def check_mel_geometry(sample_rate: int, n_fft: int, n_mels: int, f_min: float =
         raise ValueError(f"need 0 <= f_min < f_max <= sample_rate / 2, got f_min={f_min}, f_max={f_max} "
                          f"at {sample_rate} Hz")
     key = (sample_rate, n_fft, n_mels, f_min, f_max, win_length)
-    if key in _warned:
+    if key in _checked:
         return
-    _warned.add(key)
+    _checked.add(key)
     message = empty_filter_message(sample_rate, n_fft, n_mels, f_min, f_max, win_length)
     if message:
         print(f"[cmer] warning: {message}", file=sys.stderr, flush=True)
