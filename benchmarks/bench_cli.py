@@ -54,7 +54,7 @@ def main() -> None:
              f"process. All targets: {verdict(met)}. `cmer --help` imports no subcommand module "
              "(`cli/main.py` builds the subcommand list from its one-line help texts); a subcommand's `--help` "
              "imports that subcommand's module only, and none of them imports torch, Lightning or torchmetrics at "
-             "top level (`tests/test_cli_startup.py` checks both), so a subcommand's time is the interpreter, "
+             "top level (`tests/cli/test_startup.py` checks both), so a subcommand's time is the interpreter, "
              "numpy and the light imports of its module (h5py, faiss) plus argparse. A miss here means a module "
              "started importing torch at top level again.\n")
     report("cli", "h. CLI start-up", body, not args.no_write)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from common import BENCHMARKS_MD, apply_threads, report, table
 
-from contrastive_mer.demo import run_demo
+from contrastive_mer.workflows.demo import run_demo
 
 MODALITIES = ("audio", "video", "text")
 

@@ -55,9 +55,9 @@ from common import (
 from extraction_setup import SPEAKERS, BenchVectors, Breakdown, demo_config, materialise, vector_config
 from store_cost import store_cost, write_store_section, writer_against
 
-from contrastive_mer.extraction import ExtractOptions, extract, open_store, write_batches
-from contrastive_mer.extraction_parallel import shard_attrs
-from contrastive_mer.module import PairwiseContrastiveModule
+from contrastive_mer.extract.extraction import ExtractOptions, extract, open_store, write_batches
+from contrastive_mer.extract.shards import shard_attrs
+from contrastive_mer.model.module import PairwiseContrastiveModule
 from contrastive_mer.store.hdf5 import FeatureStore, FeatureStoreWriter
 from contrastive_mer.store.merge import find_shards, merge_shards, shard_store_path
 

@@ -29,8 +29,8 @@ from common import Timing, apply_threads, base_parser, ms, report, table, verdic
 
 from contrastive_mer.config import load_config
 from contrastive_mer.data.datamodule import MERDataModule
-from contrastive_mer.module import PairwiseContrastiveModule
-from contrastive_mer.training import build_trainer
+from contrastive_mer.model.module import PairwiseContrastiveModule
+from contrastive_mer.pretrain.loop import build_trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET = 0.05

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from common import apply_threads, base_parser, interleaved, ms, report, table, verdict
 
-from contrastive_mer.losses import PairwiseInfoNCE
+from contrastive_mer.model.losses import PairwiseInfoNCE
 
 NAMES = ["audio", "video", "text", "au", "landmarks", "physio"]
 TARGET = 0.6

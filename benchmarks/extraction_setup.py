@@ -15,7 +15,7 @@ from contrastive_mer.data.datamodule import build_corpus, build_preprocessors
 from contrastive_mer.data.dataset import Collator, MERDataset
 from contrastive_mer.data.datasets.base import ClipRecord, CorpusAdapter, register_adapter
 from contrastive_mer.data.sample import Batch, Sample
-from contrastive_mer.module import PairwiseContrastiveModule
+from contrastive_mer.model.module import PairwiseContrastiveModule
 from contrastive_mer.store.hdf5 import FeatureStoreWriter
 
 SPEAKERS = tuple(f"spk{i:02d}" for i in range(20))

@@ -51,7 +51,7 @@ import torch.nn.functional as F  # noqa: E402
 from bench_loss import naive_loss  # noqa: E402
 from common import cpu_model, table  # noqa: E402
 
-from contrastive_mer.losses import PairwiseInfoNCE  # noqa: E402
+from contrastive_mer.model.losses import PairwiseInfoNCE  # noqa: E402
 
 CONFIGS = {"demo": ROOT / "experiments" / "demo.yaml", "paper": ROOT / "experiments" / "paper.yaml"}
 FEED_CONFIG = "ravdess_av"  # benchmarks/ravdess_av.yaml: the model whose data pipeline figure d measures
@@ -343,7 +343,7 @@ def make_batch(shapes: dict[str, Any], batch: int, device: torch.device, caps: A
 
 
 def build_module(data: dict[str, Any], device: torch.device, compiled: bool, backend: str) -> Any:
-    from contrastive_mer.module import PairwiseContrastiveModule
+    from contrastive_mer.model.module import PairwiseContrastiveModule
 
     module = PairwiseContrastiveModule(data).to(device)
     if compiled:

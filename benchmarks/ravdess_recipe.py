@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 
 from contrastive_mer.config import load_config
-from contrastive_mer.evaluation.comparison import COLUMNS, evaluate_folds
-from contrastive_mer.module import load_module
-from contrastive_mer.training import pretrain
+from contrastive_mer.model.module import load_module
+from contrastive_mer.pretrain.loop import pretrain
 from contrastive_mer.utils import file_sha256
+from contrastive_mer.workflows.comparison import COLUMNS, evaluate_folds
 
 ROOT = Path(__file__).resolve().parents[1]
 TUNE_ACTORS = list(range(1, 13))

@@ -17,9 +17,9 @@ import torch
 from common import ROOT, interleaved, report, table, verdict
 from extraction_setup import Breakdown, materialise, vector_config
 
-import contrastive_mer.extraction as extraction_mod
-from contrastive_mer.extraction import ExtractOptions, open_store, write_batches
-from contrastive_mer.module import PairwiseContrastiveModule
+import contrastive_mer.extract.extraction as extraction_mod
+from contrastive_mer.extract.extraction import ExtractOptions, open_store, write_batches
+from contrastive_mer.model.module import PairwiseContrastiveModule
 from contrastive_mer.store import _layout
 from contrastive_mer.store.hdf5 import FeatureStore, FeatureStoreWriter
 

@@ -27,9 +27,9 @@ import torch.nn as nn
 
 from contrastive_mer.config import load_config
 from contrastive_mer.data.datamodule import MERDataModule
-from contrastive_mer.demo import DEMO_CONFIG, demo_speakers, with_speakers
 from contrastive_mer.evaluation.linear import linear_probe
-from contrastive_mer.module import PairwiseContrastiveModule
+from contrastive_mer.model.module import PairwiseContrastiveModule
+from contrastive_mer.workflows.demo import DEMO_CONFIG, demo_speakers, with_speakers
 
 LABEL = "emotion"
 

@@ -17,12 +17,12 @@ __version__ = "0.1.0"
 #: module -> the public names it defines (configuration, training, extraction and the store, fusion and
 #: evaluation, the MLLM front end, the demo)
 _MODULES = {
-    "contrastive_mer.config": ("ConfigError", "ExperimentConfig", "load_config", "model_from_checkpoint"),
+    "contrastive_mer.config": ("ConfigError", "ExperimentConfig", "load_config", "config_for_checkpoint"),
     "contrastive_mer.errors": ("UserError",),
-    "contrastive_mer.training": ("PretrainResult", "pretrain"),
-    "contrastive_mer.module": ("PairwiseContrastiveModule", "load_module"),
-    "contrastive_mer.extraction": ("ExtractOptions", "extract", "extract_from_checkpoint"),
-    "contrastive_mer.encoding": ("encode_records",),
+    "contrastive_mer.pretrain.loop": ("PretrainResult", "pretrain"),
+    "contrastive_mer.model.module": ("PairwiseContrastiveModule", "load_module"),
+    "contrastive_mer.extract.extraction": ("ExtractOptions", "extract", "extract_from_checkpoint"),
+    "contrastive_mer.extract.encode": ("encode_records",),
     "contrastive_mer.store.hdf5": ("FeatureStore",),
     "contrastive_mer.store.index": ("EmbeddingIndex", "index_from_store"),
     "contrastive_mer.fusion": ("FusionConfig", "fuse"),
@@ -31,8 +31,8 @@ _MODULES = {
     "contrastive_mer.evaluation.protocol": ("probe_stores",),
     "contrastive_mer.evaluation.retrieval": ("cross_modal_retrieval",),
     "contrastive_mer.frontend.config": ("FrontEndConfig",),
-    "contrastive_mer.frontend.model": ("FrontEnd",),
-    "contrastive_mer.demo": ("run_demo",),
+    "contrastive_mer.frontend.front_end": ("FrontEnd",),
+    "contrastive_mer.workflows.demo": ("run_demo",),
 }
 _EXPORTS = {name: module for module, names in _MODULES.items() for name in names}
 
@@ -41,10 +41,8 @@ __all__ = ["__version__", *sorted(_EXPORTS)]
 if TYPE_CHECKING:  # static analysers see the real objects (``X as X``: re-exported)
     from contrastive_mer.config import ConfigError as ConfigError
     from contrastive_mer.config import ExperimentConfig as ExperimentConfig
+    from contrastive_mer.config import config_for_checkpoint as config_for_checkpoint
     from contrastive_mer.config import load_config as load_config
-    from contrastive_mer.config import model_from_checkpoint as model_from_checkpoint
-    from contrastive_mer.demo import run_demo as run_demo
-    from contrastive_mer.encoding import encode_records as encode_records
     from contrastive_mer.errors import UserError as UserError
     from contrastive_mer.evaluation.knn import KnnProbeConfig as KnnProbeConfig
     from contrastive_mer.evaluation.knn import knn_probe as knn_probe
@@ -52,20 +50,22 @@ if TYPE_CHECKING:  # static analysers see the real objects (``X as X``: re-expor
     from contrastive_mer.evaluation.linear import linear_probe as linear_probe
     from contrastive_mer.evaluation.protocol import probe_stores as probe_stores
     from contrastive_mer.evaluation.retrieval import cross_modal_retrieval as cross_modal_retrieval
-    from contrastive_mer.extraction import ExtractOptions as ExtractOptions
-    from contrastive_mer.extraction import extract as extract
-    from contrastive_mer.extraction import extract_from_checkpoint as extract_from_checkpoint
+    from contrastive_mer.extract.encode import encode_records as encode_records
+    from contrastive_mer.extract.extraction import ExtractOptions as ExtractOptions
+    from contrastive_mer.extract.extraction import extract as extract
+    from contrastive_mer.extract.extraction import extract_from_checkpoint as extract_from_checkpoint
     from contrastive_mer.frontend.config import FrontEndConfig as FrontEndConfig
-    from contrastive_mer.frontend.model import FrontEnd as FrontEnd
+    from contrastive_mer.frontend.front_end import FrontEnd as FrontEnd
     from contrastive_mer.fusion import FusionConfig as FusionConfig
     from contrastive_mer.fusion import fuse as fuse
-    from contrastive_mer.module import PairwiseContrastiveModule as PairwiseContrastiveModule
-    from contrastive_mer.module import load_module as load_module
+    from contrastive_mer.model.module import PairwiseContrastiveModule as PairwiseContrastiveModule
+    from contrastive_mer.model.module import load_module as load_module
+    from contrastive_mer.pretrain.loop import PretrainResult as PretrainResult
+    from contrastive_mer.pretrain.loop import pretrain as pretrain
     from contrastive_mer.store.hdf5 import FeatureStore as FeatureStore
     from contrastive_mer.store.index import EmbeddingIndex as EmbeddingIndex
     from contrastive_mer.store.index import index_from_store as index_from_store
-    from contrastive_mer.training import PretrainResult as PretrainResult
-    from contrastive_mer.training import pretrain as pretrain
+    from contrastive_mer.workflows.demo import run_demo as run_demo
 
 
 def __getattr__(name: str) -> Any:

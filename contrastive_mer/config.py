@@ -14,10 +14,10 @@ from typing import Any, Mapping, Optional, Sequence, cast
 from omegaconf import MISSING, Container, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from contrastive_mer.augment import SpecAugmentConfig
 from contrastive_mer.config_paths import data_root_from_env, resolve_input_paths
 from contrastive_mer.errors import UserError
-from contrastive_mer.heads import HeadConfig
+from contrastive_mer.model.augment import SpecAugmentConfig
+from contrastive_mer.model.heads import HeadConfig
 
 
 class ConfigError(UserError):
@@ -36,7 +36,7 @@ class ModalityConfig:
     input: Optional[str] = None
     # the adapter input this modality reads (default: the modality's name), e.g. audio for an egemaps modality
     source: Optional[str] = None
-    # SpecAugment-style masking of training batches (log-mel inputs only; contrastive_mer.augment)
+    # SpecAugment-style masking of training batches (log-mel inputs only; contrastive_mer.model.augment)
     augment: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
 
 
@@ -134,7 +134,7 @@ class TrainerConfig:
 
 @dataclass
 class OnlineProbeConfig:
-    """The online probe (contrastive_mer.online_probe): every ``every_n_epochs`` validation epochs (0: off)
+    """The online probe (contrastive_mer.pretrain.online_probe): every ``every_n_epochs`` validation epochs (0: off)
     a kNN and a linear probe of ``label`` (None: emotion, else the first label) on the frozen features of up to
     ``max_clips`` validation clips. ``weight_decays``: the linear probe's grid (None: the probe's default)."""
 
@@ -251,7 +251,7 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] | None 
     return cfg
 
 
-def model_from_checkpoint(checkpoint_config: Mapping[str, Any], path: str | Path | None = None,
+def config_for_checkpoint(checkpoint_config: Mapping[str, Any], path: str | Path | None = None,
                           overrides: Sequence[str] = (), layers: Sequence[Mapping[str, Any]] = ()) -> DictConfig:
     """The config of a run with a trained model: the model section always comes from the checkpoint's config;
     everything else from the YAML at ``path`` over the defaults (default: the checkpoint's own settings), then
@@ -311,7 +311,7 @@ def validate(cfg: DictConfig) -> None:
     from contrastive_mer.data.datasets import adapter_modalities, adapter_names, adapter_options
     from contrastive_mer.data.transforms import PREPROCESSORS
     from contrastive_mer.encoders import encoder_config, get_entry
-    from contrastive_mer.losses import parse_pairs
+    from contrastive_mer.model.losses import parse_pairs
 
     modalities = list(cfg.model.modalities)
     if len(modalities) < 2:

@@ -30,17 +30,17 @@ sys.path.insert(0, str(REPO))
 from contrastive_mer.config import load_config, to_dict  # noqa: E402
 from contrastive_mer.data.datasets.synthetic import split_speakers  # noqa: E402
 from contrastive_mer.frontend.config import FrontEndConfig  # noqa: E402
-from contrastive_mer.frontend.data import (  # noqa: E402
+from contrastive_mer.frontend.front_end import FrontEnd  # noqa: E402
+from contrastive_mer.frontend.inputs import (  # noqa: E402
     dataset_config,
     dataset_records,
     load_frontend_yaml,
     source_batches,
 )
-from contrastive_mer.frontend.model import FrontEnd  # noqa: E402
 from contrastive_mer.frontend.sources import SourceBatch  # noqa: E402
 from contrastive_mer.frontend.splice import IGNORE_INDEX  # noqa: E402
 from contrastive_mer.frontend.tiny_llm import TinyLLMConfig, load_llm, save_tiny_llm  # noqa: E402
-from contrastive_mer.module import load_module  # noqa: E402
+from contrastive_mer.model.module import load_module  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -56,7 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def pretrain_encoder(out: Path, epochs: int) -> Path:
-    from contrastive_mer.training import pretrain
+    from contrastive_mer.pretrain.loop import pretrain
 
     cfg = load_config(REPO / "experiments" / "demo.yaml",
                       [f"trainer.max_epochs={epochs}", "trainer.enable_progress_bar=false"])

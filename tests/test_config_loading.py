@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from contrastive_mer.config import ConfigError, load_config, load_yaml, model_from_checkpoint, to_dict
-from contrastive_mer.frontend.data import dataset_config, load_frontend_yaml
+from contrastive_mer.config import ConfigError, config_for_checkpoint, load_config, load_yaml, to_dict
+from contrastive_mer.frontend.inputs import dataset_config, load_frontend_yaml
 from tests.conftest import DEMO, TINY
 
 
@@ -29,22 +29,22 @@ def test_load_yaml_layers_and_one_line_errors(tmp_path) -> None:
 def test_model_from_checkpoint_takes_the_model_from_the_checkpoint_only(tmp_path) -> None:
     trained = to_dict(load_config(DEMO, TINY + ["data.options.noise=0.9", "seed=5"]))
     # no config: the checkpoint's own settings, with overrides
-    cfg = model_from_checkpoint(trained, overrides=["data.options.speakers=[1]"])
+    cfg = config_for_checkpoint(trained, overrides=["data.options.speakers=[1]"])
     assert cfg.seed == 5 and list(cfg.data.options.speakers) == [1] and cfg.data.options.noise == 0.9
     # a config file replaces every section but the model (no option of the checkpoint's corpus leaks in)
     other = tmp_path / "other.yaml"
     other.write_text("data: {dataset: synthetic, options: {num_speakers: 2}}\n"
                      "model: {head: {output_dim: 999}}\n")
-    cfg = model_from_checkpoint(trained, other)
+    cfg = config_for_checkpoint(trained, other)
     assert dict(cfg.data.options) == {"num_speakers": 2} and cfg.seed == 0
     assert to_dict(cfg)["model"] == trained["model"]
     # partial layers are merged (the front end's data section), then overrides
-    cfg = model_from_checkpoint(trained, layers=[{"data": {"options": {"speakers": None}}}, {"seed": 7}])
+    cfg = config_for_checkpoint(trained, layers=[{"data": {"options": {"speakers": None}}}, {"seed": 7}])
     assert cfg.data.options.speakers is None and cfg.data.options.noise == 0.9 and cfg.seed == 7
     assert to_dict(cfg) == to_dict(dataset_config(trained, {"options": {"speakers": None}}, seed=7))
     for bad in ({"overrides": ["model.head.output_dim=3"]}, {"layers": [{"model": {}}]}):
         with pytest.raises(ConfigError, match=r"model\.\* cannot be overridden"):
-            model_from_checkpoint(trained, **bad)
+            config_for_checkpoint(trained, **bad)
 
 
 def test_frontend_yaml_uses_the_same_loader(tmp_path) -> None:

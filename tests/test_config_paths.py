@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from contrastive_mer.config import load_config, load_yaml, model_from_checkpoint, to_dict
+from contrastive_mer.config import config_for_checkpoint, load_config, load_yaml, to_dict
 from contrastive_mer.data.datasets.base import adapter_options
-from contrastive_mer.frontend.data import dataset_config, load_frontend_yaml
+from contrastive_mer.frontend.inputs import dataset_config, load_frontend_yaml
 from tests.conftest import ROOT, SHARED_DATA
 
 
@@ -37,7 +37,7 @@ def test_relative_root_resolves_against_the_config_folder(layout: Path) -> None:
     assert load_yaml(cfg).data.root == str((layout / "configs" / "corpus").resolve())  # front-end YAMLs too
     # extract/evaluate read a data-only YAML beside a checkpoint's model
     trained = to_dict(load_config(ROOT / "experiments" / "ravdess.yaml"))
-    assert model_from_checkpoint(trained, cfg).data.root == str((layout / "configs" / "corpus").resolve())
+    assert config_for_checkpoint(trained, cfg).data.root == str((layout / "configs" / "corpus").resolve())
 
 
 def test_fallback_to_the_current_folder_and_overrides(layout: Path) -> None:

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from contrastive_mer.losses import pairwise_infonce
+from contrastive_mer.model.losses import pairwise_infonce
 
 MODS = ("audio", "video", "text")
 PAIRS = list(itertools.combinations(MODS, 2))

@@ -16,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from contrastive_mer.demo import run_demo
+    from contrastive_mer.workflows.demo import run_demo
 
     run_demo(args.output, args.fast, args.overrides, args.config)
     return 0

@@ -40,17 +40,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from contrastive_mer.config import model_from_checkpoint, to_dict
+    from contrastive_mer.config import config_for_checkpoint, to_dict
     from contrastive_mer.errors import UserError
-    from contrastive_mer.evaluation.comparison import evaluate_folds
     from contrastive_mer.evaluation.linear import LinearProbeConfig
-    from contrastive_mer.module import load_module
+    from contrastive_mer.model.module import load_module
     from contrastive_mer.utils import file_sha256
+    from contrastive_mer.workflows.comparison import evaluate_folds
 
     if args.folds < 2:
         raise UserError(f"--folds must be at least 2, got {args.folds}")
     module = load_module(args.checkpoint)
-    cfg = model_from_checkpoint(to_dict(module.cfg), args.config, args.overrides)
+    cfg = config_for_checkpoint(to_dict(module.cfg), args.config, args.overrides)
     probes = ("linear", "knn") if args.probe == "both" else (args.probe,)
     decays = comma_list(args.weight_decays, float, option="--weight-decays")
     linear = LinearProbeConfig(seed=cfg.seed, weight_decays=tuple(decays)) if decays else \

@@ -67,8 +67,8 @@ def run(args: argparse.Namespace) -> int:
         return _merge(args)
     if not args.checkpoint or not args.out:
         raise UserError("--checkpoint and --out are required (or --merge-shards OUT)")
-    from contrastive_mer.extraction import ExtractOptions, extract_from_checkpoint
-    from contrastive_mer.extraction_parallel import resolve_shard
+    from contrastive_mer.extract.extraction import ExtractOptions, extract_from_checkpoint
+    from contrastive_mer.extract.shards import resolve_shard
     from contrastive_mer.fusion import parse_weights
 
     shard_index = args.shard_index

@@ -21,12 +21,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from contrastive_mer.run_dir import lock_run_dir
+    from contrastive_mer.pretrain.run_dir import lock_run_dir
 
     created = bool(args.output) and not Path(args.output).exists()
     lock = lock_run_dir(args.output) if args.output else None  # a fresh time-stamped folder needs none
     try:
-        from contrastive_mer.training import pretrain_from_files  # slow: after the lock, so a second run fails fast
+        from contrastive_mer.pretrain.loop import (
+            pretrain_from_files,  # slow: after the lock, so a second run fails fast
+        )
         result = pretrain_from_files(args.config, args.overrides, args.output, args.resume, args.overwrite)
     finally:
         if lock is not None:

@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from contrastive_mer.errors import UserError
-    from contrastive_mer.store.projector import write_projector
+    from contrastive_mer.store.tensorboard import write_projector
 
     if args.max_rows is not None and args.max_rows < 1:
         raise UserError(f"--max-rows must be >= 1, got {args.max_rows}")

@@ -57,7 +57,7 @@ def split_records(records: Sequence[ClipRecord], group: str, val_fraction: float
 
 class MERDataModule(pl.LightningDataModule):
     """Builds the train and validation loaders of pretraining (extraction reads every record through
-    :func:`contrastive_mer.encoding.encode_records` instead)."""
+    :func:`contrastive_mer.extract.encode.encode_records` instead)."""
 
     def __init__(self, cfg: DictConfig, adapter: CorpusAdapter | None = None):
         super().__init__()

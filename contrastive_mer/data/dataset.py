@@ -351,3 +351,22 @@ class Collator:
         group_keys = sorted({k for s in samples for k in s.groups})
         groups = {k: [s.groups.get(k, "") for s in samples] for k in group_keys}
         return Batch([s.id for s in samples], inputs, lengths, present, labels, groups, skipped)
+
+
+class SkipTracker:
+    """Counts the clips a loader delivered or skipped and records the skipped ones in ``report``, which raises
+    once too large a fraction of them was skipped. ``seen`` starts at clips already handled (a resumed run)."""
+
+    def __init__(self, report: SkipReport | None, seen: int = 0):
+        self.report = report
+        self.seen = seen
+
+    def __call__(self, batch: Batch) -> int:
+        """Account for one batch; returns how many clips it covered (decoded + skipped)."""
+        covered = len(batch) + len(batch.skipped)
+        self.seen += covered
+        if self.report is not None:
+            if batch.skipped:
+                self.report.add(batch.skipped)
+            self.report.check(max(self.seen, len(self.report.entries)))
+        return covered

@@ -1,5 +1,5 @@
 """Two random temporal windows per clip, for the official code's two-window loss (``loss.name:
-two_window_supcon``, :func:`contrastive_mer.losses.two_window_pairwise_loss`).
+two_window_supcon``, :func:`contrastive_mer.model.losses.two_window_pairwise_loss`).
 
 With ``data.two_window.frames: W`` every training (and validation) batch holds each clip twice: rows ``0..B-1``
 are window 0 of the ``B`` clips, rows ``B..2B-1`` window 1 of the same clips in the same order. A window is ``W``

@@ -11,7 +11,7 @@ Typical use::
 
 from contrastive_mer.frontend.config import FUSED, FrontEndConfig
 from contrastive_mer.frontend.export import TokenWriter, export_npy, write_tokens
-from contrastive_mer.frontend.model import EncoderMismatchError, FrontEnd
+from contrastive_mer.frontend.front_end import EncoderMismatchError, FrontEnd
 from contrastive_mer.frontend.projector import Resampler, TokenMapper, build_projector, segment_mean
 from contrastive_mer.frontend.sources import SourceBatch, StoreSources, TokenSource, encode_sources, prepare_batch
 from contrastive_mer.frontend.splice import IGNORE_INDEX, PromptSplicer, SoftTokens, SplicedBatch

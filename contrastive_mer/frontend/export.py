@@ -24,10 +24,10 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import torch
 
+from contrastive_mer.extract.labels import fill_missing_labels
 from contrastive_mer.frontend.config import FUSED
 from contrastive_mer.frontend.sources import SourceBatch
 from contrastive_mer.frontend.splice import SoftTokens
-from contrastive_mer.labels import fill_missing_labels
 from contrastive_mer.store.hdf5 import FeatureStore, FeatureStoreWriter, LabelSpec
 
 KIND_TOKENS, KIND_SOURCES = "frontend-tokens", "frontend-sources"

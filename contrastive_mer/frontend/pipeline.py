@@ -11,14 +11,14 @@ from tqdm.auto import tqdm
 
 from contrastive_mer.config import to_dict, to_yaml
 from contrastive_mer.data.dataset import SkipReport
-from contrastive_mer.encoding import resolve_device
 from contrastive_mer.errors import UserError
+from contrastive_mer.extract.encode import resolve_device
+from contrastive_mer.extract.labels import label_specs, store_label_specs
 from contrastive_mer.frontend.config import FUSED, FrontEndConfig
-from contrastive_mer.frontend.data import dataset_config, dataset_records, load_frontend_yaml, source_batches
 from contrastive_mer.frontend.export import export_npy, write_tokens
-from contrastive_mer.frontend.model import FrontEnd, encoder_source_dims
+from contrastive_mer.frontend.front_end import FrontEnd, encoder_source_dims
+from contrastive_mer.frontend.inputs import dataset_config, dataset_records, load_frontend_yaml, source_batches
 from contrastive_mer.frontend.sources import SourceBatch, StoreSources
-from contrastive_mer.labels import label_specs, store_label_specs
 from contrastive_mer.store.hdf5 import FeatureStore
 from contrastive_mer.utils import file_sha256
 
@@ -75,7 +75,7 @@ def export_frontend(req: ExportRequest) -> tuple[Path, dict[str, int]]:
         module = front.encoder
         dims = {s: fcfg.llm_hidden for s in front.source_dims}
     else:
-        from contrastive_mer.module import load_module
+        from contrastive_mer.model.module import load_module
 
         fcfg = _frontend_config(yaml.get("frontend") or {})
         module = load_module(str(ckpt))

@@ -115,7 +115,7 @@ class SourceBatch:
 # ------------------------------------------------------------------------------------------- from encoders
 def encode_sources(module: Any, batch: Batch, modalities: Sequence[str], fused: bool = True,
                    fusion_mode: str = "concat", fusion_weights: Mapping[str, float] | None = None) -> SourceBatch:
-    """Run the encoders of ``module`` (a :class:`~contrastive_mer.module.PairwiseContrastiveModule`) on
+    """Run the encoders of ``module`` (a :class:`~contrastive_mer.model.module.PairwiseContrastiveModule`) on
     ``batch``. Gradients flow only if enabled by the caller and the encoders require them.
 
     The fused source fuses every modality of the module in the module's order (as the feature store does);

@@ -107,7 +107,7 @@ def save_tiny_llm(folder: str | Path, cfg: TinyLLMConfig, texts: Iterable[str]) 
 
 def load_llm(folder: str | Path, dtype: torch.dtype | None = None) -> tuple[Any, object]:
     """``(model, tokenizer)`` from a local folder (``local_files_only``: never downloads). The model is typed
-    ``Any``: it is an ``nn.Module`` and a :class:`~contrastive_mer.frontend.model.CausalLM` (a transformers
+    ``Any``: it is an ``nn.Module`` and a :class:`~contrastive_mer.frontend.front_end.CausalLM` (a transformers
     ``PreTrainedModel`` with ``GenerationMixin``), which no single annotation states.
 
     A folder whose ``tokenizer_config.json`` declares ``PreTrainedTokenizerFast`` gets exactly that class
