@@ -33,9 +33,10 @@ from torch.utils.data import DataLoader
 
 from common import DATA_ROOT, apply_threads, base_parser, current_rss_mb, report, table
 
-from contrastive_mer.config import config_from_dict, load_config, to_dict
+from contrastive_mer.config import to_dict
 from contrastive_mer.data.datamodule import build_corpus, build_preprocessors
 from contrastive_mer.data.dataset import Collator, MERDataset, PreparedSample
+from contrastive_mer.experiment import config_from_dict, load_config
 from contrastive_mer.model.module import PairwiseContrastiveModule
 
 HERE = Path(__file__).resolve().parent

@@ -27,8 +27,8 @@ from torch.utils.data import DataLoader
 
 from common import Timing, apply_threads, base_parser, ms, report, table, verdict
 
-from contrastive_mer.config import load_config
 from contrastive_mer.data.datamodule import MERDataModule
+from contrastive_mer.experiment import load_config
 from contrastive_mer.model.module import PairwiseContrastiveModule
 from contrastive_mer.pretrain.loop import build_trainer
 

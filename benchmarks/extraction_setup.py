@@ -10,11 +10,11 @@ import numpy as np
 
 from common import ROOT
 
-from contrastive_mer.config import config_from_dict, load_config
 from contrastive_mer.data.datamodule import build_corpus, build_preprocessors
 from contrastive_mer.data.dataset import Collator, MERDataset
 from contrastive_mer.data.datasets.base import ClipRecord, CorpusAdapter, register_adapter
 from contrastive_mer.data.sample import Batch, Sample
+from contrastive_mer.experiment import config_from_dict, load_config
 from contrastive_mer.model.module import PairwiseContrastiveModule
 from contrastive_mer.store.hdf5 import FeatureStoreWriter
 

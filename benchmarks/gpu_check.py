@@ -295,8 +295,9 @@ def load_experiment(name: str) -> Any:
     """``(config, module class, input shapes)`` of an experiment YAML through the library's own config code."""
     import yaml
 
-    from contrastive_mer.config import config_from_dict, preprocess_config
+    from contrastive_mer.config import preprocess_config
     from contrastive_mer.encoders import get_entry
+    from contrastive_mer.experiment import config_from_dict
 
     path = CONFIGS[name] if name in CONFIGS else HERE / f"{name}.yaml"
     data = yaml.safe_load(path.read_text())

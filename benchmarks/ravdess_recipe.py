@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from contrastive_mer.config import load_config
+from contrastive_mer.experiment import load_config
 from contrastive_mer.model.module import load_module
 from contrastive_mer.pretrain.loop import pretrain
 from contrastive_mer.utils import file_sha256

@@ -25,9 +25,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from contrastive_mer.config import load_config
 from contrastive_mer.data.datamodule import MERDataModule
 from contrastive_mer.evaluation.linear import linear_probe
+from contrastive_mer.experiment import load_config
 from contrastive_mer.model.module import PairwiseContrastiveModule
 from contrastive_mer.workflows.demo import DEMO_CONFIG, demo_speakers, with_speakers
 

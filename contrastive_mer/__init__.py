@@ -14,11 +14,15 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-#: module -> the public names it defines (configuration, training, extraction and the store, fusion and
-#: evaluation, the MLLM front end, the demo)
+#: module -> the public names it defines (configuration, the extension points and their registries, training,
+#: extraction and the store, fusion and evaluation, the MLLM front end, the demo)
 _MODULES = {
-    "contrastive_mer.config": ("ConfigError", "ExperimentConfig", "load_config", "config_for_checkpoint"),
+    "contrastive_mer.config": ("ConfigError", "ExperimentConfig"),
+    "contrastive_mer.experiment": ("config_for_checkpoint", "config_from_dict", "load_config"),
     "contrastive_mer.errors": ("UserError",),
+    "contrastive_mer.registry": ("Registry",),
+    "contrastive_mer.encoders": ("ENCODERS", "EncoderOutput", "ModalityEncoder", "register_encoder"),
+    "contrastive_mer.data.datasets": ("ADAPTERS", "CorpusAdapter", "MediaCorpus", "register_adapter"),
     "contrastive_mer.pretrain.loop": ("PretrainResult", "pretrain"),
     "contrastive_mer.model.module": ("PairwiseContrastiveModule", "load_module"),
     "contrastive_mer.extract.extraction": ("ExtractOptions", "extract", "extract_from_checkpoint"),
@@ -41,8 +45,14 @@ __all__ = ["__version__", *sorted(_EXPORTS)]
 if TYPE_CHECKING:  # static analysers see the real objects (``X as X``: re-exported)
     from contrastive_mer.config import ConfigError as ConfigError
     from contrastive_mer.config import ExperimentConfig as ExperimentConfig
-    from contrastive_mer.config import config_for_checkpoint as config_for_checkpoint
-    from contrastive_mer.config import load_config as load_config
+    from contrastive_mer.data.datasets import ADAPTERS as ADAPTERS
+    from contrastive_mer.data.datasets import CorpusAdapter as CorpusAdapter
+    from contrastive_mer.data.datasets import MediaCorpus as MediaCorpus
+    from contrastive_mer.data.datasets import register_adapter as register_adapter
+    from contrastive_mer.encoders import ENCODERS as ENCODERS
+    from contrastive_mer.encoders import EncoderOutput as EncoderOutput
+    from contrastive_mer.encoders import ModalityEncoder as ModalityEncoder
+    from contrastive_mer.encoders import register_encoder as register_encoder
     from contrastive_mer.errors import UserError as UserError
     from contrastive_mer.evaluation.knn import KnnProbeConfig as KnnProbeConfig
     from contrastive_mer.evaluation.knn import knn_probe as knn_probe
@@ -50,6 +60,9 @@ if TYPE_CHECKING:  # static analysers see the real objects (``X as X``: re-expor
     from contrastive_mer.evaluation.linear import linear_probe as linear_probe
     from contrastive_mer.evaluation.protocol import probe_stores as probe_stores
     from contrastive_mer.evaluation.retrieval import cross_modal_retrieval as cross_modal_retrieval
+    from contrastive_mer.experiment import config_for_checkpoint as config_for_checkpoint
+    from contrastive_mer.experiment import config_from_dict as config_from_dict
+    from contrastive_mer.experiment import load_config as load_config
     from contrastive_mer.extract.encode import encode_records as encode_records
     from contrastive_mer.extract.extraction import ExtractOptions as ExtractOptions
     from contrastive_mer.extract.extraction import extract as extract
@@ -62,6 +75,7 @@ if TYPE_CHECKING:  # static analysers see the real objects (``X as X``: re-expor
     from contrastive_mer.model.module import load_module as load_module
     from contrastive_mer.pretrain.loop import PretrainResult as PretrainResult
     from contrastive_mer.pretrain.loop import pretrain as pretrain
+    from contrastive_mer.registry import Registry as Registry
     from contrastive_mer.store.hdf5 import FeatureStore as FeatureStore
     from contrastive_mer.store.index import EmbeddingIndex as EmbeddingIndex
     from contrastive_mer.store.index import index_from_store as index_from_store

@@ -1,7 +1,10 @@
-"""Structured experiment configuration: dataclasses checked by OmegaConf, loaded from YAML plus dotlist overrides.
+"""The experiment schema (dataclasses checked by OmegaConf) and its loading: YAML plus dotlist overrides.
 
-``load_config(path, overrides)`` returns a validated ``DictConfig``; an unknown key, a wrongly typed value, an
-unknown encoder, dataset or modality raises :class:`ConfigError` with one line naming it.
+This module loads and merges; it imports no component. The checks that need a component (an encoder's
+arguments, an input kind's settings, an adapter's options, a loss) live with that component and are run by
+:func:`contrastive_mer.experiment.validate`, which :func:`contrastive_mer.experiment.load_config` calls. Here:
+the schema, :func:`load_yaml`, and :func:`check_settings` for the sections no component owns (optimiser,
+trainer, monitor, plain data numbers). Errors are one-line :class:`ConfigError` s naming the key.
 """
 
 from __future__ import annotations
@@ -16,12 +19,37 @@ from omegaconf.errors import OmegaConfBaseException
 
 from contrastive_mer.config_paths import data_root_from_env, resolve_input_paths
 from contrastive_mer.errors import UserError
-from contrastive_mer.model.augment import SpecAugmentConfig
-from contrastive_mer.model.heads import HeadConfig
 
 
 class ConfigError(UserError):
     """An invalid configuration; the message names the key."""
+
+
+@dataclass
+class HeadConfig:
+    """``model.head``: the projection head (contrastive_mer.model.heads), Linear -> ReLU -> Linear."""
+
+    hidden_dim: int = 1024
+    output_dim: int = 512
+
+
+@dataclass
+class SpecAugmentConfig:
+    """``model.modalities.<m>.augment`` for log-mel modalities (all zero: off; contrastive_mer.model.augment)."""
+
+    freq_masks: int = 0
+    freq_width: int = 0
+    time_masks: int = 0
+    time_width: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("freq_masks", "freq_width", "time_masks", "time_width"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"augment.{name} must be >= 0, got {getattr(self, name)}")
+
+    @property
+    def active(self) -> bool:
+        return (self.freq_masks > 0 and self.freq_width > 0) or (self.time_masks > 0 and self.time_width > 0)
 
 
 @dataclass
@@ -192,7 +220,7 @@ PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true")
 CACHES = ("none", "memory", "disk", "disk+memory")
 
 
-def _one_line(err: Exception) -> str:
+def one_line(err: Exception) -> str:
     """The first line of an error's message, with the config key OmegaConf names (when it names one)."""
     first = (str(err).splitlines() or [""])[0]
     key = getattr(err, "full_key", None)
@@ -238,38 +266,10 @@ def load_yaml(path: str | Path | None = None, overrides: Sequence[str] = (), bas
             layers.append(OmegaConf.from_dotlist(list(overrides)))
         merged = OmegaConf.merge(*layers) if layers else OmegaConf.create({})
     except OmegaConfBaseException as err:
-        raise ConfigError(f"{path or 'config'}: {_one_line(err)}") from None
+        raise ConfigError(f"{path or 'config'}: {one_line(err)}") from None
     if not isinstance(merged, DictConfig):
         raise ConfigError(f"{path or 'config'}: expected a mapping at the top level")
     return merged
-
-
-def load_config(path: str | Path | None = None, overrides: Sequence[str] | None = None) -> DictConfig:
-    """Load ``path`` (YAML) over the defaults, apply ``key=value`` overrides, validate, return the config."""
-    cfg = load_yaml(path, list(overrides or ()), base=OmegaConf.structured(ExperimentConfig))
-    validate(cfg)
-    return cfg
-
-
-def config_for_checkpoint(checkpoint_config: Mapping[str, Any], path: str | Path | None = None,
-                          overrides: Sequence[str] = (), layers: Sequence[Mapping[str, Any]] = ()) -> DictConfig:
-    """The config of a run with a trained model: the model section always comes from the checkpoint's config;
-    everything else from the YAML at ``path`` over the defaults (default: the checkpoint's own settings), then
-    ``layers`` (partial configs, merged in order), then ``key=value`` overrides. Setting ``model.*`` raises
-    :class:`ConfigError`."""
-    if any(o.startswith("model.") for o in overrides) or any("model" in layer for layer in layers):
-        raise ConfigError("model.* cannot be overridden: the checkpoint defines the model")
-    trained = to_dict(config_from_dict(dict(checkpoint_config)))
-    if path is None:  # the checkpoint's own settings, with CMER_DATA_ROOT (config_paths) above them
-        env = data_root_from_env([trained])
-        base = trained if env is None else to_dict(OmegaConf.merge(OmegaConf.create(trained), env))
-    else:  # validated below, once the model is the checkpoint's (the file may hold data settings only)
-        base = {**to_dict(load_yaml(path, base=OmegaConf.structured(ExperimentConfig))), "model": trained["model"]}
-    try:
-        layered = OmegaConf.merge(OmegaConf.create(base), *(OmegaConf.create(dict(layer)) for layer in layers))
-    except OmegaConfBaseException as err:
-        raise ConfigError(_one_line(err)) from None
-    return config_from_dict(to_dict(load_yaml(None, overrides, base=layered)))
 
 
 def refuse_interpolations(data: Any, where: str, key: str = "") -> None:
@@ -289,103 +289,24 @@ def refuse_interpolations(data: Any, where: str, key: str = "") -> None:
                           "hold resolved values only")
 
 
-def config_from_dict(data: dict[str, Any]) -> DictConfig:
-    """Rebuild and validate a config from a plain dict (as stored in checkpoints and feature stores)."""
-    try:
-        cfg = OmegaConf.merge(OmegaConf.structured(ExperimentConfig), OmegaConf.create(data))
-    except OmegaConfBaseException as err:
-        raise ConfigError(_one_line(err)) from None
-    if not isinstance(cfg, DictConfig):  # merged over the schema's DictConfig: a mapping
-        raise ConfigError("config: expected a mapping at the top level")
-    validate(cfg)
-    return cfg
-
-
 def _choice(value: str, allowed: tuple[str, ...], key: str) -> None:
     if value not in allowed:
         raise ConfigError(f"{key}: {value!r} is not one of {', '.join(allowed)}")
 
 
-def validate(cfg: DictConfig) -> None:
-    """Semantic checks that the schema cannot express; raises ConfigError naming the key."""
-    from contrastive_mer.data.datasets import adapter_modalities, adapter_names, adapter_options
-    from contrastive_mer.data.transforms import PREPROCESSORS
-    from contrastive_mer.encoders import encoder_config, get_entry
-    from contrastive_mer.model.losses import parse_pairs
-
-    modalities = list(cfg.model.modalities)
-    if len(modalities) < 2:
-        raise ConfigError(f"model.modalities: need at least two modalities for pairwise training, got {modalities}")
-    for name, mod in cfg.model.modalities.items():
-        key = f"model.modalities.{name}"
-        try:
-            entry = get_entry(mod.encoder)
-            encoder_config(mod.encoder, container_dict(mod.encoder_args, f"{key}.encoder_args"))
-        except (ValueError, OmegaConfBaseException) as err:
-            raise ConfigError(f"{key}: {_one_line(err)}") from None
-        try:
-            kind = input_kind(mod, entry.input_kind)
-        except ConfigError as err:
-            raise ConfigError(f"{key}.{err}") from None
-        try:
-            preprocess_config(mod, kind, PREPROCESSORS)
-        except (ValueError, OmegaConfBaseException) as err:  # ValueError: a preprocessor config's own checks
-            raise ConfigError(f"{key}.preprocess: {_one_line(err)}") from None
-    try:
-        parse_pairs(list(cfg.loss.pairs), modalities)
-    except ValueError as err:
-        raise ConfigError(str(err)) from None
-    if cfg.data.dataset not in adapter_names():
-        raise ConfigError(f"data.dataset: unknown dataset {cfg.data.dataset!r}; known: {', '.join(adapter_names())}")
-    options = container_dict(cfg.data.options, "data.options", resolve=True) if cfg.data.options else {}
-    if cfg.data.root is not None:
-        options["root"] = cfg.data.root
-    try:  # typed like encoder_args: a misspelt or wrongly typed option is named here, before anything runs
-        adapter_options(cfg.data.dataset, options)
-    except ValueError as err:
-        raise ConfigError(f"data.options: {err}") from None
-    offered = adapter_modalities(cfg.data.dataset)
-    for name, mod in cfg.model.modalities.items():
-        source = mod.source or name
-        if offered and source not in offered:
-            what = f"source {source!r} of modality {name!r}" if mod.source else f"modality {name!r}"
-            raise ConfigError(f"model.modalities.{name}: unknown {what} for dataset "
-                              f"{cfg.data.dataset!r}; it provides {', '.join(offered)}")
+def check_settings(cfg: DictConfig) -> None:
+    """The sections no component owns (optimiser, trainer, monitor, plain data numbers): choices and ranges,
+    refused before anything runs. ConfigError names the key."""
     _choice(cfg.optim.name, OPTIMIZERS, "optim.name")
     _choice(cfg.optim.scheduler, SCHEDULERS, "optim.scheduler")
     _choice(cfg.trainer.precision, PRECISIONS, "trainer.precision")
     _choice(cfg.data.cache, CACHES, "data.cache")
-    if cfg.loss.temperature <= 0 or 1.0 / cfg.loss.temperature > cfg.loss.max_logit_scale:
-        raise ConfigError(f"loss.temperature: {cfg.loss.temperature} must be > 0 and >= 1/max_logit_scale")
     if not 0.0 <= cfg.data.val_fraction < 1.0:
         raise ConfigError(f"data.val_fraction: {cfg.data.val_fraction} must be in [0, 1)")
-    for name, mode in cfg.data.normalize.items():
-        if name not in modalities:
-            raise ConfigError(f"data.normalize.{name}: no such modality; the model has {', '.join(modalities)}")
-        mod = cfg.model.modalities[name]
-        kind = input_kind(mod, get_entry(mod.encoder).input_kind)
-        if kind not in ("logmel", "vector", "opensmile", "logmel_stats"):
-            raise ConfigError(f"data.normalize.{name}: only log-mel and vector inputs can be standardised, "
-                              f"not {kind}")
-        if not isinstance(mode, str) or not mode:
-            raise ConfigError(f"data.normalize.{name}: expected speaker (a group name), utterance or none")
-    for name, mod in cfg.model.modalities.items():
-        try:
-            augment = SpecAugmentConfig(**container_dict(mod.augment, f"model.modalities.{name}.augment"))
-        except ValueError as err:
-            raise ConfigError(f"model.modalities.{name}.{err}") from None
-        if augment.active and input_kind(mod, get_entry(mod.encoder).input_kind) != "logmel":
-            raise ConfigError(f"model.modalities.{name}.augment: SpecAugment masks log-mel inputs only")
     if not 0.0 <= cfg.model.feature_dropout < 1.0:
         raise ConfigError(f"model.feature_dropout: {cfg.model.feature_dropout} must be in [0, 1)")
     if cfg.data.normalize_min_clips < 1:
         raise ConfigError(f"data.normalize_min_clips: {cfg.data.normalize_min_clips} must be >= 1")
-    from contrastive_mer.data.windows import check_two_window
-
-    try:
-        check_two_window(cfg)
-    except ValueError as err:
-        raise ConfigError(str(err)) from None
     _check_ranges(cfg)
 
 

@@ -27,8 +27,9 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from contrastive_mer.config import load_config, to_dict  # noqa: E402
+from contrastive_mer.config import to_dict  # noqa: E402
 from contrastive_mer.data.datasets.synthetic import split_speakers  # noqa: E402
+from contrastive_mer.experiment import load_config  # noqa: E402
 from contrastive_mer.frontend.config import FrontEndConfig  # noqa: E402
 from contrastive_mer.frontend.front_end import FrontEnd  # noqa: E402
 from contrastive_mer.frontend.inputs import (  # noqa: E402

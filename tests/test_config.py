@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from contrastive_mer.config import ConfigError, load_config
+from contrastive_mer.config import ConfigError
+from contrastive_mer.experiment import load_config
 from tests.conftest import DEMO
 
 

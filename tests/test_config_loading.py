@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from contrastive_mer.config import ConfigError, config_for_checkpoint, load_config, load_yaml, to_dict
+from contrastive_mer.config import ConfigError, load_yaml, to_dict
+from contrastive_mer.experiment import config_for_checkpoint, load_config
 from contrastive_mer.frontend.inputs import dataset_config, load_frontend_yaml
 from tests.conftest import DEMO, TINY
 

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from contrastive_mer.config import config_for_checkpoint, load_config, load_yaml, to_dict
+from contrastive_mer.config import load_yaml, to_dict
 from contrastive_mer.data.datasets.base import adapter_options
+from contrastive_mer.experiment import config_for_checkpoint, load_config
 from contrastive_mer.frontend.inputs import dataset_config, load_frontend_yaml
 from tests.conftest import ROOT, SHARED_DATA
 

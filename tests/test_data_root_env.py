@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from contrastive_mer.config import config_for_checkpoint, load_config, to_dict
+from contrastive_mer.config import to_dict
+from contrastive_mer.experiment import config_for_checkpoint, load_config
 from contrastive_mer.frontend.inputs import dataset_config, load_frontend_yaml
 from tests.conftest import ROOT
 

@@ -40,9 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from contrastive_mer.config import config_for_checkpoint, to_dict
+    from contrastive_mer.config import to_dict
     from contrastive_mer.errors import UserError
     from contrastive_mer.evaluation.linear import LinearProbeConfig
+    from contrastive_mer.experiment import config_for_checkpoint
     from contrastive_mer.model.module import load_module
     from contrastive_mer.utils import file_sha256
     from contrastive_mer.workflows.comparison import evaluate_folds

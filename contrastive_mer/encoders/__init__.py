@@ -2,6 +2,16 @@
 
 from contrastive_mer.encoders import audio, graph, sequence, text, vector, video3d, vision  # noqa: F401  (registration)
 from contrastive_mer.encoders.base import EncoderOutput, ModalityEncoder
-from contrastive_mer.encoders.registry import build_encoder, encoder_config, encoder_names, get_entry
+from contrastive_mer.encoders.registry import (
+    ENCODERS,
+    EncoderEntry,
+    build_encoder,
+    check_encoder,
+    encoder_config,
+    encoder_names,
+    get_entry,
+    register_encoder,
+)
 
-__all__ = ["EncoderOutput", "ModalityEncoder", "build_encoder", "encoder_config", "encoder_names", "get_entry"]
+__all__ = ["ENCODERS", "EncoderEntry", "EncoderOutput", "ModalityEncoder", "build_encoder", "check_encoder",
+           "encoder_config", "encoder_names", "get_entry", "register_encoder"]

@@ -10,8 +10,11 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
+from contrastive_mer.config import ConfigError, container_dict, one_line
 from contrastive_mer.encoders.base import ModalityEncoder
+from contrastive_mer.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -22,30 +25,29 @@ class EncoderEntry:
     build: Callable[[Any], ModalityEncoder]
 
 
-_ENCODERS: dict[str, EncoderEntry] = {}
+#: every encoder by name (the built-ins register when ``contrastive_mer.encoders`` is imported)
+ENCODERS: Registry[EncoderEntry] = Registry("encoder")
 
 
-def register_encoder(name: str, config_cls: type, input_kind: str) -> Callable:
-    """Class decorator registering an encoder class built as ``cls(config)``."""
+def register_encoder(name: str, config_cls: type, input_kind: str) -> Callable[[type], type]:
+    """Class decorator registering an encoder class built as ``cls(config)``, with its config dataclass and the
+    input kind its preprocessor produces."""
 
     def wrap(cls: type) -> type:
-        _ENCODERS[name] = EncoderEntry(name, config_cls, input_kind, cls)
+        ENCODERS.register(name, EncoderEntry(name, config_cls, input_kind, cls))
         return cls
 
     return wrap
 
 
 def encoder_names() -> list[str]:
-    import contrastive_mer.encoders  # noqa: F401  (registers built-ins)
-
-    return sorted(_ENCODERS)
+    return ENCODERS.names()
 
 
 def get_entry(name: str) -> EncoderEntry:
-    names = encoder_names()
-    if name not in _ENCODERS:
-        raise ValueError(f"unknown encoder {name!r}; known: {', '.join(names)}")
-    return _ENCODERS[name]
+    """The registered encoder ``name``; ValueError (:class:`~contrastive_mer.registry.UnknownName`) listing the
+    known ones otherwise."""
+    return ENCODERS.get(name)
 
 
 def encoder_config(name: str, args: dict[str, Any] | None) -> Any:
@@ -62,3 +64,14 @@ def encoder_config(name: str, args: dict[str, Any] | None) -> Any:
 def build_encoder(name: str, args: dict[str, Any] | None) -> ModalityEncoder:
     """Build the encoder registered as ``name`` from its argument dict."""
     return get_entry(name).build(encoder_config(name, args))
+
+
+def check_encoder(modality: Any, key: str) -> EncoderEntry:
+    """``model.modalities.<m>`` (``key``): a known encoder whose ``encoder_args`` fit its config dataclass;
+    returns its entry. ConfigError names the key."""
+    try:
+        entry = get_entry(modality.encoder)
+        encoder_config(modality.encoder, container_dict(modality.encoder_args, f"{key}.encoder_args"))
+    except (ValueError, OmegaConfBaseException) as err:
+        raise ConfigError(f"{key}: {one_line(err)}") from None
+    return entry

@@ -16,12 +16,13 @@ from typing import Any, Iterable, Sequence, cast
 import torch
 from omegaconf import DictConfig
 
-from contrastive_mer.config import config_for_checkpoint, to_dict, to_yaml
+from contrastive_mer.config import to_dict, to_yaml
 from contrastive_mer.data.datamodule import build_corpus
 from contrastive_mer.data.dataset import SkipReport
 from contrastive_mer.data.datasets.base import ClipRecord, CorpusAdapter
 from contrastive_mer.data.sample import Batch
 from contrastive_mer.encoders.base import ModalityEncoder
+from contrastive_mer.experiment import config_for_checkpoint
 from contrastive_mer.extract.encode import encode_records, resolve_device
 from contrastive_mer.extract.labels import fill_missing_labels, label_specs
 from contrastive_mer.extract.shards import resolve_shard, shard_attrs, shard_output, shard_records

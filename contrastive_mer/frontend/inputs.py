@@ -14,11 +14,12 @@ import torch
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
-from contrastive_mer.config import config_for_checkpoint, load_yaml, to_dict
+from contrastive_mer.config import load_yaml, to_dict
 from contrastive_mer.data.datamodule import build_corpus
 from contrastive_mer.data.dataset import SkipReport
 from contrastive_mer.data.datasets.base import ClipRecord, CorpusAdapter
 from contrastive_mer.errors import UserError
+from contrastive_mer.experiment import config_for_checkpoint
 from contrastive_mer.extract.encode import encode_records
 from contrastive_mer.frontend.sources import SourceBatch, encode_sources
 

@@ -8,28 +8,11 @@ batches only; validation, extraction and probes see the inputs as they are.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
+from contrastive_mer.config import ConfigError, SpecAugmentConfig, container_dict
 
-@dataclass
-class SpecAugmentConfig:
-    """``model.modalities.<m>.augment`` for log-mel modalities (all zero: off)."""
-
-    freq_masks: int = 0
-    freq_width: int = 0
-    time_masks: int = 0
-    time_width: int = 0
-
-    def __post_init__(self) -> None:
-        for name in ("freq_masks", "freq_width", "time_masks", "time_width"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"augment.{name} must be >= 0, got {getattr(self, name)}")
-
-    @property
-    def active(self) -> bool:
-        return (self.freq_masks > 0 and self.freq_width > 0) or (self.time_masks > 0 and self.time_width > 0)
+__all__ = ["SpecAugmentConfig", "check_augment", "spec_augment"]
 
 
 def spec_augment(x: torch.Tensor, cfg: SpecAugmentConfig) -> torch.Tensor:
@@ -45,3 +28,14 @@ def spec_augment(x: torch.Tensor, cfg: SpecAugmentConfig) -> torch.Tensor:
     for _ in range(cfg.time_masks if cfg.time_width > 0 else 0):
         out = AF.mask_along_axis_iid(out, min(cfg.time_width, x.shape[2]), value, axis=3)
     return out.squeeze(1)
+
+
+def check_augment(node: object, kind: str, key: str) -> None:
+    """``model.modalities.<m>.augment`` (``key``) for a modality whose input kind is ``kind``: counts >= 0, and
+    masking only on log-mel inputs. ConfigError names the key."""
+    try:
+        augment = SpecAugmentConfig(**container_dict(node, key))
+    except ValueError as err:
+        raise ConfigError(f"{key.rsplit('.augment', 1)[0]}.{err}") from None
+    if augment.active and kind != "logmel":
+        raise ConfigError(f"{key}: SpecAugment masks log-mel inputs only")

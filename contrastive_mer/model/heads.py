@@ -3,16 +3,12 @@ L2-normalises their output once; features for downstream use are taken before th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
+from contrastive_mer.config import HeadConfig
 
-@dataclass
-class HeadConfig:
-    hidden_dim: int = 1024
-    output_dim: int = 512
+__all__ = ["HeadConfig", "ProjectionHead"]
 
 
 class ProjectionHead(nn.Module):

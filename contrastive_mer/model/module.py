@@ -11,11 +11,12 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import nn
 
-from contrastive_mer.config import config_from_dict, container_dict, refuse_interpolations, to_dict
+from contrastive_mer.config import container_dict, refuse_interpolations, to_dict
 from contrastive_mer.data.sample import Batch
 from contrastive_mer.encoders import EncoderOutput, build_encoder
 from contrastive_mer.encoders.base import ModalityEncoder, lone_row_batchnorm
 from contrastive_mer.errors import UserError
+from contrastive_mer.experiment import config_from_dict
 from contrastive_mer.model.augment import SpecAugmentConfig, spec_augment
 from contrastive_mer.model.heads import HeadConfig, ProjectionHead
 from contrastive_mer.model.losses import PairwiseInfoNCE, PairwiseLossOutput, TwoWindowLoss

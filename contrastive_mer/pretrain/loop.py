@@ -19,10 +19,11 @@ from omegaconf import DictConfig
 from pytorch_lightning.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 
-from contrastive_mer.config import PRECISIONS, ConfigError, checkpoint_monitor, load_config, to_yaml
+from contrastive_mer.config import PRECISIONS, ConfigError, checkpoint_monitor, to_yaml
 from contrastive_mer.data.datamodule import MERDataModule
 from contrastive_mer.data.dataset import SkipReport, SkipTracker
 from contrastive_mer.errors import UserError
+from contrastive_mer.experiment import load_config
 from contrastive_mer.model.checkpoint_io import AtomicCheckpointIO, verify_checkpoint_crc
 from contrastive_mer.model.module import PairwiseContrastiveModule
 from contrastive_mer.pretrain.figures import EmbeddingFiguresCallback

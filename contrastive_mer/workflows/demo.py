@@ -16,9 +16,10 @@ from typing import Any, Sequence
 import numpy as np
 from omegaconf import DictConfig
 
-from contrastive_mer.config import config_from_dict, load_config, to_dict
+from contrastive_mer.config import to_dict
 from contrastive_mer.configs import config_path
 from contrastive_mer.evaluation.protocol import ProbeResults, probe_stores, run_probes
+from contrastive_mer.experiment import config_from_dict, load_config
 from contrastive_mer.extract.extraction import ExtractOptions, extract
 from contrastive_mer.model.module import load_module
 from contrastive_mer.pretrain.loop import make_run_dir, pretrain

@@ -15,10 +15,11 @@ import numpy as np
 import pytest
 import torch
 
-from contrastive_mer.config import load_config, to_dict
+from contrastive_mer.config import to_dict
 from contrastive_mer.data.datamodule import build_corpus
 from contrastive_mer.data.datasets.base import ClipRecord, CorpusAdapter, register_adapter
 from contrastive_mer.data.sample import Sample
+from contrastive_mer.experiment import load_config
 from contrastive_mer.model.module import PairwiseContrastiveModule
 from contrastive_mer.store.hdf5 import FeatureStore, FeatureStoreWriter, OutputLockedError
 from contrastive_mer.store.lock import lock_path_for

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from contrastive_mer.config import load_config
 from contrastive_mer.data.datamodule import build_preprocessors
 from contrastive_mer.data.dataset import Collator, MERDataset, PreparedSample, Skipped, SkipReport
 from contrastive_mer.data.datasets.base import ClipRecord, CorpusAdapter, SampleError
 from contrastive_mer.data.datasets.synthetic import SyntheticCorpus
 from contrastive_mer.data.samplers import GroupBatchSampler
+from contrastive_mer.experiment import load_config
 from tests.conftest import DEMO, TINY
 
 

@@ -57,7 +57,8 @@ def constant_rows(cfg: LogMelConfig) -> int:
 
 
 def test_paper_logmel_has_no_constant_rows_the_old_setting_had_four() -> None:
-    from contrastive_mer.config import load_config, preprocess_config
+    from contrastive_mer.config import preprocess_config
+    from contrastive_mer.experiment import load_config
 
     cfg = load_config("experiments/paper.yaml")
     paper = preprocess_config(cfg.model.modalities.audio, "logmel")
@@ -79,7 +80,8 @@ def test_window_is_zero_padded_not_lengthened() -> None:
 
 
 def test_config_names_the_key_of_an_inconsistent_window() -> None:
-    from contrastive_mer.config import ConfigError, load_config
+    from contrastive_mer.config import ConfigError
+    from contrastive_mer.experiment import load_config
 
     with pytest.raises(ConfigError, match=r"^model\.modalities\.audio\.preprocess: win_length must be between"):
         load_config("experiments/demo.yaml", ["model.modalities.audio.preprocess.win_length=2000"])

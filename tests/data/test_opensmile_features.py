@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from contrastive_mer.config import ConfigError, load_config
+from contrastive_mer.config import ConfigError
 from contrastive_mer.data.transforms import OpenSmile, OpenSmileConfig
+from contrastive_mer.experiment import load_config
 
 pytest.importorskip("opensmile", reason="openSMILE features need the opensmile package")
 

@@ -7,9 +7,9 @@ import json
 import pytest
 import torch
 
-from contrastive_mer.config import load_config
 from contrastive_mer.data.dataset import SkipReport, SkipTracker
 from contrastive_mer.data.sample import Batch
+from contrastive_mer.experiment import load_config
 from contrastive_mer.extract.encode import encode_records, resolve_device
 from contrastive_mer.model.module import PairwiseContrastiveModule
 from tests.conftest import DEMO, TINY

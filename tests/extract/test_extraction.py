@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from contrastive_mer.config import load_config, to_dict
+from contrastive_mer.config import to_dict
+from contrastive_mer.experiment import load_config
 from contrastive_mer.extract.extraction import ExtractOptions, extract_from_checkpoint
 from contrastive_mer.model.module import PairwiseContrastiveModule
 from contrastive_mer.store.hdf5 import FeatureStore, IncompleteStoreError

@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 import torch
 
-from contrastive_mer.config import config_from_dict, to_dict
+from contrastive_mer.config import to_dict
 from contrastive_mer.data.datasets.base import ClipRecord, CorpusAdapter, register_adapter
 from contrastive_mer.data.sample import Sample
+from contrastive_mer.experiment import config_from_dict
 from contrastive_mer.extract.extraction import ExtractOptions, extract
 from contrastive_mer.extract.shards import resolve_shard, shard_records
 from contrastive_mer.model.module import PairwiseContrastiveModule

@@ -7,8 +7,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from contrastive_mer.config import ConfigError, load_config
+from contrastive_mer.config import ConfigError
 from contrastive_mer.data.datamodule import MERDataModule
+from contrastive_mer.experiment import load_config
 from contrastive_mer.model.augment import SpecAugmentConfig, spec_augment
 from contrastive_mer.model.module import PairwiseContrastiveModule
 from tests.conftest import DEMO, TINY

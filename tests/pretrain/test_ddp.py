@@ -116,8 +116,8 @@ def test_every_parameter_receives_a_gradient():
     """Lightning's ``ddp`` runs DDP without ``find_unused_parameters``: a parameter that never receives a gradient
     (even a zero one) makes the second step fail. Checked on a demo batch as it is, and with one modality absent
     from the whole batch (its pairs do not count, its encoder must still take part)."""
-    from contrastive_mer.config import load_config
     from contrastive_mer.data.datamodule import MERDataModule
+    from contrastive_mer.experiment import load_config
     from contrastive_mer.model.module import PairwiseContrastiveModule
 
     cfg = load_config(DEMO, [o for o in OVERRIDES if o.startswith("data.")])

@@ -8,8 +8,9 @@ import importlib.util
 import numpy as np
 import pytest
 
-from contrastive_mer.config import ConfigError, load_config
+from contrastive_mer.config import ConfigError
 from contrastive_mer.evaluation.plots import history_figure
+from contrastive_mer.experiment import load_config
 from contrastive_mer.pretrain.figures import map_2d, map_figure, pca_2d
 from tests.conftest import DEMO, TINY
 

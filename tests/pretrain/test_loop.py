@@ -14,10 +14,10 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from contrastive_mer.config import load_config
 from contrastive_mer.data.datamodule import MERDataModule
 from contrastive_mer.data.datasets.base import ClipRecord, CorpusAdapter, register_adapter
 from contrastive_mer.data.sample import Sample
+from contrastive_mer.experiment import load_config
 from contrastive_mer.model.module import PairwiseContrastiveModule, load_module
 from contrastive_mer.pretrain.loop import pretrain
 from tests.conftest import DEMO, ROOT, TINY, fast_dev_run_changes
@@ -127,7 +127,7 @@ def test_checkpoint_loads_weights_only_and_reproduces_outputs(tmp_path):
 RESUME_SCRIPT = """
 import sys, time
 import pytorch_lightning as pl
-from contrastive_mer.config import load_config
+from contrastive_mer.experiment import load_config
 from contrastive_mer.pretrain.loop import pretrain
 
 class SlowAfterFirstEpoch(pl.Callback):

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from contrastive_mer.config import ConfigError, load_config
+from contrastive_mer.config import ConfigError
 from contrastive_mer.data.datamodule import MERDataModule
 from contrastive_mer.data.splits import group_train_val_split
 from contrastive_mer.evaluation.knn import knn_probe
 from contrastive_mer.evaluation.linear import LinearProbeConfig, linear_probe
+from contrastive_mer.experiment import load_config
 from contrastive_mer.model.module import load_module
 from contrastive_mer.pretrain.loop import pretrain
 from contrastive_mer.pretrain.online_probe import probe_split

@@ -10,11 +10,11 @@ import textwrap
 import numpy as np
 import pytorch_lightning as pl
 
-from contrastive_mer.config import load_config
 from contrastive_mer.data.datamodule import MERDataModule
 from contrastive_mer.data.datasets.base import ClipRecord, CorpusAdapter, register_adapter
 from contrastive_mer.data.landmarks import flatten_landmarks, minmax_normalize
 from contrastive_mer.data.sample import Sample
+from contrastive_mer.experiment import load_config
 from contrastive_mer.model.module import PairwiseContrastiveModule
 from tests.conftest import fast_dev_run_changes
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 
-from contrastive_mer.config import load_config
 from contrastive_mer.data.datamodule import MERDataModule
 from contrastive_mer.errors import UserError
+from contrastive_mer.experiment import load_config
 from contrastive_mer.pretrain.loop import pretrain
 from tests.conftest import DEMO, TINY, cli_error
 

@@ -155,7 +155,7 @@ def test_library_pretrain_takes_the_run_folder_lock(tmp_path: Path) -> None:
     """``training.pretrain()`` (not only the CLI) refuses a folder another process holds, before writing there."""
     import pytest
 
-    from contrastive_mer.config import load_config
+    from contrastive_mer.experiment import load_config
     from contrastive_mer.pretrain.loop import pretrain
     from contrastive_mer.store.lock import OutputLockedError
     run = tmp_path / "run"

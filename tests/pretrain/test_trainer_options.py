@@ -7,7 +7,8 @@ import json
 import pytest
 from pytorch_lightning.callbacks import Callback
 
-from contrastive_mer.config import ConfigError, load_config
+from contrastive_mer.config import ConfigError
+from contrastive_mer.experiment import load_config
 from contrastive_mer.pretrain.loop import pretrain
 from tests.conftest import DEMO, TINY
 

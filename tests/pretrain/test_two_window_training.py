@@ -11,10 +11,11 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
-from contrastive_mer.config import ConfigError, load_config
+from contrastive_mer.config import ConfigError
 from contrastive_mer.data.datamodule import MERDataModule
 from contrastive_mer.data.sample import Batch
 from contrastive_mer.data.windows import take_window
+from contrastive_mer.experiment import load_config
 from contrastive_mer.model.losses import two_window_pairwise_loss
 from contrastive_mer.model.module import PairwiseContrastiveModule
 from tests.conftest import fast_dev_run_changes

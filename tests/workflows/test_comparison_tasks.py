@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from contrastive_mer.config import load_config
+from contrastive_mer.experiment import load_config
 from contrastive_mer.workflows.comparison import evaluate_folds, random_init_like
 from tests.conftest import ROOT
 

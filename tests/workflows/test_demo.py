@@ -28,7 +28,7 @@ def test_demo_chain_writes_table_report_and_pictures(tmp_path):
 
 
 def test_demo_speaker_roles_default_explicit_and_overlap():
-    from contrastive_mer.config import load_config
+    from contrastive_mer.experiment import load_config
     from contrastive_mer.workflows.demo import DEMO_CONFIG, demo_speakers
 
     base = ["data.options.num_speakers=6", "data.options.speakers=[0,1,2,3]", "demo.labelled_speakers=null"]

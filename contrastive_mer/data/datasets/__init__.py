@@ -5,6 +5,7 @@ import importlib
 import pkgutil
 
 from contrastive_mer.data.datasets.base import (
+    ADAPTERS,
     ClipRecord,
     CorpusAdapter,
     SampleError,
@@ -14,6 +15,7 @@ from contrastive_mer.data.datasets.base import (
     adapter_names,
     adapter_options,
     build_adapter,
+    check_data,
     register_adapter,
 )
 from contrastive_mer.data.datasets.corpus import (
@@ -27,6 +29,6 @@ from contrastive_mer.data.datasets.corpus import (
 for _module in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_module.name}")
 
-__all__ = ["AudioCorpusOptions", "ClipRecord", "CorpusAdapter", "CorpusOptions", "FolderCorpus", "MediaCorpus",
-           "MediaCorpusOptions", "SampleError", "SkipEntry", "adapter_class", "adapter_modalities", "adapter_names",
-           "adapter_options", "build_adapter", "register_adapter"]
+__all__ = ["ADAPTERS", "AudioCorpusOptions", "ClipRecord", "CorpusAdapter", "CorpusOptions", "FolderCorpus",
+           "MediaCorpus", "MediaCorpusOptions", "SampleError", "SkipEntry", "adapter_class", "adapter_modalities",
+           "adapter_names", "adapter_options", "build_adapter", "check_data", "register_adapter"]

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 from contrastive_mer.data.sample import LabelValue, Sample
+from contrastive_mer.registry import Registry
 
 #: option names that were renamed (the error for an old name says the new one)
 RENAMED_OPTIONS = {"actors": "speakers", "sessions": "speakers", "size": "frame_size", "image_size": "frame_size"}
@@ -146,7 +147,8 @@ class CorpusAdapter(ABC):
         """
 
 
-_ADAPTERS: dict[str, type[CorpusAdapter]] = {}
+#: every adapter class by name (the built-ins register when ``contrastive_mer.data.datasets`` is imported)
+ADAPTERS: Registry[type[CorpusAdapter]] = Registry("dataset")
 _OPTIONS: dict[str, type] = {}
 
 
@@ -171,7 +173,7 @@ def register_adapter(name: str) -> Callable[[type[CorpusAdapter]], type[CorpusAd
         declared: type | None = getattr(cls, "options_cls", None)
         if declared is not None and not dataclasses.is_dataclass(declared):
             raise TypeError(f"adapter {name!r} ({cls.__name__}): options_cls must be a dataclass")
-        _ADAPTERS[name] = cls
+        ADAPTERS.register(name, cls)
         _OPTIONS[name] = declared or options_from_signature(cls)
         return cls
 
@@ -179,24 +181,18 @@ def register_adapter(name: str) -> Callable[[type[CorpusAdapter]], type[CorpusAd
 
 
 def adapter_names() -> list[str]:
-    """Names of all registered adapters (imports the built-in ones first)."""
-    import contrastive_mer.data.datasets  # noqa: F401  (registers built-ins)
-
-    return sorted(_ADAPTERS)
+    """Names of all registered adapters."""
+    return ADAPTERS.names()
 
 
 def adapter_class(name: str) -> type[CorpusAdapter]:
     """The adapter class registered as ``name``; ValueError listing the known names otherwise."""
-    names = adapter_names()
-    if name not in _ADAPTERS:
-        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(names)}")
-    return _ADAPTERS[name]
+    return ADAPTERS.get(name)
 
 
 def adapter_modalities(name: str) -> tuple[str, ...]:
     """The modalities an adapter class declares (empty when they depend on its options, e.g. manifests)."""
-    adapter_names()
-    return tuple(getattr(_ADAPTERS.get(name), "modalities", ()) or ())
+    return tuple(getattr(ADAPTERS.get(name), "modalities", ()) or ()) if name in ADAPTERS else ()
 
 
 def _typed_options(cls: type, values: Mapping[str, Any]) -> Any:
@@ -239,3 +235,26 @@ def _fails(cls: type, values: Mapping[str, Any]) -> bool:
 def build_adapter(name: str, **kwargs: Any) -> CorpusAdapter:
     """Build the adapter registered as ``name`` with keyword options (see its ``options_cls``)."""
     return adapter_class(name)(**kwargs)
+
+
+def check_data(data: Any, sources: Mapping[str, str]) -> None:
+    """``data.dataset`` and ``data.options`` (with ``data.root``): a known adapter whose typed options accept
+    them, offering every modality's source (``sources``: modality -> the adapter input it reads).
+    ConfigError names the key."""
+    from contrastive_mer.config import ConfigError, container_dict
+
+    if data.dataset not in ADAPTERS:
+        raise ConfigError(f"data.dataset: unknown dataset {data.dataset!r}; known: {', '.join(adapter_names())}")
+    options = container_dict(data.options, "data.options", resolve=True) if data.options else {}
+    if data.root is not None:
+        options["root"] = data.root
+    try:  # typed like encoder_args: a misspelt or wrongly typed option is named here, before anything runs
+        adapter_options(data.dataset, options)
+    except ValueError as err:
+        raise ConfigError(f"data.options: {err}") from None
+    offered = adapter_modalities(data.dataset)
+    for name, source in sources.items():
+        if offered and source not in offered:
+            what = f"source {source!r} of modality {name!r}" if source != name else f"modality {name!r}"
+            raise ConfigError(f"model.modalities.{name}: unknown {what} for dataset "
+                              f"{data.dataset!r}; it provides {', '.join(offered)}")

@@ -15,7 +15,7 @@ import pytest
 
 import contrastive_mer.data.datasets as datasets
 from contrastive_mer.cli.main import main
-from contrastive_mer.config import ConfigError, load_config
+from contrastive_mer.config import ConfigError
 from contrastive_mer.data.datasets import (
     MediaCorpus,
     MediaCorpusOptions,
@@ -28,6 +28,7 @@ from contrastive_mer.data.datasets import (
 from contrastive_mer.data.datasets.base import RENAMED_OPTIONS, options_from_signature
 from contrastive_mer.data.datasets.ravdess import RavdessAdapter, RavdessOptions
 from contrastive_mer.data.datasets.synthetic import SyntheticConfig
+from contrastive_mer.experiment import load_config
 from tests.conftest import DEMO
 
 RAVDESS_YAML = DEMO.parent / "ravdess.yaml"

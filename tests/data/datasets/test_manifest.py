@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from contrastive_mer.config import load_config
 from contrastive_mer.data.datamodule import MERDataModule
+from contrastive_mer.experiment import load_config
 from tests.conftest import ROOT
 
 

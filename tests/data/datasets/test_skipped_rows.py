@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from contrastive_mer.config import load_config
 from contrastive_mer.data.dataset import SkipReport
 from contrastive_mer.data.datasets.base import SkipEntry
+from contrastive_mer.experiment import load_config
 from tests.cli.test_faults import feature_corpus, feature_overrides
 
 
