@@ -311,7 +311,7 @@ def validate(cfg: DictConfig) -> None:
     from contrastive_mer.data.datasets import adapter_modalities, adapter_names, adapter_options
     from contrastive_mer.data.transforms import PREPROCESSORS
     from contrastive_mer.encoders import encoder_config, get_entry
-    from contrastive_mer.model.losses import parse_pairs
+    from contrastive_mer.model.losses import check_config as check_loss_config
 
     modalities = list(cfg.model.modalities)
     if len(modalities) < 2:
@@ -331,10 +331,7 @@ def validate(cfg: DictConfig) -> None:
             preprocess_config(mod, kind, PREPROCESSORS)
         except (ValueError, OmegaConfBaseException) as err:  # ValueError: a preprocessor config's own checks
             raise ConfigError(f"{key}.preprocess: {_one_line(err)}") from None
-    try:
-        parse_pairs(list(cfg.loss.pairs), modalities)
-    except ValueError as err:
-        raise ConfigError(str(err)) from None
+    check_loss_config(cfg.loss, modalities)
     if cfg.data.dataset not in adapter_names():
         raise ConfigError(f"data.dataset: unknown dataset {cfg.data.dataset!r}; known: {', '.join(adapter_names())}")
     options = container_dict(cfg.data.options, "data.options", resolve=True) if cfg.data.options else {}
@@ -355,8 +352,6 @@ def validate(cfg: DictConfig) -> None:
     _choice(cfg.optim.scheduler, SCHEDULERS, "optim.scheduler")
     _choice(cfg.trainer.precision, PRECISIONS, "trainer.precision")
     _choice(cfg.data.cache, CACHES, "data.cache")
-    if cfg.loss.temperature <= 0 or 1.0 / cfg.loss.temperature > cfg.loss.max_logit_scale:
-        raise ConfigError(f"loss.temperature: {cfg.loss.temperature} must be > 0 and >= 1/max_logit_scale")
     if not 0.0 <= cfg.data.val_fraction < 1.0:
         raise ConfigError(f"data.val_fraction: {cfg.data.val_fraction} must be in [0, 1)")
     for name, mode in cfg.data.normalize.items():
