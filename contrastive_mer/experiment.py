@@ -33,7 +33,7 @@ from contrastive_mer.data.datasets import check_data
 from contrastive_mer.data.windows import check_two_window
 from contrastive_mer.encoders import check_encoder
 from contrastive_mer.model.augment import check_augment
-from contrastive_mer.model.losses import parse_pairs
+from contrastive_mer.model.losses import check_config as check_loss_config
 
 __all__ = ["config_for_checkpoint", "config_from_dict", "load_config", "validate"]
 
@@ -95,14 +95,9 @@ def validate(cfg: DictConfig) -> None:
             preprocess_config(mod, kinds[name])
         except (ValueError, OmegaConfBaseException) as err:  # ValueError: a preprocessor config's own checks
             raise ConfigError(f"{key}.preprocess: {one_line(err)}") from None
-    try:
-        parse_pairs(list(cfg.loss.pairs), modalities)
-    except ValueError as err:
-        raise ConfigError(str(err)) from None
+    check_loss_config(cfg.loss, modalities)
     check_data(cfg.data, {name: mod.source or name for name, mod in cfg.model.modalities.items()})
     check_settings(cfg)
-    if cfg.loss.temperature <= 0 or 1.0 / cfg.loss.temperature > cfg.loss.max_logit_scale:
-        raise ConfigError(f"loss.temperature: {cfg.loss.temperature} must be > 0 and >= 1/max_logit_scale")
     for name, mode in cfg.data.normalize.items():
         if name not in modalities:
             raise ConfigError(f"data.normalize.{name}: no such modality; the model has {', '.join(modalities)}")

@@ -14,17 +14,21 @@ Modes:
 
 A row where no modality is present fuses to all zeros in every mode (plus zero mask columns).
 Inputs may be torch tensors or numpy arrays; the output has the type of the inputs.
+
+Each mode is a :class:`FusionMode` in :data:`FUSION_MODES`: which inputs it reads (``features`` or
+``projections``), one function that fuses the checked ``(B, D)`` float32 inputs given the ``(B, M)`` presence mask,
+and its output width. :func:`fuse` checks the inputs and looks the mode up; a new mode is one registration.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
 
-MODES = ("concat", "mean", "weighted")
+from contrastive_mer.registry import Registry
 
 
 @dataclass
@@ -85,19 +89,71 @@ def _order(modalities: Sequence[str] | None, available: Mapping[str, Any]) -> li
     return order
 
 
-def fused_dim(mode: str, feature_dims: Mapping[str, int], projection_dim: int, append_mask: bool = False,
-              modalities: Sequence[str] | None = None) -> int:
-    """Width of the fused vector: sum of D_m (+ one per modality with the mask) for concat, P otherwise."""
-    _check_mode(mode)
-    if mode == "concat":
-        order = _order(modalities, feature_dims)
-        return sum(int(feature_dims[m]) for m in order) + (len(order) if append_mask else 0)
+@dataclass(frozen=True)
+class FusionMode:
+    """One fusion mode.
+
+    ``source``: ``"features"`` (pre-head, ``(B, D_m)``) or ``"projections"`` (``(B, P)``, one width);
+    ``fuse(xs, mask, order, weights, append_mask)``: the fused ``(B, D_f)`` tensor of the float32 inputs ``xs``
+    (in modality ``order``) and the ``(B, M)`` float presence ``mask``;
+    ``dim(dims, projection_dim, append_mask)``: ``D_f`` from the source widths ``dims`` (in modality order).
+    """
+
+    source: str
+    fuse: Callable[[list[torch.Tensor], torch.Tensor, list[str], Mapping[str, float] | None, bool], torch.Tensor]
+    dim: Callable[[list[int], int, bool], int]
+
+
+#: mode name -> :class:`FusionMode`
+FUSION_MODES: Registry[FusionMode] = Registry("fusion mode")
+
+
+def _concat(xs: list[torch.Tensor], mask: torch.Tensor, order: list[str], weights: Mapping[str, float] | None,
+            append_mask: bool) -> torch.Tensor:
+    keep = mask.bool()  # where(), not multiplication: an absent row may hold NaN
+    out = torch.cat([torch.where(keep[:, i:i + 1], x, 0.0) for i, x in enumerate(xs)], dim=1)
+    return torch.cat([out, mask], dim=1) if append_mask else out
+
+
+def _weighted_projections(xs: list[torch.Tensor], mask: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Sum of the L2-normalised projections with weights ``w`` renormalised over the modalities present."""
+    wm = mask * w[None, :]  # (B, M)
+    total = wm.sum(dim=1, keepdim=True)
+    wm = torch.where(total > 0, wm / total.clamp_min(1e-12), torch.zeros_like(wm))
+    normed = torch.stack([torch.nn.functional.normalize(x, dim=1) for x in xs], dim=1)  # (B, M, P)
+    normed = torch.where(wm[:, :, None] > 0, normed, 0.0)
+    return (wm[:, :, None] * normed).sum(dim=1)
+
+
+def _mean(xs: list[torch.Tensor], mask: torch.Tensor, order: list[str], weights: Mapping[str, float] | None,
+          append_mask: bool) -> torch.Tensor:
+    return _weighted_projections(xs, mask, torch.ones(len(order), device=mask.device))
+
+
+def _weighted(xs: list[torch.Tensor], mask: torch.Tensor, order: list[str], weights: Mapping[str, float] | None,
+              append_mask: bool) -> torch.Tensor:
+    return _weighted_projections(xs, mask, torch.tensor(check_weights(weights, order), device=mask.device))
+
+
+def _concat_dim(dims: list[int], projection_dim: int, append_mask: bool) -> int:
+    return sum(dims) + (len(dims) if append_mask else 0)
+
+
+def _projection_dim(dims: list[int], projection_dim: int, append_mask: bool) -> int:
     return int(projection_dim)
 
 
-def _check_mode(mode: str) -> None:
-    if mode not in MODES:
-        raise ValueError(f"unknown fusion mode {mode!r}; choose one of {list(MODES)}")
+FUSION_MODES.register("concat", FusionMode("features", _concat, _concat_dim))
+FUSION_MODES.register("mean", FusionMode("projections", _mean, _projection_dim))
+FUSION_MODES.register("weighted", FusionMode("projections", _weighted, _projection_dim))
+
+
+def fused_dim(mode: str, feature_dims: Mapping[str, int], projection_dim: int, append_mask: bool = False,
+              modalities: Sequence[str] | None = None) -> int:
+    """Width of the fused vector: sum of D_m (+ one per modality with the mask) for concat, P otherwise."""
+    entry = FUSION_MODES.get(mode)
+    dims = [int(feature_dims[m]) for m in _order(modalities, feature_dims)] if entry.source == "features" else []
+    return entry.dim(dims, int(projection_dim), append_mask)
 
 
 def _tensor(x: Any, like: torch.Tensor | None = None) -> torch.Tensor:
@@ -129,17 +185,17 @@ def fuse(features: Mapping[str, Any], projections: Mapping[str, Any] | None, pre
         features: modality -> (B, D_m) pre-head features (used by ``concat``).
         projections: modality -> (B, P) projections (used by ``mean``/``weighted``; normalised here).
         present: modality -> (B,) bool; None means all present.
-        mode: ``concat``, ``mean`` or ``weighted``.
+        mode: a name in :data:`FUSION_MODES` (``concat``, ``mean``, ``weighted``).
         weights: modality -> non-negative weight, required by ``weighted`` (see :func:`check_weights`).
         modalities: fixed modality order (default: sorted names of the inputs used).
         append_mask: ``concat`` only: append the (B, M) presence mask as float columns.
     Returns:
         (B, D_f) float32, a torch tensor or numpy array like the inputs.
     """
-    _check_mode(mode)
-    source = features if mode == "concat" else projections
+    entry = FUSION_MODES.get(mode)
+    source = features if entry.source == "features" else projections
     if source is None:
-        raise ValueError(f"fusion mode {mode!r} needs {'features' if mode == 'concat' else 'projections'}")
+        raise ValueError(f"fusion mode {mode!r} needs {entry.source}")
     order = _order(modalities, source)
     as_numpy = not isinstance(source[order[0]], torch.Tensor)
     xs = [_tensor(source[m]) for m in order]
@@ -149,24 +205,10 @@ def fuse(features: Mapping[str, Any], projections: Mapping[str, Any] | None, pre
     for m, x in zip(order, xs):
         if x.ndim != 2 or x.shape[0] != batch:
             raise ValueError(f"fusion: {m!r} input must be (B={batch}, D), got {tuple(x.shape)}")
-    mask = _masks(order, present, batch, device)
-    if mode == "concat":
-        keep = mask.bool()  # where(), not multiplication: an absent row may hold NaN
-        out = torch.cat([torch.where(keep[:, i:i + 1], x, 0.0) for i, x in enumerate(xs)], dim=1)
-        if append_mask:
-            out = torch.cat([out, mask], dim=1)
-    else:
+    if entry.source == "projections":
         dims = {x.shape[1] for x in xs}
         if len(dims) != 1:
             raise ValueError(f"fusion: projections of {order} have different widths {sorted(dims)}")
-        if mode == "mean":
-            w = torch.ones(len(order), device=device)
-        else:
-            w = torch.tensor(check_weights(weights, order), device=device)
-        wm = mask * w[None, :]  # (B, M)
-        total = wm.sum(dim=1, keepdim=True)
-        wm = torch.where(total > 0, wm / total.clamp_min(1e-12), torch.zeros_like(wm))
-        normed = torch.stack([torch.nn.functional.normalize(x, dim=1) for x in xs], dim=1)  # (B, M, P)
-        normed = torch.where(wm[:, :, None] > 0, normed, 0.0)
-        out = (wm[:, :, None] * normed).sum(dim=1)
+    mask = _masks(order, present, batch, device)
+    out = entry.fuse(xs, mask, order, weights, append_mask)
     return out.cpu().numpy().astype(np.float32) if as_numpy else out

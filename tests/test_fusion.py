@@ -106,3 +106,27 @@ def test_weighted_needs_weights_and_parse_weights() -> None:
     assert check_weights({"text": 1, "audio": 3, "extra": 9}, ["audio", "text"]) == [3.0, 1.0]
     with pytest.raises(ValueError, match="finite and non-negative"):
         check_weights({"audio": float("nan")}, ["audio"])
+
+
+def test_fusion_modes_registry_and_unknown_mode_lists_the_known_ones():
+    from contrastive_mer.fusion import FUSION_MODES
+
+    assert FUSION_MODES.names() == ["concat", "mean", "weighted"]
+    z = {"a": torch.ones(2, 3), "b": torch.ones(2, 3)}
+    with pytest.raises(ValueError, match="unknown fusion mode 'max'; known: concat, mean, weighted"):
+        fuse(z, z, None, "max")
+    with pytest.raises(ValueError, match="unknown fusion mode 'max'; known: concat, mean, weighted"):
+        fused_dim("max", {"a": 3, "b": 3}, 3)
+
+
+def test_a_registered_fusion_mode_is_used_by_fuse(monkeypatch):
+    from contrastive_mer.fusion import FUSION_MODES, FusionMode
+
+    def maximum(xs, mask, order, weights, append_mask):
+        return torch.stack([torch.where(mask[:, i:i + 1].bool(), x, -torch.inf) for i, x in enumerate(xs)]).amax(0)
+
+    monkeypatch.setitem(FUSION_MODES._entries, "max", FusionMode("features", maximum, lambda dims, p, m: dims[0]))
+    feats = {"a": torch.tensor([[1.0, 5.0]]), "b": torch.tensor([[3.0, 2.0]])}
+    assert fuse(feats, None, None, "max").tolist() == [[3.0, 5.0]]
+    assert fused_dim("max", {"a": 2, "b": 2}, 7) == 2
+    assert FusionConfig(mode="max").apply(feats, {}, None).tolist() == [[3.0, 5.0]]

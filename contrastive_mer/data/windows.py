@@ -29,9 +29,6 @@ from contrastive_mer.data.dataset import Collator, PreparedSample, Skipped
 from contrastive_mer.data.sample import Batch
 from contrastive_mer.data.transforms import Frames, Preprocessor, Tokens
 
-#: ``loss.name`` choices
-LOSSES = ("pairwise_infonce", "two_window_supcon")
-
 
 def window_lengths(cfg: TwoWindowConfig, preprocessors: Mapping[str, Preprocessor]) -> dict[str, int]:
     """Modality -> window length in its own frames (0: the modality is not windowed)."""
@@ -47,10 +44,9 @@ def window_lengths(cfg: TwoWindowConfig, preprocessors: Mapping[str, Preprocesso
 
 
 def check_two_window(cfg: Any) -> None:
-    """Raise ValueError naming the key when ``loss.name`` and ``data.two_window`` do not fit together."""
+    """Raise ValueError naming the key when ``loss.name`` and ``data.two_window`` do not fit together (the loss
+    section itself: :func:`contrastive_mer.model.losses.check_config`)."""
     loss, windows = cfg.loss, cfg.data.two_window
-    if loss.name not in LOSSES:
-        raise ValueError(f"loss.name: {loss.name!r} is not one of {', '.join(LOSSES)}")
     if windows.frames < 0:
         raise ValueError(f"data.two_window.frames: {windows.frames} must be >= 0 (0: off)")
     for m, n in windows.modality_frames.items():
@@ -65,10 +61,6 @@ def check_two_window(cfg: Any) -> None:
     if windows.frames > 0 and not two:
         raise ValueError(f"data.two_window.frames: {windows.frames} needs loss.name=two_window_supcon (the "
                          f"{loss.name} loss scores one view per clip)")
-    if two and loss.learnable_temperature:
-        raise ValueError("loss.learnable_temperature: not available with two_window_supcon (fixed temperature)")
-    if not two and (loss.label is not None or loss.count_offset != 0.0):
-        raise ValueError("loss.label / loss.count_offset: only for loss.name=two_window_supcon")
 
 
 def take_window(x: torch.Tensor, axis: int, length: int, start_fraction: float) -> torch.Tensor:

@@ -120,9 +120,11 @@ def vote(similarities: np.ndarray, neighbours: np.ndarray, y_train: np.ndarray, 
 
 
 def knn_probe(X_train: np.ndarray, y_train: Any, X_test: np.ndarray, y_test: Any = None,
-              config: KnnProbeConfig | None = None, num_classes: int | None = None) -> KnnProbeResult:
+              config: KnnProbeConfig | None = None, *, groups_train: Any = None,
+              num_classes: int | None = None) -> KnnProbeResult:
     """Classify (or regress) each test row from its ``k`` nearest training rows; ``y_test`` only feeds
-    ``metrics``. ``k`` is capped at the number of training rows."""
+    ``metrics``. ``k`` is capped at the number of training rows. The shared probe signature
+    (:mod:`contrastive_mer.evaluation.probes`); ``groups_train`` is not used (nothing is fitted)."""
     config = config or KnnProbeConfig()
     y = np.asarray(y_train)
     if len(y) != len(X_train):

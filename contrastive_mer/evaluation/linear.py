@@ -291,9 +291,11 @@ def _fit_linear_probe(X: np.ndarray | torch.Tensor, y: Any, groups: Any, config:
 
 
 def linear_probe(X_train: np.ndarray | torch.Tensor, y_train: Any, X_test: np.ndarray | torch.Tensor,
-                 y_test: Any = None, groups_train: Any = None, config: LinearProbeConfig | None = None,
+                 y_test: Any = None, config: LinearProbeConfig | None = None, *, groups_train: Any = None,
                  num_classes: int | None = None) -> LinearProbeResult:
-    """Fit a probe on the training set (see :func:`fit_linear_probe`) and predict the test set.
+    """Fit a probe on the training set (see :func:`fit_linear_probe`) and predict the test set (the shared probe
+    signature, :mod:`contrastive_mer.evaluation.probes`). ``groups_train`` keeps the weight-decay validation split
+    group-disjoint.
 
     ``y_test`` is used only to compute ``metrics`` after the fit; it never influences the model.
     """

@@ -104,9 +104,10 @@ def fit_mlp_probe(X: np.ndarray | torch.Tensor, y: Any, config: MLPProbeConfig |
 
 
 def mlp_probe(X_train: np.ndarray | torch.Tensor, y_train: Any, X_test: np.ndarray | torch.Tensor,
-              y_test: Any = None, config: MLPProbeConfig | None = None,
+              y_test: Any = None, config: MLPProbeConfig | None = None, *, groups_train: Any = None,
               num_classes: int | None = None) -> MLPProbeResult:
-    """Fit on the training set, predict the test set; ``y_test`` only scores the predictions."""
+    """Fit on the training set, predict the test set; ``y_test`` only scores the predictions. The shared probe
+    signature (:mod:`contrastive_mer.evaluation.probes`); ``groups_train`` is not used (no validation split)."""
     config = config or MLPProbeConfig()
     if config.task == "multiclass" and num_classes is None:
         num_classes = infer_num_classes(y_train, y_test)

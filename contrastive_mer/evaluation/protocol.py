@@ -23,12 +23,13 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from contrastive_mer.data.splits import group_kfold, holdout_split
-from contrastive_mer.evaluation.knn import KnnProbeConfig, knn_probe
-from contrastive_mer.evaluation.linear import LinearProbeConfig, linear_probe
+from contrastive_mer.evaluation.knn import KnnProbeConfig
+from contrastive_mer.evaluation.linear import LinearProbeConfig
+from contrastive_mer.evaluation.mlp_probe import MLPProbeConfig
+from contrastive_mer.evaluation.probes import DEFAULT_PROBES, PROBES
 from contrastive_mer.store.hdf5 import FeatureStore
 from contrastive_mer.utils import infer_num_classes
 
-PROBES = ("linear", "knn", "mlp")  # mlp: the official code's 2-layer classifier (evaluation/mlp_probe.py)
 #: table columns per task: (metric key, column title)
 COLUMNS = {
     "multiclass": [("accuracy", "acc"), ("balanced_accuracy", "uar"), ("f1_macro", "f1_macro"),
@@ -150,48 +151,43 @@ def _aggregate(view: str, probe: str, runs: list[tuple[dict[str, Any], int, int,
                       int(sum(r[2] for r in runs)), details, folds)
 
 
-def _probe_once(probe: str, v: ProbeView, lin: LinearProbeConfig, kn: KnnProbeConfig,
+def _probe_once(probe: str, v: ProbeView, config: Any,
                 num_classes: int | None) -> tuple[dict[str, Any], int, int, dict[str, Any]]:
     """One probe on one fold: ``(metrics, n_train, n_test, extra)``; errors name the view and fold."""
     where = f"view {v.name!r} fold {v.fold}"
     if len(v.X_train) == 0 or len(v.X_test) == 0:
         raise ValueError(f"{where} has {len(v.X_train)} training and {len(v.X_test)} test rows; "
                          "both must be non-empty")
-    extra: dict[str, Any]
+    entry = PROBES.get(probe)
     try:
-        if probe == "linear":
-            lr = linear_probe(v.X_train, v.y_train, v.X_test, v.y_test, v.groups_train, lin, num_classes)
-            metrics, n_train, n_test, extra = lr.metrics, lr.n_train, lr.n_test, {"weight_decay": lr.weight_decay}
-        elif probe == "mlp":
-            from contrastive_mer.evaluation.mlp_probe import MLPProbeConfig, mlp_probe
-
-            mr = mlp_probe(v.X_train, v.y_train, v.X_test, v.y_test, MLPProbeConfig(task=lin.task, seed=lin.seed),
-                           num_classes)
-            metrics, n_train, n_test, extra = mr.metrics, mr.n_train, mr.n_test, {}
-        else:
-            kr = knn_probe(v.X_train, v.y_train, v.X_test, v.y_test, kn, num_classes)
-            metrics, n_train, n_test, extra = kr.metrics, kr.n_train, kr.n_test, {"k": kr.k}
+        result = entry.run(v.X_train, v.y_train, v.X_test, v.y_test, config, groups_train=v.groups_train,
+                           num_classes=num_classes)
     except ValueError as e:
         raise ValueError(f"{where}: {e}") from e
+    metrics = result.metrics
     assert metrics is not None  # the probes measure whenever y_test is given, and a ProbeView always has one
-    return metrics, n_train, n_test, extra
+    return metrics, result.n_train, result.n_test, entry.extra(result)
 
 
-def run_probes(views: Sequence[ProbeView], task: str, label: str = "label", probes: Sequence[str] = PROBES,
+def run_probes(views: Sequence[ProbeView], task: str, label: str = "label", probes: Sequence[str] = DEFAULT_PROBES,
                linear: LinearProbeConfig | None = None, knn: KnnProbeConfig | None = None,
                num_classes: int | None = None, class_names: list[str] | None = None,
                setup: dict[str, Any] | None = None, log: Callable[[str], None] | None = None) -> ProbeResults:
     """Run each probe on each view (views sharing a name are folds, aggregated into one row).
 
-    The configs' ``task`` is replaced by ``task``. Returns rows in view order, probes in ``probes`` order.
+    ``probes`` are names in :data:`~contrastive_mer.evaluation.probes.PROBES`. The configs' ``task`` is replaced
+    by ``task``; the mlp probe takes the linear config's seed, a probe without a config here its defaults.
+    Returns rows in view order, probes in ``probes`` order.
     """
     unknown = [p for p in probes if p not in PROBES]
     if unknown or not probes:
-        raise ValueError(f"unknown probe(s) {unknown}; expected some of {', '.join(PROBES)}")
+        raise ValueError(f"unknown probe(s) {unknown}; known: {', '.join(PROBES.names())}")
     if not views:
         raise ValueError("no views to probe")
     lin = dataclasses.replace(linear or LinearProbeConfig(), task=task)
-    kn = dataclasses.replace(knn or KnnProbeConfig(), task=task)
+    given: dict[str, Any] = {"linear": lin, "knn": knn or KnnProbeConfig(), "mlp": MLPProbeConfig(seed=lin.seed)}
+    configs = {p: dataclasses.replace(given[p] if p in given else PROBES.get(p).config(), task=task)
+               for p in probes}
     if task == "multiclass" and num_classes is None:
         num_classes = infer_num_classes(*(y for v in views for y in (v.y_train, v.y_test)))
     by_name: dict[str, list[ProbeView]] = {}
@@ -206,14 +202,12 @@ def run_probes(views: Sequence[ProbeView], task: str, label: str = "label", prob
         for probe in probes:
             runs = []
             for v in folds:
-                runs.append(_probe_once(probe, v, lin, kn, num_classes))
+                runs.append(_probe_once(probe, v, configs[probe], num_classes))
             rows.append(_aggregate(name, probe, runs))
     setup = dict(setup or {})
     setup.setdefault("probes", list(probes))
-    if "linear" in probes:
-        setup.setdefault("linear", dataclasses.asdict(lin))
-    if "knn" in probes:
-        setup.setdefault("knn", dataclasses.asdict(kn))
+    for probe, config in configs.items():
+        setup.setdefault(probe, dataclasses.asdict(config))
     return ProbeResults(task, label, rows, setup, class_names)
 
 
@@ -333,7 +327,7 @@ def store_views(train: Any, test: Any | None, label: str, views: Sequence[str] |
 
 
 def probe_stores(train: Any, test: Any | None = None, *, label: str, views: Sequence[str] | None = None,
-                 folds: int | None = None, group: str | None = None, probes: Sequence[str] = PROBES,
+                 folds: int | None = None, group: str | None = None, probes: Sequence[str] = DEFAULT_PROBES,
                  linear: LinearProbeConfig | None = None, knn: KnnProbeConfig | None = None,
                  task: str | None = None, seed: int = 0, log: Callable[[str], None] | None = None,
                  normalize_by: str | None = None, test_groups: Sequence[str] | None = None) -> ProbeResults:

@@ -1,5 +1,6 @@
-"""Cross-modal retrieval metrics: for every ordered modality pair ``a->b``, query with row i of ``a`` and look
-for row i of ``b`` among all rows of ``b`` (rows where both modalities are present).
+"""Cross-modal retrieval metrics: for every ordered modality pair ``a-b``, query with row i of ``a`` and look
+for row i of ``b`` among all rows of ``b`` (rows where both modalities are present). Pairs are spelled as the
+losses' metrics spell them, the query modality first: ``"audio-video"`` queries audio and searches video.
 
 The rank of the correct item is the number of gallery items whose cosine similarity is at least the correct
 item's, itself included: ties count against the query (pessimistic rank), so fully collapsed embeddings (every
@@ -51,7 +52,7 @@ def _unit(x: np.ndarray) -> np.ndarray:
 def cross_modal_retrieval(projections: Mapping[str, Any], present: Mapping[str, Any] | None = None,
                           ks: Sequence[int] = (1, 5, 10), modalities: Sequence[str] | None = None,
                           max_block_elements: int = 1 << 24) -> dict[str, dict[str, float]]:
-    """R@k (percent), median and mean rank and count for every ordered pair ``"a->b"``.
+    """R@k (percent), median and mean rank and count for every ordered pair ``"a-b"`` (query modality first).
 
     Args:
         projections: modality -> (N, P) embeddings (rows aligned across modalities).
@@ -59,7 +60,7 @@ def cross_modal_retrieval(projections: Mapping[str, Any], present: Mapping[str, 
         ks: the k of R@k.
         modalities: which modalities and in what order (default: the keys of ``projections``).
     Returns:
-        ``{"a->b": {"R@1": .., "R@5": .., "median_rank": .., "mean_rank": .., "count": n}}``; with no common
+        ``{"a-b": {"R@1": .., "R@5": .., "median_rank": .., "mean_rank": .., "count": n}}``; with no common
         row, the metrics are NaN and ``count`` is 0.
     """
     order = list(modalities) if modalities is not None else list(projections)
@@ -87,7 +88,7 @@ def cross_modal_retrieval(projections: Mapping[str, Any], present: Mapping[str, 
                 r = retrieval_ranks(arrays[a][rows], arrays[b][rows], max_block_elements)
                 res.update({f"R@{k}": float(100.0 * np.mean(r <= k)) for k in ks})
                 res.update(median_rank=float(np.median(r)), mean_rank=float(np.mean(r)), count=int(len(rows)))
-            out[f"{a}->{b}"] = res
+            out[f"{a}-{b}"] = res
     return out
 
 

@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from contrastive_mer.fusion import MODES as FUSION_MODES
+from contrastive_mer.fusion import FUSION_MODES
 
 #: name of the late-fused source (a reserved source name, not a modality)
 FUSED = "fused"
@@ -76,7 +76,7 @@ class FrontEndConfig:
         if int(self.llm_hidden) < 1:
             bad("llm_hidden", "the LLM hidden size (an integer >= 1)")
         if self.fusion_mode not in FUSION_MODES:
-            bad("fusion_mode", f"one of {list(FUSION_MODES)}")
+            bad("fusion_mode", f"one of {FUSION_MODES.names()}")
         if self.level not in LEVELS:
             bad("level", f"one of {list(LEVELS)}")
         if self.projector not in PROJECTORS:

@@ -14,11 +14,17 @@ Design points:
   parameter to receive one);
 * one matmul per pair: the ``b -> a`` logits are the transpose of the ``a -> b`` logits (except in local-loss
   mode, where queries are local rows and keys are gathered rows);
+* directional metrics (the two-window loss scores each ordered pair) use the same spelling with the anchor
+  (query) modality first: ``"audio-video"`` anchors audio and scores video candidates, ``"video-audio"`` the
+  reverse. A symmetric loss keys each unordered pair once, in the configured order;
 * distributed training: each modality's embeddings and presence masks are gathered across ranks once per step
   (with gradient; ranks may hold different numbers of rows). ``local_loss=True`` scores only the local rows
   against every gathered column (labels offset by the rows of earlier ranks), and the result is scaled so that,
   after DDP's gradient averaging, values and gradients equal those of a single process holding the
   concatenated batch.
+
+Every loss is a :class:`ContrastiveLoss` registered in :data:`LOSSES` under its ``loss.name``; the module builds it
+with :func:`build_loss` and never asks which one it holds. :func:`check_config` checks the ``loss`` section.
 """
 
 from __future__ import annotations
@@ -26,17 +32,21 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from contrastive_mer import distributed
+from contrastive_mer.config import ConfigError
+from contrastive_mer.errors import UserError
+from contrastive_mer.registry import Registry, UnknownName
 
 
 def pair_name(a: str, b: str) -> str:
-    """Canonical name of an unordered modality pair (``"audio-video"``)."""
+    """The one spelling of a modality pair in metric keys (``"audio-video"``): the unordered pair of a symmetric
+    loss, or, for directional metrics, the ordered pair with the anchor (query) modality first."""
     return f"{a}-{b}"
 
 
@@ -59,17 +69,23 @@ def parse_pairs(pairs: Sequence[str] | None, modalities: Sequence[str]) -> list[
 
 
 @dataclass
-class PairwiseLossOutput:
-    """Result of :func:`pairwise_infonce`.
+class LossOutput:
+    """What every :class:`ContrastiveLoss` returns: the scalar ``loss`` and per-pair metrics keyed by
+    :func:`pair_name`.
 
-    ``per_pair`` holds the symmetric loss of each pair that contributed, ``accuracy`` the in-batch cross-modal
-    top-1 retrieval accuracy of each pair (mean of both directions), ``count`` the number of valid samples per pair.
+    ``per_pair`` holds the loss of each pair that contributed, ``accuracy`` its in-batch top-1 accuracy, ``count``
+    the number of valid samples per pair. :func:`pairwise_infonce` keys unordered pairs (loss and accuracy are the
+    mean of both directions); :func:`two_window_pairwise_loss` keys ordered pairs, anchor modality first.
     """
 
     loss: torch.Tensor
     per_pair: dict[str, torch.Tensor] = field(default_factory=dict)
     accuracy: dict[str, torch.Tensor] = field(default_factory=dict)
     count: dict[str, int] = field(default_factory=dict)
+
+
+#: the earlier name of :class:`LossOutput`
+PairwiseLossOutput = LossOutput
 
 
 class _PositiveIndexCache:
@@ -124,7 +140,7 @@ def _graph_anchor(embeddings: Mapping[str, torch.Tensor], unused_scales: Sequenc
 
 def pairwise_infonce(embeddings: Mapping[str, torch.Tensor], present: Mapping[str, torch.Tensor],
                      logit_scales: Mapping[str, torch.Tensor | float], pairs: Sequence[tuple[str, str]],
-                     gather: bool = False, local_loss: bool = True) -> PairwiseLossOutput:
+                     gather: bool = False, local_loss: bool = True) -> LossOutput:
     """Mean over modality pairs of the symmetric InfoNCE loss.
 
     Args:
@@ -155,7 +171,7 @@ def pairwise_infonce(embeddings: Mapping[str, torch.Tensor], present: Mapping[st
 
     valid = [keys_p[a] & keys_p[b] for a, b in pairs]
     counts = torch.stack([v.sum() for v in valid]).tolist() if valid else []  # one host sync for all pairs
-    out = PairwiseLossOutput(loss=first.new_zeros(()))
+    out = LossOutput(loss=first.new_zeros(()))
     contributions, unused_scales = [], []
     for (a, b), key_valid, n_valid in zip(pairs, valid, counts):
         name = pair_name(a, b)
@@ -195,7 +211,83 @@ def pairwise_infonce(embeddings: Mapping[str, torch.Tensor], present: Mapping[st
     return out
 
 
-class PairwiseInfoNCE(nn.Module):
+class ContrastiveLoss(nn.Module):
+    """The interface the module trains with; every loss in :data:`LOSSES` implements it.
+
+    ``forward(embeddings, present, labels)`` takes a batch's rows as the module has them: modality -> ``(N, P)``
+    L2-normalised projections, modality -> ``(N,)`` presence masks and the batch's labels (name -> ``(N,)``), and
+    returns a :class:`LossOutput`. A loss that reads several views of each clip from the rows (the two-window loss)
+    says so in :attr:`views_per_clip` and arranges the rows itself.
+
+    Attributes the training loop reads:
+
+    * :attr:`views_per_clip`: rows of a batch per clip (the logged batch size is ``N // views_per_clip``);
+    * :attr:`gather`: every rank scores the same pairs (metrics may be averaged across ranks);
+    * :meth:`temperatures`: pair name -> current temperature, logged every step;
+    * :meth:`clamp_`: called after every optimiser step (clamps learnable temperatures; a no-op otherwise).
+
+    Learnable tensors are the loss's own parameters and keep their names in the state dict (``loss_fn.<name>``).
+    """
+
+    views_per_clip: int = 1
+    gather: bool = False
+
+    def __init__(self, modalities: Sequence[str], pairs: Sequence[str] | None = None):
+        super().__init__()
+        self.pairs = parse_pairs(pairs, list(modalities))
+        self.pair_names = [pair_name(a, b) for a, b in self.pairs]
+
+    @classmethod
+    def from_config(cls, loss_cfg: Any, modalities: Sequence[str]) -> ContrastiveLoss:
+        """The loss configured by the ``loss`` section (``loss_cfg``) for ``modalities``."""
+        raise NotImplementedError
+
+    @classmethod
+    def check_options(cls, loss_cfg: Any) -> None:
+        """Raise :class:`~contrastive_mer.config.ConfigError` (one line, naming the key) for a ``loss`` option this
+        loss does not take; the shared checks are in :func:`check_config`."""
+
+    def forward(self, embeddings: Mapping[str, torch.Tensor], present: Mapping[str, torch.Tensor],
+                labels: Mapping[str, torch.Tensor] | None = None) -> LossOutput:
+        raise NotImplementedError
+
+    def temperatures(self) -> dict[str, float]:
+        """Pair name -> current temperature, for logging."""
+        raise NotImplementedError
+
+    def clamp_(self) -> None:
+        """Keep learnable settings in range after an optimiser step (nothing to do by default)."""
+
+
+#: ``loss.name`` -> the :class:`ContrastiveLoss` subclass
+LOSSES: Registry[type[ContrastiveLoss]] = Registry("loss")
+
+
+def build_loss(loss_cfg: Any, modalities: Sequence[str]) -> ContrastiveLoss:
+    """The loss named by ``loss_cfg.name``, built by its own :meth:`ContrastiveLoss.from_config`."""
+    return LOSSES.get(loss_cfg.name).from_config(loss_cfg, modalities)
+
+
+def check_config(loss_cfg: Any, modalities: Sequence[str]) -> None:
+    """Check the ``loss`` section: a known name, pairs of the model's modalities, a temperature that fits
+    ``max_logit_scale``, and the options of the named loss. Raises a one-line
+    :class:`~contrastive_mer.config.ConfigError` naming the key. (Whether ``data.two_window`` fits the loss is
+    :func:`contrastive_mer.data.windows.check_two_window`'s.)"""
+    try:
+        loss_cls = LOSSES.get(loss_cfg.name)
+    except UnknownName as err:
+        raise ConfigError(f"loss.name: {err}") from None
+    try:
+        parse_pairs(list(loss_cfg.pairs), list(modalities))
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    if loss_cfg.temperature <= 0 or 1.0 / loss_cfg.temperature > loss_cfg.max_logit_scale:
+        raise ConfigError(f"loss.temperature: {loss_cfg.temperature} must be > 0 and >= 1/max_logit_scale")
+    loss_cls.check_options(loss_cfg)
+
+
+@LOSSES.register("pairwise_infonce")
+class PairwiseInfoNCE(ContrastiveLoss):
     """The pairwise loss as a module: holds the pairs and the (fixed or learnable) temperature of each pair.
 
     A learnable temperature is stored as a log inverse-temperature per pair (CLIP's ``logit_scale``) and clamped
@@ -203,16 +295,14 @@ class PairwiseInfoNCE(nn.Module):
     after every optimiser step.
     """
 
-    def __init__(self, modalities: Sequence[str], temperature: float = 0.07, learnable_temperature: bool = False,
+    def __init__(self, modalities: Sequence[str], temperature: float = 0.07, *, learnable_temperature: bool = False,
                  max_logit_scale: float = 100.0, pairs: Sequence[str] | None = None, gather: bool = False,
                  local_loss: bool = True):
-        super().__init__()
         if temperature <= 0:
             raise ValueError(f"loss.temperature must be > 0, got {temperature}")
         if 1.0 / temperature > max_logit_scale:
             raise ValueError(f"loss.temperature {temperature} gives 1/tau above max_logit_scale {max_logit_scale}")
-        self.pairs = parse_pairs(pairs, list(modalities))
-        self.pair_names = [pair_name(a, b) for a, b in self.pairs]
+        super().__init__(modalities, pairs)
         self.max_log_scale = math.log(max_logit_scale)
         self.learnable = learnable_temperature
         init = torch.full((len(self.pairs),), math.log(1.0 / temperature))
@@ -222,6 +312,17 @@ class PairwiseInfoNCE(nn.Module):
             self.register_buffer("log_scale", init, persistent=False)
         self.gather = gather
         self.local_loss = local_loss
+
+    @classmethod
+    def from_config(cls, loss_cfg: Any, modalities: Sequence[str]) -> PairwiseInfoNCE:
+        return cls(modalities, loss_cfg.temperature, learnable_temperature=loss_cfg.learnable_temperature,
+                   max_logit_scale=loss_cfg.max_logit_scale, pairs=list(loss_cfg.pairs), gather=loss_cfg.gather,
+                   local_loss=loss_cfg.local_loss)
+
+    @classmethod
+    def check_options(cls, loss_cfg: Any) -> None:
+        if loss_cfg.label is not None or loss_cfg.count_offset != 0.0:
+            raise ConfigError("loss.label / loss.count_offset: only for loss.name=two_window_supcon")
 
     def logit_scales(self) -> dict[str, torch.Tensor]:
         """Pair name -> current inverse temperature (clamped)."""
@@ -234,11 +335,13 @@ class PairwiseInfoNCE(nn.Module):
 
     @torch.no_grad()
     def clamp_(self) -> None:
-        """Clamp the learnable log-scales in place (call after each optimiser step)."""
-        self.log_scale.clamp_(min=0.0, max=self.max_log_scale)
+        """Clamp the learnable log-scales in place (call after each optimiser step); a fixed temperature stays."""
+        if self.learnable:
+            self.log_scale.clamp_(min=0.0, max=self.max_log_scale)
 
-    def forward(self, embeddings: Mapping[str, torch.Tensor],
-                present: Mapping[str, torch.Tensor]) -> PairwiseLossOutput:
+    def forward(self, embeddings: Mapping[str, torch.Tensor], present: Mapping[str, torch.Tensor],
+                labels: Mapping[str, torch.Tensor] | None = None) -> LossOutput:
+        """``embeddings``: modality -> ``(B, P)``; ``present``: modality -> ``(B,)``; ``labels`` unused."""
         return pairwise_infonce(embeddings, present, self.logit_scales(), self.pairs,
                                 gather=self.gather, local_loss=self.local_loss)
 
@@ -294,7 +397,7 @@ def two_window_supcon(za: torch.Tensor, zb: torch.Tensor, temperature: float = 0
 def two_window_pairwise_loss(embeddings: Mapping[str, torch.Tensor],
                              present: Mapping[str, torch.Tensor] | None = None, temperature: float = 0.07,
                              labels: torch.Tensor | None = None, count_offset: float = 0.0,
-                             pairs: Sequence[tuple[str, str]] | None = None) -> PairwiseLossOutput:
+                             pairs: Sequence[tuple[str, str]] | None = None) -> LossOutput:
     """Mean of :func:`two_window_supcon` over the ordered modality pairs (both directions of each pair).
 
     Args:
@@ -304,16 +407,17 @@ def two_window_pairwise_loss(embeddings: Mapping[str, torch.Tensor],
         temperature, labels, count_offset: as in :func:`two_window_supcon`.
         pairs: unordered pairs to score (default: every pair of ``embeddings``' modalities).
 
-    ``per_pair`` and ``count`` are keyed ``"a->b"``; ``accuracy`` is the share of anchors whose best-scoring
-    candidate is a positive.
+    ``per_pair``, ``accuracy`` and ``count`` are keyed by ordered pair, anchor modality first (``"audio-video"``:
+    audio anchors, video candidates; ``"video-audio"`` the reverse direction); ``accuracy`` is the share of
+    anchors whose best-scoring candidate is a positive.
     """
     names = list(embeddings)
     first = embeddings[names[0]]
-    out = PairwiseLossOutput(loss=first.new_zeros(()))
+    out = LossOutput(loss=first.new_zeros(()))
     contributions = []
     for a, b in all_pairs(names) if pairs is None else pairs:
         for src, dst in ((a, b), (b, a)):
-            name = f"{src}->{dst}"
+            name = pair_name(src, dst)
             za, zb = embeddings[src], embeddings[dst]
             lab = labels
             if present is not None:
@@ -343,35 +447,52 @@ def _two_window_accuracy(za: torch.Tensor, zb: torch.Tensor, labels: torch.Tenso
     return (group[scores.argmax(1)] == group).float().mean()
 
 
-class TwoWindowLoss(nn.Module):
-    """:func:`two_window_pairwise_loss` as a module (``loss.name: two_window_supcon``): a fixed temperature, the
+@LOSSES.register("two_window_supcon")
+class TwoWindowLoss(ContrastiveLoss):
+    """:func:`two_window_pairwise_loss` as a loss (``loss.name: two_window_supcon``): a fixed temperature, the
     configured pairs, the optional label whose classes are positives, and ``count_offset``.
 
-    It scores each process's batch alone (``loss.gather`` does not apply; under DDP the gradients are averaged
-    over ranks as usual). Attributes mirror :class:`PairwiseInfoNCE` where the training loop reads them.
+    It reads two-window batches (``data.two_window``): rows ``0..B-1`` are window 0 of ``B`` clips, rows
+    ``B..2B-1`` window 1 of the same clips; a pair scores the clips present in both modalities in both windows.
+    Metrics are keyed by ordered pair, anchor modality first (see :func:`two_window_pairwise_loss`). It scores each
+    process's batch alone (``loss.gather`` does not apply; under DDP the gradients are averaged over ranks as usual).
     """
 
-    learnable = False
-    gather = False
+    views_per_clip = 2
 
-    def __init__(self, modalities: Sequence[str], temperature: float = 0.07, pairs: Sequence[str] | None = None,
+    def __init__(self, modalities: Sequence[str], temperature: float = 0.07, *, pairs: Sequence[str] | None = None,
                  label: str | None = None, count_offset: float = 0.0):
-        super().__init__()
         if temperature <= 0:
             raise ValueError(f"loss.temperature must be > 0, got {temperature}")
+        super().__init__(modalities, pairs)
         self.temperature = temperature
-        self.pairs = parse_pairs(pairs, list(modalities))
         self.label = label
         self.count_offset = count_offset
 
-    def temperatures(self) -> dict[str, float]:
-        return {pair_name(a, b): self.temperature for a, b in self.pairs}
+    @classmethod
+    def from_config(cls, loss_cfg: Any, modalities: Sequence[str]) -> TwoWindowLoss:
+        return cls(modalities, loss_cfg.temperature, pairs=list(loss_cfg.pairs), label=loss_cfg.label,
+                   count_offset=loss_cfg.count_offset)
 
-    def clamp_(self) -> None:
-        """Nothing to clamp (the temperature is fixed)."""
+    @classmethod
+    def check_options(cls, loss_cfg: Any) -> None:
+        if loss_cfg.learnable_temperature:
+            raise ConfigError("loss.learnable_temperature: not available with two_window_supcon (fixed temperature)")
+
+    def temperatures(self) -> dict[str, float]:
+        return {name: self.temperature for name in self.pair_names}
 
     def forward(self, embeddings: Mapping[str, torch.Tensor], present: Mapping[str, torch.Tensor],
-                labels: torch.Tensor | None = None) -> PairwiseLossOutput:
-        """``embeddings``: modality -> ``(B, 2, P)``; ``present``: modality -> ``(B,)``; ``labels``: ``(B,)``."""
-        return two_window_pairwise_loss(embeddings, present, self.temperature, labels, self.count_offset,
-                                        self.pairs)
+                labels: Mapping[str, torch.Tensor] | None = None) -> LossOutput:
+        """``embeddings``: modality -> ``(2B, P)`` rows of a two-window batch; ``present``: modality -> ``(2B,)``;
+        ``labels``: label name -> ``(2B,)`` (read when ``label`` is set)."""
+        half = next(iter(embeddings.values())).shape[0] // 2
+        views = {m: torch.stack([z[:half], z[half:2 * half]], dim=1) for m, z in embeddings.items()}
+        both = {m: p[:half] & p[half:2 * half] for m, p in present.items()}
+        clip_labels = None
+        if self.label is not None:
+            if labels is None or self.label not in labels:
+                raise UserError(f"loss.label: the batch has no label {self.label!r}; it has "
+                                f"{sorted(labels or {})}")
+            clip_labels = labels[self.label][:half]
+        return two_window_pairwise_loss(views, both, self.temperature, clip_labels, self.count_offset, self.pairs)

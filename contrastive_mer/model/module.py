@@ -19,7 +19,7 @@ from contrastive_mer.errors import UserError
 from contrastive_mer.experiment import config_from_dict
 from contrastive_mer.model.augment import SpecAugmentConfig, spec_augment
 from contrastive_mer.model.heads import HeadConfig, ProjectionHead
-from contrastive_mer.model.losses import PairwiseInfoNCE, PairwiseLossOutput, TwoWindowLoss
+from contrastive_mer.model.losses import ContrastiveLoss, LossOutput, build_loss
 
 
 class PairwiseContrastiveModule(pl.LightningModule):
@@ -47,16 +47,9 @@ class PairwiseContrastiveModule(pl.LightningModule):
         self.augment = {m: a for m, a in augment.items() if a.active}
         self.feature_dropout = nn.Dropout(self.cfg.model.feature_dropout)
         self.heads = nn.ModuleDict({m: ProjectionHead(encoders[m].output_dim, head_cfg) for m in self.modalities})
-        loss = self.cfg.loss
-        #: two-window batches (data.two_window): rows 0..B-1 window 0 of B clips, rows B..2B-1 window 1
-        self.two_window = loss.name == "two_window_supcon"
-        self.loss_fn: PairwiseInfoNCE | TwoWindowLoss
-        if self.two_window:
-            self.loss_fn = TwoWindowLoss(self.modalities, loss.temperature, list(loss.pairs), loss.label,
-                                         loss.count_offset)
-        else:
-            self.loss_fn = PairwiseInfoNCE(self.modalities, loss.temperature, loss.learnable_temperature,
-                                           loss.max_logit_scale, list(loss.pairs), loss.gather, loss.local_loss)
+        #: the configured loss (``loss.name`` in :data:`~contrastive_mer.model.losses.LOSSES`); the module only
+        #: uses the :class:`~contrastive_mer.model.losses.ContrastiveLoss` interface
+        self.loss_fn: ContrastiveLoss = build_loss(self.cfg.loss, self.modalities)
 
     # ----------------------------------------------------------------------------------------------- inference
     def encode_modality(self, modality: str, x: torch.Tensor, lengths: torch.Tensor | None,
@@ -104,30 +97,17 @@ class PairwiseContrastiveModule(pl.LightningModule):
         return outputs, self.project(outputs)
 
     # ------------------------------------------------------------------------------------------------ training
-    def compute_loss(self, batch: Batch) -> PairwiseLossOutput:
-        """The configured loss of a batch: pairwise InfoNCE over its rows, or, for two-window batches, the
-        two-window loss over the ``(B, 2, P)`` projections of its two halves (a pair scores the clips present in
-        both modalities in both windows)."""
+    def compute_loss(self, batch: Batch) -> LossOutput:
+        """The configured loss of a batch's projections (the loss reads the rows as its batches lay them out,
+        e.g. two windows per clip)."""
         _, projections = self(batch)
-        if not self.two_window:
-            return self.loss_fn(projections, batch.present)
-        half = len(batch) // 2
-        views = {m: torch.stack([z[:half], z[half:2 * half]], dim=1) for m, z in projections.items()}
-        present = {m: p[:half] & p[half:2 * half] for m, p in batch.present.items()}
-        label = self.cfg.loss.label
-        labels = None
-        if label is not None:
-            if label not in batch.labels:
-                raise UserError(f"loss.label: the batch has no label {label!r}; it has {sorted(batch.labels)}")
-            labels = batch.labels[label][:half]
-        assert isinstance(self.loss_fn, TwoWindowLoss)
-        return self.loss_fn(views, present, labels)
+        return self.loss_fn(projections, batch.present, batch.labels)
 
     def _step(self, batch: Batch, stage: str) -> torch.Tensor | None:
         if len(batch) == 0:
             return None
         result = self.compute_loss(batch)
-        size = len(batch) // 2 if self.two_window else len(batch)
+        size = len(batch) // self.loss_fn.views_per_clip
         on_step = stage == "train"
         # with gathered embeddings every rank scores the same pairs, so metrics can be averaged across ranks;
         # without gathering ranks may score different pairs and a collective would deadlock: log rank 0's
@@ -159,8 +139,7 @@ class PairwiseContrastiveModule(pl.LightningModule):
         self._step(batch, "val")
 
     def on_train_batch_end(self, outputs: Any, batch: Batch, batch_idx: int) -> None:
-        if self.loss_fn.learnable:
-            self.loss_fn.clamp_()
+        self.loss_fn.clamp_()
 
     def configure_optimizers(self) -> Any:
         o = self.cfg.optim

@@ -97,8 +97,8 @@ def online_probe_scores(features: dict[str, np.ndarray], present: dict[str, np.n
         name = PREFIX if view == "fused" else f"{PREFIX}/{view}"
         g = None if groups is None else np.asarray(groups)[tr]
         g = g if g is not None and len(set(g.tolist())) >= 2 else None  # else: weight decay chosen per clip
-        lr = linear_probe(X[tr], labels[tr], X[te], labels[te], g, lin, num_classes)
-        kr = knn_probe(X[tr], labels[tr], X[te], labels[te], kn, num_classes)
+        lr = linear_probe(X[tr], labels[tr], X[te], labels[te], lin, groups_train=g, num_classes=num_classes)
+        kr = knn_probe(X[tr], labels[tr], X[te], labels[te], kn, num_classes=num_classes)
         assert lr.metrics is not None and kr.metrics is not None  # test labels were given
         out[f"{name}/linear_{short}"] = float(lr.metrics[key])
         out[f"{name}/knn_{short}"] = float(kr.metrics[key])

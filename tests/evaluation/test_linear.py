@@ -50,8 +50,8 @@ def test_regression_matches_sklearn_ridge() -> None:
 def test_shuffled_labels_give_chance() -> None:
     X, y, groups = mixture(3000, c=4, sep=0.6, seed=2)
     rng = np.random.default_rng(0)
-    real = linear_probe(X[:2000], y[:2000], X[2000:], y[2000:], groups[:2000])
-    shuffled = linear_probe(X[:2000], rng.permutation(y[:2000]), X[2000:], y[2000:], groups[:2000])
+    real = linear_probe(X[:2000], y[:2000], X[2000:], y[2000:], groups_train=groups[:2000])
+    shuffled = linear_probe(X[:2000], rng.permutation(y[:2000]), X[2000:], y[2000:], groups_train=groups[:2000])
     assert real.metrics["accuracy"] > 0.6
     # chance is 0.25; the std of accuracy over 1000 test samples is ~0.014
     assert abs(shuffled.metrics["accuracy"] - 0.25) < 0.05
@@ -60,10 +60,10 @@ def test_shuffled_labels_give_chance() -> None:
 def test_weight_decay_never_sees_test_data() -> None:
     X, y, groups = mixture(1500, seed=3)
     cfg = LinearProbeConfig(weight_decays=(1e-4, 1e-2, 1.0, 100.0))
-    a = linear_probe(X[:1000], y[:1000], X[1000:], y[1000:], groups[:1000], cfg)
+    a = linear_probe(X[:1000], y[:1000], X[1000:], y[1000:], cfg, groups_train=groups[:1000])
     rng = np.random.default_rng(9)
     garbage_X = rng.normal(size=X[1000:].shape).astype(np.float32) * 100
-    b = linear_probe(X[:1000], y[:1000], garbage_X, rng.integers(0, 4, 500), groups[:1000], cfg)
+    b = linear_probe(X[:1000], y[:1000], garbage_X, rng.integers(0, 4, 500), cfg, groups_train=groups[:1000])
     assert a.weight_decay == b.weight_decay
     assert a.val_scores == b.val_scores
     np.testing.assert_array_equal(a.model.weight.numpy(), b.model.weight.numpy())
@@ -88,11 +88,12 @@ def test_validation_split_is_speaker_disjoint_and_matters() -> None:
 def test_deterministic_and_adamw() -> None:
     X, y, groups = mixture(1000, seed=6)
     cfg = LinearProbeConfig(weight_decays=(1e-3, 1e-1), seed=0)
-    a = linear_probe(X[:800], y[:800], X[800:], y[800:], groups[:800], cfg)
-    b = linear_probe(X[:800], y[:800], X[800:], y[800:], groups[:800], cfg)
+    a = linear_probe(X[:800], y[:800], X[800:], y[800:], cfg, groups_train=groups[:800])
+    b = linear_probe(X[:800], y[:800], X[800:], y[800:], cfg, groups_train=groups[:800])
     np.testing.assert_array_equal(a.probabilities, b.probabilities)
-    adam = linear_probe(X[:800], y[:800], X[800:], y[800:], groups[:800],
-                        LinearProbeConfig(solver="adamw", weight_decays=(a.weight_decay,), lr=1e-2, epochs=60))
+    adam = linear_probe(X[:800], y[:800], X[800:], y[800:],
+                        LinearProbeConfig(solver="adamw", weight_decays=(a.weight_decay,), lr=1e-2, epochs=60),
+                        groups_train=groups[:800])
     assert abs(adam.metrics["accuracy"] - a.metrics["accuracy"]) <= 0.03
 
 

@@ -36,7 +36,7 @@ def test_collapsed_embeddings_score_chance_not_perfect() -> None:
     n = 50
     same = np.ones((n, 8), dtype=np.float32)
     assert retrieval_ranks(same, same).tolist() == [n] * n
-    res = cross_modal_retrieval({"audio": same, "video": same * 3})["audio->video"]
+    res = cross_modal_retrieval({"audio": same, "video": same * 3})["audio-video"]
     assert res["R@1"] == 0.0 and res["R@10"] == 0.0 and res["median_rank"] == n and res["mean_rank"] == n
     zeros = np.zeros((n, 4))  # all-zero projections: every similarity is 0, a tie
     assert retrieval_ranks(zeros, zeros).tolist() == [n] * n

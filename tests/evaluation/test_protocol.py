@@ -69,8 +69,9 @@ def test_run_probes_on_arrays_aggregates_folds() -> None:
     # reference: the same folds probed one by one
     lin, kn = [], []
     for tr, te in group_kfold(g, 3, seed=0):
-        lin.append(linear_probe(X[tr], y[tr], X[te], y[te], g[tr], FAST, 4).metrics["accuracy"])
-        kn.append(knn_probe(X[tr], y[tr], X[te], y[te], KnnProbeConfig(k=5), 4).metrics["accuracy"])
+        fit = linear_probe(X[tr], y[tr], X[te], y[te], FAST, groups_train=g[tr], num_classes=4)
+        lin.append(fit.metrics["accuracy"])
+        kn.append(knn_probe(X[tr], y[tr], X[te], y[te], KnnProbeConfig(k=5), num_classes=4).metrics["accuracy"])
     assert res.rows[0].metrics["accuracy"] == pytest.approx(np.mean(lin))
     assert res.rows[0].std["accuracy"] == pytest.approx(np.std(lin))
     assert res.rows[1].metrics["accuracy"] == pytest.approx(np.mean(kn))
@@ -88,7 +89,7 @@ def test_single_split_array_view() -> None:
     X, y = d["audio"][keep], d["y"][keep]
     view = ProbeView("baseline", X[:120], y[:120], None, X[120:], y[120:])
     res = run_probes([view], "multiclass", probes=("knn",), knn=KnnProbeConfig(k=3), num_classes=4)
-    ref = knn_probe(X[:120], y[:120], X[120:], y[120:], KnnProbeConfig(k=3), 4)
+    ref = knn_probe(X[:120], y[:120], X[120:], y[120:], KnnProbeConfig(k=3), num_classes=4)
     assert res.rows[0].metrics["f1_macro"] == pytest.approx(ref.metrics["f1_macro"])
     assert res.rows[0].std == {} and res.rows[0].n_train == 120
 
@@ -108,7 +109,7 @@ def test_train_test_stores(stores) -> None:
     # audio probe equals a direct call on the same rows, with speaker groups for the validation split
     tr, te = train["y"] >= 0, test["y"] >= 0
     ref = linear_probe(train["audio"][tr], train["y"][tr], test["audio"][te], test["y"][te],
-                       train["speakers"][tr], FAST, 4)
+                       FAST, groups_train=train["speakers"][tr], num_classes=4)
     assert rows["audio", "linear"].metrics["accuracy"] == pytest.approx(ref.metrics["accuracy"])
     assert rows["audio", "linear"].details["weight_decay"] == ref.weight_decay
     assert res.setup["group"] == "speaker"

@@ -41,9 +41,9 @@ def test_cross_modal_metrics_with_missing_rows() -> None:
     proj = {m: base + rng.normal(size=(n, 6)) * s for m, s in [("audio", 1.0), ("video", 1.2), ("text", 0.8)]}
     present = {"audio": rng.random(n) > 0.2, "video": rng.random(n) > 0.3, "text": np.ones(n, bool)}
     res = cross_modal_retrieval(proj, present, ks=(1, 5, 10), max_block_elements=1000)
-    assert sorted(res) == sorted(f"{a}->{b}" for a in proj for b in proj if a != b)
+    assert sorted(res) == sorted(f"{a}-{b}" for a in proj for b in proj if a != b)
     for pair, r in res.items():
-        a, b = pair.split("->")
+        a, b = pair.split("-")
         rows = np.flatnonzero(present[a] & present[b])
         ranks = naive_ranks(proj[a][rows], proj[b][rows])
         assert r["count"] == len(rows)
@@ -51,17 +51,17 @@ def test_cross_modal_metrics_with_missing_rows() -> None:
             assert r[f"R@{k}"] == pytest.approx(100 * np.mean(ranks <= k))
         assert r["median_rank"] == pytest.approx(np.median(ranks))
         assert r["mean_rank"] == pytest.approx(np.mean(ranks))
-    assert res["audio->video"]["R@1"] != res["video->audio"]["R@1"] or \
-        res["audio->video"]["median_rank"] != res["video->audio"]["median_rank"]  # directions differ
+    assert res["audio-video"]["R@1"] != res["video-audio"]["R@1"] or \
+        res["audio-video"]["median_rank"] != res["video-audio"]["median_rank"]  # directions differ
     table = format_table(res)
-    assert "audio->video" in table and "R@10" in table and "MedR" in table
-    assert f"{res['text->audio']['R@5']:.1f}" in table
+    assert "audio-video" in table and "R@10" in table and "MedR" in table
+    assert f"{res['text-audio']['R@5']:.1f}" in table
 
 
 def test_no_common_rows_gives_nan() -> None:
     proj = {"a": np.eye(3), "b": np.eye(3)}
     res = cross_modal_retrieval(proj, {"a": np.array([1, 0, 0], bool), "b": np.array([0, 1, 1], bool)})
-    assert res["a->b"]["count"] == 0 and np.isnan(res["a->b"]["R@1"])
+    assert res["a-b"]["count"] == 0 and np.isnan(res["a-b"]["R@1"])
     with pytest.raises(ValueError, match="present\\['a'\\]"):
         cross_modal_retrieval(proj, {"a": np.ones(2, bool), "b": np.ones(3, bool)})
 
@@ -112,4 +112,4 @@ def test_cli_cross_modal(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert sorted(got) == sorted(ref)
     for pair in ref:
         assert got[pair] == pytest.approx(ref[pair])
-    assert "audio->video" in printed and "video->audio" in printed
+    assert "audio-video" in printed and "video-audio" in printed

@@ -78,7 +78,7 @@ def test_perfect_alignment_gives_low_loss_and_shuffled_gives_high():
     shuffled = two_window_supcon(za, za[torch.randperm(16, generator=torch.Generator().manual_seed(0))], 0.05)
     assert aligned.item() < 0.05 < math.log(31) / 2 < shuffled.item()
     out = two_window_pairwise_loss({"a": za, "b": za.flip(1)}, temperature=0.05)
-    assert out.accuracy["a->b"].item() == 1.0 and out.accuracy["b->a"].item() == 1.0
+    assert out.accuracy["a-b"].item() == 1.0 and out.accuracy["b-a"].item() == 1.0
 
 
 def test_pairwise_mean_over_ordered_pairs_and_presence():
@@ -94,9 +94,9 @@ def test_pairwise_mean_over_ordered_pairs_and_presence():
             if a == b:
                 continue
             rows = keep if "text" in (a, b) else torch.arange(batch)
-            expected[f"{a}->{b}"] = naive_two_window(emb[a][rows], emb[b][rows], 0.3)
+            expected[f"{a}-{b}"] = naive_two_window(emb[a][rows], emb[b][rows], 0.3)
     assert set(out.per_pair) == set(expected)
-    assert out.count["audio->text"] == 4 and out.count["audio->video"] == 6
+    assert out.count["audio-text"] == 4 and out.count["audio-video"] == 6
     for name, value in expected.items():
         torch.testing.assert_close(out.per_pair[name], value)
     torch.testing.assert_close(out.loss, torch.stack(list(expected.values())).mean())
@@ -110,7 +110,7 @@ def test_pairwise_with_labels_selects_the_present_rows_labels():
     out = two_window_pairwise_loss(emb, present, temperature=0.5, labels=labels)
     rows = torch.tensor([0, 1, 3, 4])
     ref = naive_two_window(emb["audio"][rows], emb["video"][rows], 0.5, [0, 1, 1, 0])
-    torch.testing.assert_close(out.per_pair["audio->video"], ref)
+    torch.testing.assert_close(out.per_pair["audio-video"], ref)
 
 
 def test_pairwise_without_enough_rows_is_zero_with_gradients():

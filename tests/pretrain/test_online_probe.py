@@ -59,7 +59,7 @@ def _reference(cfg, checkpoint: str) -> dict[str, float]:
     for view, x in X.items():
         tr_v, te_v = tr[usable[view][tr]], te[usable[view][te]]
         prefix = "online_probe" if view == "fused" else f"online_probe/{view}"
-        fit = linear_probe(x[tr_v], y[tr_v], x[te_v], y[te_v], None, lin, classes)
+        fit = linear_probe(x[tr_v], y[tr_v], x[te_v], y[te_v], lin, num_classes=classes)
         out[f"{prefix}/linear_acc"] = fit.metrics["accuracy"]
         knn = knn_probe(x[tr_v], y[tr_v], x[te_v], y[te_v], num_classes=classes)
         out[f"{prefix}/knn_acc"] = knn.metrics["accuracy"]

@@ -124,7 +124,7 @@ def test_fast_dev_run_of_the_four_modality_paper_config(paper_setup):
     (["loss.name=two_window_supcon"], "needs two windows"),
     (["data.two_window.frames=10"], "needs loss.name=two_window_supcon"),
     (["loss.label=emotion"], "only for loss.name=two_window_supcon"),
-    (["loss.name=supcon"], "not one of"),
+    (["loss.name=supcon"], "unknown loss .supcon.; known: pairwise_infonce, two_window_supcon"),
     (["loss.name=two_window_supcon", "data.two_window.frames=5", "data.two_window.modality_frames.smell=3"],
      "no such modality"),
 ])
