@@ -12,8 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from contrastive_mer.config import ConfigError, load_config
+from contrastive_mer.config import ConfigError
 from contrastive_mer.data.datamodule import MERDataModule
+from contrastive_mer.experiment import load_config
 from contrastive_mer.model.losses import (
     LOSSES,
     ContrastiveLoss,
