@@ -22,12 +22,13 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from contrastive_mer.config import PRECISIONS, ConfigError, checkpoint_monitor, load_config, to_yaml
 from contrastive_mer.data.datamodule import MERDataModule
 from contrastive_mer.data.dataset import SkipReport, SkipTracker
+from contrastive_mer.distributed import is_launched_rank
 from contrastive_mer.errors import UserError
 from contrastive_mer.model.checkpoint_io import AtomicCheckpointIO, verify_checkpoint_crc
 from contrastive_mer.model.module import PairwiseContrastiveModule
 from contrastive_mer.pretrain.figures import EmbeddingFiguresCallback
 from contrastive_mer.pretrain.progress import EpochLineCallback, ThroughputCallback, interactive_output, quiet_lightning
-from contrastive_mer.pretrain.run_dir import is_launched_rank, lock_run_dir, prepare_run_dir
+from contrastive_mer.pretrain.run_dir import lock_run_dir, prepare_run_dir
 
 # noise from Lightning's own internals on current torch; nothing a user can act on
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")

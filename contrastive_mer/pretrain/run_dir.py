@@ -13,10 +13,10 @@ Two runs at once in one folder are refused too: :func:`lock_run_dir` holds an ex
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
+from contrastive_mer.distributed import is_launched_rank
 from contrastive_mer.errors import UserError
 from contrastive_mer.store.lock import WriterLock, acquire
 
@@ -24,11 +24,6 @@ RUN_FILES = ("config.yaml", "history.json", "data_summary.json", "split.json", "
 RUN_DIRS = ("tensorboard", "figures")
 #: the lock file of a run folder (removed when the run ends; a stale one left by kill -9 blocks nothing)
 LOCK_NAME = "run.lock"
-
-
-def is_launched_rank() -> bool:
-    """True in a DDP process other than the first (those must leave the folder to rank 0)."""
-    return any(int(os.environ.get(k, "0") or 0) > 0 for k in ("RANK", "LOCAL_RANK", "NODE_RANK"))
 
 
 def run_artifacts(run_dir: Path) -> list[Path]:
