@@ -70,7 +70,7 @@ def append_rows(w: FeatureStoreWriter, rows: dict, idx: np.ndarray) -> None:
              features={m: rows["features"][m][idx] for m in MODS},
              projections={m: rows["projections"][m][idx] for m in MODS},
              present={m: rows["present"][m][idx] for m in MODS},
-             fused={"concat": rows["fused"]["concat"][idx]},
+             fused={mode: v[idx] for mode, v in rows["fused"].items()},
              sequences={"audio": [rows["seq"][i] for i in idx]})
 
 
