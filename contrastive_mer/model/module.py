@@ -111,7 +111,7 @@ class PairwiseContrastiveModule(pl.LightningModule):
         if not self.two_window:
             return self.loss_fn(projections, batch.present)
         half = len(batch) // 2
-        views = {m: torch.stack([z[:half], z[half:2 * half]], dim=1) for m, z in projections.items()}
+        windows = {m: torch.stack([z[:half], z[half:2 * half]], dim=1) for m, z in projections.items()}
         present = {m: p[:half] & p[half:2 * half] for m, p in batch.present.items()}
         label = self.cfg.loss.label
         labels = None
@@ -120,7 +120,7 @@ class PairwiseContrastiveModule(pl.LightningModule):
                 raise UserError(f"loss.label: the batch has no label {label!r}; it has {sorted(batch.labels)}")
             labels = batch.labels[label][:half]
         assert isinstance(self.loss_fn, TwoWindowLoss)
-        return self.loss_fn(views, present, labels)
+        return self.loss_fn(windows, present, labels)
 
     def _step(self, batch: Batch, stage: str) -> torch.Tensor | None:
         if len(batch) == 0:

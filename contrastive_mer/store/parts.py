@@ -34,7 +34,7 @@ __all__ = ["FORMAT_VERSION", "PARTS_LIST_NAME", "LEGACY_PARTS_LIST_NAMES", "FINI
 
 FORMAT_VERSION = 1
 PARTS_SUFFIX = ".parts"
-#: the parts list of a parts folder: the writer's schema and creation time (not a corpus manifest)
+#: the parts list of a parts folder: the writer's schema and creation time
 PARTS_LIST_NAME = "parts.json"
 #: what earlier versions named the parts list (read when resuming their folders)
 LEGACY_PARTS_LIST_NAMES = ("manifest.json",)
