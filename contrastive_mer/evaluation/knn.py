@@ -122,7 +122,15 @@ def vote(similarities: np.ndarray, neighbours: np.ndarray, y_train: np.ndarray, 
 def knn_probe(X_train: np.ndarray, y_train: Any, X_test: np.ndarray, y_test: Any = None,
               config: KnnProbeConfig | None = None, num_classes: int | None = None) -> KnnProbeResult:
     """Classify (or regress) each test row from its ``k`` nearest training rows; ``y_test`` only feeds
-    ``metrics``. ``k`` is capped at the number of training rows."""
+    ``metrics``. ``k`` is capped at the number of training rows.
+
+    >>> import numpy as np
+    >>> X_train = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
+    >>> result = knn_probe(X_train, [0, 0, 1, 1], np.array([[1.0, 0.2], [0.2, 1.0]]), [0, 1],
+    ...                    config=KnnProbeConfig(k=2))
+    >>> result.predictions.tolist()
+    [0, 1]
+    """
     config = config or KnnProbeConfig()
     y = np.asarray(y_train)
     if len(y) != len(X_train):

@@ -295,6 +295,18 @@ def pretrain(cfg: DictConfig, output: str | Path | None = None, resume: bool = F
     old checkpoints, logs and run files first) is given. The data summary is printed and saved as
     ``data_summary.json``, the split as ``split.json``. The run folder is locked (``<run>/run.lock``) for the
     whole run: another process training in it fails at once naming this one's pid.
+
+    A check run of the demo config shrunk to seconds (``trainer.fast_dev_run``: one batch, no checkpoint):
+
+    >>> import contextlib, io, tempfile
+    >>> from contrastive_mer.config import load_config
+    >>> from contrastive_mer.configs import TINY_DEMO, config_path
+    >>> cfg = load_config(config_path("demo.yaml"), [*TINY_DEMO, "trainer.fast_dev_run=true"])
+    >>> with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
+    ...     result = pretrain(cfg, f"{tmp}/run")
+    ...     written = sorted(p.name for p in result.run_dir.iterdir())
+    >>> written
+    ['config.yaml', 'data_summary.json', 'figures', 'history.json', 'split.json']
     """
     run_dir = make_run_dir(cfg, output)
     lock = lock_run_dir(run_dir)

@@ -435,6 +435,17 @@ class FeatureStore:
 
     ``allow_partial=True`` accepts a file whose ``complete`` flag is missing/false, and an unfinished
     ``<path>.parts/`` folder (its part files are merged in memory, so use it for inspection, not huge stores).
+
+    >>> import tempfile
+    >>> import numpy as np
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     with FeatureStoreWriter(f"{tmp}/s.h5", ["audio"], {"audio": 2}, None, fsync=False) as w:
+    ...         w.append(["a", "b"], {}, {}, {"audio": np.eye(2, dtype=np.float32)}, {},
+    ...                  {"audio": np.array([True, False])}, {})
+    ...     with FeatureStore(f"{tmp}/s.h5") as store:
+    ...         view = store.view("audio")  # features/audio and its usable rows
+    ...         print(list(store.ids), view.key, view.rows.tolist(), view.vectors[0].tolist())
+    ['a', 'b'] features/audio [0] [1.0, 0.0]
     """
 
     def __init__(self, path: str | Path, allow_partial: bool = False) -> None:
