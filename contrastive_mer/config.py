@@ -116,7 +116,7 @@ class LossConfig:
     pairs: list[str] = field(default_factory=list)
     gather: bool = True
     local_loss: bool = True
-    # pairwise_infonce (one view per clip, the default) or two_window_supcon (the official code's variant: needs
+    # pairwise_infonce (one window per clip, the default) or two_window_supcon (the official code's variant: needs
     # data.two_window; label: a categorical label whose classes are positives, count_offset: see losses.py)
     name: str = "pairwise_infonce"
     label: Optional[str] = None

@@ -60,7 +60,7 @@ def check_two_window(cfg: Any) -> None:
         raise ValueError("loss.name: two_window_supcon needs two windows per clip (data.two_window.frames=W)")
     if windows.frames > 0 and not two:
         raise ValueError(f"data.two_window.frames: {windows.frames} needs loss.name=two_window_supcon (the "
-                         f"{loss.name} loss scores one view per clip)")
+                         f"{loss.name} loss scores each clip once)")
 
 
 def take_window(x: torch.Tensor, axis: int, length: int, start_fraction: float) -> torch.Tensor:
@@ -90,7 +90,7 @@ class TwoWindowCollator:
         self.lengths = dict(lengths)
         self.deterministic = deterministic
 
-    def views(self, sample: PreparedSample, fractions: tuple[float, float]) -> list[PreparedSample]:
+    def windows(self, sample: PreparedSample, fractions: tuple[float, float]) -> list[PreparedSample]:
         """The two windows of one clip."""
         out = []
         for u in fractions:
@@ -111,7 +111,7 @@ class TwoWindowCollator:
             else:
                 drawn = torch.rand(2).tolist()
                 fractions = (drawn[0], drawn[1])
-            a, b = self.views(item, fractions)
+            a, b = self.windows(item, fractions)
             first.append(a)
             second.append(b)
         return self.collate(first + second)
@@ -128,7 +128,7 @@ def make_collator(cfg: Any, preprocessors: Mapping[str, Preprocessor],
     return TwoWindowCollator(preprocessors, window_lengths(windows, preprocessors), deterministic=not train)
 
 
-def split_views(batch_size: int) -> tuple[slice, slice]:
+def split_windows(batch_size: int) -> tuple[slice, slice]:
     """Rows of window 0 and window 1 in a two-window batch of ``batch_size`` (= 2B) rows."""
     half = batch_size // 2
     return slice(0, half), slice(half, 2 * half)

@@ -124,7 +124,15 @@ def knn_probe(X_train: np.ndarray, y_train: Any, X_test: np.ndarray, y_test: Any
               num_classes: int | None = None) -> KnnProbeResult:
     """Classify (or regress) each test row from its ``k`` nearest training rows; ``y_test`` only feeds
     ``metrics``. ``k`` is capped at the number of training rows. The shared probe signature
-    (:mod:`contrastive_mer.evaluation.probes`); ``groups_train`` is not used (nothing is fitted)."""
+    (:mod:`contrastive_mer.evaluation.probes`); ``groups_train`` is not used (nothing is fitted).
+
+    >>> import numpy as np
+    >>> X_train = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
+    >>> result = knn_probe(X_train, [0, 0, 1, 1], np.array([[1.0, 0.2], [0.2, 1.0]]), [0, 1],
+    ...                    config=KnnProbeConfig(k=2))
+    >>> result.predictions.tolist()
+    [0, 1]
+    """
     config = config or KnnProbeConfig()
     y = np.asarray(y_train)
     if len(y) != len(X_train):

@@ -298,6 +298,14 @@ def linear_probe(X_train: np.ndarray | torch.Tensor, y_train: Any, X_test: np.nd
     group-disjoint.
 
     ``y_test`` is used only to compute ``metrics`` after the fit; it never influences the model.
+
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> y = np.arange(40) % 2
+    >>> X = rng.normal(size=(40, 3)) + 3 * y[:, None]  # two well separated classes
+    >>> result = linear_probe(X[:30], y[:30], X[30:], y[30:], config=LinearProbeConfig(weight_decays=(1e-4,)))
+    >>> result.predictions.tolist()
+    [0, 1, 0, 1, 0, 1, 0, 1, 0, 1]
     """
     config = config or LinearProbeConfig()
     if config.task == "multiclass" and num_classes is None:

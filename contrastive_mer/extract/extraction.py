@@ -123,6 +123,19 @@ def extract(module: PairwiseContrastiveModule, cfg: DictConfig, out: str | Path,
 
     With ``options.shard_index`` set, only this process's shard is encoded, into ``<stem>.shard-I-of-N<suffix>``
     (returned); the shard's labels and groups are still described from all ``records``.
+
+    >>> import tempfile
+    >>> from contrastive_mer.config import load_config
+    >>> from contrastive_mer.configs import TINY_DEMO, config_path
+    >>> from contrastive_mer.model.module import PairwiseContrastiveModule
+    >>> from contrastive_mer.store.hdf5 import FeatureStore
+    >>> cfg = load_config(config_path("demo.yaml"), TINY_DEMO)
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     out = extract(PairwiseContrastiveModule(cfg), cfg, f"{tmp}/feats.h5",
+    ...                   ExtractOptions(device="cpu", progress=False))
+    ...     with FeatureStore(out) as store:
+    ...         print(len(store), store.modalities, store.fused_modes(), store.view("audio").vectors.shape)
+    36 ['audio', 'video', 'text'] ['concat', 'mean'] (36, 32)
     """
     opts = options or ExtractOptions()
     adapter = adapter or build_corpus(cfg)
@@ -160,7 +173,24 @@ def extract(module: PairwiseContrastiveModule, cfg: DictConfig, out: str | Path,
 
 def extract_from_checkpoint(checkpoint: str | Path, out: str | Path, config_path: str | Path | None = None,
                             overrides: Sequence[str] = (), options: ExtractOptions | None = None) -> Path:
-    """What ``cmer extract`` does: load the checkpoint weights-only, build the dataset, extract."""
+    """What ``cmer extract`` does: load the checkpoint weights-only, build the dataset, extract.
+
+    >>> import tempfile, torch
+    >>> from contrastive_mer.config import load_config, to_dict
+    >>> from contrastive_mer.configs import TINY_DEMO, config_path
+    >>> from contrastive_mer.model.module import PairwiseContrastiveModule
+    >>> from contrastive_mer.store.hdf5 import FeatureStore
+    >>> cfg = load_config(config_path("demo.yaml"), TINY_DEMO)
+    >>> module = PairwiseContrastiveModule(cfg)  # untrained: pretrain() writes such checkpoints
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     torch.save({"state_dict": module.state_dict(), "hyper_parameters": {"config": to_dict(cfg)}},
+    ...                f"{tmp}/model.ckpt")
+    ...     out = extract_from_checkpoint(f"{tmp}/model.ckpt", f"{tmp}/feats.h5",
+    ...                                   options=ExtractOptions(device="cpu", progress=False))
+    ...     with FeatureStore(out) as store:
+    ...         print(len(store), store.attrs["checkpoint_sha256"] != "")
+    36 True
+    """
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
         raise FileNotFoundError(f"checkpoint not found: {checkpoint}")

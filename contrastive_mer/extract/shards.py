@@ -10,41 +10,35 @@ same schema even when a shard lacks some label value.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Mapping, Sequence
 
 from contrastive_mer.data.datasets.base import ClipRecord
+from contrastive_mer.distributed import launched_rank, launched_world, local_rank
 from contrastive_mer.store.merge import shard_store_path
 
 __all__ = ["resolve_shard", "shard_records", "shard_store_path", "shard_attrs", "local_rank_device"]
-
-
-def _int_env(environ: Mapping[str, str], key: str) -> int:
-    try:
-        return int(environ[key])
-    except ValueError:
-        raise ValueError(f"environment variable {key}={environ[key]!r} is not an integer") from None
 
 
 def resolve_shard(index: int | str | None, count: int | None,
                   environ: Mapping[str, str] | None = None) -> tuple[int, int] | None:
     """``(index, count)`` of this process's shard, or None for an unsharded extraction.
 
-    ``index="auto"`` reads ``RANK`` and ``WORLD_SIZE`` (set by ``torchrun``); ``count``, when also given, must
-    equal ``WORLD_SIZE``. An integer index needs ``count`` and must lie in ``[0, count)``.
+    ``index="auto"`` reads ``RANK`` and ``WORLD_SIZE`` (set by ``torchrun``; read by
+    :func:`contrastive_mer.distributed.launched_rank` / :func:`~contrastive_mer.distributed.launched_world`, so
+    an empty one counts as unset); ``count``, when also given, must equal ``WORLD_SIZE``. An integer index
+    needs ``count`` and must lie in ``[0, count)``.
     """
-    environ = os.environ if environ is None else environ
     if index is None:
         if count not in (None, 1):
             raise ValueError(f"--num-shards {count} needs --shard-index (an integer or 'auto')")
         return None
     if isinstance(index, str) and index.strip().lower() == "auto":
-        missing = [k for k in ("RANK", "WORLD_SIZE") if k not in environ]
-        if missing:
+        rank, world = launched_rank(environ), launched_world(environ)
+        if rank is None or world is None:
+            missing = [k for k, v in (("RANK", rank), ("WORLD_SIZE", world)) if v is None]
             raise ValueError(f"--shard-index auto reads RANK and WORLD_SIZE (set by torchrun), but "
                              f"{' and '.join(missing)} is not set; pass --shard-index I --num-shards N instead")
-        rank, world = _int_env(environ, "RANK"), _int_env(environ, "WORLD_SIZE")
         if count is not None and count != world:
             raise ValueError(f"--num-shards {count} differs from WORLD_SIZE={world}; leave --num-shards out "
                              "with --shard-index auto")
@@ -87,7 +81,7 @@ def local_rank_device(environ: Mapping[str, str] | None = None) -> str | None:
     """``cuda:<LOCAL_RANK>`` under a launcher that sets ``LOCAL_RANK`` when CUDA is available, else None."""
     import torch
 
-    environ = os.environ if environ is None else environ
-    if "LOCAL_RANK" not in environ or not torch.cuda.is_available():
+    local = local_rank(environ)
+    if local is None or not torch.cuda.is_available():
         return None
-    return f"cuda:{_int_env(environ, 'LOCAL_RANK') % torch.cuda.device_count()}"
+    return f"cuda:{local % torch.cuda.device_count()}"

@@ -123,9 +123,10 @@ def _safe_name(sample_id: str, store: Path) -> str:
 def export_npy(store: str | Path | FeatureStore, out_dir: str | Path, name: str = "cmer",
                sources: Sequence[str] | None = None, levels: Sequence[str] = ("UTT", "FRA")) -> dict[str, int]:
     """Write ``<out_dir>/<name>-<source>-UTT/<id>.npy`` (``features``, ``[D]``) and ``-FRA/<id>.npy``
-    (``sequences``, ``[T, D]``) for every sample where the source is present. Works on token stores and on
-    feature stores extracted with sequences (a source without sequences gets UTT only). Returns files written
-    per folder."""
+    (``sequences``, ``[T, D]``) for the usable rows of the source's view (:meth:`FeatureStore.view`: present,
+    all values finite; a source is named as the view rule names it, e.g. ``audio`` = ``features/audio``). Works
+    on token stores and on feature stores extracted with sequences (a source without sequences gets UTT only).
+    Returns files written per folder."""
     own = not isinstance(store, FeatureStore)
     fs = store if isinstance(store, FeatureStore) else FeatureStore(store)
     try:
@@ -136,20 +137,20 @@ def export_npy(store: str | Path | FeatureStore, out_dir: str | Path, name: str 
         names = [_safe_name(str(i), fs.path) for i in fs.ids]
         counts: dict[str, int] = {}
         for s in sources if sources is not None else fs.modalities:
-            present = fs.present(s)
+            view = fs.view(s)  # the one view rule: the source's vectors and the rows where they hold data
+            rows = view.rows
             if "UTT" in levels:
                 folder = out_dir / f"{name}-{s}-UTT"
                 folder.mkdir(parents=True, exist_ok=True)
-                feats = fs.features(s)
-                for row in np.flatnonzero(present):
-                    np.save(folder / f"{names[row]}.npy", feats[row])
-                counts[folder.name] = int(present.sum())
+                for row in rows:
+                    np.save(folder / f"{names[row]}.npy", view.vectors[row])
+                counts[folder.name] = len(rows)
             if "FRA" in levels and fs.has_sequences(s):
                 folder = out_dir / f"{name}-{s}-FRA"
                 folder.mkdir(parents=True, exist_ok=True)
-                for row in np.flatnonzero(present):
+                for row in rows:
                     np.save(folder / f"{names[row]}.npy", fs.sequence(s, int(row)))
-                counts[folder.name] = int(present.sum())
+                counts[folder.name] = len(rows)
         return counts
     finally:
         if own:

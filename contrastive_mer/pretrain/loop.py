@@ -22,13 +22,14 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from contrastive_mer.config import PRECISIONS, ConfigError, checkpoint_monitor, to_yaml
 from contrastive_mer.data.datamodule import MERDataModule
 from contrastive_mer.data.dataset import SkipReport, SkipTracker
+from contrastive_mer.distributed import is_launched_rank
 from contrastive_mer.errors import UserError
 from contrastive_mer.experiment import load_config
 from contrastive_mer.model.checkpoint_io import AtomicCheckpointIO, verify_checkpoint_crc
 from contrastive_mer.model.module import PairwiseContrastiveModule
 from contrastive_mer.pretrain.figures import EmbeddingFiguresCallback
 from contrastive_mer.pretrain.progress import EpochLineCallback, ThroughputCallback, interactive_output, quiet_lightning
-from contrastive_mer.pretrain.run_dir import is_launched_rank, lock_run_dir, prepare_run_dir
+from contrastive_mer.pretrain.run_dir import lock_run_dir, prepare_run_dir
 
 # noise from Lightning's own internals on current torch; nothing a user can act on
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
@@ -295,6 +296,18 @@ def pretrain(cfg: DictConfig, output: str | Path | None = None, resume: bool = F
     old checkpoints, logs and run files first) is given. The data summary is printed and saved as
     ``data_summary.json``, the split as ``split.json``. The run folder is locked (``<run>/run.lock``) for the
     whole run: another process training in it fails at once naming this one's pid.
+
+    A check run of the demo config shrunk to seconds (``trainer.fast_dev_run``: one batch, no checkpoint):
+
+    >>> import contextlib, io, tempfile
+    >>> from contrastive_mer.config import load_config
+    >>> from contrastive_mer.configs import TINY_DEMO, config_path
+    >>> cfg = load_config(config_path("demo.yaml"), [*TINY_DEMO, "trainer.fast_dev_run=true"])
+    >>> with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
+    ...     result = pretrain(cfg, f"{tmp}/run")
+    ...     written = sorted(p.name for p in result.run_dir.iterdir())
+    >>> written
+    ['config.yaml', 'data_summary.json', 'figures', 'history.json', 'split.json']
     """
     run_dir = make_run_dir(cfg, output)
     lock = lock_run_dir(run_dir)

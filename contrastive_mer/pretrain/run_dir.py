@@ -13,22 +13,17 @@ Two runs at once in one folder are refused too: :func:`lock_run_dir` holds an ex
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
+from contrastive_mer.distributed import is_launched_rank
 from contrastive_mer.errors import UserError
-from contrastive_mer.store.lock import WriterLock, acquire
+from contrastive_mer.store.lock import WriterLock, acquire, holds
 
 RUN_FILES = ("config.yaml", "history.json", "data_summary.json", "split.json", "skipped.jsonl")
 RUN_DIRS = ("tensorboard", "figures")
 #: the lock file of a run folder (removed when the run ends; a stale one left by kill -9 blocks nothing)
 LOCK_NAME = "run.lock"
-
-
-def is_launched_rank() -> bool:
-    """True in a DDP process other than the first (those must leave the folder to rank 0)."""
-    return any(int(os.environ.get(k, "0") or 0) > 0 for k in ("RANK", "LOCAL_RANK", "NODE_RANK"))
 
 
 def run_artifacts(run_dir: Path) -> list[Path]:
@@ -68,10 +63,15 @@ def prepare_run_dir(run_dir: Path, resume: bool = False, overwrite: bool = False
 
 
 def lock_run_dir(run_dir: str | Path) -> WriterLock | None:
-    """Lock ``run_dir`` for this run (creating the folder); None in a DDP process other than the first, which
-    writes there under rank 0's lock. Raises :class:`~contrastive_mer.store.lock.OutputLockedError` (one line,
-    with the holder's pid) when another process runs in it."""
+    """Lock ``run_dir`` for this run (creating the folder), once per process: None when this process already
+    holds its lock (``cmer pretrain`` takes it before importing the trainer, so that a second run fails fast;
+    :func:`~contrastive_mer.pretrain.loop.pretrain` then runs under it and the first taker releases it), and
+    None in a DDP process other than the first, which writes there under rank 0's lock. Raises
+    :class:`~contrastive_mer.store.lock.OutputLockedError` (one line, with the holder's pid) when another
+    process runs in it."""
     if is_launched_rank():
         return None
     run_dir = Path(run_dir)
+    if holds(run_dir, lock_file=run_dir / LOCK_NAME):
+        return None
     return acquire(run_dir, "run folder", lock_file=run_dir / LOCK_NAME)

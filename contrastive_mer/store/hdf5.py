@@ -36,10 +36,11 @@ from contrastive_mer.store.lock import OutputLockedError, WriterLock, acquire
 from contrastive_mer.store.parts import (
     FINISHED_NAME,
     FORMAT_VERSION,
-    MANIFEST_NAME,
+    PARTS_LIST_NAME,
     abandon_file,
     atomic_write_text,
     build_rows,
+    find_parts_list,
     fsync_dir,
     fsync_file,
     is_disk_full,
@@ -125,7 +126,8 @@ class FeatureStoreWriter:
         self.compression = compression
         self._log: RowLog | None = None
         self._last_sync = time.monotonic()
-        self._meta_synced = False  # manifest and folder entries not yet fsynced
+        self._meta_synced = False  # parts list and folder entries not yet fsynced
+        self._parts_list = self.parts / PARTS_LIST_NAME  # or an earlier version's name, found when resuming
         self.schema = self._make_schema(modalities, feature_dims, projection_dim, fused_dims or {},
                                         sequences, labels or {}, groups, attrs or {}, sequence_dtype)
         self._buffer: list[dict[str, np.ndarray]] = []
@@ -184,7 +186,6 @@ class FeatureStoreWriter:
                 "or overwrite it to start afresh")
 
     def _open(self) -> None:
-        manifest = self.parts / MANIFEST_NAME
         if (self.parts / FINISHED_NAME).exists():  # a previous finish() died after merging
             if self.tmp_path.exists():
                 os.replace(self.tmp_path, self.path)
@@ -194,16 +195,19 @@ class FeatureStoreWriter:
                 (self.parts / FINISHED_NAME).unlink()
         self.tmp_path.unlink(missing_ok=True)  # an interrupted merge
         if self.parts.is_dir():
-            for p in self.parts.glob("*.tmp"):  # a part file or manifest that was being written
+            for p in self.parts.glob("*.tmp"):  # a part file or parts list that was being written
                 p.unlink()
-            if manifest.exists():
-                meta = json.loads(manifest.read_text(encoding="utf-8"))
+            listing = find_parts_list(self.parts)
+            if listing is not None:
+                self._parts_list = listing
+                meta = json.loads(listing.read_text(encoding="utf-8"))
                 self._check(StoreSchema.from_json(meta["schema"]), self.parts)
                 self.created = meta["created"]
             elif list_parts(self.parts):
-                raise StoreMismatchError(f"{self.parts} holds part files but no {MANIFEST_NAME}; delete the folder")
+                raise StoreMismatchError(f"{self.parts} holds part files but no parts list "
+                                         f"({PARTS_LIST_NAME}); delete the folder")
             else:
-                self._write_manifest()
+                self._write_parts_list()
             for part in list_parts(self.parts):
                 self._add_done(read_part_ids(part), part)
             log = self.parts / LOG_NAME
@@ -223,22 +227,23 @@ class FeatureStoreWriter:
             self._finished = True
             return
         self.parts.mkdir(parents=True)
-        self._write_manifest()
+        self._write_parts_list()
         self._log = RowLog(self.parts / LOG_NAME, self.schema, 0)
 
-    def _write_manifest(self) -> None:
-        """The manifest (fsynced with the log's first sync, not here: one fsync fewer per extraction)."""
+    def _write_parts_list(self) -> None:
+        """The parts list (fsynced with the log's first sync, not here: one fsync fewer per extraction)."""
         text = json.dumps({"schema": self.schema.to_json(), "created": self.created})
-        atomic_write_text(self.parts / MANIFEST_NAME, text, fsync=False)
+        self._parts_list = self.parts / PARTS_LIST_NAME
+        atomic_write_text(self._parts_list, text, fsync=False)
 
     def sync(self) -> None:
-        """Make the rows appended so far durable against power loss (the log, and once the manifest and the
+        """Make the rows appended so far durable against power loss (the log, and once the parts list and the
         folder entries); called by :meth:`flush` every ``sync_seconds`` when ``fsync`` is on."""
         if self._log is None:
             return
         self._log.sync()
         if not self._meta_synced:
-            fsync_file(self.parts / MANIFEST_NAME)
+            fsync_file(self._parts_list)
             fsync_dir(self.parts)
             fsync_dir(self.path.parent)
             self._meta_synced = True
@@ -357,37 +362,96 @@ class FeatureStoreWriter:
             self.close()
 
 
+# ---------------------------------------------------------------------------------------------------- opener
+_PARTIAL_HINT = ("rerun the extraction with the same output to resume it, or open it with allow_partial=True "
+                 "to read the rows written so far")
+
+
+def _open_checked(path: Path, allow_partial: bool, rdcc_nbytes: int | None = None,
+                  merge_tag: int = 0) -> tuple[h5py.File, dict[str, Any]]:
+    """The one opener of a store (:class:`FeatureStore`, :meth:`FeatureStore.open_file`): the file and its
+    decoded root attributes, after the checks (HDF5 can open it; unless ``allow_partial``, it is no unfinished
+    ``.parts`` folder and has ``complete=True``; its attributes read; its layout fits its schema)."""
+    parts = path if path.name.endswith(".parts") else parts_dir_for(path)
+    if path.is_file():
+        try:
+            f = h5py.File(path, "r") if rdcc_nbytes is None else h5py.File(path, "r", rdcc_nbytes=rdcc_nbytes)
+        except OSError as e:
+            raise StoreIntegrityError(path, f"cannot be opened as a feature store "
+                                            f"({' '.join(str(e).split())})") from e
+    elif parts.is_dir() and find_parts_list(parts) is not None:
+        if not allow_partial:
+            raise IncompleteStoreError(f"{path} is unfinished (only {parts} exists); {_PARTIAL_HINT}")
+        f = _merge_in_memory(parts, merge_tag)
+    else:
+        raise FileNotFoundError(f"feature store {path} does not exist")
+    try:
+        attrs = _read_attrs(f, path)
+        if not attrs.get("complete", False) and not allow_partial:
+            raise IncompleteStoreError(f"{path} is incomplete (no complete=True attribute); {_PARTIAL_HINT}")
+        schema = attrs.get("schema")
+        check_layout(f, path, schema if isinstance(schema, str) else None)
+    except BaseException:
+        f.close()
+        raise
+    return f, attrs
+
+
+def _merge_in_memory(parts: Path, tag: int) -> h5py.File:
+    """An unfinished parts folder merged into an in-memory HDF5 file (``complete=False``)."""
+    listing = find_parts_list(parts)
+    assert listing is not None
+    meta = json.loads(listing.read_text(encoding="utf-8"))
+    schema = StoreSchema.from_json(meta["schema"])
+    f = h5py.File(f"{parts}/partial-{tag}.h5", "w", driver="core", backing_store=False)
+    merge_parts(parts, schema, f, _root_attrs(schema, meta["created"]))
+    f.attrs["complete"] = False
+    return f
+
+
+def _read_attrs(f: h5py.File, path: Path) -> dict[str, Any]:
+    """The root attributes, decoded (bytes to str, numpy scalars to Python, JSON-valued ones parsed)."""
+    try:
+        raw = dict(f.attrs)
+        json_keys = set(json.loads(raw.get("json_attrs", "[]")))
+    except (OSError, RuntimeError, ValueError, TypeError) as e:
+        raise StoreIntegrityError(path, f"its attributes cannot be read ({e})") from None
+    out: dict[str, Any] = {}
+    for k, v in raw.items():
+        if isinstance(v, bytes):
+            v = v.decode("utf-8")
+        elif isinstance(v, np.generic):
+            v = v.item()
+        elif isinstance(v, np.ndarray):
+            v = [x.decode("utf-8") if isinstance(x, bytes) else x for x in v.tolist()]
+        out[k] = json.loads(v) if k in json_keys and k != "json_attrs" else v
+    out.pop("json_attrs", None)
+    return out
+
+
 # ---------------------------------------------------------------------------------------------------- reader
 class FeatureStore:
     """Read-only access to a feature store (never unpickles anything).
 
     ``allow_partial=True`` accepts a file whose ``complete`` flag is missing/false, and an unfinished
     ``<path>.parts/`` folder (its part files are merged in memory, so use it for inspection, not huge stores).
+
+    >>> import tempfile
+    >>> import numpy as np
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     with FeatureStoreWriter(f"{tmp}/s.h5", ["audio"], {"audio": 2}, None, fsync=False) as w:
+    ...         w.append(["a", "b"], {}, {}, {"audio": np.eye(2, dtype=np.float32)}, {},
+    ...                  {"audio": np.array([True, False])}, {})
+    ...     with FeatureStore(f"{tmp}/s.h5") as store:
+    ...         view = store.view("audio")  # features/audio and its usable rows
+    ...         print(list(store.ids), view.key, view.rows.tolist(), view.vectors[0].tolist())
+    ['a', 'b'] features/audio [0] [1.0, 0.0]
     """
 
     def __init__(self, path: str | Path, allow_partial: bool = False) -> None:
         self.path = Path(path)
-        parts = self.path if self.path.name.endswith(".parts") else parts_dir_for(self.path)
-        hint = ("rerun the extraction with the same output to resume it, or open it with allow_partial=True "
-                "to read the rows written so far")
-        if self.path.is_file():
-            try:
-                self._f = h5py.File(self.path, "r")
-            except OSError as e:
-                raise StoreIntegrityError(self.path, f"cannot be opened as a feature store "
-                                                     f"({' '.join(str(e).split())})") from e
-        elif parts.is_dir() and (parts / MANIFEST_NAME).exists():
-            if not allow_partial:
-                raise IncompleteStoreError(f"{self.path} is not finished (only {parts} exists); {hint}")
-            self._f = self._merge_in_memory(parts)
-        else:
-            raise FileNotFoundError(f"feature store {self.path} does not exist")
+        self._f, self.attrs = _open_checked(self.path, allow_partial, merge_tag=id(self))
         try:
-            self.attrs = self._read_attrs()
-            if not self.attrs.get("complete", False) and not allow_partial:
-                raise IncompleteStoreError(f"{self.path} is incomplete (no complete=True attribute); {hint}")
-            schema = self.attrs.get("schema")
-            check_layout(self._f, self.path, schema if isinstance(schema, str) else None)
             self.ids = (self._read("ids").astype(object) if "ids" in self._f else np.array([], object))
         except BaseException:
             self._f.close()
@@ -396,13 +460,14 @@ class FeatureStore:
         self.modalities = list(mods) if mods else sorted(self._f.get("features", {}))
         self._offsets: dict[str, np.ndarray] = {}
 
-    def _merge_in_memory(self, parts: Path) -> h5py.File:
-        meta = json.loads((parts / MANIFEST_NAME).read_text(encoding="utf-8"))
-        schema = StoreSchema.from_json(meta["schema"])
-        f = h5py.File(f"{parts}/partial-{id(self)}.h5", "w", driver="core", backing_store=False)
-        merge_parts(parts, schema, f, _root_attrs(schema, meta["created"]))
-        f.attrs["complete"] = False
-        return f
+    @staticmethod
+    def open_file(path: str | Path, rdcc_nbytes: int | None = None) -> h5py.File:
+        """The finished store at ``path`` as a read-only :class:`h5py.File`, after the checks every reader of a
+        finished store passes (it exists, is finished with ``complete=True``, its attributes read, its layout
+        fits its schema): for code that streams a store's datasets itself (the shard merge). ``rdcc_nbytes``
+        sizes HDF5's chunk cache (0: none). The caller closes the file; reads through
+        :func:`contrastive_mer.store.integrity.read` keep the checksum checks."""
+        return _open_checked(Path(path), False, rdcc_nbytes=rdcc_nbytes)[0]
 
     def _read(self, key: str, selection: Any = Ellipsis) -> np.ndarray:
         """``<key>[selection]`` through the checks of :mod:`~contrastive_mer.store.integrity` (checksums, and the
@@ -413,24 +478,6 @@ class FeatureStore:
         if selection is Ellipsis and h5py.check_string_dtype(ds.dtype) is not None:
             _integrity.check_strings(self.path, key, ds, values)
         return values
-
-    def _read_attrs(self) -> dict[str, Any]:
-        try:
-            raw = dict(self._f.attrs)
-            json_keys = set(json.loads(raw.get("json_attrs", "[]")))
-        except (OSError, RuntimeError, ValueError, TypeError) as e:
-            raise StoreIntegrityError(self.path, f"its attributes cannot be read ({e})") from None
-        out: dict[str, Any] = {}
-        for k, v in raw.items():
-            if isinstance(v, bytes):
-                v = v.decode("utf-8")
-            elif isinstance(v, np.generic):
-                v = v.item()
-            elif isinstance(v, np.ndarray):
-                v = [x.decode("utf-8") if isinstance(x, bytes) else x for x in v.tolist()]
-            out[k] = json.loads(v) if k in json_keys and k != "json_attrs" else v
-        out.pop("json_attrs", None)
-        return out
 
     # ------------------------------------------------------------------------------------ lookup
     def _get(self, group: str, name: str) -> h5py.Dataset:

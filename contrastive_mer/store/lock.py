@@ -18,7 +18,7 @@ from pathlib import Path
 
 from contrastive_mer.errors import UserError
 
-__all__ = ["OutputLockedError", "WriterLock", "acquire", "lock_path_for"]
+__all__ = ["OutputLockedError", "WriterLock", "acquire", "holds", "lock_path_for"]
 
 #: path -> the lock this process holds on it (the newest holder object owns it)
 _HELD: dict[str, "_Held"] = {}
@@ -64,6 +64,12 @@ def lock_path_for(path: str | Path) -> Path:
     """The lock file of an output: ``<path>.lock`` beside it."""
     path = Path(path)
     return path.with_name(path.name + ".lock")
+
+
+def holds(path: str | Path, lock_file: str | Path | None = None) -> bool:
+    """Whether this process holds the lock of ``path`` (lock file as in :func:`acquire`)."""
+    lock = Path(lock_file if lock_file is not None else lock_path_for(path)).absolute()
+    return str(lock) in _HELD
 
 
 def _holder(lock: Path) -> str:

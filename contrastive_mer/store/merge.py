@@ -29,7 +29,7 @@ from contrastive_mer.store import integrity as _integrity
 from contrastive_mer.store._layout import COMPRESSIONS, STR_DTYPE, StoreLayout, StoreSchema
 from contrastive_mer.store.hdf5 import FeatureStore, IncompleteStoreError
 from contrastive_mer.store.integrity import StoreIntegrityError
-from contrastive_mer.store.parts import abandon_file, fsync_dir, fsync_file, is_disk_full, parts_dir_for
+from contrastive_mer.store.parts import abandon_file, fsync_dir, fsync_file, is_disk_full
 
 __all__ = ["SHARD_ATTRS", "ShardMergeError", "find_shards", "merge_shards", "shard_store_path"]
 
@@ -75,20 +75,20 @@ def find_shards(out: str | Path) -> list[Path]:
 
 
 # ----------------------------------------------------------------------------------------------- checks
-def _open_shard(path: Path, stack: ExitStack) -> h5py.File:
-    if not path.is_file():
-        if parts_dir_for(path).is_dir():
-            raise IncompleteStoreError(f"shard {path} is unfinished (only {parts_dir_for(path).name} exists); "
-                                       "rerun its extraction with the same options to resume it")
-        raise FileNotFoundError(f"shard {path} does not exist")
+def _open_shard(path: Path, stack: ExitStack | None = None) -> h5py.File:
+    """A shard through the stores' one opener (:meth:`FeatureStore.open_file`: finished, complete, layout as
+    its schema says), without a chunk cache (per-shard caches would add up); errors name the shard."""
     try:
-        f = stack.enter_context(h5py.File(path, "r", rdcc_nbytes=0))  # per-shard chunk caches would add up
-    except OSError as e:
-        raise OSError(f"cannot open shard {path}: {e}") from e
-    if not bool(f.attrs.get("complete", False)):
-        raise IncompleteStoreError(f"shard {path} is incomplete (no complete=True attribute); rerun its "
-                                   "extraction to finish it")
+        f = FeatureStore.open_file(path, rdcc_nbytes=0)
+    except IncompleteStoreError as e:
+        what = str(e).split(";")[0]  # the opener's hint is about reading a partial store, not merging one
+        raise IncompleteStoreError(f"shard {what}; rerun its extraction with the same options to finish it") from e
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"shard {path} does not exist") from e
+    if stack is not None:
+        stack.enter_context(f)
     if "schema" not in f.attrs or "ids" not in f:
+        f.close()
         raise ShardMergeError(f"shard {path} was not written by FeatureStoreWriter (no schema attribute)")
     return f
 
@@ -142,7 +142,7 @@ def _global_order(paths: Sequence[Path]) -> tuple[np.ndarray, np.ndarray, np.nda
     """
     keys, shard, row = [], [], []
     for s, path in enumerate(paths):
-        with h5py.File(path, "r", rdcc_nbytes=0) as f:
+        with _open_shard(path) as f:
             ds = f["ids"]  # raw UTF-8 bytes (byte order = code point order), in slices: little memory held
             ids = np.concatenate([np.asarray(ds[i:i + _ID_SLICE]).astype(bytes)
                                   for i in range(0, len(ds), _ID_SLICE)] or [np.array([], dtype=bytes)])
@@ -199,7 +199,8 @@ class _ShardFiles:
 
     def reopen(self) -> None:
         self.close()
-        self.files = [h5py.File(p, "r", rdcc_nbytes=0) for p in self.paths]
+        for p in self.paths:
+            self.files.append(_open_shard(p))
 
     def close(self) -> None:
         for f in self.files:
@@ -299,7 +300,7 @@ def _corrupt_shard(paths: Sequence[Path]) -> StoreIntegrityError | None:
     for path in paths:
         try:
             FeatureStore(path).close()  # layout, sizes, the ids' SHA-256
-            with h5py.File(path, "r", rdcc_nbytes=0) as f:
+            with _open_shard(path) as f:
                 keys: list[str] = []
                 f.visititems(lambda k, o: keys.append(k) if isinstance(o, h5py.Dataset) else None)
                 for key in keys:

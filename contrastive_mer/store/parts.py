@@ -1,7 +1,8 @@
 """The parts folder of a :class:`~contrastive_mer.store.hdf5.FeatureStoreWriter` and its merge into the store.
 
-While an extraction runs, ``<out>.parts/`` holds a ``manifest.json`` (the
-:class:`~contrastive_mer.store._layout.StoreSchema`, so that a resumed run can check it is compatible) and the
+While an extraction runs, ``<out>.parts/`` holds its *parts list* ``parts.json`` (the
+:class:`~contrastive_mer.store._layout.StoreSchema` and the creation time, so that a resumed run can check it is
+compatible; folders of earlier versions named it ``manifest.json``, still read: :func:`find_parts_list`) and the
 row log ``rows.log`` (:mod:`contrastive_mer.store.rowlog`: one framed, CRC-checked record per flushed block of
 rows). Folders left by earlier versions also hold HDF5 part files ``part-<n>.h5`` (or ``shard-<n>.h5``), one per
 flushed block, each dataset keyed by its final path plus ``sequences/<m>_lengths``; they are still read (before
@@ -27,16 +28,28 @@ from contrastive_mer.store import rowlog
 from contrastive_mer.store._layout import STR_DTYPE, StoreLayout, StoreSchema
 from contrastive_mer.utils import to_numpy as _np
 
-__all__ = ["FORMAT_VERSION", "MANIFEST_NAME", "FINISHED_NAME", "abandon_file", "atomic_write_text", "build_rows",
-           "fsync_dir", "fsync_file", "is_disk_full", "iter_rows", "list_parts", "merge_parts", "parts_dir_for",
-           "read_part_ids"]
+__all__ = ["FORMAT_VERSION", "PARTS_LIST_NAME", "LEGACY_PARTS_LIST_NAMES", "FINISHED_NAME", "find_parts_list",
+           "abandon_file", "atomic_write_text", "build_rows", "fsync_dir", "fsync_file", "is_disk_full", "iter_rows",
+           "list_parts", "merge_parts", "parts_dir_for", "read_part_ids"]
 
 FORMAT_VERSION = 1
 PARTS_SUFFIX = ".parts"
-MANIFEST_NAME = "manifest.json"
+#: the parts list of a parts folder: the writer's schema and creation time
+PARTS_LIST_NAME = "parts.json"
+#: what earlier versions named the parts list (read when resuming their folders)
+LEGACY_PARTS_LIST_NAMES = ("manifest.json",)
 FINISHED_NAME = "FINISHED"
 #: HDF5 part files of earlier versions, ``part-<n>.h5`` or ``shard-<n>.h5`` (still read when resuming)
 _PART_RE = re.compile(r"^(?:part|shard)-(\d+)\.h5$")
+
+
+def find_parts_list(parts: Path) -> Path | None:
+    """The parts list of the folder ``parts``: ``parts.json``, else the name an earlier version wrote
+    (``manifest.json``); None when there is none."""
+    for name in (PARTS_LIST_NAME, *LEGACY_PARTS_LIST_NAMES):
+        if (parts / name).is_file():
+            return parts / name
+    return None
 
 
 # ----------------------------------------------------------------------------------------------- batches

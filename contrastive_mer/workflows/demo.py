@@ -148,18 +148,20 @@ def _retrieval(test_store: Path, run_dir: Path) -> tuple[dict, list]:
     from contrastive_mer.store.index import index_from_store
 
     with FeatureStore(test_store) as store:
-        metrics = cross_modal_retrieval({m: store.projections(m) for m in store.modalities},
-                                        {m: store.present(m) for m in store.modalities})
+        projections = {m: store.view(f"projections/{m}") for m in store.modalities}  # the one view rule
+        metrics = cross_modal_retrieval({m: v.vectors for m, v in projections.items()},
+                                        {m: v.usable for m, v in projections.items()})
         index = index_from_store(store, "fused/mean")
         index.save(run_dir / "test-fused-mean.faiss")
         labels = store.labels(LABEL)
         names = store.class_names(LABEL) or []
-        fused = store.fused("mean")
-        scores, ids = index.search(fused[:3], k=6)
+        fused = store.view("fused/mean")
+        queries = fused.rows[:3]
+        scores, ids = index.search(fused.vectors[queries], k=6)
         neighbours = []
-        for q in range(3):
-            hits = [i for i in ids[q] if i != store.ids[q]][:5]
-            neighbours.append({"query": str(store.ids[q]), "emotion": names[labels[q]],
+        for q, row in enumerate(queries):
+            hits = [i for i in ids[q] if i != store.ids[row]][:5]
+            neighbours.append({"query": str(store.ids[row]), "emotion": names[labels[row]],
                                "neighbours": [(h, names[labels[store.index_of(h)]]) for h in hits]})
     return metrics, neighbours
 
@@ -174,7 +176,8 @@ def _pictures(run_dir: Path, results: ProbeResults, test_store: Path, pretrain_d
     out.append(plot_confusion(np.asarray(row.details["confusion_matrix"]), names,
                               run_dir / "confusion_fused_linear.png", "fused (concat), linear probe"))
     with FeatureStore(test_store) as store:
-        out.append(plot_embedding(store.fused("mean"), store.labels(LABEL), names,
+        fused = store.view("fused/mean")
+        out.append(plot_embedding(fused.vectors[fused.rows], store.labels(LABEL)[fused.rows], names,
                                   run_dir / "embedding_fused_pca.png", "held-out speakers, fused embedding (PCA)"))
     history_file = pretrain_dir / "history.json"
     if history_file.is_file():

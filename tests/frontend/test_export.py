@@ -133,3 +133,25 @@ def test_cli_reads_sources_from_a_feature_store(setup, tmp_path):
         np.testing.assert_array_equal(tokens.features(FUSED), feats.fused("concat"))
     assert main(["frontend-export", "--checkpoint", str(save_checkpoint(tmp_path / "o.ckpt", seed=2)),
                  "--features", str(store_path), "--out", str(tmp_path / "x.h5"), "--no-progress"]) == 2
+
+
+def test_export_reads_what_the_view_rule_reads(tmp_path):
+    """export_npy writes exactly the usable rows of ``FeatureStore.view(source)`` and their vectors (before: it
+    read features and present itself, writing a present row that holds NaN, which every other reader drops)."""
+    from tests.store.test_hdf5 import make_rows
+    from tests.store.test_hdf5 import write_store as write_rows
+
+    rows = make_rows(9)
+    rows["features"]["audio"][4, 1] = np.nan  # present, but no usable vector
+    path = write_rows(tmp_path / "s.h5", rows)
+    counts = export_npy(path, tmp_path / "npy", sources=["audio", "video"])
+    files = load_npy_tree(tmp_path / "npy")
+    with FeatureStore(path) as store:
+        for s in ("audio", "video"):
+            view = store.view(s)
+            assert counts[f"cmer-{s}-UTT"] == len(view.rows)
+            written = sorted(sid for (folder, sid) in files if folder == f"cmer-{s}-UTT")
+            assert written == sorted(store.ids[view.rows])
+            for row in view.rows:
+                np.testing.assert_array_equal(files[(f"cmer-{s}-UTT", store.ids[row])], view.vectors[row])
+        assert store.ids[4] not in {sid for (folder, sid) in files if folder.startswith("cmer-audio")}

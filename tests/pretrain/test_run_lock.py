@@ -169,3 +169,29 @@ def test_library_pretrain_takes_the_run_folder_lock(tmp_path: Path) -> None:
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_one_pretrain_process_takes_the_run_folder_lock_once(tmp_path: Path, monkeypatch) -> None:
+    """``cmer pretrain --output RUN`` locks the folder before importing the trainer and ``pretrain()`` runs
+    under that lock: one acquisition per process (before: two, the second taking the first's over), and the
+    lock file is gone when the run ends. ``pretrain()`` called from Python takes it itself, once."""
+    from contrastive_mer.cli.main import main
+    from contrastive_mer.experiment import load_config
+    from contrastive_mer.pretrain import loop, run_dir
+    from contrastive_mer.store import lock as lock_mod
+
+    taken: list[Path] = []
+    real = lock_mod.acquire
+
+    def counting(path, what="output", lock_file=None):
+        taken.append(Path(lock_file if lock_file is not None else lock_mod.lock_path_for(path)))
+        return real(path, what, lock_file=lock_file)
+
+    monkeypatch.setattr(run_dir, "acquire", counting)
+    run = tmp_path / "run"
+    assert main(pretrain_argv(run, "trainer.fast_dev_run=true")) == 0
+    assert taken == [run / LOCK_NAME] and not (run / LOCK_NAME).exists()
+    taken.clear()
+    cfg = load_config(DEMO, [*TINY, "trainer.fast_dev_run=true"])
+    loop.pretrain(cfg, tmp_path / "py-run")
+    assert taken == [tmp_path / "py-run" / LOCK_NAME] and not (tmp_path / "py-run" / LOCK_NAME).exists()

@@ -75,7 +75,7 @@ def test_two_window_batch_holds_two_windows_of_each_clip(paper_setup):
         full = by_id[clip].tensors["landmarks"]
         starts = [s for s in range(len(full) - 19) if torch.equal(full[s:s + 20], batch.inputs["landmarks"][row])]
         assert starts, f"row {row} is not a window of {clip}"
-        # video is not windowed: both views see the whole clip
+        # video is not windowed: both windows see the whole clip
         assert torch.equal(batch.inputs["video"][row, :len(by_id[clip].tensors["video"])], by_id[clip].tensors["video"])
     val = [next(iter(data.val_dataloader())) for _ in range(2)]  # validation windows are fixed per clip
     assert torch.equal(val[0].inputs["landmarks"], val[1].inputs["landmarks"])
@@ -99,8 +99,8 @@ def test_module_loss_equals_two_window_pairwise_loss(paper_setup, label):
     half = len(batch) // 2
     with torch.no_grad():
         got = module.compute_loss(batch)
-        views = [module.project(module.encode(_half(batch, rows))) for rows in (slice(0, half), slice(half, None))]
-        emb = {m: torch.stack([views[0][m], views[1][m]], 1) for m in module.modalities}
+        windows = [module.project(module.encode(_half(batch, rows))) for rows in (slice(0, half), slice(half, None))]
+        emb = {m: torch.stack([windows[0][m], windows[1][m]], 1) for m in module.modalities}
         present = {m: batch.present[m][:half] & batch.present[m][half:] for m in module.modalities}
         labels = batch.labels["emotion"][:half] if label else None
         want = two_window_pairwise_loss(emb, present, 0.07, labels)

@@ -70,7 +70,7 @@ def append_rows(w: FeatureStoreWriter, rows: dict, idx: np.ndarray) -> None:
              features={m: rows["features"][m][idx] for m in MODS},
              projections={m: rows["projections"][m][idx] for m in MODS},
              present={m: rows["present"][m][idx] for m in MODS},
-             fused={"concat": rows["fused"]["concat"][idx]},
+             fused={mode: v[idx] for mode, v in rows["fused"].items()},
              sequences={"audio": [rows["seq"][i] for i in idx]})
 
 
@@ -275,7 +275,7 @@ CHILD = textwrap.dedent("""
     import sys, time
     import numpy as np
     sys.path.insert(0, {tests!r})
-    from test_store import make_rows, writer_kwargs, append_rows
+    from tests.store.test_hdf5 import make_rows, writer_kwargs, append_rows
     from contrastive_mer.store.hdf5 import FeatureStoreWriter
     out, batch, pause = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
     rows = make_rows(40)
@@ -313,7 +313,7 @@ def _kill_after(proc: subprocess.Popen, lines: int, delay: float) -> list[str]:
 
 def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path: Path) -> None:
     script = tmp_path / "child.py"
-    script.write_text(CHILD.format(tests=str(REPO / "tests")))
+    script.write_text(CHILD.format(tests=str(REPO)))
     out = tmp_path / "k.h5"
     # 1st run: killed after 3 batches, during its pause
     _kill_after(_child(script, out, 3, 0.2), 3, 0.05)
@@ -424,4 +424,31 @@ def test_resume_reads_parts_written_by_earlier_versions(tmp_path: Path, name: st
     w2 = FeatureStoreWriter(out, **writer_kwargs())
     assert w2.done_ids() == set(rows["ids"][:5])
     append_rows(w2, rows, np.arange(5, 12))
+    assert_same_file(w2.finish(), ref)
+
+
+def test_parts_list_is_named_for_what_it_is_and_old_folders_resume(tmp_path: Path) -> None:
+    """The parts folder's list is ``parts.json`` (not "manifest", the corpus table's name); a folder an earlier
+    version left with ``manifest.json`` still resumes, still reads as a partial store, and finishes equal to an
+    uninterrupted run."""
+    from contrastive_mer.store.parts import LEGACY_PARTS_LIST_NAMES, PARTS_LIST_NAME, find_parts_list
+
+    rows = make_rows(12)
+    ref = write_store(tmp_path / "ref.h5", rows)
+    out = tmp_path / "old.h5"
+    w = FeatureStoreWriter(out, **writer_kwargs(part_rows=2))
+    append_rows(w, rows, np.arange(0, 4))
+    w.close()
+    parts = tmp_path / "old.h5.parts"
+    assert PARTS_LIST_NAME == "parts.json" and (parts / "parts.json").is_file()
+    (parts / "parts.json").rename(parts / LEGACY_PARTS_LIST_NAMES[0])  # as an earlier version left it
+    assert find_parts_list(parts) == parts / "manifest.json"
+    with FeatureStore(out, allow_partial=True) as partial:
+        assert partial.ids.tolist() == rows["ids"][:4]
+    with pytest.raises(IncompleteStoreError, match="unfinished"):
+        FeatureStore(out)
+    w2 = FeatureStoreWriter(out, **writer_kwargs(part_rows=2))
+    assert w2.done_ids() == set(rows["ids"][:4])
+    assert not (parts / "parts.json").exists()  # the old list is kept, not written twice
+    append_rows(w2, rows, np.arange(4, 12))
     assert_same_file(w2.finish(), ref)

@@ -225,7 +225,7 @@ FILL = """
 import sys
 import numpy as np
 sys.path.insert(0, {tests!r})
-from test_store import append_rows, make_rows, writer_kwargs
+from tests.store.test_hdf5 import append_rows, make_rows, writer_kwargs
 from contrastive_mer.store.hdf5 import FeatureStoreWriter
 rows = make_rows(1500)
 w = FeatureStoreWriter(sys.argv[1], **writer_kwargs(part_rows=256, feature_dims={{"audio": 5, "video": 400}}))
@@ -258,7 +258,7 @@ def test_disk_full_during_the_final_merge_is_one_error_and_a_rerun_finishes(tmp_
         pytest.skip("needs root and mount to make a small tmpfs")
     try:
         script = tmp_path / "fill.py"
-        script.write_text(FILL.format(tests=str(REPO / "tests")))
+        script.write_text(FILL.format(tests=str(REPO)))
         out = disk / "f.h5"
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         first = subprocess.run([sys.executable, str(script), str(out)], capture_output=True, text=True, env=env,
@@ -382,3 +382,30 @@ def test_disk_full_during_a_shard_merge_is_one_error(tmp_path: Path) -> None:
             assert s.ids.tolist() == sorted(rows["ids"])
     finally:
         subprocess.run(["umount", str(disk)], capture_output=True)
+
+
+def test_the_merge_opens_shards_through_the_stores_one_opener(tmp_path: Path, monkeypatch) -> None:
+    """Every shard the merge reads is opened by FeatureStore's opener (one code path for finished stores), so
+    a shard whose layout does not fit its schema is refused up front, before any output (before: the merge
+    opened shards with h5py itself and checked only the complete flag)."""
+    from contrastive_mer.store import merge
+    from contrastive_mer.store.merge import merge_shards
+
+    paths, _ = _two_shards(tmp_path, n=40)
+    opened: list[Path] = []
+    real = FeatureStore.open_file
+
+    def spy(path, rdcc_nbytes=None):
+        opened.append(Path(path))
+        return real(path, rdcc_nbytes=rdcc_nbytes)
+
+    monkeypatch.setattr(merge.FeatureStore, "open_file", staticmethod(spy))
+    merge_shards(paths, tmp_path / "m.h5")
+    assert set(opened) == set(paths)
+    monkeypatch.undo()
+    assert not any("h5py.File(p" in line or 'h5py.File(path, "r"' in line
+                   for line in Path(merge.__file__).read_text().splitlines())
+    _replace(paths[1], "present/video", data=np.ones(3, dtype=bool))  # 3 rows where the shard holds 20
+    with pytest.raises(StoreIntegrityError, match=r"m\.shard-1-of-2\.h5.*present/video"):
+        merge_shards(paths, tmp_path / "m2.h5")
+    assert not (tmp_path / "m2.h5").exists() and not (tmp_path / "m2.h5.tmp").exists()

@@ -41,3 +41,28 @@ def test_demo_speaker_roles_default_explicit_and_overlap():
         demo_speakers(load_config(DEMO_CONFIG, base + ["demo.test_speakers=[3,4]"]))
     with pytest.raises(ValueError, match=r"demo.labelled_speakers: speaker\(s\) \[9\] not in the corpus"):
         demo_speakers(load_config(DEMO_CONFIG, base + ["demo.labelled_speakers=[9]"]))
+
+
+def test_demo_retrieval_reads_through_the_view_rule(tmp_path):
+    """The demo's retrieval and neighbours read the store's vectors through ``FeatureStore.view`` (before: its
+    own projections/present reads, which kept a present row holding NaN)."""
+    import numpy as np
+
+    from contrastive_mer.evaluation.retrieval import cross_modal_retrieval
+    from contrastive_mer.store.hdf5 import FeatureStore
+    from contrastive_mer.workflows.demo import _retrieval
+    from tests.store.test_hdf5 import make_rows, write_store
+
+    rows = make_rows(12)
+    rows["fused"]["mean"] = rows["fused"]["concat"][:, :4].copy()
+    rows["projections"]["audio"][5, 0] = np.nan  # present, but not a usable vector
+    path = write_store(tmp_path / "t.h5", rows, fused_dims={"concat": 8, "mean": 4})
+    (tmp_path / "run").mkdir()
+    metrics, neighbours = _retrieval(path, tmp_path / "run")
+    with FeatureStore(path) as store:
+        views = {m: store.view(f"projections/{m}") for m in store.modalities}
+        expected = cross_modal_retrieval({m: v.vectors for m, v in views.items()},
+                                         {m: v.usable for m, v in views.items()})
+        assert not views["audio"].usable[5]
+        assert [n["query"] for n in neighbours] == [str(store.ids[r]) for r in store.view("fused/mean").rows[:3]]
+    assert json.dumps(metrics, sort_keys=True) == json.dumps(expected, sort_keys=True)
