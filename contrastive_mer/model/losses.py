@@ -217,11 +217,11 @@ class ContrastiveLoss(nn.Module):
     ``forward(embeddings, present, labels)`` takes a batch's rows as the module has them: modality -> ``(N, P)``
     L2-normalised projections, modality -> ``(N,)`` presence masks and the batch's labels (name -> ``(N,)``), and
     returns a :class:`LossOutput`. A loss that reads several views of each clip from the rows (the two-window loss)
-    says so in :attr:`views_per_clip` and arranges the rows itself.
+    says so in :attr:`rows_per_clip` and arranges the rows itself.
 
     Attributes the training loop reads:
 
-    * :attr:`views_per_clip`: rows of a batch per clip (the logged batch size is ``N // views_per_clip``);
+    * :attr:`rows_per_clip`: rows of a batch per clip (the logged batch size is ``N // rows_per_clip``);
     * :attr:`gather`: every rank scores the same pairs (metrics may be averaged across ranks);
     * :meth:`temperatures`: pair name -> current temperature, logged every step;
     * :meth:`clamp_`: called after every optimiser step (clamps learnable temperatures; a no-op otherwise).
@@ -229,7 +229,7 @@ class ContrastiveLoss(nn.Module):
     Learnable tensors are the loss's own parameters and keep their names in the state dict (``loss_fn.<name>``).
     """
 
-    views_per_clip: int = 1
+    rows_per_clip: int = 1
     gather: bool = False
 
     def __init__(self, modalities: Sequence[str], pairs: Sequence[str] | None = None):
@@ -458,7 +458,7 @@ class TwoWindowLoss(ContrastiveLoss):
     process's batch alone (``loss.gather`` does not apply; under DDP the gradients are averaged over ranks as usual).
     """
 
-    views_per_clip = 2
+    rows_per_clip = 2
 
     def __init__(self, modalities: Sequence[str], temperature: float = 0.07, *, pairs: Sequence[str] | None = None,
                  label: str | None = None, count_offset: float = 0.0):

@@ -107,7 +107,7 @@ class PairwiseContrastiveModule(pl.LightningModule):
         if len(batch) == 0:
             return None
         result = self.compute_loss(batch)
-        size = len(batch) // self.loss_fn.views_per_clip
+        size = len(batch) // self.loss_fn.rows_per_clip
         on_step = stage == "train"
         # with gathered embeddings every rank scores the same pairs, so metrics can be averaged across ranks;
         # without gathering ranks may score different pairs and a collective would deadlock: log rank 0's

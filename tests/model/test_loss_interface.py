@@ -35,7 +35,7 @@ KEY = re.compile(r"^[a-z]+-[a-z]+$")
 class ToyLoss(ContrastiveLoss):
     """Pulls every modality's mean projection towards the others'; counts its calls."""
 
-    views_per_clip = 1
+    rows_per_clip = 1
 
     def __init__(self, modalities, temperature: float = 1.0, *, pairs=None):
         super().__init__(modalities, pairs)
