@@ -295,7 +295,8 @@ def load_experiment(name: str) -> Any:
     """``(config, module class, input shapes)`` of an experiment YAML through the library's own config code."""
     import yaml
 
-    from contrastive_mer.config import config_from_dict, preprocess_config
+    from contrastive_mer.config import config_from_dict
+    from contrastive_mer.data.kinds import preprocess_config
     from contrastive_mer.encoders import get_entry
 
     path = CONFIGS[name] if name in CONFIGS else HERE / f"{name}.yaml"

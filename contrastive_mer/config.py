@@ -309,7 +309,7 @@ def _choice(value: str, allowed: tuple[str, ...], key: str) -> None:
 def validate(cfg: DictConfig) -> None:
     """Semantic checks that the schema cannot express; raises ConfigError naming the key."""
     from contrastive_mer.data.datasets import adapter_modalities, adapter_names, adapter_options
-    from contrastive_mer.data.transforms import PREPROCESSORS
+    from contrastive_mer.data.kinds import check_modality_input, check_normalize, input_kind
     from contrastive_mer.encoders import encoder_config, get_entry
     from contrastive_mer.model.losses import parse_pairs
 
@@ -319,18 +319,11 @@ def validate(cfg: DictConfig) -> None:
     for name, mod in cfg.model.modalities.items():
         key = f"model.modalities.{name}"
         try:
-            entry = get_entry(mod.encoder)
+            get_entry(mod.encoder)
             encoder_config(mod.encoder, container_dict(mod.encoder_args, f"{key}.encoder_args"))
         except (ValueError, OmegaConfBaseException) as err:
             raise ConfigError(f"{key}: {_one_line(err)}") from None
-        try:
-            kind = input_kind(mod, entry.input_kind)
-        except ConfigError as err:
-            raise ConfigError(f"{key}.{err}") from None
-        try:
-            preprocess_config(mod, kind, PREPROCESSORS)
-        except (ValueError, OmegaConfBaseException) as err:  # ValueError: a preprocessor config's own checks
-            raise ConfigError(f"{key}.preprocess: {_one_line(err)}") from None
+        check_modality_input(mod, key)
     try:
         parse_pairs(list(cfg.loss.pairs), modalities)
     except ValueError as err:
@@ -359,22 +352,13 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"loss.temperature: {cfg.loss.temperature} must be > 0 and >= 1/max_logit_scale")
     if not 0.0 <= cfg.data.val_fraction < 1.0:
         raise ConfigError(f"data.val_fraction: {cfg.data.val_fraction} must be in [0, 1)")
-    for name, mode in cfg.data.normalize.items():
-        if name not in modalities:
-            raise ConfigError(f"data.normalize.{name}: no such modality; the model has {', '.join(modalities)}")
-        mod = cfg.model.modalities[name]
-        kind = input_kind(mod, get_entry(mod.encoder).input_kind)
-        if kind not in ("logmel", "vector", "opensmile", "logmel_stats"):
-            raise ConfigError(f"data.normalize.{name}: only log-mel and vector inputs can be standardised, "
-                              f"not {kind}")
-        if not isinstance(mode, str) or not mode:
-            raise ConfigError(f"data.normalize.{name}: expected speaker (a group name), utterance or none")
+    check_normalize(cfg.data.normalize, cfg.model.modalities)
     for name, mod in cfg.model.modalities.items():
         try:
             augment = SpecAugmentConfig(**container_dict(mod.augment, f"model.modalities.{name}.augment"))
         except ValueError as err:
             raise ConfigError(f"model.modalities.{name}.{err}") from None
-        if augment.active and input_kind(mod, get_entry(mod.encoder).input_kind) != "logmel":
+        if augment.active and input_kind(mod) != "logmel":
             raise ConfigError(f"model.modalities.{name}.augment: SpecAugment masks log-mel inputs only")
     if not 0.0 <= cfg.model.feature_dropout < 1.0:
         raise ConfigError(f"model.feature_dropout: {cfg.model.feature_dropout} must be in [0, 1)")
@@ -453,49 +437,6 @@ def _check_trainer_limits(cfg: DictConfig) -> None:
     if metric.startswith("online_probe/") and not probe.every_n_epochs:
         raise ConfigError(f"monitor.checkpoint: {metric} needs the online probe "
                           "(monitor.online_probe.every_n_epochs=N)")
-
-
-# encoder argument -> preprocessor argument it determines, per input kind
-_DERIVED = {
-    "logmel": {"n_mels": "n_mels"},
-    "tokens": {"model_path": "model_path", "vocab_size": "vocab_size", "max_length": "max_length"},
-    "vector": {"input_dim": "input_dim"},
-    "opensmile": {"input_dim": "input_dim"},
-    "logmel_stats": {"input_dim": "input_dim"},
-    "frames": {},
-}
-
-
-def input_kind(mod: Any, encoder_kind: str) -> str:
-    """The preprocessor kind of a modality: ``mod.input`` when set (it must produce ``encoder_kind``), else
-    the encoder's input kind. ConfigError names a bad or incompatible kind."""
-    from contrastive_mer.data.transforms import PREPROCESSORS, PRODUCES
-
-    kind = getattr(mod, "input", None) or encoder_kind
-    if kind not in PREPROCESSORS:
-        raise ConfigError(f"input: unknown preprocessor kind {kind!r}; known: {', '.join(PREPROCESSORS)}")
-    if PRODUCES.get(kind, kind) != encoder_kind:
-        raise ConfigError(f"input: {kind!r} produces {PRODUCES.get(kind, kind)} inputs but the encoder "
-                          f"{mod.encoder!r} takes {encoder_kind}")
-    return kind
-
-
-def preprocess_config(mod: Any, kind: str, registry: dict[str, tuple[type, type]] | None = None) -> Any:
-    """The typed preprocessor config of a modality: defaults, then values implied by the encoder's arguments,
-    then the modality's explicit ``preprocess`` overrides."""
-    if registry is None:
-        from contrastive_mer.data.transforms import PREPROCESSORS
-
-        registry = PREPROCESSORS
-    from contrastive_mer.encoders import encoder_config
-
-    cfg_cls, _ = registry[kind]
-    enc = encoder_config(mod.encoder, container_dict(mod.encoder_args, "encoder_args")
-                         if isinstance(mod.encoder_args, DictConfig) else mod.encoder_args)
-    derived = {dst: getattr(enc, src) for src, dst in _DERIVED[kind].items()}
-    explicit = OmegaConf.to_container(mod.preprocess) if isinstance(mod.preprocess, DictConfig) else mod.preprocess
-    merged = OmegaConf.merge(OmegaConf.structured(cfg_cls), derived, explicit or {})
-    return OmegaConf.to_object(merged)
 
 
 def to_yaml(cfg: DictConfig) -> str:
