@@ -32,7 +32,7 @@ from typing import Iterable, Mapping, TypeVar
 import numpy as np
 import torch
 
-from contrastive_mer.data.kinds import kind_of
+from contrastive_mer.data.kinds import kind_of, standardisable_names
 from contrastive_mer.data.transforms import Preprocessor
 
 UTTERANCE = "utterance"
@@ -142,7 +142,9 @@ class GroupNormalizer:
             prep = self.preprocessors[m]
             if mode == NONE:
                 continue
-            channels_last(prep, prep.placeholder())  # ValueError for kinds that cannot be standardised
+            if not kind_of(prep).standardisable:
+                raise ValueError(f"data.normalize.{m}: {prep.kind} inputs cannot be standardised (only "
+                                 f"{', '.join(standardisable_names())} inputs can)")
             if mode == UTTERANCE and not has_time_axis(prep):
                 raise ValueError(f"data.normalize.{m}=utterance: a per-clip vector has no frames to standardise "
                                  "over; use a group name such as speaker, or none")
