@@ -1,11 +1,13 @@
 """Input kinds: what one kind of preprocessed input is, in one module per kind (:class:`InputKind`).
 
-Importing this package registers the built-in kinds (``logmel``, ``frames``, ``tokens``, ``vector``,
-``opensmile``, ``logmel_stats``) in :data:`INPUT_KINDS`; a new kind is a module that registers an
-:class:`InputKind` instance (docs/architecture.md, "Adding an input kind").
+Importing this package imports every module in it, which registers the built-in kinds (``logmel``, ``frames``,
+``tokens``, ``vector``, ``opensmile``, ``logmel_stats``) in :data:`INPUT_KINDS`; a new kind is a module that
+registers an :class:`InputKind` instance (docs/architecture.md, "Adding an input kind").
 """
 
-from contrastive_mer.data.kinds import frames, logmel, logmel_stats, opensmile, tokens, vector  # noqa: F401
+import importlib
+import pkgutil
+
 from contrastive_mer.data.kinds.base import INPUT_KINDS, InputKind, standardisable_names
 from contrastive_mer.data.kinds.frames import Frames, FramesConfig
 from contrastive_mer.data.kinds.logmel import LogMel, LogMelConfig
@@ -26,3 +28,6 @@ __all__ = ["INPUT_KINDS", "Frames", "FramesConfig", "InputKind", "LogMel", "LogM
            "LogMelStatsConfig", "OpenSmile", "OpenSmileConfig", "Tokens", "TokensConfig", "Vector", "VectorConfig",
            "build_preprocessor", "check_modality_input", "check_normalize", "input_kind", "kind_of",
            "preprocess_config", "standardisable_names"]
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
