@@ -128,3 +128,25 @@ def test_zscore_by_group_and_standardise_present_follow_the_rule():
     np.testing.assert_allclose(raw.concat(fit_rows=fit), got, atol=1e-5)
     # no fit row at all: the identity on present rows
     np.testing.assert_allclose(standardise_present(X, present, np.zeros(30, bool))[present], X[present], atol=1e-6)
+
+
+def test_front_end_decodes_an_audio_path_for_log_mel_statistics(tmp_path):
+    """A file path for a ``logmel_stats`` input (no front-end branch before the kinds package) is decoded as
+    audio with the preprocessor's sample rate, as ``logmel`` paths are."""
+    import wave
+
+    from contrastive_mer.frontend.sources import prepare_batch
+
+    rate = 16000
+    samples = (0.3 * np.sin(2 * np.pi * 220 * np.arange(rate // 2) / rate) * 32767).astype(np.int16)
+    with wave.open(str(tmp_path / "clip.wav"), "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(rate)
+        f.writeframes(samples.tobytes())
+    kinds = {n: INPUT_KINDS.get(n) for n in ("logmel", "logmel_stats")}
+    preps = {"mel": kinds["logmel"].build(kinds["logmel"].config_cls(n_mels=16)),
+             "stats": kinds["logmel_stats"].build(kinds["logmel_stats"].config_cls(n_mels=16, input_dim=32))}
+    batch = prepare_batch(preps, [{"mel": tmp_path / "clip.wav", "stats": str(tmp_path / "clip.wav")}])
+    mel = batch.inputs["mel"][0]
+    np.testing.assert_allclose(batch.inputs["stats"][0].numpy(), raw_features(preps["mel"], mel), atol=1e-4)
