@@ -189,8 +189,7 @@ class GroupNormalizer:
             if mode != UTTERANCE and groups.get(mode) is not None:
                 stats = self._stats.get(m, {}).get(str(groups[mode]))
             if stats is None and (mode == UTTERANCE or has_time_axis(prep)):
-                rows = channels_last(prep, x).double().numpy()
-                stats = (rows.mean(0), rows.std(0))
+                stats = moments(channels_last(prep, x).numpy())
             if stats is None:
                 stats = self._global.get(m)
             if stats is not None:

@@ -1,14 +1,14 @@
 """From a modality's config to its input kind, preprocessor settings and preprocessor; the config checks of
-``model.modalities.<m>.input`` / ``.preprocess`` and of ``data.normalize``."""
+``model.modalities.<m>.input`` / ``.preprocess`` and of ``data.normalize``.
+
+OmegaConf and the config module are imported where a config is read, not at import: the probes (which import
+the one standardiser, hence this package) run where omegaconf is not installed (``benchmarks/gpu_check.py``).
+"""
 
 from __future__ import annotations
 
 from typing import Any, Mapping
 
-from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
-
-from contrastive_mer.config import ConfigError, _one_line, container_dict
 from contrastive_mer.data.kinds.base import INPUT_KINDS, InputKind, standardisable_names
 from contrastive_mer.data.transforms import Preprocessor
 
@@ -29,6 +29,8 @@ def _encoder_kind(mod: Any) -> str:
 def input_kind(mod: Any, encoder_kind: str | None = None) -> str:
     """The preprocessor kind of a modality: ``mod.input`` when set (it must produce the encoder's input kind),
     else the encoder's input kind. ConfigError (``input: ...``) names a bad or incompatible kind."""
+    from contrastive_mer.config import ConfigError
+
     encoder_kind = encoder_kind or _encoder_kind(mod)
     name = getattr(mod, "input", None) or encoder_kind
     if name not in INPUT_KINDS:
@@ -43,6 +45,9 @@ def input_kind(mod: Any, encoder_kind: str | None = None) -> str:
 def preprocess_config(mod: Any, kind: str) -> Any:
     """The typed preprocessor config of a modality: the kind's defaults, then values implied by the encoder's
     arguments (the kind's ``derived``), then the modality's explicit ``preprocess`` overrides."""
+    from omegaconf import DictConfig, OmegaConf
+
+    from contrastive_mer.config import container_dict
     from contrastive_mer.encoders import encoder_config
 
     entry = INPUT_KINDS.get(kind)
@@ -62,6 +67,10 @@ def build_preprocessor(mod: Any, name: str) -> Preprocessor:
 
 def check_modality_input(mod: Any, key: str) -> str:
     """Check ``<key>.input`` and ``<key>.preprocess`` (``key``: ``model.modalities.<m>``); returns the kind."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    from contrastive_mer.config import ConfigError, _one_line
+
     try:
         kind = input_kind(mod)
     except ConfigError as err:
@@ -75,6 +84,8 @@ def check_modality_input(mod: Any, key: str) -> str:
 
 def check_normalize(normalize: Mapping[str, Any], modalities: Mapping[str, Any]) -> None:
     """Check ``data.normalize``: a known modality whose kind is standardisable, and a mode string."""
+    from contrastive_mer.config import ConfigError
+
     for name, mode in normalize.items():
         if name not in modalities:
             raise ConfigError(f"data.normalize.{name}: no such modality; the model has {', '.join(modalities)}")
