@@ -295,7 +295,7 @@ def load_experiment(name: str) -> Any:
     """``(config, module class, input shapes)`` of an experiment YAML through the library's own config code."""
     import yaml
 
-    from contrastive_mer.config import preprocess_config
+    from contrastive_mer.data.kinds import preprocess_config
     from contrastive_mer.encoders import get_entry
     from contrastive_mer.experiment import config_from_dict
 

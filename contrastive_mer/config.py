@@ -376,49 +376,6 @@ def _check_trainer_limits(cfg: DictConfig) -> None:
                           "(monitor.online_probe.every_n_epochs=N)")
 
 
-# encoder argument -> preprocessor argument it determines, per input kind
-_DERIVED = {
-    "logmel": {"n_mels": "n_mels"},
-    "tokens": {"model_path": "model_path", "vocab_size": "vocab_size", "max_length": "max_length"},
-    "vector": {"input_dim": "input_dim"},
-    "opensmile": {"input_dim": "input_dim"},
-    "logmel_stats": {"input_dim": "input_dim"},
-    "frames": {},
-}
-
-
-def input_kind(mod: Any, encoder_kind: str) -> str:
-    """The preprocessor kind of a modality: ``mod.input`` when set (it must produce ``encoder_kind``), else
-    the encoder's input kind. ConfigError names a bad or incompatible kind."""
-    from contrastive_mer.data.transforms import PREPROCESSORS, PRODUCES
-
-    kind = getattr(mod, "input", None) or encoder_kind
-    if kind not in PREPROCESSORS:
-        raise ConfigError(f"input: unknown preprocessor kind {kind!r}; known: {', '.join(PREPROCESSORS)}")
-    if PRODUCES.get(kind, kind) != encoder_kind:
-        raise ConfigError(f"input: {kind!r} produces {PRODUCES.get(kind, kind)} inputs but the encoder "
-                          f"{mod.encoder!r} takes {encoder_kind}")
-    return kind
-
-
-def preprocess_config(mod: Any, kind: str, registry: dict[str, tuple[type, type]] | None = None) -> Any:
-    """The typed preprocessor config of a modality: defaults, then values implied by the encoder's arguments,
-    then the modality's explicit ``preprocess`` overrides."""
-    if registry is None:
-        from contrastive_mer.data.transforms import PREPROCESSORS
-
-        registry = PREPROCESSORS
-    from contrastive_mer.encoders import encoder_config
-
-    cfg_cls, _ = registry[kind]
-    enc = encoder_config(mod.encoder, container_dict(mod.encoder_args, "encoder_args")
-                         if isinstance(mod.encoder_args, DictConfig) else mod.encoder_args)
-    derived = {dst: getattr(enc, src) for src, dst in _DERIVED[kind].items()}
-    explicit = OmegaConf.to_container(mod.preprocess) if isinstance(mod.preprocess, DictConfig) else mod.preprocess
-    merged = OmegaConf.merge(OmegaConf.structured(cfg_cls), derived, explicit or {})
-    return OmegaConf.to_object(merged)
-
-
 def to_yaml(cfg: DictConfig) -> str:
     return OmegaConf.to_yaml(cfg, resolve=True)
 

@@ -18,18 +18,10 @@ from typing import Any, Mapping, Sequence
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from contrastive_mer.config import (
-    ConfigError,
-    ExperimentConfig,
-    check_settings,
-    input_kind,
-    load_yaml,
-    one_line,
-    preprocess_config,
-    to_dict,
-)
+from contrastive_mer.config import ConfigError, ExperimentConfig, check_settings, load_yaml, one_line, to_dict
 from contrastive_mer.config_paths import data_root_from_env
 from contrastive_mer.data.datasets import check_data
+from contrastive_mer.data.kinds import check_modality_input, check_normalize
 from contrastive_mer.data.windows import check_two_window
 from contrastive_mer.encoders import check_encoder
 from contrastive_mer.model.augment import check_augment
@@ -86,26 +78,12 @@ def validate(cfg: DictConfig) -> None:
     kinds = {}
     for name, mod in cfg.model.modalities.items():
         key = f"model.modalities.{name}"
-        entry = check_encoder(mod, key)
-        try:
-            kinds[name] = input_kind(mod, entry.input_kind)
-        except ConfigError as err:
-            raise ConfigError(f"{key}.{err}") from None
-        try:
-            preprocess_config(mod, kinds[name])
-        except (ValueError, OmegaConfBaseException) as err:  # ValueError: a preprocessor config's own checks
-            raise ConfigError(f"{key}.preprocess: {one_line(err)}") from None
+        check_encoder(mod, key)
+        kinds[name] = check_modality_input(mod, key)
     check_loss_config(cfg.loss, modalities)
     check_data(cfg.data, {name: mod.source or name for name, mod in cfg.model.modalities.items()})
     check_settings(cfg)
-    for name, mode in cfg.data.normalize.items():
-        if name not in modalities:
-            raise ConfigError(f"data.normalize.{name}: no such modality; the model has {', '.join(modalities)}")
-        if kinds[name] not in ("logmel", "vector", "opensmile", "logmel_stats"):
-            raise ConfigError(f"data.normalize.{name}: only log-mel and vector inputs can be standardised, "
-                              f"not {kinds[name]}")
-        if not isinstance(mode, str) or not mode:
-            raise ConfigError(f"data.normalize.{name}: expected speaker (a group name), utterance or none")
+    check_normalize(cfg.data.normalize, cfg.model.modalities)
     for name, mod in cfg.model.modalities.items():
         check_augment(mod.augment, kinds[name], f"model.modalities.{name}.augment")
     try:

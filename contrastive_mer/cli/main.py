@@ -75,7 +75,7 @@ def _environment_error(err: BaseException) -> str | None:
     return None
 
 
-def _one_line(message: object) -> str:
+def one_line(message: object) -> str:
     """Whatever a library said, on one line."""
     return " ".join(str(message).split())
 
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             message = err.args[0] if isinstance(err, KeyError) and err.args else err
         if isinstance(err, UnpicklingError):
             message = f"not a readable weights-only file ({message})"
-        print(f"cmer {args.command}: error: {_one_line(message)}", file=sys.stderr)
+        print(f"cmer {args.command}: error: {one_line(message)}", file=sys.stderr)
         return 2
 
 

@@ -14,22 +14,15 @@ from torch.utils.data import DataLoader, DistributedSampler
 from contrastive_mer.data.dataset import MERDataset
 from contrastive_mer.data.datasets import build_adapter
 from contrastive_mer.data.datasets.base import ClipRecord, CorpusAdapter
+from contrastive_mer.data.kinds import build_preprocessor
 from contrastive_mer.data.samplers import GroupBatchSampler
-from contrastive_mer.data.transforms import PREPROCESSORS, Preprocessor
+from contrastive_mer.data.transforms import Preprocessor
 
 
 def build_preprocessors(cfg: DictConfig) -> dict[str, Preprocessor]:
     """One preprocessor per configured modality, chosen by its encoder's input kind (or ``input``); each
     reads the adapter input named by the modality's ``source`` (default: the modality's name)."""
-    from contrastive_mer.config import input_kind, preprocess_config
-    from contrastive_mer.encoders import get_entry
-
-    out = {}
-    for name, mod in cfg.model.modalities.items():
-        kind = input_kind(mod, get_entry(mod.encoder).input_kind)
-        out[name] = PREPROCESSORS[kind][1](preprocess_config(mod, kind))
-        out[name].source = mod.get("source") or name
-    return out
+    return {name: build_preprocessor(mod, name) for name, mod in cfg.model.modalities.items()}
 
 
 def build_corpus(cfg: DictConfig, overrides: dict[str, Any] | None = None) -> CorpusAdapter:

@@ -13,48 +13,86 @@
   nothing but the clip itself: the fallback when a speaker's other clips are not available.
 * ``none``: the input as preprocessed.
 
-Statistics are accumulated in float64 over the preprocessed tensors: for a log-mel ``(n_mels, T)`` one
-observation per frame and band, for a vector sequence ``(T, D)`` one per frame, for a vector ``(D,)`` one per
-clip. Channels with a standard deviation under ``eps`` are only centred.
+Statistics are accumulated in float64 over the preprocessed tensors, one observation per row of the input kind's
+``to_rows`` (:mod:`contrastive_mer.data.kinds`): for a log-mel ``(n_mels, T)`` one per frame and band, for a
+vector sequence ``(T, D)`` one per frame, for a vector ``(D,)`` one per clip.
+
+**The one standardiser** (:func:`standardise`), used by every z-score in the library (inputs here, stored
+features by group, raw baselines, the linear and MLP probes, the RAVDESS action units): ``(x - mean) / std``
+per column with the population standard deviation; a column whose standard deviation is at most ``eps``
+(:data:`EPS` unless a caller passes another) is constant and becomes 0, so rounding noise is never scaled up and
+a constant column carries nothing into a probe.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, TypeVar
 
 import numpy as np
 import torch
 
-from contrastive_mer.data.transforms import LogMel, LogMelStats, OpenSmile, Preprocessor, Vector
+from contrastive_mer.data.kinds import kind_of, standardisable_names
+from contrastive_mer.data.transforms import Preprocessor
 
 UTTERANCE = "utterance"
 NONE = "none"
+#: a column whose standard deviation is at most this is constant (see the module docstring)
+EPS = 1e-6
+
+ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
+
+
+def standardise(x: ArrayT, mean: np.ndarray | torch.Tensor | float, std: np.ndarray | torch.Tensor | float,
+                eps: float = EPS) -> ArrayT:
+    """``(x - mean) / std`` per column (last axis); columns with ``std <= eps`` become 0. A tensor stays a
+    tensor of its dtype and device; an array comes back in float64 (or ``x``'s wider dtype)."""
+    if isinstance(x, torch.Tensor):
+        s = torch.as_tensor(std, device=x.device)
+        keep = s > eps
+        m = torch.as_tensor(mean, dtype=x.dtype, device=x.device)
+        safe = torch.where(keep, s, torch.ones_like(s)).to(x.dtype)
+        return torch.where(keep, (x - m) / safe, torch.zeros((), dtype=x.dtype, device=x.device))
+    std_a = np.asarray(std)
+    keep = std_a > eps
+    return np.where(keep, (x - mean) / np.where(keep, std_a, 1.0), 0.0)
+
+
+def moments(x: np.ndarray, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Column mean and population standard deviation (float64) over ``rows`` (a mask; default all rows); no
+    row at all gives mean 0 and std 1 (standardising is then the identity)."""
+    x = np.asarray(x, dtype=np.float64)
+    if rows is not None:
+        x = x[np.asarray(rows)]
+    if not len(x):
+        return np.zeros(x.shape[1:]), np.ones(x.shape[1:])
+    return x.mean(0), x.std(0)
+
+
+def standardise_present(x: np.ndarray, present: np.ndarray, fit_rows: np.ndarray | None = None) -> np.ndarray:
+    """``x`` standardised with the statistics of its present ``fit_rows`` (default: every present row); absent
+    rows 0; float32."""
+    present = np.asarray(present, dtype=bool)
+    rows = present if fit_rows is None else present & np.asarray(fit_rows, dtype=bool)
+    mean, std = moments(x, rows)
+    return np.where(present[:, None], standardise(x, mean, std), 0.0).astype(np.float32)
 
 
 def channels_last(prep: Preprocessor, tensor: torch.Tensor) -> torch.Tensor:
-    """The observations of one preprocessed input as rows ``(n_obs, channels)``."""
-    if isinstance(prep, LogMel):
-        return tensor.T
-    if isinstance(prep, (Vector, OpenSmile, LogMelStats)):
-        return tensor if prep.has_time else tensor[None]
-    raise ValueError(f"{type(prep).__name__} inputs cannot be standardised (only log-mel, vector and openSMILE "
-                     "inputs)")
+    """The observations of one preprocessed input as rows ``(n_obs, channels)`` (its kind's ``to_rows``)."""
+    return kind_of(prep).to_rows(prep, tensor)
 
 
 def has_time_axis(prep: Preprocessor) -> bool:
     """True when the input has frames to standardise over (utterance mode is possible)."""
-    return isinstance(prep, LogMel) or (isinstance(prep, (Vector, OpenSmile)) and prep.has_time)
+    return kind_of(prep).has_frames(prep)
 
 
-def standardise(prep: Preprocessor, tensor: torch.Tensor, mean: np.ndarray, std: np.ndarray,
-                eps: float) -> torch.Tensor:
-    """``(x - mean) / std`` per channel, channels whose std <= eps only centred; same shape as ``tensor``."""
-    m = torch.as_tensor(mean, dtype=torch.float32)
-    s = torch.as_tensor(np.where(std > eps, std, 1.0), dtype=torch.float32)
-    if isinstance(prep, LogMel):
-        return (tensor - m[:, None]) / s[:, None]
-    return (tensor - m) / s
+def standardise_input(prep: Preprocessor, tensor: torch.Tensor, mean: np.ndarray, std: np.ndarray,
+                      eps: float = EPS) -> torch.Tensor:
+    """One preprocessed input standardised per channel (:func:`standardise` on its kind's rows); same shape."""
+    kind = kind_of(prep)
+    return kind.from_rows(prep, standardise(kind.to_rows(prep, tensor), mean, std, eps))
 
 
 @dataclass
@@ -92,7 +130,7 @@ class GroupNormalizer:
     modes: Mapping[str, str]
     preprocessors: Mapping[str, Preprocessor]
     min_clips: int = 2
-    eps: float = 1e-5
+    eps: float = EPS
     _stats: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = field(default_factory=dict, repr=False)
     _global: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
     fitted: bool = False
@@ -104,7 +142,9 @@ class GroupNormalizer:
             prep = self.preprocessors[m]
             if mode == NONE:
                 continue
-            channels_last(prep, prep.placeholder())  # ValueError for frames / tokens
+            if not kind_of(prep).standardisable:
+                raise ValueError(f"data.normalize.{m}: {prep.kind} inputs cannot be standardised (only "
+                                 f"{', '.join(standardisable_names())} inputs can)")
             if mode == UTTERANCE and not has_time_axis(prep):
                 raise ValueError(f"data.normalize.{m}=utterance: a per-clip vector has no frames to standardise "
                                  "over; use a group name such as speaker, or none")
@@ -149,17 +189,16 @@ class GroupNormalizer:
             if mode != UTTERANCE and groups.get(mode) is not None:
                 stats = self._stats.get(m, {}).get(str(groups[mode]))
             if stats is None and (mode == UTTERANCE or has_time_axis(prep)):
-                rows = channels_last(prep, x).double().numpy()
-                stats = (rows.mean(0), rows.std(0))
+                stats = moments(channels_last(prep, x).numpy())
             if stats is None:
                 stats = self._global.get(m)
             if stats is not None:
-                out[m] = standardise(prep, x, *stats, eps=self.eps)
+                out[m] = standardise_input(prep, x, *stats, eps=self.eps)
         return out
 
 
-def zscore_by_group(X: np.ndarray, groups: np.ndarray, eps: float = 1e-8) -> np.ndarray:
-    """Standardise each column of ``X`` within each group (float32 out); constant columns become 0.
+def zscore_by_group(X: np.ndarray, groups: np.ndarray, eps: float = EPS) -> np.ndarray:
+    """Standardise each column of ``X`` within each group (float32 out; :func:`standardise`'s rule).
 
     The probe-time counterpart of :class:`GroupNormalizer` for stored features: a group's statistics come from
     its own rows only, so no row of another group (e.g. a training speaker) enters a test speaker's numbers.
@@ -169,8 +208,5 @@ def zscore_by_group(X: np.ndarray, groups: np.ndarray, eps: float = 1e-8) -> np.
     groups = np.asarray(groups)
     for g in np.unique(groups):
         rows = groups == g
-        mean, std = X[rows].mean(0), X[rows].std(0)
-        out[rows] = (X[rows] - mean) / np.where(std > eps, std, 1.0)
-        out[np.ix_(rows, std <= eps)] = 0.0
+        out[rows] = standardise(X[rows], *moments(X[rows]), eps=eps)
     return out.astype(np.float32)
-

@@ -26,21 +26,15 @@ from omegaconf import DictConfig, OmegaConf
 
 from contrastive_mer.config import TwoWindowConfig
 from contrastive_mer.data.dataset import Collator, PreparedSample, Skipped
+from contrastive_mer.data.kinds import kind_of
 from contrastive_mer.data.sample import Batch
-from contrastive_mer.data.transforms import Frames, Preprocessor, Tokens
+from contrastive_mer.data.transforms import Preprocessor
 
 
 def window_lengths(cfg: TwoWindowConfig, preprocessors: Mapping[str, Preprocessor]) -> dict[str, int]:
-    """Modality -> window length in its own frames (0: the modality is not windowed)."""
-    out = {}
-    for m, prep in preprocessors.items():
-        if isinstance(prep, Tokens) or not prep.has_time:
-            out[m] = 0
-        elif isinstance(prep, Frames):
-            out[m] = int(cfg.modality_frames.get(m, 0))
-        else:
-            out[m] = int(cfg.modality_frames.get(m, cfg.frames))
-    return out
+    """Modality -> window length in its own frames (0: the modality is not windowed; its kind decides)."""
+    return {m: kind_of(prep).window_length(prep, cfg.frames, cfg.modality_frames.get(m))
+            for m, prep in preprocessors.items()}
 
 
 def check_two_window(cfg: Any) -> None:

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from contrastive_mer.data.normalization import standardise
 from contrastive_mer.data.splits import group_train_val_split
 from contrastive_mer.evaluation.metrics import primary_score, task_metrics
 from contrastive_mer.utils import infer_num_classes
@@ -79,7 +80,7 @@ class LinearProbeModel:
 
     def decision_function(self, X: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Raw outputs ``(M, C)`` (logits, or the regression value in column 0)."""
-        Xs = (_as_float(X, "X") - self.mean) / self.std
+        Xs = standardise(_as_float(X, "X"), self.mean, self.std)
         with torch.no_grad():
             return Xs @ self.weight + self.bias
 
@@ -218,10 +219,10 @@ def _fit(Xs: torch.Tensor, target: torch.Tensor, wd: float, init: tuple[torch.Te
 
 
 def _standardise(X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``X`` standardised (:func:`~contrastive_mer.data.normalization.standardise`), with its mean and std."""
     mean = X.mean(dim=0)
     std = X.std(dim=0, unbiased=False)
-    std = torch.where(std > 1e-12, std, torch.ones_like(std))
-    return (X - mean) / std, mean, std
+    return standardise(X, mean, std), mean, std
 
 
 def _initial(dim: int, target: torch.Tensor, task: str, n_out: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -269,7 +270,7 @@ def _fit_linear_probe(X: np.ndarray | torch.Tensor, y: Any, groups: Any, config:
         tr, va = group_train_val_split(g, config.val_fraction, config.seed)
         tr_t, va_t = torch.from_numpy(tr), torch.from_numpy(va)
         Xtr, mean, std = _standardise(Xt[tr_t])
-        Xva = (Xt[va_t] - mean) / std
+        Xva = standardise(Xt[va_t], mean, std)
         y_va = target[va_t].numpy()
         y_va = y_va[:, 0] if config.task == "regression" else y_va
         params = _initial(Xt.shape[1], target[tr_t], config.task, n_out)

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from contrastive_mer.data.normalization import standardise
 from contrastive_mer.evaluation.linear import TASKS, _as_float, _loss, _outputs_to_predictions, _targets, _threads_for
 from contrastive_mer.evaluation.metrics import task_metrics
 from contrastive_mer.utils import infer_num_classes
@@ -58,7 +59,7 @@ class MLPProbeModel(nn.Module):
         self.out = nn.Linear(hidden_dim, n_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.out(torch.relu(self.hidden((x - self.mean) / self.std)))
+        return self.out(torch.relu(self.hidden(standardise(x, self.mean, self.std))))
 
     def predict(self, X: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
         """``(predictions, probabilities)`` as :meth:`LinearProbeModel.predict`."""
@@ -85,7 +86,7 @@ def fit_mlp_probe(X: np.ndarray | torch.Tensor, y: Any, config: MLPProbeConfig |
     Xt = _as_float(X, "X_train")
     target = _targets(y, config.task, len(Xt), "y_train", num_classes)
     n_out = int(num_classes or infer_num_classes(target)) if config.task == "multiclass" else target.shape[1]
-    mean, std = Xt.mean(0), Xt.std(0, unbiased=False).clamp(min=1e-6)
+    mean, std = Xt.mean(0), Xt.std(0, unbiased=False)
     gen = torch.Generator().manual_seed(config.seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)

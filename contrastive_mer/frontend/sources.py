@@ -16,10 +16,10 @@ import numpy as np
 import torch
 
 from contrastive_mer.data.dataset import Collator, PreparedSample
-from contrastive_mer.data.media import MediaError, load_audio, load_video
-from contrastive_mer.data.safe_files import load_npy
+from contrastive_mer.data.kinds import kind_of
+from contrastive_mer.data.media import MediaError
 from contrastive_mer.data.sample import Batch
-from contrastive_mer.data.transforms import Frames, LogMel, Preprocessor, Tokens, Vector
+from contrastive_mer.data.transforms import Preprocessor
 from contrastive_mer.frontend.config import FUSED
 from contrastive_mer.fusion import fuse
 
@@ -142,23 +142,13 @@ def encode_sources(module: Any, batch: Batch, modalities: Sequence[str], fused: 
     return SourceBatch(list(batch.ids), sources, dict(batch.labels), dict(batch.groups))
 
 
-def _decode_path(modality: str, prep: Preprocessor, path: Path) -> Any:
-    """Decode a file for ``modality`` with settings that match its preprocessor."""
-    if isinstance(prep, LogMel):
-        return load_audio(path, prep.cfg.sample_rate, prep.cfg.max_seconds)
-    if isinstance(prep, Frames):
-        return load_video(path, num_frames=prep.cfg.num_frames, size=prep.cfg.size)
-    if isinstance(prep, Vector):
-        return load_npy(path)  # header checked against the file size before anything is allocated
-    raise ValueError(f"{path}: a file path is not a valid {modality} input (pass the text itself)")
-
-
 def prepare_batch(preprocessors: Mapping[str, Preprocessor], samples: Sequence[Mapping[str, Any]],
                   ids: Sequence[str] | None = None) -> Batch:
     """Raw inputs -> a collated :class:`Batch`.
 
-    Each sample maps modality -> raw input: a waveform / frames / feature array, a text ``str``, or a path to
-    a media file (audio, video) or ``.npy`` (vector), decoded with the preprocessor's settings. A modality a
+    Each sample maps modality -> raw input: a waveform / frames / feature array, a text ``str``, or a file path
+    decoded by the modality's input kind with the preprocessor's settings (an audio file for waveform kinds, a
+    video for frames, ``.npy`` for vectors). A modality a
     sample does not name is absent for it. Errors name the sample and the modality.
     """
     ids = [str(i) for i in ids] if ids is not None else [f"sample-{i}" for i in range(len(samples))]
@@ -174,8 +164,9 @@ def prepare_batch(preprocessors: Mapping[str, Preprocessor], samples: Sequence[M
             if value is None:
                 continue
             try:
-                if isinstance(value, Path) or (isinstance(value, str) and not isinstance(preprocessors[m], Tokens)):
-                    value = _decode_path(m, preprocessors[m], Path(value))
+                prep = preprocessors[m]
+                if isinstance(value, Path) or (isinstance(value, str) and not kind_of(prep).text_input):
+                    value = kind_of(prep).decode_path(prep, Path(value))
                 tensors[m] = preprocessors[m](value)
             except (ValueError, RuntimeError, OSError, MediaError) as err:
                 raise ValueError(f"sample {sid!r}, {m}: {err}") from err

@@ -21,7 +21,7 @@ from omegaconf import DictConfig
 
 from contrastive_mer.data.datamodule import build_corpus, build_preprocessors
 from contrastive_mer.data.dataset import MERDataset, uses_disk
-from contrastive_mer.data.normalization import zscore_by_group
+from contrastive_mer.data.normalization import standardise_present, zscore_by_group
 from contrastive_mer.data.splits import group_kfold, holdout_split
 from contrastive_mer.evaluation.baselines import RawFeatures, compute_raw_features, with_audio_baselines
 from contrastive_mer.evaluation.linear import LinearProbeConfig
@@ -98,14 +98,6 @@ def format_comparison(table: dict[str, dict[str, float]], title: str, columns: S
 
 
 # ------------------------------------------------------------------------------------------ raw views
-def _standardised(x: np.ndarray, present: np.ndarray, fit_rows: np.ndarray) -> np.ndarray:
-    """``x`` standardised with the statistics of its present ``fit_rows``; absent rows 0."""
-    rows = present & fit_rows
-    mean = x[rows].mean(0) if rows.any() else 0.0
-    std = x[rows].std(0) + 1e-6 if rows.any() else 1.0
-    return np.where(present[:, None], (x - mean) / std, 0.0).astype(np.float32)
-
-
 def _by_group(x: np.ndarray, present: np.ndarray, groups: np.ndarray, side: np.ndarray) -> np.ndarray:
     """``x`` standardised within each group, separately on each side of a split (``side``: True rows and
     False rows), so that no statistic mixes training and test rows; absent rows 0."""
@@ -129,7 +121,7 @@ def _fold_raw_views(raw: RawFeatures, y: np.ndarray, groups: np.ndarray, train: 
     ok &= valid_label_rows(y)
     names = list(raw.features)
     variants: list[tuple[str, dict[str, np.ndarray]]] = [
-        ("", {m: _standardised(raw.features[m], raw.present[m], is_train) for m in names})]
+        ("", {m: standardise_present(raw.features[m], raw.present[m], is_train) for m in names})]
     if normalize_by is not None and norm_groups is not None:
         variants.append((f"@{normalize_by}", {m: _by_group(raw.features[m], raw.present[m], norm_groups, is_train)
                                               for m in names}))

@@ -18,8 +18,7 @@ import torch
 from contrastive_mer.data.dataset import MERDataset, PreparedSample
 from contrastive_mer.data.datasets import build_adapter
 from contrastive_mer.data.decode_window import decode_window
-from contrastive_mer.data.media import MediaError, MediaOptions, load_audio, load_media, load_video
-from contrastive_mer.data.transforms import (
+from contrastive_mer.data.kinds import (
     Frames,
     FramesConfig,
     LogMel,
@@ -28,6 +27,7 @@ from contrastive_mer.data.transforms import (
     LogMelStatsConfig,
     OpenSmileConfig,
 )
+from contrastive_mer.data.media import MediaError, MediaOptions, load_audio, load_media, load_video
 from contrastive_mer.data.truncation import wav_declared_frames
 from tests.data.test_media import moving_frames, sine
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from contrastive_mer.data import mel
+from contrastive_mer.data.kinds import LogMel, LogMelConfig
 from contrastive_mer.data.mel import check_mel_geometry, empty_filter_message, empty_mel_filters
-from contrastive_mer.data.transforms import LogMel, LogMelConfig
 
 torchaudio_functional = pytest.importorskip("torchaudio.functional")
 
@@ -57,7 +57,7 @@ def constant_rows(cfg: LogMelConfig) -> int:
 
 
 def test_paper_logmel_has_no_constant_rows_the_old_setting_had_four() -> None:
-    from contrastive_mer.config import preprocess_config
+    from contrastive_mer.data.kinds import preprocess_config
     from contrastive_mer.experiment import load_config
 
     cfg = load_config("experiments/paper.yaml")

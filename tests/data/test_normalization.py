@@ -10,8 +10,8 @@ from contrastive_mer.config import ConfigError
 from contrastive_mer.data.datamodule import build_preprocessors
 from contrastive_mer.data.dataset import MERDataset, PreparedSample
 from contrastive_mer.data.datasets.synthetic import SyntheticCorpus
+from contrastive_mer.data.kinds import LogMel, LogMelConfig, Vector, VectorConfig
 from contrastive_mer.data.normalization import GroupNormalizer, zscore_by_group
-from contrastive_mer.data.transforms import LogMel, LogMelConfig, Vector, VectorConfig
 from contrastive_mer.experiment import load_config
 from tests.conftest import DEMO, TINY
 

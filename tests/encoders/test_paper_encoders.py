@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 from torchvision.models.video import r2plus1d_18
 
-from contrastive_mer.config import preprocess_config
+from contrastive_mer.data.kinds import preprocess_config
 from contrastive_mer.encoders import build_encoder, encoder_names, get_entry
 from contrastive_mer.encoders.graph import adjacency, face51_edges, normalized_adjacency
 from contrastive_mer.encoders.sequence import sinusoidal_positions

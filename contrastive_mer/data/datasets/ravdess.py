@@ -25,6 +25,7 @@ import numpy as np
 from contrastive_mer.data.datasets.base import ClipRecord, SkipEntry, register_adapter
 from contrastive_mer.data.datasets.corpus import MediaCorpus, MediaCorpusOptions
 from contrastive_mer.data.landmarks import index_landmark_csvs, load_landmark_source
+from contrastive_mer.data.normalization import standardise
 
 EMOTIONS = ["neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"]
 INTENSITIES = ["normal", "strong"]
@@ -80,9 +81,7 @@ def normalise_per_actor(au_table: dict[str, np.ndarray | str]) -> dict[str, np.n
     out = dict(au_table)
     for keys in by_actor.values():
         block = np.stack([au_table[k] for k in keys]).astype(np.float64)
-        std = block.std(axis=0)
-        block = (block - block.mean(axis=0)) / np.where(std > 1e-6, std, 1.0)
-        block[:, std <= 1e-6] = 0.0
+        block = standardise(block, block.mean(axis=0), block.std(axis=0))  # the library's one rule (EPS = 1e-6)
         for key, row in zip(keys, block):
             out[key] = row.astype(np.float32)
     return out
