@@ -23,13 +23,16 @@ _MODULES = {
     "contrastive_mer.registry": ("Registry",),
     "contrastive_mer.encoders": ("ENCODERS", "EncoderOutput", "ModalityEncoder", "register_encoder"),
     "contrastive_mer.data.datasets": ("ADAPTERS", "CorpusAdapter", "MediaCorpus", "register_adapter"),
+    "contrastive_mer.data.kinds": ("INPUT_KINDS", "InputKind"),
+    "contrastive_mer.model.losses": ("LOSSES", "ContrastiveLoss"),
+    "contrastive_mer.evaluation.probes": ("PROBES", "Probe"),
+    "contrastive_mer.fusion": ("FUSION_MODES", "FusionConfig", "fuse"),
     "contrastive_mer.pretrain.loop": ("PretrainResult", "pretrain"),
     "contrastive_mer.model.module": ("PairwiseContrastiveModule", "load_module"),
     "contrastive_mer.extract.extraction": ("ExtractOptions", "extract", "extract_from_checkpoint"),
     "contrastive_mer.extract.encode": ("encode_records",),
     "contrastive_mer.store.hdf5": ("FeatureStore",),
     "contrastive_mer.store.index": ("EmbeddingIndex", "index_from_store"),
-    "contrastive_mer.fusion": ("FusionConfig", "fuse"),
     "contrastive_mer.evaluation.linear": ("LinearProbeConfig", "linear_probe"),
     "contrastive_mer.evaluation.knn": ("KnnProbeConfig", "knn_probe"),
     "contrastive_mer.evaluation.protocol": ("probe_stores",),
@@ -49,6 +52,8 @@ if TYPE_CHECKING:  # static analysers see the real objects (``X as X``: re-expor
     from contrastive_mer.data.datasets import CorpusAdapter as CorpusAdapter
     from contrastive_mer.data.datasets import MediaCorpus as MediaCorpus
     from contrastive_mer.data.datasets import register_adapter as register_adapter
+    from contrastive_mer.data.kinds import INPUT_KINDS as INPUT_KINDS
+    from contrastive_mer.data.kinds import InputKind as InputKind
     from contrastive_mer.encoders import ENCODERS as ENCODERS
     from contrastive_mer.encoders import EncoderOutput as EncoderOutput
     from contrastive_mer.encoders import ModalityEncoder as ModalityEncoder
@@ -58,6 +63,8 @@ if TYPE_CHECKING:  # static analysers see the real objects (``X as X``: re-expor
     from contrastive_mer.evaluation.knn import knn_probe as knn_probe
     from contrastive_mer.evaluation.linear import LinearProbeConfig as LinearProbeConfig
     from contrastive_mer.evaluation.linear import linear_probe as linear_probe
+    from contrastive_mer.evaluation.probes import PROBES as PROBES
+    from contrastive_mer.evaluation.probes import Probe as Probe
     from contrastive_mer.evaluation.protocol import probe_stores as probe_stores
     from contrastive_mer.evaluation.retrieval import cross_modal_retrieval as cross_modal_retrieval
     from contrastive_mer.experiment import config_for_checkpoint as config_for_checkpoint
@@ -69,8 +76,11 @@ if TYPE_CHECKING:  # static analysers see the real objects (``X as X``: re-expor
     from contrastive_mer.extract.extraction import extract_from_checkpoint as extract_from_checkpoint
     from contrastive_mer.frontend.config import FrontEndConfig as FrontEndConfig
     from contrastive_mer.frontend.front_end import FrontEnd as FrontEnd
+    from contrastive_mer.fusion import FUSION_MODES as FUSION_MODES
     from contrastive_mer.fusion import FusionConfig as FusionConfig
     from contrastive_mer.fusion import fuse as fuse
+    from contrastive_mer.model.losses import LOSSES as LOSSES
+    from contrastive_mer.model.losses import ContrastiveLoss as ContrastiveLoss
     from contrastive_mer.model.module import PairwiseContrastiveModule as PairwiseContrastiveModule
     from contrastive_mer.model.module import load_module as load_module
     from contrastive_mer.pretrain.loop import PretrainResult as PretrainResult

@@ -53,6 +53,12 @@ class Registry(Generic[T]):
 
         return wrap
 
+    def unregister(self, name: str) -> T:
+        """Remove ``name`` and return its entry (e.g. a component registered for a test); UnknownName if absent."""
+        entry = self.get(name)
+        del self._entries[name]
+        return entry
+
     def get(self, name: str) -> T:
         """The entry registered as ``name``; :class:`UnknownName` naming the known ones otherwise."""
         try:
