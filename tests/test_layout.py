@@ -144,3 +144,15 @@ def test_relative_and_function_level_imports_are_seen(tmp_path):
                                                                      "contrastive_mer.sub.c"}
     finally:
         layout.ROOT = old
+
+
+def test_architecture_doc_names_every_module():
+    doc = (ROOT / "docs" / "architecture.md").read_text()
+    missing = [p.relative_to(PACKAGE).as_posix() for p in sorted(PACKAGE.rglob("*.py"))
+               if f"`{p.relative_to(PACKAGE).as_posix()}`" not in doc]
+    assert not missing, "docs/architecture.md does not name: " + ", ".join(missing)
+
+
+def test_every_module_says_what_it_is():
+    bare = [module_name(p) for p in sorted(PACKAGE.rglob("*.py")) if not ast.get_docstring(ast.parse(p.read_text()))]
+    assert not bare, "modules without a docstring: " + ", ".join(bare)
