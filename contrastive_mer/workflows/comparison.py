@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-import pytorch_lightning as pl
 from omegaconf import DictConfig
 
 from contrastive_mer.data.datamodule import build_corpus, build_preprocessors
@@ -27,18 +26,15 @@ from contrastive_mer.evaluation.baselines import RawFeatures, compute_raw_featur
 from contrastive_mer.evaluation.linear import LinearProbeConfig
 from contrastive_mer.evaluation.metrics import PRIMARY_METRIC
 from contrastive_mer.evaluation.protocol import ProbeResults, ProbeView, probe_stores, run_probes, valid_label_rows
-from contrastive_mer.extract.extraction import ExtractOptions, extract
-from contrastive_mer.model.module import PairwiseContrastiveModule
+from contrastive_mer.extract.extraction import UNTRAINED, ExtractOptions, extract
+from contrastive_mer.model.module import PairwiseContrastiveModule, random_init_like
 from contrastive_mer.store.hdf5 import FeatureStore
+
+# random_init_like (imported above) lives in model/module.py, where cmer extract --random-init finds it too; it
+# stays importable from here
 
 COLUMNS = ("pretrained", "random_init", "raw_input")
 FUSED_PLUS_RAW = "fused+raw"
-
-
-def random_init_like(cfg: DictConfig) -> PairwiseContrastiveModule:
-    """The same architecture, untrained, seeded from the config."""
-    pl.seed_everything(cfg.seed, verbose=False)
-    return PairwiseContrastiveModule(cfg).eval()
 
 
 def raw_features_for(cfg: DictConfig, audio_baselines: bool = False) -> RawFeatures:
@@ -268,7 +264,7 @@ def evaluate_folds(cfg: DictConfig, trained: PairwiseContrastiveModule, out_dir:
     for column, make in ((c, m) for c, m in models if c == "pretrained" or c in columns):
         module = make()
         paths[column] = extract(module, cfg, out_dir / f"features-{column}.h5", opts,
-                                checkpoint_sha256=checkpoint_sha256 if column == "pretrained" else "untrained")
+                                checkpoint_sha256=checkpoint_sha256 if column == "pretrained" else UNTRAINED)
         for norm in norms:
             res = probe_stores(paths[column], label=label, views=names, folds=None if test_groups else folds,
                                group=group, probes=probes, seed=cfg.seed, linear=linear, normalize_by=norm,
