@@ -100,6 +100,8 @@ class LabelEfficiencyResults:
     rows: list[LabelEfficiencyRow]
     notes: list[str] = field(default_factory=list)
     setup: dict[str, Any] = field(default_factory=dict)
+    #: fold -> (ids, labels) drawn from (not in :meth:`to_dict`): pass them on to draw the same clips elsewhere
+    pools: dict[int, Pool] | None = field(default=None, repr=False)
 
     def row(self, view: str, probe: str, k: int) -> LabelEfficiencyRow | None:
         return next((r for r in self.rows if (r.view, r.probe, r.k) == (view, probe, k)), None)
@@ -193,7 +195,7 @@ def label_efficiency(views: Sequence[ProbeView], ks: Sequence[int], draws: int, 
     order = {name: i for i, name in enumerate(dict.fromkeys(v.name for v in views))}
     rows = sorted(cells.values(), key=lambda r: (r.k, order[r.view], list(probes).index(r.probe)))
     return LabelEfficiencyResults(task, label, metric, sorted({int(k) for k in ks}), draws, seed, rows,
-                                  list(dict.fromkeys(notes)), dict(setup or {}))
+                                  list(dict.fromkeys(notes)), dict(setup or {}), pools)
 
 
 def _display(view: str) -> str:
