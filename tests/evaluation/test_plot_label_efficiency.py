@@ -9,7 +9,7 @@ from contrastive_mer.evaluation.plots import plot_label_efficiency
 
 
 def _results(views, offset):
-    rng = np.random.default_rng(offset)
+    rng = np.random.default_rng(int(offset * 10))
     rows = [LabelEfficiencyRow(v, "linear", k, (offset + 0.1 * np.log(k) + 0.02 * rng.random(3)).tolist(), [k] * 3)
             for k in (1, 5, 20) for v in views]
     return LabelEfficiencyResults("multiclass", "emotion", "accuracy", [1, 5, 20], 3, 0, rows)
