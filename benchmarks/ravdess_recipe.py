@@ -36,7 +36,7 @@ TEST_GROUPS = [f"actor{a:02d}" for a in range(13, 17)]
 
 
 def run_one(protocol: str, seed: int, out: Path, config: Path, overrides: list[str],
-            columns: tuple[str, ...] = COLUMNS) -> dict:
+            columns: tuple[str, ...] = COLUMNS, transductive: bool = False) -> dict:
     """Pretrain one seed under ``protocol`` and evaluate it; returns the evaluation table."""
     base = [f"seed={seed}", "trainer.enable_progress_bar=false", *overrides]
     pre = base + ([f"data.options.speakers={TUNE_ACTORS}"] if protocol in ("tune", "holdout") else [])
@@ -49,8 +49,9 @@ def run_one(protocol: str, seed: int, out: Path, config: Path, overrides: list[s
     report = evaluate_folds(ev, module, run_dir / "eval", label="emotion", group="speaker", folds=4,
                             probes=("linear",), checkpoint_sha256=file_sha256(result.checkpoint),
                             fusion_modes=("concat",), normalize_by="speaker",
-                            test_groups=TEST_GROUPS if protocol == "holdout" else None, columns=columns)
-    return {"seed": seed, "pretrain_seconds": result.seconds, "table": report["table"],
+                            test_groups=TEST_GROUPS if protocol == "holdout" else None, columns=columns,
+                            transductive=transductive)
+    return {"seed": seed, "transductive": transductive, "pretrain_seconds": result.seconds, "table": report["table"],
             "strongest_baseline": report["strongest_baseline"], "headline": report["headline"]}
 
 
@@ -103,6 +104,9 @@ def main() -> None:
                              "pretraining seed: run them once, for the first seed)")
     parser.add_argument("--collect", type=Path, nargs="*", default=None,
                         help="summarise finished runs (<run>/eval/evaluation.json) instead of running")
+    parser.add_argument("--transductive", action="store_true",
+                        help="declare that pretraining saw the test speakers' unlabelled clips (recorded in every "
+                             "evaluation.json and at the top of evaluation.txt, as cmer evaluate --transductive)")
     parser.add_argument("overrides", nargs="*", help="config overrides as key=value")
     args = parser.parse_args()
     start = time.perf_counter()
@@ -111,12 +115,13 @@ def main() -> None:
         args.seeds = [r["seed"] for r in runs]
     else:
         columns = ("pretrained",) if args.pretrained_only else COLUMNS
-        runs = [run_one(args.protocol, s, args.out, args.config, args.overrides, columns) for s in args.seeds]
+        runs = [run_one(args.protocol, s, args.out, args.config, args.overrides, columns, args.transductive)
+                for s in args.seeds]
     summary = summarise(runs)
     text = markdown(summary, args.protocol, args.seeds)
     args.out.mkdir(parents=True, exist_ok=True)
-    record = {"protocol": args.protocol, "seeds": args.seeds, "overrides": args.overrides,
-              "config": str(args.config), "runs": runs, "summary": summary,
+    record = {"protocol": args.protocol, "transductive": args.transductive, "seeds": args.seeds,
+              "overrides": args.overrides, "config": str(args.config), "runs": runs, "summary": summary,
               "seconds": time.perf_counter() - start}
     (args.out / f"{args.protocol}.json").write_text(json.dumps(record, indent=1))
     (args.out / f"{args.protocol}.md").write_text(text + "\n")

@@ -1,11 +1,14 @@
 """``cmer evaluate --checkpoint CKPT [--config CFG] --folds K --group speaker --label emotion --output DIR``
 
 Pretrained vs random-init encoders vs raw-input baselines (openSMILE eGeMAPS included), group-disjoint K-fold
-linear and kNN probes; with ``--normalize-by speaker`` every view also standardised within each speaker."""
+linear and kNN probes; with ``--normalize-by speaker`` every view also standardised within each speaker.
+``--labels-per-class 1,5,20 --draws 5`` adds label-efficiency tables and ``label_efficiency.png``;
+``--missing video`` tests without a modality; ``--transductive`` declares that pretraining saw the test clips."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 
 from contrastive_mer.cli._common import add_output_dir, comma_list
 
@@ -36,6 +39,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-audio-baselines", action="store_true",
                         help="leave out the eGeMAPS and log-mel statistics baselines of the audio (computed "
                              "otherwise when the model has a waveform input and they are not among its inputs)")
+    few = parser.add_argument_group("few labels, missing modalities, transductive runs")
+    few.add_argument("--labels-per-class", default=None, metavar="K[,K...]",
+                     help="also fit every column's probes on K labelled clips per class of each fold's training "
+                          "rows (the same clips for every column and view), mean ± sd over --draws draws; writes "
+                          "a table per K and label_efficiency.png")
+    few.add_argument("--draws", type=int, default=5, help="draws per K with --labels-per-class (default 5)")
+    few.add_argument("--plot-views", default=None,
+                     help="comma-separated views plotted in label_efficiency.png besides the headline fused view "
+                          "(e.g. a voice-only view: egemaps, or egemaps@speaker with --normalize-by speaker)")
+    few.add_argument("--missing", default=None, metavar="MODALITY",
+                     help="test without MODALITY: only the test clips that lack it, or, when none does, every test "
+                          "clip with it masked out and the fusion recomputed (training clips as they are)")
+    few.add_argument("--transductive", action="store_true",
+                     help="declare that pretraining saw the test groups' unlabelled clips (recorded in the report); "
+                          "without it, --test-groups refuses a checkpoint whose run listed those clips")
     parser.add_argument("overrides", nargs="*", help="data overrides as key=value")
 
 
@@ -46,12 +64,27 @@ def run(args: argparse.Namespace) -> int:
     from contrastive_mer.experiment import config_for_checkpoint
     from contrastive_mer.model.module import load_module
     from contrastive_mer.utils import file_sha256
-    from contrastive_mer.workflows.comparison import evaluate_folds
+    from contrastive_mer.workflows.comparison import evaluate_folds, pretraining_overlap
 
     if args.folds < 2:
         raise UserError(f"--folds must be at least 2, got {args.folds}")
+    ks = comma_list(args.labels_per_class, int, option="--labels-per-class")
+    if ks is not None and (not ks or min(ks) < 1 or args.draws < 1):
+        raise UserError(f"--labels-per-class needs values >= 1 and --draws >= 1, got {args.labels_per_class!r} "
+                        f"and {args.draws}")
     module = load_module(args.checkpoint)
     cfg = config_for_checkpoint(to_dict(module.cfg), args.config, args.overrides)
+    if args.missing is not None and args.missing not in module.modalities:
+        raise UserError(f"--missing {args.missing!r}: not a modality of the model; it has {module.modalities}")
+    test_groups = comma_list(args.test_groups, option="--test-groups")
+    if test_groups and not args.transductive:
+        overlap = pretraining_overlap(args.checkpoint, cfg, args.group, test_groups)
+        if overlap is None:
+            print("[cmer evaluate] warning: no split.json beside the checkpoint's run folder: cannot tell whether "
+                  "pretraining saw the test groups' clips (add --transductive if it did)", file=sys.stderr)
+        elif overlap[0]:
+            raise UserError(f"pretraining saw {overlap[0]} of the {overlap[1]} clips of --test-groups "
+                            f"{','.join(test_groups)} (the run's split.json): add --transductive to evaluate anyway")
     probes = ("linear", "knn") if args.probe == "both" else (args.probe,)
     decays = comma_list(args.weight_decays, float, option="--weight-decays")
     linear = LinearProbeConfig(seed=cfg.seed, weight_decays=tuple(decays)) if decays else \
@@ -62,7 +95,9 @@ def run(args: argparse.Namespace) -> int:
                                 fusion_modes=comma_list(args.fusion, option="--fusion"),
                                 normalize_by=args.normalize_by, views=comma_list(args.modalities),
                                 linear=linear, audio_baselines=not args.no_audio_baselines,
-                                test_groups=comma_list(args.test_groups, option="--test-groups"))
+                                test_groups=test_groups, labels_per_class=ks, draws=args.draws,
+                                missing=args.missing, transductive=args.transductive,
+                                plot_views=comma_list(args.plot_views, option="--plot-views"))
     except ValueError as e:
         raise UserError(str(e)) from e
     print(report["text"])

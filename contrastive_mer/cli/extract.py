@@ -15,6 +15,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", help="a checkpoint written by cmer pretrain (required unless merging)")
     parser.add_argument("--config", help="experiment YAML for the data section (default: the checkpoint's)")
     add_out_file(parser, "the HDF5 feature store to write (e.g. feats.h5)", required=False)
+    parser.add_argument("--random-init", action="store_true",
+                        help="encode with the checkpoint's architecture untrained (seeded by the config's seed, as "
+                             "cmer evaluate's random-init column); the store's provenance says untrained")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--num-workers", type=int, default=0)
     parser.add_argument("--fusion", default="concat,mean",
@@ -44,8 +47,8 @@ def _merge(args: argparse.Namespace) -> int:
     from contrastive_mer.store.lock import acquire
     from contrastive_mer.store.merge import find_shards, merge_shards
 
-    if args.checkpoint or args.out or args.shard_index is not None or args.overrides:
-        raise UserError("--merge-shards OUT takes no --checkpoint, --out, --shard-index or overrides")
+    if args.checkpoint or args.out or args.shard_index is not None or args.overrides or args.random_init:
+        raise UserError("--merge-shards OUT takes no --checkpoint, --out, --shard-index, --random-init or overrides")
     lock = acquire(args.merge_shards, "feature store")  # the store writer's lock: one writer of OUT at a time
     try:
         path = merge_shards(find_shards(args.merge_shards), args.merge_shards, overwrite=args.overwrite,
@@ -91,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
                              sequences=comma_list(args.sequences, option="--sequences"),
                              sequence_dtype=args.sequence_dtype, device=args.device, overwrite=args.overwrite,
                              progress=not args.no_progress, shard_index=shard_index, num_shards=args.num_shards)
-    path = extract_from_checkpoint(args.checkpoint, args.out, args.config, args.overrides, options)
+    path = extract_from_checkpoint(args.checkpoint, args.out, args.config, args.overrides, options,
+                                   random_init=args.random_init)
     print(f"features written to {path}")
     return 0

@@ -2,6 +2,7 @@
 
     cmer probe --train a.h5 --test b.h5 --label emotion [--modalities audio,video,fused] [--json out.json]
     cmer probe --train a.h5 --folds 4 --group speaker --label emotion [--probe linear|knn|both|mlp|all]
+    cmer probe --train a.h5 --test b.h5 --label emotion --labels-per-class 1,5,20 --draws 5 [--missing video]
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import contextlib
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from contrastive_mer.cli._common import comma_list, open_store
 from contrastive_mer.errors import UserError
@@ -48,7 +49,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--normalize-by", default=None, metavar="GROUP",
                         help="standardise every view within each GROUP (e.g. speaker) from that group's own rows "
                              "before probing: label-free, assumes a test speaker's other clips are available")
-    parser.add_argument("--seed", type=int, default=0, help="seeds the folds and the validation split")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seeds the folds, the validation split and the --labels-per-class draws")
+    few = parser.add_argument_group("few labels and missing modalities")
+    few.add_argument("--labels-per-class", default=None, metavar="K[,K...]",
+                     help="fit the probes on K labelled training clips per class only (drawn by clip id, the same "
+                          "clips for every view), test on every test clip; mean ± sd over --draws draws per K")
+    few.add_argument("--draws", type=int, default=5, help="draws per K with --labels-per-class (default 5)")
+    few.add_argument("--missing", default=None, metavar="MODALITY",
+                     help="test without MODALITY: only the test clips that lack it, or, when none does, every test "
+                          "clip with it masked out and the fusion recomputed (training clips as they are)")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
     adamw = parser.add_argument_group("adamw solver (--solver adamw; the same objective as L-BFGS)")
     adamw.add_argument("--lr", type=float, default=None, help="peak learning rate, decayed by a cosine (default 0.1)")
@@ -89,16 +99,31 @@ def run(args: argparse.Namespace) -> int:
     if args.k < 1 or args.temperature <= 0:
         raise UserError(f"--k must be >= 1 and --temperature > 0, got {args.k} and {args.temperature}")
     views = comma_list(args.modalities, option="--modalities") or None
+    ks = comma_list(args.labels_per_class, int, option="--labels-per-class")
+    if ks is not None and (not ks or min(ks) < 1 or args.draws < 1):
+        raise UserError(f"--labels-per-class needs values >= 1 and --draws >= 1, got {args.labels_per_class!r} "
+                        f"and {args.draws}")
     linear = _linear_config(args)
     knn = KnnProbeConfig(k=args.k, temperature=args.temperature)
+    log = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
+    results: Any
     with contextlib.ExitStack() as stack:
         train = stack.enter_context(open_store(args.train))
         test = stack.enter_context(open_store(args.test)) if args.test else None
-        results = probe_stores(train, test, label=args.label, views=views, folds=args.folds, group=args.group,
-                               probes=_PROBES[args.probe], linear=linear, knn=knn, task=args.task,
-                               seed=args.seed, log=lambda msg: print(msg, file=sys.stderr),
-                               normalize_by=args.normalize_by)
-    print(format_table(results))
+        if ks is not None:
+            from contrastive_mer.evaluation.label_efficiency import label_efficiency_stores
+
+            results = label_efficiency_stores(train, test, label=args.label, ks=ks, draws=args.draws, views=views,
+                                              folds=args.folds, group=args.group, probes=_PROBES[args.probe],
+                                              linear=linear, knn=knn, task=args.task, seed=args.seed,
+                                              normalize_by=args.normalize_by, missing=args.missing, log=log)
+        else:
+            results = probe_stores(train, test, label=args.label, views=views, folds=args.folds, group=args.group,
+                                   probes=_PROBES[args.probe], linear=linear, knn=knn, task=args.task,
+                                   seed=args.seed, log=log, normalize_by=args.normalize_by, missing=args.missing)
+    if "missing" in results.setup:
+        print(f"missing {args.missing}: {results.setup['missing']['text']}")
+    print(results.format() if ks is not None else format_table(results))
     if args.json:
         out = Path(args.json)
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -120,3 +120,62 @@ def plot_history(history: list[dict], path: Path, keys: Sequence[str] = tuple(_C
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def _raw_counterpart(view: str) -> str:
+    """The raw-input view a pretrained view is compared with: ``fused/<mode>[@g]`` -> ``raw/fused[@g]`` (all raw
+    inputs side by side), ``<m>[@g]`` -> ``raw/<m>[@g]``."""
+    base, at, group = view.partition("@")
+    return ("raw/fused" if base.startswith("fused/") else f"raw/{base}") + at + group
+
+
+def plot_label_efficiency(columns: dict[str, Any], views: Sequence[str], path: Path,
+                          probe: str = "linear") -> dict[str, dict[str, dict[str, list[float]]]]:
+    """Accuracy (the results' metric) against labelled clips per class (log x), one panel per view in ``views``,
+    one line per column with a mean ± sd band over draws. ``columns``: column name ->
+    :class:`~contrastive_mer.evaluation.label_efficiency.LabelEfficiencyResults`; a raw-input column's view is
+    the raw counterpart of the view (``raw/fused`` for a fused view). Views no column has are left out.
+    Returns the plotted numbers, ``{view: {column: {"ks", "mean", "std"}}}`` (metric as stored, not in %)."""
+    from contrastive_mer.evaluation.label_efficiency import curve
+
+    plotted: dict[str, dict[str, dict[str, list[float]]]] = {}
+    for view in views:
+        for column, res in columns.items():
+            name = view if view in res.views() else _raw_counterpart(view)
+            if name not in res.views():
+                continue
+            ks, mean, sd = curve(res, name, probe)
+            if len(ks):
+                plotted.setdefault(view, {})[column] = {"ks": ks.tolist(), "mean": mean.tolist(),
+                                                        "std": sd.tolist()}
+    if not plotted:
+        return plotted
+    plt = _pyplot()
+    first = next(iter(columns.values()))
+    scale = 1.0 if first.task == "regression" else 100.0
+    fig, axes = plt.subplots(1, len(plotted), figsize=(5.0 * len(plotted), 4.2), squeeze=False)
+    for ax, (view, lines) in zip(axes[0], plotted.items()):
+        for column, c in lines.items():
+            ks, mean, sd = np.array(c["ks"]), scale * np.array(c["mean"]), scale * np.array(c["std"])
+            ax.plot(ks, mean, marker="o", label=column.replace("_", " "))
+            ax.fill_between(ks, mean - sd, mean + sd, alpha=0.2)
+        ax.set_xscale("log")
+        ax.set_xticks(sorted({k for c in lines.values() for k in c["ks"]}))
+        ax.get_xaxis().set_major_formatter(_plain_ticks())
+        ax.set_xlabel("labelled clips per class")
+        ax.set_ylabel(f"{first.metric}{' (%)' if scale == 100.0 else ''}, {probe} probe")
+        ax.set_title(view, fontsize=10)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"{first.label}: mean ± sd over {first.draws} draws", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return plotted
+
+
+def _plain_ticks() -> Any:
+    from matplotlib.ticker import ScalarFormatter
+
+    fmt = ScalarFormatter()
+    fmt.set_scientific(False)
+    return fmt

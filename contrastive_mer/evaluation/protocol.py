@@ -42,7 +42,8 @@ COLUMNS = {
 
 @dataclass
 class ProbeView:
-    """One train/test split of one view. Views sharing a ``name`` are folds of the same view."""
+    """One train/test split of one view. Views sharing a ``name`` are folds of the same view. ``ids_train``: the
+    training rows' clip ids, where known (label-efficiency draws pick clips by id)."""
 
     name: str
     X_train: np.ndarray
@@ -51,6 +52,7 @@ class ProbeView:
     X_test: np.ndarray
     y_test: np.ndarray
     fold: int = 0
+    ids_train: np.ndarray | None = None
 
 
 @dataclass
@@ -266,7 +268,8 @@ def _normalized(store: Any, X: np.ndarray, usable: np.ndarray, by: str | None) -
 def store_views(train: Any, test: Any | None, label: str, views: Sequence[str] | None = None,
                 folds: int | None = None, group: str | None = None, seed: int = 0,
                 task: str | None = None, normalize_by: str | None = None,
-                test_groups: Sequence[str] | None = None) -> tuple[list[ProbeView], dict[str, Any]]:
+                test_groups: Sequence[str] | None = None,
+                missing: str | None = None) -> tuple[list[ProbeView], dict[str, Any]]:
     """Build :class:`ProbeView` s from a train store and a test store, or from one store and ``folds``.
 
     ``group`` names the group that folds (required) and the linear probe's validation split are disjoint
@@ -276,7 +279,12 @@ def store_views(train: Any, test: Any | None, label: str, views: Sequence[str] |
     with group-disjoint folds no test row enters a training row's statistics or the reverse.
     ``test_groups`` (instead of a test store or folds): one split, the rows of these ``group`` values against
     the others (e.g. held-out actors).
-    Returns ``(views, info)`` with ``info`` holding task, num_classes, class_names and the setup.
+    ``missing`` (a modality): test as :class:`~contrastive_mer.evaluation.missing.MissingModality` says (only the
+    test clips that lack it, or, when none does, every test clip with it masked out and the fusion recomputed);
+    training rows stay as they are; views (and folds) left without a test row are dropped, and
+    ``setup["missing"]`` says what was done.
+    Returns ``(views, info)`` with ``info`` holding task, num_classes, class_names, the setup, and ``pools``:
+    fold -> (ids, labels) of all the labelled training clips of that fold (what label-efficiency draws from).
     """
     if sum(x is not None for x in (test, folds, test_groups)) != 1:
         raise ValueError("give one of a test store, a number of folds or test groups")
@@ -292,6 +300,13 @@ def store_views(train: Any, test: Any | None, label: str, views: Sequence[str] |
     if test is not None:
         resolve_views(test, [key for _, key in resolved])  # KeyError naming the test file if one is missing
     ok_train = valid_label_rows(y_train)
+    ids = np.asarray(train.ids, dtype=object)
+    tested: Any = None
+    if missing is not None:
+        from contrastive_mer.evaluation.missing import MissingModality
+
+        tested = MissingModality(test if test is not None else train, missing,
+                                 valid_label_rows(y_test) if test is not None and y_test is not None else ok_train)
     splits: list[tuple[np.ndarray, np.ndarray]] = []
     if test is None:
         assert groups is not None  # folds and test groups need `group` (checked above)
@@ -303,26 +318,57 @@ def store_views(train: Any, test: Any | None, label: str, views: Sequence[str] |
             made = holdout_split(groups[labelled], test_groups)
         splits = [(labelled[tr], labelled[te]) for tr, te in made]
     out: list[ProbeView] = []
+    tested_rows: set[int] = set()
+    dropped: list[str] = []
     for name, key in resolved:
         view = train.view(key)
         X, usable = _normalized(train, view.vectors, view.usable, normalize_by), view.usable
         if test is not None and y_test is not None:
-            test_view = test.view(key)
+            source = tested if tested is not None else test
+            test_view = source.view(key)
             X_test, usable_test = _normalized(test, test_view.vectors, test_view.usable, normalize_by), \
                 test_view.usable
+            if tested is not None:
+                usable_test = tested.test_rows(key)
             if X_test.shape[1] != X.shape[1]:
                 raise ValueError(f"{key} has {X.shape[1]} columns in {train.path} but {X_test.shape[1]} "
                                  f"in {test.path}")
             tr = np.flatnonzero(usable & ok_train)
             te = np.flatnonzero(usable_test & valid_label_rows(y_test))
+            if tested is not None and len(te) == 0:
+                dropped.append(name)
+                continue
+            tested_rows.update(te.tolist())
             out.append(ProbeView(name, X[tr], y_train[tr], None if groups is None else groups[tr],
-                                 X_test[te], y_test[te]))
+                                 X_test[te], y_test[te], ids_train=ids[tr]))
             continue
+        X_te, usable_te = X, usable
+        if tested is not None:
+            masked = tested.view(key)
+            X_te = _normalized(train, masked.vectors, masked.usable, normalize_by)
+            usable_te = tested.test_rows(key)
+        kept = 0
         for i, (tr, te) in enumerate(splits):
-            tr, te = tr[usable[tr]], te[usable[te]]
-            out.append(ProbeView(name, X[tr], y_train[tr], None if groups is None else groups[tr], X[te],
-                                 y_train[te], fold=i))
-    info = {"task": task, "num_classes": num_classes, "class_names": class_names, "setup": setup}
+            tr, te = tr[usable[tr]], te[usable_te[te]]
+            if tested is not None and len(te) == 0:
+                continue
+            kept += 1
+            tested_rows.update(te.tolist())
+            out.append(ProbeView(name, X[tr], y_train[tr], None if groups is None else groups[tr], X_te[te],
+                                 y_train[te], fold=i, ids_train=ids[tr]))
+        if not kept:
+            dropped.append(name)
+    if tested is not None:
+        if not out:
+            raise ValueError(f"--missing {missing}: no view has a test clip to test "
+                             f"({'none of the test clips lacks it' if tested.mode == 'lacking' else 'masked'})")
+        setup["missing"] = {**tested.describe(len(tested_rows)), "dropped_views": dropped}
+    if test is not None:
+        labelled = np.flatnonzero(ok_train)
+        pools = {0: (ids[labelled], y_train[labelled])}
+    else:
+        pools = {i: (ids[tr], y_train[tr]) for i, (tr, _) in enumerate(splits)}
+    info = {"task": task, "num_classes": num_classes, "class_names": class_names, "setup": setup, "pools": pools}
     return out, info
 
 
@@ -330,18 +376,19 @@ def probe_stores(train: Any, test: Any | None = None, *, label: str, views: Sequ
                  folds: int | None = None, group: str | None = None, probes: Sequence[str] = DEFAULT_PROBES,
                  linear: LinearProbeConfig | None = None, knn: KnnProbeConfig | None = None,
                  task: str | None = None, seed: int = 0, log: Callable[[str], None] | None = None,
-                 normalize_by: str | None = None, test_groups: Sequence[str] | None = None) -> ProbeResults:
+                 normalize_by: str | None = None, test_groups: Sequence[str] | None = None,
+                 missing: str | None = None) -> ProbeResults:
     """Probe stores (open :class:`~contrastive_mer.store.hdf5.FeatureStore` s or paths to them).
 
-    Without an explicit ``linear`` config the probe uses ``LinearProbeConfig(seed=seed)``. ``normalize_by``:
-    see :func:`store_views`.
+    Without an explicit ``linear`` config the probe uses ``LinearProbeConfig(seed=seed)``. ``normalize_by``,
+    ``missing``: see :func:`store_views`.
     """
     with contextlib.ExitStack() as stack:
         def opened(s: Any) -> Any:
             return stack.enter_context(FeatureStore(s)) if isinstance(s, (str, Path)) else s
 
         tr, te = opened(train), (opened(test) if test is not None else None)
-        pv, info = store_views(tr, te, label, views, folds, group, seed, task, normalize_by, test_groups)
+        pv, info = store_views(tr, te, label, views, folds, group, seed, task, normalize_by, test_groups, missing)
         return run_probes(pv, info["task"], label, probes, linear or LinearProbeConfig(seed=seed), knn,
                           info["num_classes"], info["class_names"], info["setup"], log)
 

@@ -27,9 +27,12 @@ from contrastive_mer.extract.encode import encode_records, resolve_device
 from contrastive_mer.extract.labels import fill_missing_labels, label_specs
 from contrastive_mer.extract.shards import resolve_shard, shard_attrs, shard_output, shard_records
 from contrastive_mer.fusion import check_weights, fuse, fused_dim
-from contrastive_mer.model.module import PairwiseContrastiveModule, load_module
+from contrastive_mer.model.module import PairwiseContrastiveModule, load_module, random_init_like
 from contrastive_mer.store.hdf5 import FeatureStoreWriter, LabelSpec
 from contrastive_mer.utils import file_sha256
+
+#: the provenance (``checkpoint_sha256`` attribute) of a store encoded by untrained encoders
+UNTRAINED = "untrained"
 
 
 @dataclass
@@ -172,8 +175,13 @@ def extract(module: PairwiseContrastiveModule, cfg: DictConfig, out: str | Path,
 
 
 def extract_from_checkpoint(checkpoint: str | Path, out: str | Path, config_path: str | Path | None = None,
-                            overrides: Sequence[str] = (), options: ExtractOptions | None = None) -> Path:
+                            overrides: Sequence[str] = (), options: ExtractOptions | None = None,
+                            random_init: bool = False) -> Path:
     """What ``cmer extract`` does: load the checkpoint weights-only, build the dataset, extract.
+
+    ``random_init``: encode with the checkpoint's architecture untrained instead
+    (:func:`~contrastive_mer.model.module.random_init_like` of the merged config, the seed rule of
+    ``cmer evaluate``'s random-init column); the store's ``checkpoint_sha256`` is then ``"untrained"``.
 
     >>> import tempfile, torch
     >>> from contrastive_mer.config import load_config, to_dict
@@ -196,4 +204,6 @@ def extract_from_checkpoint(checkpoint: str | Path, out: str | Path, config_path
         raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
     module = load_module(str(checkpoint))
     cfg = config_for_checkpoint(to_dict(module.cfg), config_path, overrides)
+    if random_init:  # the architecture only; the seed rule of cmer evaluate's random-init column
+        return extract(random_init_like(cfg), cfg, out, options, checkpoint_sha256=UNTRAINED)
     return extract(module, cfg, out, options, checkpoint_sha256=file_sha256(checkpoint))

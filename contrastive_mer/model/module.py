@@ -192,3 +192,12 @@ def load_module(checkpoint: str, map_location: str | torch.device = "cpu") -> Pa
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UserError(f"{checkpoint}: its weights do not fit its config ({first})") from None
     return module.eval()
+
+
+def random_init_like(cfg: DictConfig) -> PairwiseContrastiveModule:
+    """The architecture of ``cfg``, untrained: weights drawn after ``pl.seed_everything(cfg.seed)``, in eval mode.
+
+    The one seed rule of every random-init column (``cmer evaluate``, ``cmer demo``) and of
+    ``cmer extract --random-init``: the same config gives the same weights."""
+    pl.seed_everything(cfg.seed, verbose=False)
+    return PairwiseContrastiveModule(cfg).eval()

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-import pytorch_lightning as pl
 from omegaconf import DictConfig
 
 from contrastive_mer.data.datamodule import build_corpus, build_preprocessors
@@ -27,18 +26,15 @@ from contrastive_mer.evaluation.baselines import RawFeatures, compute_raw_featur
 from contrastive_mer.evaluation.linear import LinearProbeConfig
 from contrastive_mer.evaluation.metrics import PRIMARY_METRIC
 from contrastive_mer.evaluation.protocol import ProbeResults, ProbeView, probe_stores, run_probes, valid_label_rows
-from contrastive_mer.extract.extraction import ExtractOptions, extract
-from contrastive_mer.model.module import PairwiseContrastiveModule
+from contrastive_mer.extract.extraction import UNTRAINED, ExtractOptions, extract
+from contrastive_mer.model.module import PairwiseContrastiveModule, random_init_like
 from contrastive_mer.store.hdf5 import FeatureStore
+
+# random_init_like (imported above) lives in model/module.py, where cmer extract --random-init finds it too; it
+# stays importable from here
 
 COLUMNS = ("pretrained", "random_init", "raw_input")
 FUSED_PLUS_RAW = "fused+raw"
-
-
-def random_init_like(cfg: DictConfig) -> PairwiseContrastiveModule:
-    """The same architecture, untrained, seeded from the config."""
-    pl.seed_everything(cfg.seed, verbose=False)
-    return PairwiseContrastiveModule(cfg).eval()
 
 
 def raw_features_for(cfg: DictConfig, audio_baselines: bool = False) -> RawFeatures:
@@ -120,6 +116,7 @@ def _fold_raw_views(raw: RawFeatures, y: np.ndarray, groups: np.ndarray, train: 
     ok[train] = ok[test] = True
     ok &= valid_label_rows(y)
     names = list(raw.features)
+    ids = np.asarray(raw.ids, dtype=object)
     variants: list[tuple[str, dict[str, np.ndarray]]] = [
         ("", {m: standardise_present(raw.features[m], raw.present[m], is_train) for m in names})]
     if normalize_by is not None and norm_groups is not None:
@@ -130,14 +127,15 @@ def _fold_raw_views(raw: RawFeatures, y: np.ndarray, groups: np.ndarray, train: 
         for m in names:
             rows = raw.present[m] & ok
             tr, te = np.flatnonzero(rows & is_train), np.flatnonzero(rows & ~is_train)
-            views.append(ProbeView(f"raw/{m}{suffix}", feats[m][tr], y[tr], groups[tr], feats[m][te], y[te], fold))
+            views.append(ProbeView(f"raw/{m}{suffix}", feats[m][tr], y[tr], groups[tr], feats[m][te], y[te], fold,
+                                   ids[tr]))
         combos = [(f"raw/{a}+{b}", [a, b]) for i, a in enumerate(names) for b in names[i + 1:]] \
             if len(names) > 2 else []
         combos += [("raw/fused", names)] if len(names) > 1 else []
         tr, te = np.flatnonzero(ok & is_train), np.flatnonzero(ok & ~is_train)
         for name, parts in combos:
             fused = np.concatenate([feats[m] for m in parts], axis=1)
-            views.append(ProbeView(f"{name}{suffix}", fused[tr], y[tr], groups[tr], fused[te], y[te], fold))
+            views.append(ProbeView(f"{name}{suffix}", fused[tr], y[tr], groups[tr], fused[te], y[te], fold, ids[tr]))
     return views
 
 
@@ -176,6 +174,43 @@ def raw_views_folds(raw: RawFeatures, label: str, group: str, folds: int, seed: 
     return views
 
 
+def raw_views_missing(raw: RawFeatures, label: str, group: str, folds: int, seed: int,
+                      normalize_by: str | None, test_groups: Sequence[str] | None, masked: Sequence[str],
+                      lacking_ids: set[str] | None) -> list[ProbeView]:
+    """:func:`raw_views_folds` with a modality missing at test time: with ``lacking_ids`` only those test clips
+    (the ones that lack it); otherwise the raw features ``masked`` (the modality's, and those computed from the
+    same input) are absent on every test row (standardised, an absent feature is zeros). Training rows as they
+    are; views or folds without a test row are left out."""
+    y, g = raw.labels[label], np.asarray(raw.groups[group])
+    norm = None if normalize_by is None else np.asarray(raw.groups[normalize_by])
+    labelled = np.flatnonzero(valid_label_rows(y))
+    views: list[ProbeView] = []
+    for i, (tr, te) in enumerate(make_splits(g[labelled], folds, seed, test_groups)):
+        tr, te = labelled[tr], labelled[te]
+        fold_raw = raw
+        if lacking_ids is not None:
+            te = te[np.array([raw.ids[r] in lacking_ids for r in te], dtype=bool)]
+        else:
+            present = {m: p.copy() for m, p in raw.present.items()}
+            for m in masked:
+                present[m][te] = False
+            fold_raw = RawFeatures(raw.ids, raw.features, present, raw.labels, raw.groups)
+        if len(te):
+            views += [v for v in _fold_raw_views(fold_raw, y, g, tr, te, i, normalize_by, norm) if len(v.X_test)]
+    return views
+
+
+def raw_keys_of(cfg: DictConfig, modality: str, audio_baselines: bool) -> list[str]:
+    """The raw baseline features computed from ``modality``'s input (its own, and eGeMAPS / log-mel statistics
+    when they come from the same input)."""
+    preps = build_preprocessors(cfg)
+    if audio_baselines:
+        preps = with_audio_baselines(preps)
+    source = {k: getattr(p, "source", None) or k for k, p in preps.items()}
+    want = source.get(modality, modality)
+    return [k for k, src in source.items() if k == modality or src == want]
+
+
 def fused_plus_raw_views(store_path: str | Path, raw: RawFeatures, label: str, group: str, folds: int, seed: int,
                          normalize_by: str | None, mode: str = "concat",
                          test_groups: Sequence[str] | None = None) -> list[ProbeView]:
@@ -195,7 +230,7 @@ def fused_plus_raw_views(store_path: str | Path, raw: RawFeatures, label: str, g
     views = raw_views_folds(sub, label, group, folds, seed, normalize_by, test_groups)
     wanted = "raw/fused" + (f"@{normalize_by}" if normalize_by else "")
     name = f"fused/{mode}+raw" + (f"@{normalize_by}" if normalize_by else "")
-    return [ProbeView(name, v.X_train, v.y_train, v.groups_train, v.X_test, v.y_test, v.fold)
+    return [ProbeView(name, v.X_train, v.y_train, v.groups_train, v.X_test, v.y_test, v.fold, v.ids_train)
             for v in views if v.name == wanted]
 
 
@@ -238,7 +273,9 @@ def evaluate_folds(cfg: DictConfig, trained: PairwiseContrastiveModule, out_dir:
                    fusion_modes: Sequence[str] = ("concat", "mean"), normalize_by: str | None = None,
                    views: Sequence[str] | None = None, linear: LinearProbeConfig | None = None,
                    audio_baselines: bool = True, test_groups: Sequence[str] | None = None,
-                   columns: Sequence[str] = COLUMNS) -> dict[str, Any]:
+                   columns: Sequence[str] = COLUMNS, labels_per_class: Sequence[int] | None = None,
+                   draws: int = 5, missing: str | None = None, transductive: bool = False,
+                   plot_views: Sequence[str] | None = None) -> dict[str, Any]:
     """Group-disjoint K-fold probes of pretrained, random-init and raw-input features of one corpus.
 
     ``normalize_by`` adds every view standardised within each such group (``<view>@<group>``) and the view
@@ -246,7 +283,21 @@ def evaluate_folds(cfg: DictConfig, trained: PairwiseContrastiveModule, out_dir:
     random-init views (default: every modality and ``fused/<mode>`` for each fusion mode). ``test_groups``
     replaces the folds by one split: those groups (e.g. held-out actors) against the others. ``columns`` drops
     the random-init or raw-input columns (e.g. for further pretraining seeds, where they do not change).
+
+    ``labels_per_class`` (K values) adds label-efficiency tables: every column's probes fitted on K labelled
+    clips per class of each fold's training rows, ``draws`` draws, the same clips for every column and view
+    (:mod:`~contrastive_mer.evaluation.label_efficiency`), and ``label_efficiency.png`` (the headline view and
+    ``plot_views``). ``missing`` (a modality) tests without it (:mod:`~contrastive_mer.evaluation.missing`; the
+    raw column the same way). ``transductive`` declares that pretraining saw the test groups' unlabelled clips:
+    recorded in the report and printed at its top.
     """
+    from contrastive_mer.evaluation.label_efficiency import (
+        LabelEfficiencyResults,
+        format_label_efficiency,
+        label_efficiency,
+        label_efficiency_stores,
+    )
+
     check_folds(cfg, group, folds, test_groups)
     linear = linear or LinearProbeConfig(seed=cfg.seed)
     out_dir = Path(out_dir)
@@ -255,25 +306,50 @@ def evaluate_folds(cfg: DictConfig, trained: PairwiseContrastiveModule, out_dir:
     names = list(views) if views else [*trained.modalities, *(f"fused/{m}" for m in fusion_modes)]
     norms = [None] + ([normalize_by] if normalize_by else [])
     results: dict[str, ProbeResults] = {}
+    efficiency: dict[str, LabelEfficiencyResults] = {}
+    pools = None
     paths: dict[str, Path] = {}
+    split_args: dict[str, Any] = dict(folds=None if test_groups else folds, group=group, seed=cfg.seed,
+                                      test_groups=test_groups, missing=missing)
     models = [("pretrained", lambda: trained), ("random_init", lambda: random_init_like(cfg))]
     for column, make in ((c, m) for c, m in models if c == "pretrained" or c in columns):
         module = make()
         paths[column] = extract(module, cfg, out_dir / f"features-{column}.h5", opts,
-                                checkpoint_sha256=checkpoint_sha256 if column == "pretrained" else "untrained")
+                                checkpoint_sha256=checkpoint_sha256 if column == "pretrained" else UNTRAINED)
         for norm in norms:
-            res = probe_stores(paths[column], label=label, views=names, folds=None if test_groups else folds,
-                               group=group, probes=probes, seed=cfg.seed, linear=linear, normalize_by=norm,
-                               test_groups=test_groups)
+            res = probe_stores(paths[column], label=label, views=names, probes=probes, linear=linear,
+                               normalize_by=norm, **split_args)
             for row in res.rows:
                 row.view += f"@{norm}" if norm else ""
             results[column] = res if column not in results else _joined(results[column], res)
+            if labels_per_class:
+                eff = label_efficiency_stores(paths[column], label=label, ks=labels_per_class, draws=draws,
+                                              views=names, probes=probes, linear=linear, normalize_by=norm,
+                                              pools=pools, **split_args)
+                pools = pools or eff.pools  # the pretrained store's pools: the same draws for every column
+                for erow in eff.rows:
+                    erow.view += f"@{norm}" if norm else ""
+                efficiency[column] = eff if column not in efficiency else _joined_efficiency(efficiency[column], eff)
     raw = raw_features_for(cfg, audio_baselines=audio_baselines)
     task = results["pretrained"].task
+    missing_info = results["pretrained"].setup.get("missing")
     if "raw_input" in columns:
-        raw_views = raw_views_folds(raw, label, group, folds, cfg.seed, normalize_by, test_groups)
+        if missing is not None:
+            lacking = None
+            if missing_info and missing_info["mode"] == "lacking":
+                with FeatureStore(paths["pretrained"]) as store:
+                    lacking = {str(i) for i, p in zip(store.ids, store.present(missing)) if not p}
+            raw_views = raw_views_missing(raw, label, group, folds, cfg.seed, normalize_by, test_groups,
+                                          raw_keys_of(cfg, missing, audio_baselines), lacking)
+        else:
+            raw_views = raw_views_folds(raw, label, group, folds, cfg.seed, normalize_by, test_groups)
         results["raw_input"] = run_probes(raw_views, task=task, label=label, probes=probes, linear=linear)
-    if "concat" in fusion_modes:
+        if labels_per_class:
+            names_of = results["pretrained"].class_names
+            efficiency["raw_input"] = label_efficiency(
+                raw_views, labels_per_class, draws, seed=cfg.seed, task=task, label=label, probes=probes,
+                linear=linear, num_classes=len(names_of) if names_of else None, class_names=names_of, pools=pools)
+    if "concat" in fusion_modes and missing is None:
         extra = fused_plus_raw_views(paths["pretrained"], raw, label, group, folds, cfg.seed, normalize_by,
                                      test_groups=test_groups)
         results["pretrained"] = _joined(results["pretrained"],
@@ -285,14 +361,54 @@ def evaluate_folds(cfg: DictConfig, trained: PairwiseContrastiveModule, out_dir:
     title = f"{label}: {split} (linear ± sd over folds / kNN, {metric}"
     text = format_comparison(table, title + (", %)" if task != "regression" else ")"),
                              percent=task != "regression")
-    text = "\n".join([text, *summary_lines(table, task, headline)])
-    report = {"table": table, "task": task, "metric": metric, "headline": headline,
-              "strongest_baseline": strongest(table, "raw_input", task),
-              "probes": {k: v.to_dict() for k, v in results.items()}, "text": text}
+    head = [TRANSDUCTIVE_LINE] if transductive else []
+    if missing_info:
+        head.append(f"missing {missing}: {missing_info['text']}")
+    text = "\n".join([*head, text, *summary_lines(table, task, headline)])
+    report: dict[str, Any] = {
+        "transductive": transductive, "missing": missing_info, "table": table, "task": task, "metric": metric,
+        "headline": headline, "strongest_baseline": strongest(table, "raw_input", task),
+        "probes": {k: v.to_dict() for k, v in results.items()}}
+    if efficiency:
+        text += "\n\n" + format_label_efficiency(efficiency)
+        report["label_efficiency"] = {k: v.to_dict() for k, v in efficiency.items()}
+        from contrastive_mer.evaluation.plots import plot_label_efficiency
+
+        shown = [headline, *(v for v in (plot_views or []) if v != headline)]
+        report["label_efficiency_plot"] = plot_label_efficiency(efficiency, shown, out_dir / "label_efficiency.png")
+    report["text"] = text
     (out_dir / "evaluation.json").write_text(json.dumps(report, indent=1, default=str))
     (out_dir / "evaluation.txt").write_text(text + "\n")
     return report
 
 
+#: the first line of a transductive run's report
+TRANSDUCTIVE_LINE = "transductive: the pretraining set held the test speakers' unlabelled clips"
+
+
+def pretraining_overlap(checkpoint: str | Path, cfg: DictConfig, group: str,
+                        test_groups: Sequence[str]) -> tuple[int, int] | None:
+    """``(test clips the pretraining run listed, test clips)``: the clips of ``test_groups`` (by ``group``) that
+    the checkpoint's run folder lists in its ``split.json`` (training or validation part); ``None`` when the
+    checkpoint has no run folder with a ``split.json`` (nothing to tell)."""
+    split_path = Path(checkpoint).resolve().parent.parent / "split.json"
+    if not split_path.is_file():
+        return None
+    try:
+        split = json.loads(split_path.read_text(encoding="utf-8"))
+        seen = {str(i) for part in ("train", "val") for i in split.get(part, [])}
+    except (ValueError, AttributeError, TypeError):
+        return None
+    wanted = {str(t) for t in test_groups}
+    test_ids = [r.id for r in build_corpus(cfg).records() if str(r.groups.get(group)) in wanted]
+    return sum(i in seen for i in test_ids), len(test_ids)
+
+
 def _joined(a: ProbeResults, b: ProbeResults) -> ProbeResults:
     return ProbeResults(a.task, a.label, a.rows + b.rows, a.setup, a.class_names)
+
+
+def _joined_efficiency(a: Any, b: Any) -> Any:
+    import dataclasses
+
+    return dataclasses.replace(a, rows=a.rows + b.rows, notes=list(dict.fromkeys(a.notes + b.notes)))
