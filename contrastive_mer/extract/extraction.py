@@ -128,7 +128,7 @@ def extract(module: PairwiseContrastiveModule, cfg: DictConfig, out: str | Path,
     (returned); the shard's labels and groups are still described from all ``records``.
 
     >>> import tempfile
-    >>> from contrastive_mer.config import load_config
+    >>> from contrastive_mer.experiment import load_config
     >>> from contrastive_mer.configs import TINY_DEMO, config_path
     >>> from contrastive_mer.model.module import PairwiseContrastiveModule
     >>> from contrastive_mer.store.hdf5 import FeatureStore
@@ -184,7 +184,8 @@ def extract_from_checkpoint(checkpoint: str | Path, out: str | Path, config_path
     ``cmer evaluate``'s random-init column); the store's ``checkpoint_sha256`` is then ``"untrained"``.
 
     >>> import tempfile, torch
-    >>> from contrastive_mer.config import load_config, to_dict
+    >>> from contrastive_mer.config import to_dict
+    >>> from contrastive_mer.experiment import load_config
     >>> from contrastive_mer.configs import TINY_DEMO, config_path
     >>> from contrastive_mer.model.module import PairwiseContrastiveModule
     >>> from contrastive_mer.store.hdf5 import FeatureStore
