@@ -216,7 +216,7 @@ class ContrastiveLoss(nn.Module):
 
     ``forward(embeddings, present, labels)`` takes a batch's rows as the module has them: modality -> ``(N, P)``
     L2-normalised projections, modality -> ``(N,)`` presence masks and the batch's labels (name -> ``(N,)``), and
-    returns a :class:`LossOutput`. A loss that reads several views of each clip from the rows (the two-window loss)
+    returns a :class:`LossOutput`. A loss that reads several windows of each clip from the rows (the two-window loss)
     says so in :attr:`rows_per_clip` and arranges the rows itself.
 
     Attributes the training loop reads:
@@ -487,7 +487,7 @@ class TwoWindowLoss(ContrastiveLoss):
         """``embeddings``: modality -> ``(2B, P)`` rows of a two-window batch; ``present``: modality -> ``(2B,)``;
         ``labels``: label name -> ``(2B,)`` (read when ``label`` is set)."""
         half = next(iter(embeddings.values())).shape[0] // 2
-        views = {m: torch.stack([z[:half], z[half:2 * half]], dim=1) for m, z in embeddings.items()}
+        windows = {m: torch.stack([z[:half], z[half:2 * half]], dim=1) for m, z in embeddings.items()}
         both = {m: p[:half] & p[half:2 * half] for m, p in present.items()}
         clip_labels = None
         if self.label is not None:
@@ -495,4 +495,4 @@ class TwoWindowLoss(ContrastiveLoss):
                 raise UserError(f"loss.label: the batch has no label {self.label!r}; it has "
                                 f"{sorted(labels or {})}")
             clip_labels = labels[self.label][:half]
-        return two_window_pairwise_loss(views, both, self.temperature, clip_labels, self.count_offset, self.pairs)
+        return two_window_pairwise_loss(windows, both, self.temperature, clip_labels, self.count_offset, self.pairs)
