@@ -87,6 +87,9 @@ class DataConfig:
     num_workers: int = 0
     val_fraction: float = 0.2
     split_group: str = "speaker"
+    # the split_group values that validate (e.g. the official RAVDESS split's three actors,
+    # contrastive_mer.data.splits.official_actor_split); None: a seeded val_fraction of the groups
+    val_groups: Optional[list[str]] = None
     cache: str = "memory"
     cache_dir: Optional[str] = None
     max_skip_fraction: float = 0.05
@@ -117,10 +120,12 @@ class LossConfig:
     gather: bool = True
     local_loss: bool = True
     # pairwise_infonce (one window per clip, the default) or two_window_supcon (the official code's variant: needs
-    # data.two_window; label: a categorical label whose classes are positives, count_offset: see losses.py)
+    # data.two_window; label: a categorical label whose classes are positives, count_offset: 1 is the official
+    # denominator, anchor_rule: official never anchors the last modality; see losses.py)
     name: str = "pairwise_infonce"
     label: Optional[str] = None
     count_offset: float = 0.0
+    anchor_rule: str = "all"
 
 
 @dataclass
