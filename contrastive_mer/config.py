@@ -66,6 +66,8 @@ class ModalityConfig:
     source: Optional[str] = None
     # SpecAugment-style masking of training batches (log-mel inputs only; contrastive_mer.model.augment)
     augment: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
+    # dropout on this encoder's output before its head, in training only (None: model.feature_dropout)
+    feature_dropout: Optional[float] = None
 
 
 @dataclass
@@ -310,6 +312,9 @@ def check_settings(cfg: DictConfig) -> None:
         raise ConfigError(f"data.val_fraction: {cfg.data.val_fraction} must be in [0, 1)")
     if not 0.0 <= cfg.model.feature_dropout < 1.0:
         raise ConfigError(f"model.feature_dropout: {cfg.model.feature_dropout} must be in [0, 1)")
+    for m, spec in cfg.model.modalities.items():
+        if spec.feature_dropout is not None and not 0.0 <= spec.feature_dropout < 1.0:
+            raise ConfigError(f"model.modalities.{m}.feature_dropout: {spec.feature_dropout} must be in [0, 1)")
     if cfg.data.normalize_min_clips < 1:
         raise ConfigError(f"data.normalize_min_clips: {cfg.data.normalize_min_clips} must be >= 1")
     _check_ranges(cfg)

@@ -27,11 +27,11 @@ TINY = [
     "data.options.clips_per_speaker_emotion=3", "data.options.frame_size=32", "data.options.max_seconds=1.2",
     "data.batch_size=4", "data.val_fraction=0.34",
     "model.modalities.audio.encoder_args={n_mels: 32, bottleneck: 8, hidden: 8, blocks: 2, repeats: 1, "
-    "output_dim: 16, db_scale: true, dropout: 0.1, output_prelu: true}",
+    "output_dim: 16, dropout: 0.1, output_prelu: true}",
     "model.modalities.video.encoder_args={output_dim: 16}",
     "model.modalities.video.preprocess.num_frames=4", "model.modalities.video.preprocess.size=32",
     "model.modalities.landmarks.encoder_args={hidden_channels: 8, spatial_channels: 4, node_dim: 2, "
-    "output_dim: 16, self_loop_weight: 2.0, temporal_gate: sum}",
+    "output_dim: 16, graph: official65, self_loop_weight: 2.0, temporal_gate: sum}",
     "model.modalities.text.encoder_args={output_dim: 16, bert_hidden: 16, bert_layers: 1, bert_heads: 2, "
     "bert_intermediate: 32}",
     "model.head.hidden_dim=32", "model.head.output_dim=16", "trainer.max_epochs=1",
