@@ -66,6 +66,8 @@ class ModalityConfig:
     source: Optional[str] = None
     # SpecAugment-style masking of training batches (log-mel inputs only; contrastive_mer.model.augment)
     augment: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
+    # dropout on this encoder's output before its head, in training only (None: model.feature_dropout)
+    feature_dropout: Optional[float] = None
 
 
 @dataclass
@@ -87,6 +89,9 @@ class DataConfig:
     num_workers: int = 0
     val_fraction: float = 0.2
     split_group: str = "speaker"
+    # the split_group values that validate (e.g. the official RAVDESS split's three actors,
+    # contrastive_mer.data.splits.official_actor_split); None: a seeded val_fraction of the groups
+    val_groups: Optional[list[str]] = None
     cache: str = "memory"
     cache_dir: Optional[str] = None
     max_skip_fraction: float = 0.05
@@ -117,10 +122,12 @@ class LossConfig:
     gather: bool = True
     local_loss: bool = True
     # pairwise_infonce (one window per clip, the default) or two_window_supcon (the official code's variant: needs
-    # data.two_window; label: a categorical label whose classes are positives, count_offset: see losses.py)
+    # data.two_window; label: a categorical label whose classes are positives, count_offset: 1 is the official
+    # denominator, anchor_rule: official never anchors the last modality; see losses.py)
     name: str = "pairwise_infonce"
     label: Optional[str] = None
     count_offset: float = 0.0
+    anchor_rule: str = "all"
 
 
 @dataclass
@@ -305,6 +312,9 @@ def check_settings(cfg: DictConfig) -> None:
         raise ConfigError(f"data.val_fraction: {cfg.data.val_fraction} must be in [0, 1)")
     if not 0.0 <= cfg.model.feature_dropout < 1.0:
         raise ConfigError(f"model.feature_dropout: {cfg.model.feature_dropout} must be in [0, 1)")
+    for m, spec in cfg.model.modalities.items():
+        if spec.feature_dropout is not None and not 0.0 <= spec.feature_dropout < 1.0:
+            raise ConfigError(f"model.modalities.{m}.feature_dropout: {spec.feature_dropout} must be in [0, 1)")
     if cfg.data.normalize_min_clips < 1:
         raise ConfigError(f"data.normalize_min_clips: {cfg.data.normalize_min_clips} must be >= 1")
     _check_ranges(cfg)

@@ -60,3 +60,20 @@ def test_cli_reports_config_error_in_one_line_and_exit_2(tmp_path):
 def test_shipped_experiment_configs_are_valid(name):
     cfg = load_config(DEMO.parent / f"{name}.yaml")
     assert len(cfg.model.modalities) >= 2
+
+
+@pytest.mark.parametrize("name", ["paper", "paper_ravdess", "paper_mosei"])
+def test_paper_configs_set_what_their_headers_claim(name):
+    cfg = load_config(DEMO.parent / f"{name}.yaml", [] if name == "paper" else ["data.root=/nonexistent"])
+    assert cfg.loss.name == "two_window_supcon" and cfg.loss.count_offset == 1 and cfg.loss.temperature == 0.07
+    assert cfg.loss.label is None and cfg.loss.anchor_rule == "all"  # label-free (RAVDESS's official run is not)
+    assert cfg.model.feature_dropout == 0.1
+    mods = cfg.model.modalities
+    assert mods.landmarks.encoder_args.graph == "official65" and mods.landmarks.encoder_args.self_loop_weight == 2
+    if mods.audio.encoder == "tcn":  # dB relative to the clip maximum, computed before windowing, not twice
+        assert mods.audio.preprocess.db_ref == "clip_max" and not mods.audio.encoder_args.get("db_scale", False)
+    if name == "paper_mosei":
+        assert cfg.data.two_window.frames == 30 and cfg.data.two_window.modality_frames.text == 30
+        assert mods.text.encoder_args.positions == "time" and mods.text.feature_dropout == 0.0
+        assert (mods.text.encoder_args.d_model, mods.text.encoder_args.heads, mods.text.encoder_args.layers) == \
+            (300, 5, 6)

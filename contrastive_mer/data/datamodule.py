@@ -37,8 +37,17 @@ def build_corpus(cfg: DictConfig, overrides: dict[str, Any] | None = None) -> Co
 
 
 def split_records(records: Sequence[ClipRecord], group: str, val_fraction: float,
-                  seed: int) -> tuple[list[ClipRecord], list[ClipRecord]]:
-    """Group-disjoint (e.g. speaker-disjoint) train/validation split of ``records``."""
+                  seed: int, *, val_groups: Sequence[str] | None = None) -> tuple[list[ClipRecord], list[ClipRecord]]:
+    """Group-disjoint (e.g. speaker-disjoint) train/validation split of ``records``: the clips of ``val_groups``
+    validate when given (ValueError naming a group without clips), else a seeded ``val_fraction`` of the groups."""
+    if val_groups:
+        names = {str(g) for g in val_groups}
+        found = {str(r.groups.get(group, r.id)) for r in records}
+        if names - found:
+            raise ValueError(f"data.val_groups: {sorted(names - found)} have no clips; {group} values are "
+                             f"{sorted(found)}")
+        is_val = [str(r.groups.get(group, r.id)) in names for r in records]
+        return ([r for r, v in zip(records, is_val) if not v], [r for r, v in zip(records, is_val) if v])
     if val_fraction <= 0:
         return list(records), []
     from contrastive_mer.data.splits import group_train_val_split
@@ -71,7 +80,8 @@ class MERDataModule(pl.LightningDataModule):
         if not self.records:
             raise ValueError(f"dataset {d.dataset!r} lists no clips (root: {d.root})")
         self.preprocessors = build_preprocessors(self.cfg)
-        train, val = split_records(self.records, d.split_group, d.val_fraction, self.cfg.seed)
+        train, val = split_records(self.records, d.split_group, d.val_fraction, self.cfg.seed,
+                                   val_groups=d.val_groups)
         self.splits = {"train": train, "val": val} if val else {"train": train}
         self.train_set = self.dataset(train)
         # Records come ordered (by speaker, emotion, ...): unshuffled validation batches would hold one speaker's

@@ -6,6 +6,7 @@ identity into the test set. These helpers split by an arbitrary group label inst
 
 from __future__ import annotations
 
+import random
 from typing import Sequence
 
 import numpy as np
@@ -102,3 +103,35 @@ def holdout_split(groups: Sequence | np.ndarray, test_groups: Sequence[str]) -> 
     if is_test.all():
         raise ValueError("every sample is in the test groups; nothing is left to train on")
     return [(np.flatnonzero(~is_test), np.flatnonzero(is_test))]
+
+
+def official_actor_split(actors: Sequence[int | str], seed: int = 42, n_val: int = 3,
+                         n_test: int = 3) -> tuple[list[int | str], list[int | str], list[int | str]]:
+    """The official code's RAVDESS actor split: ``(train, validation, test)`` actors, in its order.
+
+    ``utils/utils.py``, ``split_dataset(actor_split=True)`` of github.com/ricfrr/mpuc-mer: one list per actor,
+    in actor-number order, then ``random.seed(42); random.shuffle(...)``; the first actors train, the next
+    validate, the last test. Its sizes come from ``split_percentage: 0.9``: ``int(24 * 0.9) = 21`` actors for
+    training and validation, of which ``int(21 * 0.9) = 18`` train: 18 / 3 / 3 for RAVDESS's 24 actors, the
+    defaults here. Only the list's length and the seed decide the permutation, so any actor names work; pass them
+    in actor-number order (sorted here by their number when every name ends in digits).
+
+    Raises:
+        ValueError: when no actor would be left for training.
+    """
+    names = list(actors)
+    if all(str(a)[-1:].isdigit() for a in names):
+        names.sort(key=_trailing_number)
+    if n_val < 0 or n_test < 0 or n_val + n_test >= len(names):
+        raise ValueError(f"official_actor_split: {len(names)} actors cannot give {n_val} validation and {n_test} "
+                         "test actors and keep one for training")
+    rng = random.Random(seed)  # the same generator and algorithm as random.seed(seed); random.shuffle(x)
+    rng.shuffle(names)
+    n_train = len(names) - n_val - n_test
+    return names[:n_train], names[n_train:n_train + n_val], names[n_train + n_val:]
+
+
+def _trailing_number(name: int | str) -> int:
+    text = str(name)
+    digits = len(text) - len(text.rstrip("0123456789"))
+    return int(text[len(text) - digits:])

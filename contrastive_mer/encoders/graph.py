@@ -15,6 +15,8 @@ Departures from the official code (on purpose, see ``docs/paper.md``): the offic
 fixed number of frames (``(T - 10) * 64 -> 512``) and the global layer maps ``51 * 512 -> 512``; here the per-node
 layer acts per frame and the result is pooled over time, so clips of any length work. The official gate is
 ``relu(P + sigmoid(Q) + R)`` (``temporal_gate: sum``); Yu et al.'s is ``P * sigmoid(Q)`` (``glu``, the default).
+The official graph is ``config/adj.npy`` (65 edges, ``graph: official65``); the default ``face51`` graph is built
+from the 68-point anatomy (62 edges, 53 of them shared with the official one).
 The official code adds the identity twice before normalising (``self_loop_weight: 2`` reproduces it), and
 normalises with batch norm over nodes (layer norm here, as Yu et al., which keeps padding out of the statistics).
 """
@@ -60,6 +62,30 @@ def face51_edges() -> list[list[int]]:
     edges = (_chain(RIGHT_BROW) + _chain(LEFT_BROW) + _chain(NOSE_BRIDGE) + _chain(NOSTRILS)
              + _loop(RIGHT_EYE) + _loop(LEFT_EYE) + _loop(OUTER_LIPS) + _loop(INNER_LIPS) + _CROSS_LINKS_68)
     return [[a - len(JAW), b - len(JAW)] for a, b in edges]
+
+
+#: The official code's face graph: ``config/adj.npy`` of github.com/ricfrr/mpuc-mer (a symmetric 51 x 51 0/1
+#: matrix with an empty diagonal, loaded by ``models/Encoder.py``, ``Encoder.__init__``), written out as its 65
+#: undirected edges ``(i, j)``, ``i < j``, nodes numbered as here (68-point landmark index - 17). Read from the
+#: matrix with numpy (``np.argwhere(np.triu(A, 1))``); a fact of the paper's setup, not code.
+OFFICIAL_FACE_EDGES: tuple[tuple[int, int], ...] = (
+    (0, 1), (0, 19), (1, 2), (2, 3), (3, 4), (4, 5), (5, 7), (6, 7), (6, 8), (8, 9), (9, 28), (10, 11),
+    (10, 14), (10, 18), (10, 22), (10, 25), (11, 12), (12, 13), (13, 16), (14, 15), (15, 16), (16, 17),
+    (16, 34), (17, 18), (19, 20), (19, 24), (19, 31), (20, 21), (21, 22), (22, 23), (23, 24), (25, 26),
+    (25, 30), (26, 27), (27, 28), (28, 29), (28, 37), (29, 30), (31, 32), (31, 42), (31, 43), (32, 33),
+    (33, 34), (33, 44), (34, 35), (34, 45), (35, 36), (35, 46), (36, 37), (37, 38), (37, 47), (38, 39),
+    (39, 40), (40, 41), (41, 42), (43, 44), (43, 50), (44, 45), (44, 50), (45, 46), (46, 47), (46, 48),
+    (47, 48), (48, 49), (49, 50),
+)
+
+
+def official65_edges() -> list[list[int]]:
+    """The official code's 65-edge face graph (:data:`OFFICIAL_FACE_EDGES`), 51 nodes."""
+    return [[a, b] for a, b in OFFICIAL_FACE_EDGES]
+
+
+#: ``encoder_args.graph`` -> the 51-node face graph it names
+FACE_GRAPHS = {"face51": face51_edges, "official65": official65_edges}
 
 
 def adjacency(edges: Sequence[Sequence[int]], num_nodes: int) -> torch.Tensor:
@@ -130,7 +156,10 @@ class STGCNBlock(nn.Module):
 class STGCNConfig:
     num_nodes: int = 51
     in_channels: int = 2
-    edges: list[list[int]] | None = None  # None: the 51-point face graph (face51_edges)
+    # the 51-node face graph when edges is None: face51 (face51_edges, the default) or official65 (the official
+    # code's config/adj.npy, OFFICIAL_FACE_EDGES)
+    graph: str = "face51"
+    edges: list[list[int]] | None = None  # an explicit edge list instead of graph
     self_loop_weight: float = 1.0
     hidden_channels: int = 64
     spatial_channels: int = 16
@@ -155,10 +184,14 @@ class STGCNEncoder(ModalityEncoder):
         super().__init__()
         if cfg.kernel_size % 2 == 0:
             raise ValueError(f"stgcn.kernel_size must be odd, got {cfg.kernel_size}")
-        edges = face51_edges() if cfg.edges is None else cfg.edges
+        if cfg.graph not in FACE_GRAPHS:
+            raise ValueError(f"stgcn.graph must be one of {', '.join(FACE_GRAPHS)}, got {cfg.graph!r}")
+        if cfg.edges is not None and cfg.graph != "face51":
+            raise ValueError(f"stgcn: give either edges or graph ({cfg.graph!r}), not both")
+        edges = FACE_GRAPHS[cfg.graph]() if cfg.edges is None else cfg.edges
         if cfg.edges is None and cfg.num_nodes != 51:
-            raise ValueError(f"stgcn.num_nodes is {cfg.num_nodes} but no edges are given (the default face graph "
-                             "has 51 nodes)")
+            raise ValueError(f"stgcn.num_nodes is {cfg.num_nodes} but no edges are given (the face graphs "
+                             "have 51 nodes)")
         self.register_buffer("a_hat", normalized_adjacency(edges, cfg.num_nodes, cfg.self_loop_weight))
         widths = [cfg.in_channels] + [cfg.hidden_channels] * cfg.blocks
         self.blocks = nn.ModuleList(

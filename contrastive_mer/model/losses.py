@@ -321,8 +321,9 @@ class PairwiseInfoNCE(ContrastiveLoss):
 
     @classmethod
     def check_options(cls, loss_cfg: Any) -> None:
-        if loss_cfg.label is not None or loss_cfg.count_offset != 0.0:
-            raise ConfigError("loss.label / loss.count_offset: only for loss.name=two_window_supcon")
+        if loss_cfg.label is not None or loss_cfg.count_offset != 0.0 or loss_cfg.anchor_rule != "all":
+            raise ConfigError("loss.label / loss.count_offset / loss.anchor_rule: only for "
+                              "loss.name=two_window_supcon")
 
     def logit_scales(self) -> dict[str, torch.Tensor]:
         """Pair name -> current inverse temperature (clamped)."""
@@ -397,7 +398,8 @@ def two_window_supcon(za: torch.Tensor, zb: torch.Tensor, temperature: float = 0
 def two_window_pairwise_loss(embeddings: Mapping[str, torch.Tensor],
                              present: Mapping[str, torch.Tensor] | None = None, temperature: float = 0.07,
                              labels: torch.Tensor | None = None, count_offset: float = 0.0,
-                             pairs: Sequence[tuple[str, str]] | None = None) -> LossOutput:
+                             pairs: Sequence[tuple[str, str]] | None = None, *,
+                             never_anchor: str | None = None) -> LossOutput:
     """Mean of :func:`two_window_supcon` over the ordered modality pairs (both directions of each pair).
 
     Args:
@@ -406,6 +408,8 @@ def two_window_pairwise_loss(embeddings: Mapping[str, torch.Tensor],
             and an ordered pair with fewer than two such clips is skipped (as in :func:`pairwise_infonce`).
         temperature, labels, count_offset: as in :func:`two_window_supcon`.
         pairs: unordered pairs to score (default: every pair of ``embeddings``' modalities).
+        never_anchor: a modality that is never the anchor: the ordered pairs starting with it are not scored
+            (the official supervised rule, ``loss.anchor_rule: official``: its last modality is never an anchor).
 
     ``per_pair``, ``accuracy`` and ``count`` are keyed by ordered pair, anchor modality first (``"audio-video"``:
     audio anchors, video candidates; ``"video-audio"`` the reverse direction); ``accuracy`` is the share of
@@ -417,6 +421,8 @@ def two_window_pairwise_loss(embeddings: Mapping[str, torch.Tensor],
     contributions = []
     for a, b in all_pairs(names) if pairs is None else pairs:
         for src, dst in ((a, b), (b, a)):
+            if src == never_anchor:
+                continue
             name = pair_name(src, dst)
             za, zb = embeddings[src], embeddings[dst]
             lab = labels
@@ -447,6 +453,10 @@ def _two_window_accuracy(za: torch.Tensor, zb: torch.Tensor, labels: torch.Tenso
     return (group[scores.argmax(1)] == group).float().mean()
 
 
+#: ``loss.anchor_rule`` values of the two-window loss
+ANCHOR_RULES = ("all", "official")
+
+
 @LOSSES.register("two_window_supcon")
 class TwoWindowLoss(ContrastiveLoss):
     """:func:`two_window_pairwise_loss` as a loss (``loss.name: two_window_supcon``): a fixed temperature, the
@@ -456,28 +466,40 @@ class TwoWindowLoss(ContrastiveLoss):
     ``B..2B-1`` window 1 of the same clips; a pair scores the clips present in both modalities in both windows.
     Metrics are keyed by ordered pair, anchor modality first (see :func:`two_window_pairwise_loss`). It scores each
     process's batch alone (``loss.gather`` does not apply; under DDP the gradients are averaged over ranks as usual).
+
+    ``anchor_rule``: ``all`` (default) scores both directions of every pair; ``official`` never uses the last
+    modality (in ``model.modalities`` order) as an anchor, as the official code's supervised branch does
+    (``train.py``, ``train``: ``if not (idx_feat == len(l_contr_feat) - 1)``; its order is audio, landmarks,
+    video, text). The official code applies that rule only with labels (``unsupervised: False``); here it is
+    independent of ``label``.
     """
 
     rows_per_clip = 2
 
     def __init__(self, modalities: Sequence[str], temperature: float = 0.07, *, pairs: Sequence[str] | None = None,
-                 label: str | None = None, count_offset: float = 0.0):
+                 label: str | None = None, count_offset: float = 0.0, anchor_rule: str = "all"):
         if temperature <= 0:
             raise ValueError(f"loss.temperature must be > 0, got {temperature}")
+        if anchor_rule not in ANCHOR_RULES:
+            raise ValueError(f"loss.anchor_rule must be one of {', '.join(ANCHOR_RULES)}, got {anchor_rule!r}")
         super().__init__(modalities, pairs)
         self.temperature = temperature
         self.label = label
         self.count_offset = count_offset
+        self.anchor_rule = anchor_rule
+        self.never_anchor = list(modalities)[-1] if anchor_rule == "official" else None
 
     @classmethod
     def from_config(cls, loss_cfg: Any, modalities: Sequence[str]) -> TwoWindowLoss:
         return cls(modalities, loss_cfg.temperature, pairs=list(loss_cfg.pairs), label=loss_cfg.label,
-                   count_offset=loss_cfg.count_offset)
+                   count_offset=loss_cfg.count_offset, anchor_rule=loss_cfg.anchor_rule)
 
     @classmethod
     def check_options(cls, loss_cfg: Any) -> None:
         if loss_cfg.learnable_temperature:
             raise ConfigError("loss.learnable_temperature: not available with two_window_supcon (fixed temperature)")
+        if loss_cfg.anchor_rule not in ANCHOR_RULES:
+            raise ConfigError(f"loss.anchor_rule: {loss_cfg.anchor_rule!r} is not one of {', '.join(ANCHOR_RULES)}")
 
     def temperatures(self) -> dict[str, float]:
         return {name: self.temperature for name in self.pair_names}
@@ -495,4 +517,5 @@ class TwoWindowLoss(ContrastiveLoss):
                 raise UserError(f"loss.label: the batch has no label {self.label!r}; it has "
                                 f"{sorted(labels or {})}")
             clip_labels = labels[self.label][:half]
-        return two_window_pairwise_loss(windows, both, self.temperature, clip_labels, self.count_offset, self.pairs)
+        return two_window_pairwise_loss(windows, both, self.temperature, clip_labels, self.count_offset, self.pairs,
+                                        never_anchor=self.never_anchor)

@@ -46,6 +46,10 @@ class PairwiseContrastiveModule(pl.LightningModule):
                    for m, spec in self.cfg.model.modalities.items()}
         self.augment = {m: a for m, a in augment.items() if a.active}
         self.feature_dropout = nn.Dropout(self.cfg.model.feature_dropout)
+        #: per modality: ``model.modalities.<m>.feature_dropout`` when set, else ``model.feature_dropout``
+        self.feature_dropouts = nn.ModuleDict({
+            m: self.feature_dropout if spec.feature_dropout is None else nn.Dropout(spec.feature_dropout)
+            for m, spec in self.cfg.model.modalities.items()})
         self.heads = nn.ModuleDict({m: ProjectionHead(encoders[m].output_dim, head_cfg) for m in self.modalities})
         #: the configured loss (``loss.name`` in :data:`~contrastive_mer.model.losses.LOSSES`); the module only
         #: uses the :class:`~contrastive_mer.model.losses.ContrastiveLoss` interface
@@ -89,7 +93,7 @@ class PairwiseContrastiveModule(pl.LightningModule):
 
     def project(self, outputs: dict[str, EncoderOutput]) -> dict[str, torch.Tensor]:
         """L2-normalised projections ``(B, P)``, normalised once per modality."""
-        return {m: F.normalize(self.heads[m](self.feature_dropout(out.feature)), dim=-1)
+        return {m: F.normalize(self.heads[m](self.feature_dropouts[m](out.feature)), dim=-1)
                 for m, out in outputs.items()}
 
     def forward(self, batch: Batch) -> tuple[dict[str, EncoderOutput], dict[str, torch.Tensor]]:

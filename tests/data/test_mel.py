@@ -85,3 +85,23 @@ def test_config_names_the_key_of_an_inconsistent_window() -> None:
 
     with pytest.raises(ConfigError, match=r"^model\.modalities\.audio\.preprocess: win_length must be between"):
         load_config("experiments/demo.yaml", ["model.modalities.audio.preprocess.win_length=2000"])
+
+
+def test_db_ref_clip_max_is_power_to_db_over_the_whole_clip_before_windowing() -> None:
+    from contrastive_mer.data.windows import take_window
+
+    rng = np.random.default_rng(0)
+    wave = (rng.normal(size=16000) * np.linspace(0.01, 1.0, 16000)).astype(np.float32)  # loudest at the end
+    prep = LogMel(LogMelConfig(n_mels=40, db_ref="clip_max"))
+    db = prep(wave)
+    power = prep.mel(torch.from_numpy(wave)).double().numpy()  # the mel power itself
+    want = 10 * np.log10(np.maximum(power, 1e-10)) - 10 * np.log10(np.maximum(power.max(), 1e-10))
+    np.testing.assert_allclose(db.numpy(), np.maximum(want, -80.0), atol=1e-3)
+    assert float(db.max()) == 0.0 and float(db.min()) >= -80.0
+    first = take_window(db, 1, 20, 0.0)  # a quiet window keeps the clip's reference: its maximum is below 0 dB
+    assert float(first.max()) < -10.0
+    # the natural-log cache key is unchanged by the new options; the dB one differs
+    assert "db_ref" not in LogMel(LogMelConfig(n_mels=40)).settings()
+    assert LogMel(LogMelConfig(n_mels=40, db_ref="clip_max")).settings()["db_ref"] == "clip_max"
+    with pytest.raises(ValueError, match="db_ref"):
+        LogMelConfig(db_ref="window_max")

@@ -84,3 +84,38 @@ def test_holdout_split_keeps_test_groups_apart():
         holdout_split(groups, ["x"])
     with pytest.raises(ValueError, match="nothing is left"):
         holdout_split(groups, ["a", "b", "c", "d"])
+
+
+def test_official_actor_split_reproduces_the_official_shuffle():
+    import random
+
+    from contrastive_mer.data.splits import official_actor_split
+
+    # the official way (utils/utils.py, split_dataset(actor_split=True)): one list per actor in actor order,
+    # random.seed(42), random.shuffle, int(24 * 0.9) = 21 train + validation actors, int(21 * 0.9) = 18 train
+    l_actor = [[f"clip of actor {a}"] for a in range(1, 25)]
+    random.seed(42)
+    random.shuffle(l_actor)
+    order = [int(lst[0].split()[-1]) for lst in l_actor]
+    n_trainval = int(len(l_actor) * 0.9)
+    n_train = int(n_trainval * 0.9)
+    want = (order[:n_train], order[n_train:n_trainval], order[n_trainval:])
+    train, val, test = official_actor_split(range(1, 25))
+    assert (train, val, test) == want and (len(train), len(val), len(test)) == (18, 3, 3)
+    assert sorted(train + val + test) == list(range(1, 25))
+    # names work too, in any input order (sorted by their actor number)
+    names = [f"actor{a:02d}" for a in range(24, 0, -1)]
+    assert official_actor_split(names) == tuple([f"actor{a:02d}" for a in part] for part in want)
+    with pytest.raises(ValueError, match="cannot give"):
+        official_actor_split(range(1, 7), n_val=3, n_test=3)
+
+
+def test_val_groups_name_the_validation_groups():
+    from contrastive_mer.data.datamodule import split_records
+    from contrastive_mer.data.datasets.base import ClipRecord
+
+    records = [ClipRecord(f"c{i}", {}, {}, {"speaker": f"actor{i % 4:02d}"}) for i in range(12)]
+    train, val = split_records(records, "speaker", 0.5, 0, val_groups=["actor01", "actor03"])
+    assert {r.groups["speaker"] for r in val} == {"actor01", "actor03"} and len(train) == len(val) == 6
+    with pytest.raises(ValueError, match="actor09"):
+        split_records(records, "speaker", 0.5, 0, val_groups=["actor09"])

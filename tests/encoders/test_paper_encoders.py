@@ -214,3 +214,56 @@ def test_seq_transformer_padding_mask_used_in_training_mode_too():
     x = torch.randn(1, 5, 7)
     padded = F.pad(x, (0, 0, 0, 3), value=-9.0)
     torch.testing.assert_close(enc(x).feature, enc(padded, torch.tensor([5])).feature, atol=1e-5, rtol=1e-5)
+
+
+def test_official_face_graph_has_the_65_edges_of_config_adj_npy():
+    from contrastive_mer.encoders.graph import OFFICIAL_FACE_EDGES, official65_edges
+
+    edges = official65_edges()
+    assert edges == [list(e) for e in OFFICIAL_FACE_EDGES] and len(edges) == 65
+    assert all(a < b for a, b in edges) and len(set(OFFICIAL_FACE_EDGES)) == 65
+    a = adjacency(edges, 51).numpy()
+    # config/adj.npy: symmetric 51 x 51 0/1, empty diagonal, sum 130 (65 undirected edges)
+    assert (a == a.T).all() and np.diag(a).sum() == 0 and a.sum() == 130 and set(np.unique(a)) == {0.0, 1.0}
+    assert {tuple(map(int, p)) for p in np.argwhere(np.triu(a, 1))} == set(OFFICIAL_FACE_EDGES)
+    shared = {tuple(sorted(e)) for e in face51_edges()} & set(OFFICIAL_FACE_EDGES)
+    assert len(face51_edges()) == 62 and len(shared) == 53
+    enc = build_encoder("stgcn", {**SMALL_STGCN, "graph": "official65", "self_loop_weight": 2.0})
+    # the official normalisation: Encoder.py adds I once, get_normalized_adj again -> D^-1/2 (A + 2I) D^-1/2
+    np.testing.assert_allclose(enc.a_hat.numpy(), numpy_normalized_adjacency(edges, 51, 2.0), rtol=1e-6, atol=1e-7)
+    default = build_encoder("stgcn", SMALL_STGCN)
+    np.testing.assert_allclose(default.a_hat.numpy(), numpy_normalized_adjacency(face51_edges(), 51), rtol=1e-6,
+                               atol=1e-7)
+    with pytest.raises(ValueError, match="graph"):
+        build_encoder("stgcn", {**SMALL_STGCN, "graph": "face68"})
+    with pytest.raises(ValueError, match="not both"):
+        build_encoder("stgcn", {**SMALL_STGCN, "graph": "official65", "edges": [[0, 1]]})
+
+
+def test_batch_slot_positions_are_constant_over_time_and_vary_over_the_batch():
+    enc = build_encoder("seq_transformer", {**SMALL_TRANSFORMER, "positions": "batch_slot"})
+    table = enc.position_table(4, 9)
+    assert table.shape == (4, 1, 12)  # broadcast over the 9 steps: constant over time
+    torch.testing.assert_close(table[:, 0], sinusoidal_positions(4, 12))  # row b gets position b
+    assert not torch.allclose(table[0], table[1])
+    timed = build_encoder("seq_transformer", SMALL_TRANSFORMER).position_table(4, 9)
+    assert timed.shape == (9, 12)  # the same for every clip, varying over time
+    with pytest.raises(ValueError, match="positions"):
+        build_encoder("seq_transformer", {**SMALL_TRANSFORMER, "positions": "learned"})
+
+
+@torch.no_grad()
+def test_batch_slot_positions_make_a_clip_depend_on_its_slot_not_on_step_order():
+    torch.manual_seed(0)
+    x = torch.randn(3, 6, 7)
+    swap, reverse = torch.tensor([1, 0, 2]), torch.arange(5, -1, -1)
+    slot = build_encoder("seq_transformer", {**SMALL_TRANSFORMER, "positions": "batch_slot"}).eval()
+    timed = build_encoder("seq_transformer", SMALL_TRANSFORMER).eval()
+    timed.load_state_dict(slot.state_dict())
+    # batch_slot: no temporal positions, so reversing the steps leaves the mean-pooled feature unchanged ...
+    torch.testing.assert_close(slot(x[:, reverse]).feature, slot(x).feature, atol=1e-5, rtol=1e-5)
+    # ... and a clip's feature changes with its slot in the batch
+    assert not torch.allclose(slot(x[swap]).feature, slot(x).feature[swap], atol=1e-4)
+    # time positions: the reverse of the above
+    assert not torch.allclose(timed(x[:, reverse]).feature, timed(x).feature, atol=1e-4)
+    torch.testing.assert_close(timed(x[swap]).feature, timed(x).feature[swap], atol=1e-5, rtol=1e-5)

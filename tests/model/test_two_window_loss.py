@@ -128,3 +128,50 @@ def test_bad_shapes_are_named():
         two_window_supcon(torch.randn(4, 3, 2), torch.randn(4, 3, 2))
     with pytest.raises(ValueError, match="labels"):
         two_window_supcon(unit(4, 3, 0), unit(4, 3, 1), labels=torch.arange(3))
+
+
+def test_official_count_offset_halves_the_label_free_loss_exactly():
+    """Without labels every anchor has exactly one positive (the other window of its clip), so the official
+    denominator ``n_pos + 1 = 2`` against SupCon's ``n_pos = 1`` halves every anchor's term: exactly 1/2."""
+    za, zb = unit(6, 8, 3), unit(6, 8, 4)
+    default, official = two_window_supcon(za, zb, 0.07), two_window_supcon(za, zb, 0.07, count_offset=1.0)
+    torch.testing.assert_close(official, default / 2, rtol=1e-12, atol=0)
+    emb = {"audio": za, "landmarks": zb}
+    torch.testing.assert_close(two_window_pairwise_loss(emb, count_offset=1.0).loss,
+                               two_window_pairwise_loss(emb).loss / 2, rtol=1e-12, atol=0)
+
+
+def test_official_count_offset_with_labels_scales_by_n_over_n_plus_one():
+    """With labels an anchor of a class of k clips has 2k - 1 positives, so its term scales by (2k-1)/(2k), not
+    1/2. Every class of 2 clips here: 3 positives per anchor, exactly 3/4 of the default loss."""
+    za, zb = unit(6, 8, 5), unit(6, 8, 6)
+    labels = torch.tensor([0, 0, 1, 1, 2, 2])
+    default = two_window_supcon(za, zb, 0.07, labels)
+    official = two_window_supcon(za, zb, 0.07, labels, count_offset=1.0)
+    torch.testing.assert_close(official, default * 3 / 4, rtol=1e-12, atol=0)
+    assert not torch.isclose(official, default / 2)
+
+
+def test_official_anchor_rule_never_anchors_the_last_modality():
+    from contrastive_mer.model.losses import TwoWindowLoss
+
+    torch.manual_seed(0)
+    mods = ["audio", "landmarks", "text"]
+    rows = {m: F.normalize(torch.randn(8, 6, dtype=torch.float64), dim=-1).requires_grad_() for m in mods}
+    present = {m: torch.ones(8, dtype=torch.bool) for m in mods}
+    labels = {"emotion": torch.tensor([0, 1, 0, 2, 0, 1, 0, 2])}
+    loss = TwoWindowLoss(mods, label="emotion", anchor_rule="official", count_offset=1.0)
+    out = loss(rows, present, labels)
+    assert set(out.per_pair) == {"audio-landmarks", "landmarks-audio", "audio-text", "landmarks-text"}
+    views = {m: torch.stack([z[:4], z[4:]], 1) for m, z in rows.items()}
+    want = torch.stack([two_window_supcon(views[a], views[b], 0.07, labels["emotion"][:4], 1.0)
+                        for a, b in (("audio", "landmarks"), ("landmarks", "audio"), ("audio", "text"),
+                                     ("landmarks", "text"))]).mean()
+    torch.testing.assert_close(out.loss, want)
+    # RAVDESS (audio, landmarks): only audio -> landmarks is scored
+    two = TwoWindowLoss(mods[:2], label="emotion", anchor_rule="official")
+    assert set(two({m: rows[m] for m in mods[:2]}, present, labels).per_pair) == {"audio-landmarks"}
+    assert set(TwoWindowLoss(mods[:2], label="emotion")(
+        {m: rows[m] for m in mods[:2]}, present, labels).per_pair) == {"audio-landmarks", "landmarks-audio"}
+    with pytest.raises(ValueError, match="anchor_rule"):
+        TwoWindowLoss(mods, anchor_rule="first")

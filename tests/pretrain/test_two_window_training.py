@@ -27,11 +27,11 @@ TINY = [
     "data.options.clips_per_speaker_emotion=3", "data.options.frame_size=32", "data.options.max_seconds=1.2",
     "data.batch_size=4", "data.val_fraction=0.34",
     "model.modalities.audio.encoder_args={n_mels: 32, bottleneck: 8, hidden: 8, blocks: 2, repeats: 1, "
-    "output_dim: 16, db_scale: true, dropout: 0.1, output_prelu: true}",
+    "output_dim: 16, dropout: 0.1, output_prelu: true}",
     "model.modalities.video.encoder_args={output_dim: 16}",
     "model.modalities.video.preprocess.num_frames=4", "model.modalities.video.preprocess.size=32",
     "model.modalities.landmarks.encoder_args={hidden_channels: 8, spatial_channels: 4, node_dim: 2, "
-    "output_dim: 16, self_loop_weight: 2.0, temporal_gate: sum}",
+    "output_dim: 16, graph: official65, self_loop_weight: 2.0, temporal_gate: sum}",
     "model.modalities.text.encoder_args={output_dim: 16, bert_hidden: 16, bert_layers: 1, bert_heads: 2, "
     "bert_intermediate: 32}",
     "model.head.hidden_dim=32", "model.head.output_dim=16", "trainer.max_epochs=1",
@@ -103,7 +103,7 @@ def test_module_loss_equals_two_window_pairwise_loss(paper_setup, label):
         emb = {m: torch.stack([windows[0][m], windows[1][m]], 1) for m in module.modalities}
         present = {m: batch.present[m][:half] & batch.present[m][half:] for m in module.modalities}
         labels = batch.labels["emotion"][:half] if label else None
-        want = two_window_pairwise_loss(emb, present, 0.07, labels)
+        want = two_window_pairwise_loss(emb, present, 0.07, labels, cfg.loss.count_offset)
     assert torch.allclose(got.loss, want.loss, atol=1e-5) and got.per_pair.keys() == want.per_pair.keys()
     assert len(want.per_pair) == 12  # 6 modality pairs, both directions
     for m in module.modalities:  # projections are unit vectors, windows differ

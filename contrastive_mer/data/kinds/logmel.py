@@ -14,6 +14,26 @@ from contrastive_mer.data.kinds.base import INPUT_KINDS, InputKind, load_wavefor
 from contrastive_mer.data.mel import check_mel_geometry
 from contrastive_mer.data.transforms import Preprocessor
 
+#: ``preprocess.db_ref`` values: natural log (``none``) or dB relative to the clip's maximum (``clip_max``)
+DB_REFS = ("none", "clip_max")
+
+
+def power_to_db_clip_max(power: torch.Tensor, top_db: float = 80.0, amin: float = 1e-10) -> torch.Tensor:
+    """Mel power ``(n_mels, T)`` -> dB relative to its maximum over the whole clip, floored at ``-top_db``: the
+    values of ``librosa.power_to_db(power, ref=np.max, amin=1e-10, top_db=top_db)``."""
+    db = 10.0 * torch.log10(power.clamp(min=amin))
+    return (db - db.max()).clamp(min=-top_db)
+
+
+def logmel_settings(cfg: LogMelConfig) -> dict[str, Any]:
+    """The settings that determine a log-mel output (cache keys): the dB options only when they are on, so the
+    keys of natural-log caches written before the options existed stay valid."""
+    out = dict(vars(cfg))
+    if cfg.db_ref == "none":
+        out.pop("db_ref")
+        out.pop("top_db")
+    return out
+
 
 @dataclass
 class LogMelConfig:
@@ -28,8 +48,16 @@ class LogMelConfig:
     f_min: float = 0.0
     f_max: float | None = None
     max_seconds: float | None = 8.0
+    # none: natural log, log(mel + 1e-6); clip_max: dB relative to the whole clip's maximum, floored at -top_db,
+    # computed here, before any windowing (the official librosa.power_to_db(S, ref=np.max))
+    db_ref: str = "none"
+    top_db: float = 80.0
 
     def __post_init__(self) -> None:
+        if self.db_ref not in DB_REFS:
+            raise ValueError(f"db_ref must be one of {', '.join(DB_REFS)}, got {self.db_ref!r}")
+        if self.top_db <= 0:
+            raise ValueError(f"top_db must be > 0, got {self.top_db}")
         check_mel_geometry(self.sample_rate, self.n_fft, self.n_mels, self.f_min, self.f_max, self.win_length)
 
 
@@ -56,7 +84,13 @@ class LogMel(Preprocessor):
         if self.cfg.max_seconds:
             wave = wave[: int(self.cfg.max_seconds * self.cfg.sample_rate)]
         with torch.no_grad():
-            return torch.log(self.mel(wave) + 1e-6)
+            power = self.mel(wave)
+            if self.cfg.db_ref == "clip_max":
+                return power_to_db_clip_max(power, self.cfg.top_db)
+            return torch.log(power + 1e-6)
+
+    def settings(self) -> dict[str, Any]:
+        return logmel_settings(self.cfg)
 
     def input_samples(self) -> int | None:
         return int(self.cfg.max_seconds * self.cfg.sample_rate) if self.cfg.max_seconds else None

@@ -18,7 +18,7 @@ from contrastive_mer.data.kinds.base import (
     vector_from_rows,
     vector_rows,
 )
-from contrastive_mer.data.kinds.logmel import LogMel, LogMelConfig
+from contrastive_mer.data.kinds.logmel import LogMel, LogMelConfig, logmel_settings
 from contrastive_mer.data.transforms import Preprocessor
 
 
@@ -43,7 +43,7 @@ class LogMelStats(Preprocessor):
         self.logmel = LogMel(cfg)
 
     def settings(self) -> dict[str, Any]:
-        return {"kind": "logmel_stats", **vars(self.cfg)}
+        return {"kind": "logmel_stats", **logmel_settings(self.cfg)}
 
     def __call__(self, raw: Any) -> torch.Tensor:
         mel = self.logmel(raw)
