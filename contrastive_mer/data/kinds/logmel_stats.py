@@ -7,18 +7,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from contrastive_mer.data.kinds.base import (
     INPUT_KINDS,
-    InputKind,
     load_waveform,
-    vector_baseline,
-    vector_from_rows,
-    vector_rows,
 )
 from contrastive_mer.data.kinds.logmel import LogMel, LogMelConfig, logmel_settings
+from contrastive_mer.data.kinds.vector import VectorKind
 from contrastive_mer.data.transforms import Preprocessor
 
 
@@ -56,7 +52,7 @@ class LogMelStats(Preprocessor):
         return torch.zeros(self.cfg.input_dim)
 
 
-class LogMelStatsKind(InputKind):
+class LogMelStatsKind(VectorKind):
     """Feeds vector encoders; one vector per clip (standardised per dimension over clips, never windowed);
     baseline: itself; a path is an audio file."""
 
@@ -67,15 +63,6 @@ class LogMelStatsKind(InputKind):
     derived = {"input_dim": "input_dim"}
     standardisable = True
     waveform = True
-
-    def to_rows(self, prep: Preprocessor, tensor: torch.Tensor) -> torch.Tensor:
-        return vector_rows(prep, tensor)
-
-    def from_rows(self, prep: Preprocessor, rows: torch.Tensor) -> torch.Tensor:
-        return vector_from_rows(prep, rows)
-
-    def baseline(self, prep: Preprocessor, tensor: torch.Tensor) -> np.ndarray:
-        return vector_baseline(tensor)
 
     def covers_baselines(self, prep: Preprocessor) -> set[str]:
         return {"logmel_stats"}

@@ -12,12 +12,9 @@ import torch
 
 from contrastive_mer.data.kinds.base import (
     INPUT_KINDS,
-    InputKind,
     load_waveform,
-    vector_baseline,
-    vector_from_rows,
-    vector_rows,
 )
+from contrastive_mer.data.kinds.vector import VectorKind
 from contrastive_mer.data.transforms import Preprocessor
 
 
@@ -68,7 +65,7 @@ class OpenSmile(Preprocessor):
         return torch.zeros(1, self.cfg.input_dim) if self.has_time else torch.zeros(self.cfg.input_dim)
 
 
-class OpenSmileKind(InputKind):
+class OpenSmileKind(VectorKind):
     """Feeds vector encoders; standardised, windowed and baselined like a vector; a path is an audio file."""
 
     name = "opensmile"
@@ -78,15 +75,6 @@ class OpenSmileKind(InputKind):
     derived = {"input_dim": "input_dim"}
     standardisable = True
     waveform = True
-
-    def to_rows(self, prep: Preprocessor, tensor: torch.Tensor) -> torch.Tensor:
-        return vector_rows(prep, tensor)
-
-    def from_rows(self, prep: Preprocessor, rows: torch.Tensor) -> torch.Tensor:
-        return vector_from_rows(prep, rows)
-
-    def baseline(self, prep: Preprocessor, tensor: torch.Tensor) -> np.ndarray:
-        return vector_baseline(tensor)
 
     def covers_baselines(self, prep: Preprocessor) -> set[str]:
         cfg = prep.cfg  # type: ignore[attr-defined]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -47,8 +47,8 @@ class VectorKind(InputKind):
     baseline: the vector itself (a sequence: mean and std over time); a path is a ``.npy`` file."""
 
     name = "vector"
-    config_cls = VectorConfig
-    preprocessor_cls = Vector
+    config_cls: ClassVar[type] = VectorConfig
+    preprocessor_cls: ClassVar[type] = Vector
     derived = {"input_dim": "input_dim"}
     standardisable = True
 
