@@ -30,7 +30,8 @@ class LogMelConfig:
     max_seconds: float | None = 8.0
 
     def __post_init__(self) -> None:
-        check_mel_geometry(self.sample_rate, self.n_fft, self.n_mels, self.f_min, self.f_max, self.win_length)
+        check_mel_geometry(self.sample_rate, self.n_fft, self.n_mels, f_min=self.f_min, f_max=self.f_max,
+                           win_length=self.win_length)
 
 
 class LogMel(Preprocessor):
