@@ -302,7 +302,7 @@ def pretrain(cfg: DictConfig, output: str | Path | None = None, *, resume: bool 
     A check run of the demo config shrunk to seconds (``trainer.fast_dev_run``: one batch, no checkpoint):
 
     >>> import contextlib, io, tempfile
-    >>> from contrastive_mer.config import load_config
+    >>> from contrastive_mer.experiment import load_config
     >>> from contrastive_mer.configs import TINY_DEMO, config_path
     >>> cfg = load_config(config_path("demo.yaml"), [*TINY_DEMO, "trainer.fast_dev_run=true"])
     >>> with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
