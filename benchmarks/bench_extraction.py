@@ -170,8 +170,9 @@ def child_write_shards(rows: int, shards: int, out_dir: str) -> None:
             n = len(part)
             vec = lambda d: rng.standard_normal((n, d), dtype=np.float32)  # noqa: E731
             writer.append(part, {"emotion": rng.integers(0, 8, n)}, {"speaker": [SPEAKERS[0]] * n},
-                          {"au": vec(64), "physio": vec(64)}, {"au": vec(32), "physio": vec(32)},
-                          {"au": np.ones(n, bool), "physio": np.ones(n, bool)}, {"concat": vec(128), "mean": vec(64)})
+                          {"au": vec(64), "physio": vec(64)}, projections={"au": vec(32), "physio": vec(32)},
+                          present={"au": np.ones(n, bool), "physio": np.ones(n, bool)},
+                          fused={"concat": vec(128), "mean": vec(64)})
         writer.finish()
 
 

@@ -68,7 +68,7 @@ def faiss_knn(X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray, conf
     index = faiss.IndexFlatIP(train.shape[1])
     index.add(train)
     sims, idx = index.search(test, config.k)
-    return vote(sims, idx, y_train, config, classes)[0]
+    return vote(sims, idx, y_train, config, num_classes=classes)[0]
 
 
 def main() -> None:

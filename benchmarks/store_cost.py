@@ -119,7 +119,8 @@ for r in range(4):  # the first is a warm-up
                                {"concat": 128, "mean": 64}, labels={"emotion": [f"e{i}" for i in range(8)]},
                                groups=["speaker"], part_rows=256)
         for batch in batches:
-            w.append(*batch)
+            ids, labels, groups, features, projections, present, fused = batch
+            w.append(ids, labels, groups, features, projections=projections, present=present, fused=fused)
         w.finish()
         out.append(((time.perf_counter() - w0) / n * 1e6, (time.process_time() - c0) / n * 1e6))
 print(json.dumps(out[1:]))

@@ -124,7 +124,8 @@ def gop_parallel(workers: int) -> Callable[[Path], np.ndarray]:
         def run(wants: list[int]) -> dict[int, np.ndarray]:
             sub = SeekPlan(plan.pts, wants, {p: plan.start[p] for p in wants})
             with decoding.open_container(path) as container:
-                frames = decode_planned(path, container, container.streams.video[0], sub, convert, limits)
+                frames = decode_planned(path, container, container.streams.video[0], sub, convert=convert,
+                                        limits=limits)
             assert frames is not None, path
             return dict(zip(wants, frames))
 

@@ -350,7 +350,7 @@ def _check_limit(key: str, value: Any) -> None:
     raise ConfigError(f"{key}: {value!r} must be an int >= 0 (batches) or a float in [0, 1] (share of batches)")
 
 
-def checkpoint_monitor(cfg: DictConfig, has_val: bool = True) -> tuple[str, str]:
+def checkpoint_monitor(cfg: DictConfig, *, has_val: bool = True) -> tuple[str, str]:
     """``(metric, mode)`` that chooses ``best-*.ckpt`` (see :class:`MonitorConfig`)."""
     metric = cfg.monitor.checkpoint or ("val/loss" if has_val else "train/loss_epoch")
     mode = cfg.monitor.checkpoint_mode or ("min" if "loss" in metric or metric.endswith("mae") else "max")

@@ -23,7 +23,7 @@ and its output width. :func:`fuse` checks the inputs and looks the mode up; a ne
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -41,11 +41,12 @@ class FusionConfig:
 
     def apply(self, features: Mapping[str, Any], projections: Mapping[str, Any], present: Mapping[str, Any] | None,
               modalities: Sequence[str] | None = None) -> Any:
-        return fuse(features, projections, present, self.mode, self.weights, modalities, self.append_mask)
+        return fuse(features, projections, present, self.mode, weights=self.weights, modalities=modalities,
+                    append_mask=self.append_mask)
 
     def dim(self, feature_dims: Mapping[str, int], projection_dim: int,
             modalities: Sequence[str] | None = None) -> int:
-        return fused_dim(self.mode, feature_dims, projection_dim, self.append_mask, modalities)
+        return fused_dim(self.mode, feature_dims, projection_dim, append_mask=self.append_mask, modalities=modalities)
 
 
 def parse_weights(text: str) -> dict[str, float]:
@@ -89,18 +90,25 @@ def _order(modalities: Sequence[str] | None, available: Mapping[str, Any]) -> li
     return order
 
 
+class FuseFn(Protocol):
+    """A fusion mode's ``fuse`` function; the ``append_mask`` flag is passed by keyword."""
+
+    def __call__(self, xs: list[torch.Tensor], mask: torch.Tensor, order: list[str],
+                 weights: Mapping[str, float] | None, *, append_mask: bool) -> torch.Tensor: ...
+
+
 @dataclass(frozen=True)
 class FusionMode:
     """One fusion mode.
 
     ``source``: ``"features"`` (pre-head, ``(B, D_m)``) or ``"projections"`` (``(B, P)``, one width);
-    ``fuse(xs, mask, order, weights, append_mask)``: the fused ``(B, D_f)`` tensor of the float32 inputs ``xs``
+    ``fuse(xs, mask, order, weights, *, append_mask)``: the fused ``(B, D_f)`` tensor of the float32 inputs ``xs``
     (in modality ``order``) and the ``(B, M)`` float presence ``mask``;
     ``dim(dims, projection_dim, append_mask)``: ``D_f`` from the source widths ``dims`` (in modality order).
     """
 
     source: str
-    fuse: Callable[[list[torch.Tensor], torch.Tensor, list[str], Mapping[str, float] | None, bool], torch.Tensor]
+    fuse: FuseFn
     dim: Callable[[list[int], int, bool], int]
 
 
@@ -109,7 +117,7 @@ FUSION_MODES: Registry[FusionMode] = Registry("fusion mode")
 
 
 def _concat(xs: list[torch.Tensor], mask: torch.Tensor, order: list[str], weights: Mapping[str, float] | None,
-            append_mask: bool) -> torch.Tensor:
+            *, append_mask: bool) -> torch.Tensor:
     keep = mask.bool()  # where(), not multiplication: an absent row may hold NaN
     out = torch.cat([torch.where(keep[:, i:i + 1], x, 0.0) for i, x in enumerate(xs)], dim=1)
     return torch.cat([out, mask], dim=1) if append_mask else out
@@ -126,12 +134,12 @@ def _weighted_projections(xs: list[torch.Tensor], mask: torch.Tensor, w: torch.T
 
 
 def _mean(xs: list[torch.Tensor], mask: torch.Tensor, order: list[str], weights: Mapping[str, float] | None,
-          append_mask: bool) -> torch.Tensor:
+          *, append_mask: bool) -> torch.Tensor:
     return _weighted_projections(xs, mask, torch.ones(len(order), device=mask.device))
 
 
 def _weighted(xs: list[torch.Tensor], mask: torch.Tensor, order: list[str], weights: Mapping[str, float] | None,
-              append_mask: bool) -> torch.Tensor:
+              *, append_mask: bool) -> torch.Tensor:
     return _weighted_projections(xs, mask, torch.tensor(check_weights(weights, order), device=mask.device))
 
 
@@ -148,7 +156,7 @@ FUSION_MODES.register("mean", FusionMode("projections", _mean, _projection_dim))
 FUSION_MODES.register("weighted", FusionMode("projections", _weighted, _projection_dim))
 
 
-def fused_dim(mode: str, feature_dims: Mapping[str, int], projection_dim: int, append_mask: bool = False,
+def fused_dim(mode: str, feature_dims: Mapping[str, int], projection_dim: int, *, append_mask: bool = False,
               modalities: Sequence[str] | None = None) -> int:
     """Width of the fused vector: sum of D_m (+ one per modality with the mask) for concat, P otherwise."""
     entry = FUSION_MODES.get(mode)
@@ -177,7 +185,7 @@ def _masks(order: list[str], present: Mapping[str, Any] | None, batch: int, devi
 
 
 def fuse(features: Mapping[str, Any], projections: Mapping[str, Any] | None, present: Mapping[str, Any] | None,
-         mode: str = "concat", weights: Mapping[str, float] | None = None,
+         mode: str = "concat", *, weights: Mapping[str, float] | None = None,
          modalities: Sequence[str] | None = None, append_mask: bool = False) -> Any:
     """Fuse one batch; see the module docstring for the modes.
 
@@ -210,5 +218,5 @@ def fuse(features: Mapping[str, Any], projections: Mapping[str, Any] | None, pre
         if len(dims) != 1:
             raise ValueError(f"fusion: projections of {order} have different widths {sorted(dims)}")
     mask = _masks(order, present, batch, device)
-    out = entry.fuse(xs, mask, order, weights, append_mask)
+    out = entry.fuse(xs, mask, order, weights, append_mask=append_mask)
     return out.cpu().numpy().astype(np.float32) if as_numpy else out

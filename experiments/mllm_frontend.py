@@ -75,8 +75,9 @@ def llm_and_tokenizer(args: argparse.Namespace, llm_cfg: dict, words: list[str],
 def cache_sources(front: FrontEnd, cfg, records, adapter, device: str) -> list[SourceBatch]:
     """Encode every clip once (the encoders are frozen) and keep one single-clip SourceBatch per clip."""
     out: list[SourceBatch] = []
-    for batch in source_batches(front.encoder, cfg, records, adapter, front.modalities, front.config.fused,
-                                front.config.fusion_mode, batch_size=32, device=device):
+    for batch in source_batches(front.encoder, cfg, records, adapter, modalities=front.modalities,
+                                fused=front.config.fused,
+                                fusion_mode=front.config.fusion_mode, batch_size=32, device=device):
         out += batch.split()
     return out
 

@@ -122,7 +122,7 @@ def test_fusion_modes_registry_and_unknown_mode_lists_the_known_ones():
 def test_a_registered_fusion_mode_is_used_by_fuse(monkeypatch):
     from contrastive_mer.fusion import FUSION_MODES, FusionMode
 
-    def maximum(xs, mask, order, weights, append_mask):
+    def maximum(xs, mask, order, weights, *, append_mask):
         return torch.stack([torch.where(mask[:, i:i + 1].bool(), x, -torch.inf) for i, x in enumerate(xs)]).amax(0)
 
     monkeypatch.setitem(FUSION_MODES._entries, "max", FusionMode("features", maximum, lambda dims, p, m: dims[0]))

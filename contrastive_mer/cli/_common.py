@@ -51,11 +51,11 @@ def add_device(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help=DEVICE_HELP)
 
 
-def add_out_file(parser: argparse.ArgumentParser, what: str, required: bool = True) -> None:
+def add_out_file(parser: argparse.ArgumentParser, what: str, *, required: bool = True) -> None:
     """``--out FILE``: in every subcommand ``--out`` names one output file (a folder is ``--output``)."""
     parser.add_argument("--out", required=required, metavar="FILE", help=f"output file: {what}")
 
 
-def add_output_dir(parser: argparse.ArgumentParser, what: str, required: bool = False) -> None:
+def add_output_dir(parser: argparse.ArgumentParser, what: str, *, required: bool = False) -> None:
     """``--output DIR``: in every subcommand ``--output`` names a folder (a single file is ``--out``)."""
     parser.add_argument("--output", required=required, metavar="DIR", help=f"output folder: {what}")

@@ -18,5 +18,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from contrastive_mer.workflows.demo import run_demo
 
-    run_demo(args.output, args.fast, args.overrides, args.config)
+    run_demo(args.output, fast=args.fast, overrides=args.overrides, config=args.config)
     return 0

@@ -29,7 +29,8 @@ def run(args: argparse.Namespace) -> int:
         from contrastive_mer.pretrain.loop import (
             pretrain_from_files,  # slow: after the lock, so a second run fails fast
         )
-        result = pretrain_from_files(args.config, args.overrides, args.output, args.resume, args.overwrite)
+        result = pretrain_from_files(args.config, args.overrides, args.output, resume=args.resume,
+                                     overwrite=args.overwrite)
     finally:
         if lock is not None:
             lock.release()

@@ -60,7 +60,7 @@ def check_target_rate(sample_rate: int) -> None:
         raise ValueError(f"sample_rate must be in [{MIN_SAMPLE_RATE}, {MAX_SAMPLE_RATE}], got {sample_rate}")
 
 
-def finish_audio(path: Path, wave: np.ndarray, rate: int, sample_rate: int, max_seconds: float | None,
+def finish_audio(path: Path, wave: np.ndarray, rate: int, sample_rate: int, *, max_seconds: float | None,
                  reject_silent: bool) -> np.ndarray:
     """``(channels, n)`` float samples -> checked, mono, trimmed, resampled float32 ``(N,)``."""
     check_rate(path, rate)
@@ -82,7 +82,7 @@ def finish_audio(path: Path, wave: np.ndarray, rate: int, sample_rate: int, max_
     return np.ascontiguousarray(mono, dtype=np.float32)
 
 
-def _read_soundfile(path: Path, max_seconds: float | None, limits: DecodeLimits, decode_seconds: float | None,
+def _read_soundfile(path: Path, max_seconds: float | None, limits: DecodeLimits, *, decode_seconds: float | None,
                     truncated: str) -> tuple[np.ndarray, int]:
     """Read with libsndfile in blocks (never trusting the header's frame count for allocation), downmixed to
     mono block by block: ``((1, n), rate)``; a file ending before the length its header declares is reported
@@ -105,7 +105,8 @@ def _read_soundfile(path: Path, max_seconds: float | None, limits: DecodeLimits,
         if n < want:
             frames = max(f.frames, wav_declared_frames(path) or 0)
             declared = frames / rate if frames > 0 else None
-            report(path, "audio", n / rate, declared if declared is None else min(declared, want / rate), truncated)
+            report(path, "audio", n / rate, declared if declared is None else min(declared, want / rate),
+                   truncated=truncated)
     return (np.concatenate(blocks, axis=1) if blocks else np.zeros((1, 0), np.float32)), rate
 
 
@@ -135,7 +136,7 @@ class AudioSink:
     """Collects decoded audio frames (checks rate/channel consistency and the length caps)."""
 
     def __init__(self, path: Path, max_seconds: float | None, limits: DecodeLimits,
-                 decode_seconds: float | None = None, truncated: str = "skip"):
+                 *, decode_seconds: float | None = None, truncated: str = "skip"):
         self.path, self.max_seconds, self.limits = path, max_seconds, limits
         self.decode_seconds, self.truncated = decode_seconds, truncated
         self.chunks: list[np.ndarray] = []
@@ -172,7 +173,8 @@ class AudioSink:
         if self.rate is None:
             raise MediaError(self.path, "zero-length audio (no audio frames decoded)")
         if not self.done and self.declared is not None:
-            report(self.path, "audio", self.n / self.rate, min(self.declared, self.want / self.rate), self.truncated)
+            report(self.path, "audio", self.n / self.rate, min(self.declared, self.want / self.rate),
+                   truncated=self.truncated)
         return np.concatenate(self.chunks, axis=1), self.rate
 
 
@@ -195,12 +197,12 @@ def load_audio(path: str | Path, sample_rate: int = 16000, max_seconds: float | 
     sf_error = ""
     if p.suffix.lower() in SOUNDFILE_EXTS and sf is not None:
         try:
-            wave, rate = _read_soundfile(p, max_seconds, limits, decode_seconds, truncated)
-            return finish_audio(p, wave, rate, sample_rate, max_seconds, reject_silent)
+            wave, rate = _read_soundfile(p, max_seconds, limits, decode_seconds=decode_seconds, truncated=truncated)
+            return finish_audio(p, wave, rate, sample_rate, max_seconds=max_seconds, reject_silent=reject_silent)
         except DECODE_ERRORS as err:
             sf_error = f"soundfile: {err}; "  # not a libsndfile format after all: try FFmpeg
     require_av()
-    sink = AudioSink(p, max_seconds, limits, decode_seconds, truncated)
+    sink = AudioSink(p, max_seconds, limits, decode_seconds=decode_seconds, truncated=truncated)
     try:
         decode_streams(p, sink, None, limits)
         wave, rate = sink.result()
@@ -208,4 +210,4 @@ def load_audio(path: str | Path, sample_rate: int = 16000, max_seconds: float | 
         raise MediaError(p, sf_error + err.reason) from err
     except DECODE_ERRORS as err:
         raise MediaError(p, f"{sf_error}cannot decode audio: {err}") from err
-    return finish_audio(p, wave, rate, sample_rate, max_seconds, reject_silent)
+    return finish_audio(p, wave, rate, sample_rate, max_seconds=max_seconds, reject_silent=reject_silent)

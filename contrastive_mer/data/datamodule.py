@@ -99,7 +99,7 @@ class MERDataModule(pl.LightningDataModule):
         sources = {m: p.source or m for m, p in self.preprocessors.items()}  # as MERDataset reads them
         out = {"dataset": d.dataset, "root": None if d.root is None else str(d.root)}
         out.update(data_summary(self.splits, sources, d.split_group, d.batch_size,
-                                getattr(self.adapter, "skipped", ())))
+                                skipped=getattr(self.adapter, "skipped", ())))
         return out
 
     def split(self) -> dict[str, Any]:
@@ -114,7 +114,7 @@ class MERDataModule(pl.LightningDataModule):
         if self.adapter is None:
             raise RuntimeError("MERDataModule.dataset: no adapter yet; call setup() first")
         cache_dir = Path(d.cache_dir) if d.cache_dir else None
-        return MERDataset(self.adapter, records, self.preprocessors, d.cache, cache_dir,
+        return MERDataset(self.adapter, records, self.preprocessors, d.cache, cache_dir=cache_dir,
                           normalize=d.normalize, normalize_min_clips=d.normalize_min_clips)
 
     def _rank_world(self) -> tuple[int, int]:
@@ -134,13 +134,13 @@ class MERDataModule(pl.LightningDataModule):
         return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, sampler=sampler,
                           **self._loader_kwargs(train=dataset is self.train_set))
 
-    def _loader_kwargs(self, train: bool = True) -> dict[str, Any]:
+    def _loader_kwargs(self, *, train: bool = True) -> dict[str, Any]:
         """Workers and the collate function (two windows per clip with ``data.two_window``: data/windows.py)."""
         from contrastive_mer.data.windows import make_collator
 
         workers = self.cfg.data.num_workers
         return {"num_workers": workers, "persistent_workers": workers > 0,
-                "collate_fn": make_collator(self.cfg, self.preprocessors, train),
+                "collate_fn": make_collator(self.cfg, self.preprocessors, train=train),
                 "pin_memory": torch.cuda.is_available()}
 
     def train_dataloader(self) -> DataLoader:
@@ -151,7 +151,8 @@ class MERDataModule(pl.LightningDataModule):
             return self.loader(self.train_set, d.batch_size, True, drop_last)
         rank, world = self._rank_world()
         groups = [r.groups.get(d.batch_grouping, r.id) for r in self.train_set.records]
-        sampler = GroupBatchSampler(groups, d.batch_size, d.groups_per_batch, drop_last, self.cfg.seed, rank, world)
+        sampler = GroupBatchSampler(groups, d.batch_size, d.groups_per_batch, drop_last=drop_last, seed=self.cfg.seed,
+                                    rank=rank, world_size=world)
         return DataLoader(self.train_set, batch_sampler=sampler, **self._loader_kwargs())
 
     def val_dataloader(self) -> DataLoader | list:

@@ -70,7 +70,7 @@ class SkipReport:
     """
 
     def __init__(self, path: str | Path | None = None, max_fraction: float = 0.05, min_seen: int = 20,
-                 keep: bool = False):
+                 *, keep: bool = False):
         self.path = Path(path) if path else None
         self.max_fraction = max_fraction
         self.min_seen = min_seen
@@ -107,7 +107,7 @@ class SkipReport:
                 self.scan.append(row)
         self._append(self.scan)
 
-    def start(self, write: bool = True) -> None:
+    def start(self, *, write: bool = True) -> None:
         """Begin this run's file: rewrite it with the kept and scan records (remove it when there are none).
         ``write=False`` (a DDP rank other than the first) only marks the report as started."""
         self._started = True
@@ -160,7 +160,7 @@ class SkipReport:
         """Distinct records: this run's and, with ``keep``, the earlier run's."""
         return len({_skip_key(r) for r in [*self.earlier, *self.scan, *self.entries.values()]})
 
-    def check(self, seen: int, final: bool = False) -> None:
+    def check(self, seen: int, *, final: bool = False) -> None:
         n = len(self.entries)
         if n == 0:
             return
@@ -223,7 +223,7 @@ class MERDataset(Dataset):
     """
 
     def __init__(self, adapter: CorpusAdapter, records: Sequence[ClipRecord],
-                 preprocessors: dict[str, Preprocessor], cache: str = "memory", cache_dir: str | Path | None = None,
+                 preprocessors: dict[str, Preprocessor], cache: str = "memory", *, cache_dir: str | Path | None = None,
                  normalize: Mapping[str, str] | None = None, normalize_min_clips: int = 2,
                  normalize_records: Sequence[ClipRecord] | None = None):
         self.adapter = adapter
@@ -243,7 +243,7 @@ class MERDataset(Dataset):
             if self.normalizer.needs_fit:
                 source = self if normalize_records is None else \
                     MERDataset(adapter, normalize_records, preprocessors, "disk" if uses_disk(cache) else "none",
-                               cache_dir)
+                               cache_dir=cache_dir)
                 self.normalizer.fit((item.tensors, item.groups) for item in map(source._cached, range(len(source)))
                                     if isinstance(item, PreparedSample))
 

@@ -135,7 +135,7 @@ class Budget:
 
 
 def demux(path: Path, container: Any, streams: list[Any], limits: DecodeLimits,
-          budget: Budget | None = None) -> Iterator[Any]:
+          *, budget: Budget | None = None) -> Iterator[Any]:
     """Packets of ``streams`` within the limits; a read error ends the stream (a truncated file)."""
     budget = budget or Budget(path, limits)
     packets = container.demux(*streams)
@@ -182,7 +182,7 @@ def decode_streams(path: Path, audio: Sink | None, video: Sink | None, limits: D
         if video is not None:
             streams[-1].thread_type = VIDEO_THREAD_TYPE
             streams[-1].codec_context.thread_count = VIDEO_THREAD_COUNT
-        for packet in demux(path, container, streams, limits, budget):
+        for packet in demux(path, container, streams, limits, budget=budget):
             sink: Any = audio if packet.stream.type == "audio" else video
             if sink.done:
                 if (audio is None or audio.done) and (video is None or video.done):

@@ -36,7 +36,7 @@ def minmax_normalize(points: np.ndarray, source: str = "landmarks") -> np.ndarra
     return (points - lo) / span
 
 
-def read_openface_landmarks(path: str | Path, drop_jaw: bool = True, normalize: bool = True,
+def read_openface_landmarks(path: str | Path, *, drop_jaw: bool = True, normalize: bool = True,
                             skip_failed_frames: bool = False) -> np.ndarray:
     """Read one clip's landmarks as a float32 ``(T, 51, 2)`` array (``(T, 68, 2)`` with ``drop_jaw=False``).
 

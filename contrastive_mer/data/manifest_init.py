@@ -154,7 +154,7 @@ def _is_number(value: str) -> bool:
     return True
 
 
-def init_manifest(folder: str | Path, out: str | Path, labels: str | Path | None = None, id_column: str = "id",
+def init_manifest(folder: str | Path, out: str | Path, labels: str | Path | None = None, *, id_column: str = "id",
                   label_columns: Sequence[str] | None = None, speaker_column: str | None = None,
                   npy_modality: str | None = None, overwrite: bool = False) -> ManifestSummary:
     """Write a manifest of the media under ``folder`` (and the labels of ``labels``, a CSV/TSV table) to ``out``

@@ -56,9 +56,9 @@ class MediaOptions:
         check_mode(self.truncated)
 
 
-def load_audio_video(path: str | Path, sample_rate: int = 16000, num_frames: int | None = 8,
+def load_audio_video(path: str | Path, sample_rate: int = 16000, *, num_frames: int | None = 8,
                      fps: float | None = None, size: int | None = 112, crop: str = "center",
-                     face_detector: FaceCropper | None = None, max_seconds: float | None = None, *,
+                     face_detector: FaceCropper | None = None, max_seconds: float | None = None,
                      reject_silent: bool = True, limits: DecodeLimits = DEFAULT_LIMITS,
                      decode_seconds: float | None = None,
                      truncated: str = "skip") -> tuple[np.ndarray, np.ndarray]:
@@ -73,13 +73,14 @@ def load_audio_video(path: str | Path, sample_rate: int = 16000, num_frames: int
     p = check_file(path)
     require_av()
     try:
-        frames = read_video(p, num_frames, fps, size, crop, face_detector, limits, truncated)
-        audio = AudioSink(p, max_seconds, limits, decode_seconds, truncated)
+        frames = read_video(p, num_frames, fps, size, crop=crop, face_detector=face_detector, limits=limits,
+                            truncated=truncated)
+        audio = AudioSink(p, max_seconds, limits, decode_seconds=decode_seconds, truncated=truncated)
         decode_streams(p, audio, None, limits)
         wave, rate = audio.result()
     except DECODE_ERRORS as err:
         raise MediaError(p, f"cannot decode: {err}") from err
-    return finish_audio(p, wave, rate, sample_rate, max_seconds, reject_silent), frames
+    return finish_audio(p, wave, rate, sample_rate, max_seconds=max_seconds, reject_silent=reject_silent), frames
 
 
 def load_media(audio_path: str | Path | None, video_path: str | Path | None, options: MediaOptions,

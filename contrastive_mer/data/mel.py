@@ -25,7 +25,7 @@ def mel_to_hz(mel: np.ndarray) -> np.ndarray:
     return 700.0 * (10.0 ** (np.asarray(mel, dtype=np.float64) / 2595.0) - 1.0)
 
 
-def empty_mel_filters(sample_rate: int, n_fft: int, n_mels: int, f_min: float = 0.0,
+def empty_mel_filters(sample_rate: int, n_fft: int, n_mels: int, *, f_min: float = 0.0,
                       f_max: float | None = None) -> int:
     """How many of the ``n_mels`` triangular filters have no FFT bin (of ``n_fft // 2 + 1``, from 0 to
     ``sample_rate // 2``) strictly inside them, i.e. an all-zero row in the filterbank."""
@@ -37,7 +37,7 @@ def empty_mel_filters(sample_rate: int, n_fft: int, n_mels: int, f_min: float = 
     return int((~inside.any(axis=0)).sum())
 
 
-def check_mel_geometry(sample_rate: int, n_fft: int, n_mels: int, f_min: float = 0.0, f_max: float | None = None,
+def check_mel_geometry(sample_rate: int, n_fft: int, n_mels: int, *, f_min: float = 0.0, f_max: float | None = None,
                        win_length: int | None = None) -> None:
     """ValueError when the settings are inconsistent; a warning on stderr (once per message) when they leave mel
     filters empty, naming the smallest ``n_fft`` and the largest ``n_mels`` that would leave none."""
@@ -54,22 +54,22 @@ def check_mel_geometry(sample_rate: int, n_fft: int, n_mels: int, f_min: float =
     if key in _checked:
         return
     _checked.add(key)
-    message = empty_filter_message(sample_rate, n_fft, n_mels, f_min, f_max, win_length)
+    message = empty_filter_message(sample_rate, n_fft, n_mels, f_min=f_min, f_max=f_max, win_length=win_length)
     if message:
         print(f"[cmer] warning: {message}", file=sys.stderr, flush=True)
 
 
-def empty_filter_message(sample_rate: int, n_fft: int, n_mels: int, f_min: float = 0.0, f_max: float | None = None,
+def empty_filter_message(sample_rate: int, n_fft: int, n_mels: int, *, f_min: float = 0.0, f_max: float | None = None,
                          win_length: int | None = None) -> str | None:
     """None when no mel filter is empty, else what is wrong and the smallest ``n_fft`` / largest ``n_mels``
     that would fix it."""
-    empty = empty_mel_filters(sample_rate, n_fft, n_mels, f_min, f_max)
+    empty = empty_mel_filters(sample_rate, n_fft, n_mels, f_min=f_min, f_max=f_max)
     if not empty:
         return None
     fft = next((k for k in range(n_fft + 1, MAX_N_FFT + 1)
-                if not empty_mel_filters(sample_rate, k, n_mels, f_min, f_max)), None)
-    mels = next((m for m in range(n_mels - 1, 0, -1) if not empty_mel_filters(sample_rate, n_fft, m, f_min, f_max)),
-                None)
+                if not empty_mel_filters(sample_rate, k, n_mels, f_min=f_min, f_max=f_max)), None)
+    mels = next((m for m in range(n_mels - 1, 0, -1)
+                 if not empty_mel_filters(sample_rate, n_fft, m, f_min=f_min, f_max=f_max)), None)
     fixes = []
     if fft is not None:
         fixes.append(f"n_fft >= {fft} (win_length: {win_length or n_fft} keeps the analysis window)")

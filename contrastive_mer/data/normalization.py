@@ -89,7 +89,7 @@ def has_time_axis(prep: Preprocessor) -> bool:
 
 
 def standardise_input(prep: Preprocessor, tensor: torch.Tensor, mean: np.ndarray, std: np.ndarray,
-                      eps: float = EPS) -> torch.Tensor:
+                      *, eps: float = EPS) -> torch.Tensor:
     """One preprocessed input standardised per channel (:func:`standardise` on its kind's rows); same shape."""
     kind = kind_of(prep)
     return kind.from_rows(prep, standardise(kind.to_rows(prep, tensor), mean, std, eps))

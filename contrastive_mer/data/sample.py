@@ -62,7 +62,7 @@ class Batch:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> "Batch":
+    def to(self, device: torch.device | str, *, non_blocking: bool = False) -> "Batch":
         """Move every tensor to ``device``."""
 
         def move(d: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

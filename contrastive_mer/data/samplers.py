@@ -23,7 +23,7 @@ class GroupBatchSampler(Sampler[list[int]]):
     then shuffled and, under DDP, dealt round-robin to ranks (truncated to a multiple of the world size).
     """
 
-    def __init__(self, groups: Sequence[str], batch_size: int, groups_per_batch: int = 1, drop_last: bool = True,
+    def __init__(self, groups: Sequence[str], batch_size: int, groups_per_batch: int = 1, *, drop_last: bool = True,
                  seed: int = 0, rank: int = 0, world_size: int = 1):
         if batch_size < 2:
             raise ValueError(f"batch_size must be >= 2 for contrastive batches, got {batch_size}")

@@ -21,7 +21,7 @@ def has_input(record: ClipRecord, source: str) -> bool:
 
 
 def data_summary(splits: Mapping[str, Sequence[ClipRecord]], sources: Mapping[str, str], group: str,
-                 batch_size: int, skipped: Sequence[Any] = ()) -> dict[str, Any]:
+                 batch_size: int, *, skipped: Sequence[Any] = ()) -> dict[str, Any]:
     """Counts per split: clips, clips having each modality (``sources``: modality -> adapter input name),
     and the distinct values of the ``group`` (e.g. speakers); plus the scan's skipped entries and warnings."""
     out: dict[str, Any] = {"split_group": group, "batch_size": int(batch_size),

@@ -43,7 +43,7 @@ def is_truncated(decoded: float, declared: float | None) -> bool:
     return declared - decoded > max(TOLERANCE_SECONDS, TOLERANCE_FRACTION * declared)
 
 
-def report(path: Path, kind: str, decoded: float, declared: float | None, truncated: str) -> None:
+def report(path: Path, kind: str, decoded: float, declared: float | None, *, truncated: str) -> None:
     """Skip (raise :class:`MediaError`) or warn about a truncated ``kind`` stream; nothing when it is complete."""
     if not is_truncated(decoded, declared) or _other_streams_reach(path, declared):
         return

@@ -79,7 +79,7 @@ class VideoSink:
     """
 
     def __init__(self, convert: Callable[[Any], np.ndarray], targets: list[int] | None, fps: float | None,
-                 max_frames: int | None, frame_duration: float, truncated: str = "skip"):
+                 max_frames: int | None, *, frame_duration: float, truncated: str = "skip"):
         self.convert = convert
         self.truncated = truncated
         self.declared: float | None = None  # set by the decoding loop (fps mode checks it)
@@ -132,7 +132,7 @@ class VideoSink:
             return np.stack([self.kept[min(i, last)] for i in self.targets])
         end = t_last + self.frame_duration  # the last frame is shown until then
         if not self.done and self.first_time is not None:
-            report(path, "video", end - self.first_time, self.declared, self.truncated)
+            report(path, "video", end - self.first_time, self.declared, truncated=self.truncated)
         while not self.done and self.next_time is not None and (self.next_time < end - 1e-9 or not self.out):
             self._emit()
         return np.stack(self.out)
@@ -151,7 +151,7 @@ def packet_extent(packets: list[tuple[Any, bool, bool]], time_base: Any, frame_d
     return float((max(pts) - min(pts)) * time_base) + frame_duration
 
 
-def read_video(path: Path, num_frames: int | None, fps: float | None, size: int | None, crop: str,
+def read_video(path: Path, num_frames: int | None, fps: float | None, size: int | None, *, crop: str,
                face_detector: FaceCropper | None, limits: DecodeLimits, truncated: str = "skip") -> np.ndarray:
     """Sample and convert the frames (see :func:`load_video`).
 
@@ -168,21 +168,22 @@ def read_video(path: Path, num_frames: int | None, fps: float | None, size: int 
         rate = stream.average_rate
         frame_duration = 1.0 / float(rate) if rate else 0.0
         if fps is not None:
-            sink = VideoSink(convert, None, fps, num_frames, frame_duration, truncated)
+            sink = VideoSink(convert, None, fps, num_frames, frame_duration=frame_duration, truncated=truncated)
         else:
             packets = scan_video(path, container, stream, limits)
             if not packets:
                 raise MediaError(path, "no video frames (the video stream has no packets)")
             extent = packet_extent(packets, stream.time_base, frame_duration)
             if extent is not None:
-                report(path, "video", extent, declared_seconds(container, stream), truncated)
+                report(path, "video", extent, declared_seconds(container, stream), truncated=truncated)
             assert num_frames is not None
             ordinals = uniform_indices(len(packets), num_frames)
             plan = seek_plan(packets, ordinals)
-            frames = None if plan is None else decode_planned(path, container, stream, plan, convert, limits)
+            frames = None if plan is None else decode_planned(path, container, stream, plan, convert=convert,
+                                                              limits=limits)
             if frames is not None:
                 return frames
-            sink = VideoSink(convert, ordinals, None, num_frames, frame_duration, truncated)
+            sink = VideoSink(convert, ordinals, None, num_frames, frame_duration=frame_duration, truncated=truncated)
     decode_streams(path, None, sink, limits)
     return sink.result(path)
 
@@ -193,7 +194,7 @@ def _default_cropper() -> FaceCropper:
 
 
 def load_video(path: str | Path, num_frames: int | None = 8, fps: float | None = None, size: int | None = 112,
-               crop: str = "center", face_detector: FaceCropper | None = None, *,
+               *, crop: str = "center", face_detector: FaceCropper | None = None,
                limits: DecodeLimits = DEFAULT_LIMITS, truncated: str = "skip") -> np.ndarray:
     """Decode ``num_frames`` frames of a video to uint8 RGB ``(T, size, size, 3)``.
 
@@ -211,6 +212,7 @@ def load_video(path: str | Path, num_frames: int | None = 8, fps: float | None =
     p = check_file(path)
     require_av()
     try:
-        return read_video(p, num_frames, fps, size, crop, face_detector, limits, truncated)
+        return read_video(p, num_frames, fps, size, crop=crop, face_detector=face_detector, limits=limits,
+                          truncated=truncated)
     except DECODE_ERRORS as err:
         raise MediaError(p, f"cannot decode video: {err}") from err

@@ -64,7 +64,7 @@ def seek_plan(packets: list[tuple[Any, bool, bool]], ordinals: list[int]) -> See
     return SeekPlan(pts, want, start)
 
 
-def decode_planned(path: Path, container: Any, stream: Any, plan: SeekPlan, convert: Callable[[Any], np.ndarray],
+def decode_planned(path: Path, container: Any, stream: Any, plan: SeekPlan, *, convert: Callable[[Any], np.ndarray],
                    limits: DecodeLimits) -> np.ndarray | None:
     """Decode only what the sampled frames need: from the keyframe before each one (seeking past the frames in
     between), skipping the frames no other frame references. ``None`` when the file does not behave as its
@@ -94,7 +94,7 @@ def decode_planned(path: Path, container: Any, stream: Any, plan: SeekPlan, conv
                 container.seek(plan.pts[key], stream=stream, backward=True, any_frame=False)
             except DECODE_ERRORS:
                 return None
-            packets, pos = demux(path, container, [stream], limits, budget), None
+            packets, pos = demux(path, container, [stream], limits, budget=budget), None
         while pos is None or pos < index[target]:
             packet = next(packets, None)
             if packet is None:

@@ -78,7 +78,7 @@ class TwoWindowCollator:
     (see the module docstring). ``deterministic``: windows drawn from each clip's id (validation)."""
 
     def __init__(self, preprocessors: Mapping[str, Preprocessor], lengths: Mapping[str, int],
-                 deterministic: bool = False, label_names: Sequence[str] | None = None):
+                 *, deterministic: bool = False, label_names: Sequence[str] | None = None):
         self.collate = Collator(dict(preprocessors), label_names)
         self.axes = {m: p.time_axis for m, p in preprocessors.items()}
         self.lengths = dict(lengths)
@@ -112,7 +112,7 @@ class TwoWindowCollator:
 
 
 def make_collator(cfg: Any, preprocessors: Mapping[str, Preprocessor],
-                  train: bool = True) -> Collator | TwoWindowCollator:
+                  *, train: bool = True) -> Collator | TwoWindowCollator:
     """The collate function of pretraining batches: two windows per clip when ``data.two_window`` is on."""
     section = cfg.data.two_window
     values: Any = OmegaConf.to_container(section) if isinstance(section, DictConfig) else dict(section)

@@ -137,7 +137,7 @@ class STGCNBlock(nn.Module):
     """Gated temporal conv -> graph conv (``A_hat`` over nodes, ``Theta`` over channels) -> ReLU -> gated temporal
     conv -> layer norm over channels; padded frames zeroed after each step."""
 
-    def __init__(self, in_channels: int, out_channels: int, spatial_channels: int, kernel_size: int, gate: str):
+    def __init__(self, in_channels: int, out_channels: int, spatial_channels: int, kernel_size: int, *, gate: str):
         super().__init__()
         self.temporal1 = GatedTemporalConv(in_channels, out_channels, kernel_size, gate)
         self.theta = nn.Linear(out_channels, spatial_channels, bias=False)
@@ -195,7 +195,7 @@ class STGCNEncoder(ModalityEncoder):
         self.register_buffer("a_hat", normalized_adjacency(edges, cfg.num_nodes, cfg.self_loop_weight))
         widths = [cfg.in_channels] + [cfg.hidden_channels] * cfg.blocks
         self.blocks = nn.ModuleList(
-            STGCNBlock(widths[k], widths[k + 1], cfg.spatial_channels, cfg.kernel_size, cfg.temporal_gate)
+            STGCNBlock(widths[k], widths[k + 1], cfg.spatial_channels, cfg.kernel_size, gate=cfg.temporal_gate)
             for k in range(cfg.blocks))
         self.last_temporal = GatedTemporalConv(widths[-1], cfg.hidden_channels, cfg.kernel_size, cfg.temporal_gate)
         self.dropout = nn.Dropout(cfg.dropout)

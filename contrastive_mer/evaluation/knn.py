@@ -99,7 +99,7 @@ def cosine_neighbours(X_train: np.ndarray, X_test: np.ndarray, k: int,
 
 
 def vote(similarities: np.ndarray, neighbours: np.ndarray, y_train: np.ndarray, config: KnnProbeConfig,
-         num_classes: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+         *, num_classes: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """Weighted vote of the neighbours' targets; returns ``(predictions, probabilities)``."""
     if config.weighting == "exp":
         # subtracting the row maximum leaves the normalised votes unchanged and avoids overflow
@@ -153,7 +153,7 @@ def knn_probe(X_train: np.ndarray, y_train: Any, X_test: np.ndarray, y_test: Any
         y = y.astype(np.float64).reshape(-1)
     k = min(config.k, len(y))
     sims, idx = cosine_neighbours(X_train, X_test, k, config.batch_size)
-    pred, proba = vote(sims, idx, y, config, num_classes)
+    pred, proba = vote(sims, idx, y, config, num_classes=num_classes)
     metrics = None
     if y_test is not None:
         if len(y_test) != len(pred):

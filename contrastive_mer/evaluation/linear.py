@@ -119,7 +119,7 @@ def _as_float(X: Any, name: str) -> torch.Tensor:
     return t
 
 
-def _targets(y: Any, task: str, n: int, name: str, num_classes: int | None = None) -> torch.Tensor:
+def _targets(y: Any, task: str, n: int, name: str, *, num_classes: int | None = None) -> torch.Tensor:
     """Check ``y`` against ``task`` and return the training targets (int64 classes, 0/1 float, float column)."""
     arr = np.asarray(y.detach().cpu() if isinstance(y, torch.Tensor) else y)
     if len(arr) != n:
@@ -179,7 +179,7 @@ def _threads_for(n_values: int) -> Iterator[None]:
 
 
 def _fit(Xs: torch.Tensor, target: torch.Tensor, wd: float, init: tuple[torch.Tensor, torch.Tensor],
-         config: LinearProbeConfig) -> tuple[torch.Tensor, torch.Tensor]:
+         *, config: LinearProbeConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """Minimise the regularised objective from ``init``; returns ``(W, b)`` on the CPU."""
     dev = torch.device(config.device)
     X, tgt = Xs.to(dev), target.to(dev)
@@ -234,7 +234,7 @@ def _initial(dim: int, target: torch.Tensor, task: str, n_out: int) -> tuple[tor
 
 def fit_linear_probe(X: np.ndarray | torch.Tensor, y: Any, groups: Any = None,
                      config: LinearProbeConfig | None = None,
-                     num_classes: int | None = None) -> tuple[LinearProbeModel, float, dict[float, float]]:
+                     *, num_classes: int | None = None) -> tuple[LinearProbeModel, float, dict[float, float]]:
     """Choose the weight decay on a group-disjoint validation split of ``(X, y)``, then refit on all of it.
 
     Args:
@@ -247,13 +247,13 @@ def fit_linear_probe(X: np.ndarray | torch.Tensor, y: Any, groups: Any = None,
     """
     config = config or LinearProbeConfig()
     with _threads_for(int(np.prod(np.shape(X))) if config.device == "cpu" else _SMALL_PROBLEM):
-        return _fit_linear_probe(X, y, groups, config, num_classes)
+        return _fit_linear_probe(X, y, groups, config, num_classes=num_classes)
 
 
 def _fit_linear_probe(X: np.ndarray | torch.Tensor, y: Any, groups: Any, config: LinearProbeConfig,
-                      num_classes: int | None) -> tuple[LinearProbeModel, float, dict[float, float]]:
+                      *, num_classes: int | None) -> tuple[LinearProbeModel, float, dict[float, float]]:
     Xt = _as_float(X, "X_train")
-    target = _targets(y, config.task, len(Xt), "y_train", num_classes)
+    target = _targets(y, config.task, len(Xt), "y_train", num_classes=num_classes)
     if config.task == "multiclass":
         n_out = int(num_classes if num_classes is not None else infer_num_classes(target))
     else:
@@ -276,7 +276,7 @@ def _fit_linear_probe(X: np.ndarray | torch.Tensor, y: Any, groups: Any, config:
         params = _initial(Xt.shape[1], target[tr_t], config.task, n_out)
         best = (-np.inf, grid[0])
         for wd in grid:
-            params = _fit(Xtr, target[tr_t], wd, params, config)
+            params = _fit(Xtr, target[tr_t], wd, params, config=config)
             with torch.no_grad():
                 pred, _ = _outputs_to_predictions(Xva @ params[0] + params[1], config.task)
             score = primary_score(config.task, task_metrics(config.task, y_va, pred, n_out))
@@ -287,7 +287,7 @@ def _fit_linear_probe(X: np.ndarray | torch.Tensor, y: Any, groups: Any, config:
                 init = params
         chosen = best[1]
     Xs, mean, std = _standardise(Xt)
-    W, b = _fit(Xs, target, chosen, init, config)
+    W, b = _fit(Xs, target, chosen, init, config=config)
     return LinearProbeModel(config.task, mean, std, W, b), chosen, val_scores
 
 
@@ -311,7 +311,7 @@ def linear_probe(X_train: np.ndarray | torch.Tensor, y_train: Any, X_test: np.nd
     config = config or LinearProbeConfig()
     if config.task == "multiclass" and num_classes is None:
         num_classes = infer_num_classes(y_train, y_test)
-    model, wd, val_scores = fit_linear_probe(X_train, y_train, groups_train, config, num_classes)
+    model, wd, val_scores = fit_linear_probe(X_train, y_train, groups_train, config, num_classes=num_classes)
     Xte = _as_float(X_test, "X_test")
     if Xte.shape[1] != model.weight.shape[0]:
         raise ValueError(f"X_test has {Xte.shape[1]} features but X_train has {model.weight.shape[0]}")
@@ -319,7 +319,7 @@ def linear_probe(X_train: np.ndarray | torch.Tensor, y_train: Any, X_test: np.nd
         pred, proba = model.predict(Xte)
         metrics = None
         if y_test is not None:
-            _targets(y_test, config.task, len(Xte), "y_test", num_classes)
+            _targets(y_test, config.task, len(Xte), "y_test", num_classes=num_classes)
             metrics = task_metrics(config.task, np.asarray(y_test), pred, num_classes)
     return LinearProbeResult(pred, proba, wd, val_scores, model, metrics,
                              n_train=len(np.asarray(y_train)), n_test=len(Xte))

@@ -50,7 +50,7 @@ class MLPProbeModel(nn.Module):
     mean: torch.Tensor
     std: torch.Tensor
 
-    def __init__(self, mean: torch.Tensor, std: torch.Tensor, hidden_dim: int, n_out: int, task: str):
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor, hidden_dim: int, n_out: int, *, task: str):
         super().__init__()
         self.task = task
         self.register_buffer("mean", mean)
@@ -84,13 +84,13 @@ def fit_mlp_probe(X: np.ndarray | torch.Tensor, y: Any, config: MLPProbeConfig |
     """Train the 2-layer probe on ``(X, y)`` (see :class:`MLPProbeConfig`)."""
     config = config or MLPProbeConfig()
     Xt = _as_float(X, "X_train")
-    target = _targets(y, config.task, len(Xt), "y_train", num_classes)
+    target = _targets(y, config.task, len(Xt), "y_train", num_classes=num_classes)
     n_out = int(num_classes or infer_num_classes(target)) if config.task == "multiclass" else target.shape[1]
     mean, std = Xt.mean(0), Xt.std(0, unbiased=False)
     gen = torch.Generator().manual_seed(config.seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        model = MLPProbeModel(mean, std, config.hidden_dim, n_out, config.task)
+        model = MLPProbeModel(mean, std, config.hidden_dim, n_out, task=config.task)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     model.train()
     with _threads_for(config.batch_size * max(Xt.shape[1], config.hidden_dim)):  # small steps: one thread
@@ -119,6 +119,6 @@ def mlp_probe(X_train: np.ndarray | torch.Tensor, y_train: Any, X_test: np.ndarr
     pred, proba = model.predict(Xte)
     metrics = None
     if y_test is not None:
-        _targets(y_test, config.task, len(Xte), "y_test", num_classes)
+        _targets(y_test, config.task, len(Xte), "y_test", num_classes=num_classes)
         metrics = task_metrics(config.task, np.asarray(y_test), pred, num_classes)
     return MLPProbeResult(pred, proba, model, metrics, n_train=len(np.asarray(y_train)), n_test=len(Xte))

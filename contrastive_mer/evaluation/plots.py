@@ -60,7 +60,7 @@ def pca_2d(x: np.ndarray) -> np.ndarray:
     return centred @ vt[:2].T
 
 
-def plot_embedding(x: np.ndarray, labels: np.ndarray, class_names: Sequence[str], path: Path, title: str) -> Path:
+def plot_embedding(x: np.ndarray, labels: np.ndarray, class_names: Sequence[str], path: Path, *, title: str) -> Path:
     plt = _pyplot()
     xy = pca_2d(x)
     fig, ax = plt.subplots(figsize=(6.6, 4.8))

@@ -50,7 +50,7 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 
 def cross_modal_retrieval(projections: Mapping[str, Any], present: Mapping[str, Any] | None = None,
-                          ks: Sequence[int] = (1, 5, 10), modalities: Sequence[str] | None = None,
+                          *, ks: Sequence[int] = (1, 5, 10), modalities: Sequence[str] | None = None,
                           max_block_elements: int = 1 << 24) -> dict[str, dict[str, float]]:
     """R@k (percent), median and mean rank and count for every ordered pair ``"a-b"`` (query modality first).
 

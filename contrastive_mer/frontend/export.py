@@ -48,7 +48,7 @@ class TokenWriter:
     """
 
     def __init__(self, path: str | Path, source_dims: Mapping[str, int], projected: bool, level: str = "sequence",
-                 labels: Mapping[str, Any] | None = None, groups: Sequence[str] = (),
+                 *, labels: Mapping[str, Any] | None = None, groups: Sequence[str] = (),
                  attrs: Mapping[str, Any] | None = None, sequence_dtype: str = "float32", overwrite: bool = False,
                  part_rows: int = 256):
         self.sources = list(source_dims)
@@ -91,7 +91,7 @@ class TokenWriter:
                 features[s] = np.where(present[s][:, None], src.feature.detach().float().cpu().numpy(), 0.0)
         labels = fill_missing_labels(batch.labels, self.writer.schema.labels, n)
         self.writer.append(batch.ids, labels, {g: batch.groups.get(g, [""] * n) for g in self.groups},
-                           features, {}, present, {}, sequences)
+                           features, projections={}, present=present, fused={}, sequences=sequences)
 
     def finish(self) -> Path:
         return self.writer.finish()
@@ -121,7 +121,7 @@ def _safe_name(sample_id: str, store: Path) -> str:
 
 
 def export_npy(store: str | Path | FeatureStore, out_dir: str | Path, name: str = "cmer",
-               sources: Sequence[str] | None = None, levels: Sequence[str] = ("UTT", "FRA")) -> dict[str, int]:
+               *, sources: Sequence[str] | None = None, levels: Sequence[str] = ("UTT", "FRA")) -> dict[str, int]:
     """Write ``<out_dir>/<name>-<source>-UTT/<id>.npy`` (``features``, ``[D]``) and ``-FRA/<id>.npy``
     (``sequences``, ``[T, D]``) for the usable rows of the source's view (:meth:`FeatureStore.view`: present,
     all values finite; a source is named as the view rule names it, e.g. ``audio`` = ``features/audio``). Works

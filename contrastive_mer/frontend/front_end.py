@@ -83,8 +83,9 @@ class FrontEnd(nn.Module):
         try:
             self.projectors = nn.ModuleDict({
                 s: build_projector(config.projector, d, config.llm_hidden, config.num_tokens(s),
-                                   config.source_level(s), config.mlp_hidden, config.resampler_dim,
-                                   config.resampler_heads, config.resampler_layers)
+                                   level=config.source_level(s), mlp_hidden=config.mlp_hidden,
+                                   resampler_dim=config.resampler_dim,
+                                   resampler_heads=config.resampler_heads, resampler_layers=config.resampler_layers)
                 for s, d in self.source_dims.items()})
             self.missing_tokens = nn.ParameterDict(
                 {s: nn.Parameter(torch.randn(config.llm_hidden) * 0.02) for s in self.source_dims}
@@ -136,8 +137,9 @@ class FrontEnd(nn.Module):
         if self.encoder is None:
             raise RuntimeError("this front end has no encoders (built from a feature store); pass a SourceBatch")
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_encoders):
-            return encode_sources(self.encoder, batch, self.modalities, self.config.fused, self.config.fusion_mode,
-                                  self.config.fusion_weights)
+            return encode_sources(self.encoder, batch, self.modalities, fused=self.config.fused,
+                                  fusion_mode=self.config.fusion_mode,
+                                  fusion_weights=self.config.fusion_weights)
 
     def forward(self, batch: Batch | SourceBatch) -> dict[str, SoftTokens]:
         """Soft tokens per source (see :class:`SoftTokens`); absent samples follow ``config.missing``."""
@@ -163,7 +165,7 @@ class FrontEnd(nn.Module):
     def _dtype(self) -> torch.dtype:
         return next(iter(self.projectors.parameters())).dtype
 
-    def splicer(self, tokenizer: Any, llm: CausalLM, padding_side: str = "right", add_bos: bool = True,
+    def splicer(self, tokenizer: Any, llm: CausalLM, *, padding_side: str = "right", add_bos: bool = True,
                 add_eos: bool = True) -> PromptSplicer:
         """A :class:`PromptSplicer` for ``llm`` with this front end's placeholders."""
         if int(embedding_weight(llm.get_input_embeddings()).shape[1]) != self.config.llm_hidden:
@@ -171,13 +173,13 @@ class FrontEnd(nn.Module):
                              f"{embedding_weight(llm.get_input_embeddings()).shape[1]} wide")
         return PromptSplicer(tokenizer, llm.get_input_embeddings(),
                              {s: self.config.placeholder(s) for s in self.source_dims}, padding_side,
-                             add_bos, add_eos)
+                             add_bos=add_bos, add_eos=add_eos)
 
     @torch.no_grad()
     def generate(self, llm: CausalLM, tokenizer: Any, batch: Batch | SourceBatch, prompt: str | list[str],
                  **generate_kwargs: Any) -> list[str]:
         """Spliced (left-padded) prompts -> ``llm.generate`` -> decoded new text per sample."""
-        spliced: SplicedBatch = self.splicer(tokenizer, llm, "left")(prompt, self(batch))
+        spliced: SplicedBatch = self.splicer(tokenizer, llm, padding_side="left")(prompt, self(batch))
         ids = llm.generate(**spliced.model_inputs(with_labels=False), **generate_kwargs)
         return tokenizer.batch_decode(ids, skip_special_tokens=True)
 

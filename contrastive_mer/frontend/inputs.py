@@ -46,7 +46,7 @@ def dataset_config(checkpoint_config: dict[str, Any], data: dict[str, Any] | Non
 
 
 def source_batches(module: Any, cfg: DictConfig, records: Sequence[ClipRecord], adapter: CorpusAdapter,
-                   modalities: Sequence[str], fused: bool, fusion_mode: str, batch_size: int = 32,
+                   *, modalities: Sequence[str], fused: bool, fusion_mode: str, batch_size: int = 32,
                    device: str | torch.device = "auto", report: SkipReport | None = None,
                    progress: str | None = None,
                    fusion_weights: Mapping[str, float] | None = None) -> Iterator[SourceBatch]:
@@ -56,7 +56,8 @@ def source_batches(module: Any, cfg: DictConfig, records: Sequence[ClipRecord], 
     Undecodable clips are skipped and recorded in ``report`` (which raises past its skip limit).
     """
     return encode_records(module, cfg, adapter, records,
-                          lambda b: encode_sources(module, b, modalities, fused, fusion_mode, fusion_weights).to("cpu"),
+                          lambda b: encode_sources(module, b, modalities, fused=fused, fusion_mode=fusion_mode,
+                                                   fusion_weights=fusion_weights).to("cpu"),
                           batch_size=batch_size, device=device, report=report, progress=progress)
 
 

@@ -95,7 +95,7 @@ def export_frontend(req: ExportRequest) -> tuple[Path, dict[str, int]]:
             store = FeatureStore(req.features)
             if str(store.attrs.get("checkpoint_sha256", "")) != sha:
                 raise UserError(f"{req.features} was extracted with another encoder checkpoint than {ckpt}")
-            sources = StoreSources(store, modalities, fcfg.level, fcfg.fused, fcfg.fusion_mode)
+            sources = StoreSources(store, modalities, fcfg.level, fused=fcfg.fused, fusion_mode=fcfg.fusion_mode)
             attrs["source_store"] = str(req.features)
             batches: Iterator[SourceBatch] = tqdm(_chunks(sources, req.batch_size),
                                                   total=-(-len(sources) // req.batch_size),
@@ -106,8 +106,9 @@ def export_frontend(req: ExportRequest) -> tuple[Path, dict[str, int]]:
             adapter, records = dataset_records(cfg)
             attrs["config"] = to_yaml(cfg)
             report = SkipReport(out.with_name(out.name + ".skipped.jsonl"), cfg.data.max_skip_fraction)
-            batches = source_batches(module, cfg, records, adapter, modalities, fcfg.fused, fcfg.fusion_mode,
-                                     req.batch_size, device, report,
+            batches = source_batches(module, cfg, records, adapter, modalities=modalities, fused=fcfg.fused,
+                                     fusion_mode=fcfg.fusion_mode,
+                                     batch_size=req.batch_size, device=device, report=report,
                                      progress=f"frontend-export -> {out.name}" if req.progress else None,
                                      fusion_weights=fcfg.fusion_weights)
             labels = label_specs(adapter, records)

@@ -41,7 +41,7 @@ class TokenMapper(nn.Module):
     mapped to ``H``; ``n == 0`` maps every valid frame (one token per frame, the count being the length).
     """
 
-    def __init__(self, in_dim: int, out_dim: int, num_tokens: int, expand: bool, kind: str = "mlp",
+    def __init__(self, in_dim: int, out_dim: int, num_tokens: int, *, expand: bool, kind: str = "mlp",
                  hidden: int | None = None):
         super().__init__()
         if expand and num_tokens < 1:
@@ -95,7 +95,7 @@ class ResamplerBlock(nn.Module):
 class Resampler(nn.Module):
     """``N`` learned queries cross-attend to the valid frames (padding masked by the length) -> ``(B, N, H)``."""
 
-    def __init__(self, in_dim: int, out_dim: int, num_tokens: int, dim: int = 256, heads: int = 4,
+    def __init__(self, in_dim: int, out_dim: int, num_tokens: int, *, dim: int = 256, heads: int = 4,
                  layers: int = 1):
         super().__init__()
         if num_tokens < 1:
@@ -120,7 +120,7 @@ class Resampler(nn.Module):
         return out, torch.full((b,), self.num_tokens, dtype=torch.long, device=sequence.device)
 
 
-def build_projector(kind: str, in_dim: int, out_dim: int, num_tokens: int, level: str,
+def build_projector(kind: str, in_dim: int, out_dim: int, num_tokens: int, *, level: str,
                     mlp_hidden: int | None = None, resampler_dim: int = 256, resampler_heads: int = 4,
                     resampler_layers: int = 1) -> nn.Module:
     """The projector of one source; ``level`` is ``sequence`` or ``feature`` (a single vector).
@@ -132,5 +132,5 @@ def build_projector(kind: str, in_dim: int, out_dim: int, num_tokens: int, level
         kind = "mlp" if kind == "resampler" else kind
         return TokenMapper(in_dim, out_dim, num_tokens, expand=level == "feature", kind=kind, hidden=mlp_hidden)
     if kind == "resampler":
-        return Resampler(in_dim, out_dim, num_tokens, resampler_dim, resampler_heads, resampler_layers)
+        return Resampler(in_dim, out_dim, num_tokens, dim=resampler_dim, heads=resampler_heads, layers=resampler_layers)
     raise ValueError(f"unknown projector {kind!r}; expected linear, mlp or resampler")

@@ -113,7 +113,7 @@ class SourceBatch:
 
 
 # ------------------------------------------------------------------------------------------- from encoders
-def encode_sources(module: Any, batch: Batch, modalities: Sequence[str], fused: bool = True,
+def encode_sources(module: Any, batch: Batch, modalities: Sequence[str], *, fused: bool = True,
                    fusion_mode: str = "concat", fusion_weights: Mapping[str, float] | None = None) -> SourceBatch:
     """Run the encoders of ``module`` (a :class:`~contrastive_mer.model.module.PairwiseContrastiveModule`) on
     ``batch``. Gradients flow only if enabled by the caller and the encoders require them.
@@ -185,7 +185,7 @@ class StoreSources:
     (extract with ``--sequences``), otherwise a ``KeyError`` names the store and the modality.
     """
 
-    def __init__(self, store: Any, modalities: Sequence[str], level: str = "sequence", fused: bool = True,
+    def __init__(self, store: Any, modalities: Sequence[str], level: str = "sequence", *, fused: bool = True,
                  fusion_mode: str = "concat") -> None:
         self.store, self.modalities, self.level = store, list(modalities), level
         unknown = [m for m in self.modalities if m not in store.modalities]

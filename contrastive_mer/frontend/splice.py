@@ -61,7 +61,7 @@ class SplicedBatch:
     spans: list[list[tuple[str, int, int]]] = field(default_factory=list)
     target_spans: list[tuple[int, int]] = field(default_factory=list)
 
-    def model_inputs(self, with_labels: bool = True) -> dict[str, torch.Tensor]:
+    def model_inputs(self, *, with_labels: bool = True) -> dict[str, torch.Tensor]:
         out = {"inputs_embeds": self.inputs_embeds, "attention_mask": self.attention_mask,
                "position_ids": self.position_ids}
         if with_labels and self.labels is not None:
@@ -82,7 +82,7 @@ class PromptSplicer:
     """
 
     def __init__(self, tokenizer: Any, embeddings: nn.Module, placeholders: Mapping[str, str],
-                 padding_side: str = "right", add_bos: bool = True, add_eos: bool = True):
+                 padding_side: str = "right", *, add_bos: bool = True, add_eos: bool = True):
         if not placeholders:
             raise ValueError("PromptSplicer: no placeholders given")
         _check_side(padding_side)
@@ -114,7 +114,7 @@ class PromptSplicer:
         return out
 
     def __call__(self, prompts: str | Sequence[str], tokens: Mapping[str, SoftTokens],
-                 targets: Sequence[str] | None = None, padding_side: str | None = None,
+                 targets: Sequence[str] | None = None, *, padding_side: str | None = None,
                  ids: Sequence[str] | None = None) -> SplicedBatch:
         """Build the batch. ``prompts``: one prompt for all samples or one per sample; ``tokens``: source ->
         :class:`SoftTokens` with B rows; ``targets``: one target text per sample (training) or None."""
@@ -162,7 +162,7 @@ class PromptSplicer:
             rows.append(torch.cat(parts) if parts else weight.new_zeros(0, weight.shape[1]))
             labels.append(lab)
             spans.append(span)
-        return _pad(rows, labels, spans, target_spans, side, targets is not None)
+        return _pad(rows, labels, spans, target_spans, side=side, with_labels=targets is not None)
 
 
 def embedding_weight(embeddings: nn.Module) -> torch.Tensor:
@@ -188,7 +188,7 @@ def _batch_size(tokens: Mapping[str, SoftTokens]) -> int:
 
 
 def _pad(rows: list[torch.Tensor], labels: list[list[int]], spans: list[list[tuple[str, int, int]]],
-         target_spans: list[tuple[int, int]], side: str, with_labels: bool) -> SplicedBatch:
+         target_spans: list[tuple[int, int]], *, side: str, with_labels: bool) -> SplicedBatch:
     b, longest = len(rows), max(r.shape[0] for r in rows)
     hidden, device, dtype = rows[0].shape[1], rows[0].device, rows[0].dtype
     embeds = torch.zeros(b, longest, hidden, device=device, dtype=dtype)

@@ -31,7 +31,7 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def atomic_torch_save(obj: Any, path: str | Path, fsync: bool = True) -> Path:
+def atomic_torch_save(obj: Any, path: str | Path, *, fsync: bool = True) -> Path:
     """``torch.save(obj, path)`` through ``.<name>.tmp-<pid>`` in the same folder and an atomic rename; on any
     failure (a full disk, an interrupt) the temp file is removed and ``path`` is left as it was."""
     path = Path(path)

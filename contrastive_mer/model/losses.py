@@ -104,7 +104,7 @@ class _PositiveIndexCache:
 _POSITIVES = _PositiveIndexCache()
 
 
-def _pair_sums(qa: torch.Tensor, qb: torch.Tensor, ka: torch.Tensor, kb: torch.Tensor, positives: torch.Tensor,
+def _pair_sums(qa: torch.Tensor, qb: torch.Tensor, ka: torch.Tensor, kb: torch.Tensor, *, positives: torch.Tensor,
                scale: torch.Tensor | float, shared: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed cross-entropy of both directions (a -> b and b -> a) and their number of correct top-1 picks.
 
@@ -140,7 +140,7 @@ def _graph_anchor(embeddings: Mapping[str, torch.Tensor], unused_scales: Sequenc
 
 def pairwise_infonce(embeddings: Mapping[str, torch.Tensor], present: Mapping[str, torch.Tensor],
                      logit_scales: Mapping[str, torch.Tensor | float], pairs: Sequence[tuple[str, str]],
-                     gather: bool = False, local_loss: bool = True) -> LossOutput:
+                     *, gather: bool = False, local_loss: bool = True) -> LossOutput:
     """Mean over modality pairs of the symmetric InfoNCE loss.
 
     Args:
@@ -197,7 +197,7 @@ def pairwise_infonce(embeddings: Mapping[str, torch.Tensor], present: Mapping[st
             else:
                 qa, qb = ka, kb
                 positives = _POSITIVES.get(int(n_valid), 0, device)
-        ce_sum, correct = _pair_sums(qa, qb, ka, kb, positives, logit_scales[name], shared=not local)
+        ce_sum, correct = _pair_sums(qa, qb, ka, kb, positives=positives, scale=logit_scales[name], shared=not local)
         pair_loss = ce_sum / (2 * n_valid)
         if local:
             # each rank holds a slice of the global sum; DDP averages gradients over ranks, so scale by world
@@ -353,7 +353,7 @@ class PairwiseInfoNCE(ContrastiveLoss):
 
 
 def two_window_supcon(za: torch.Tensor, zb: torch.Tensor, temperature: float = 0.07,
-                      labels: torch.Tensor | None = None, count_offset: float = 0.0) -> torch.Tensor:
+                      labels: torch.Tensor | None = None, *, count_offset: float = 0.0) -> torch.Tensor:
     """Two-window cross-modal contrastive loss of one ordered modality pair ``a -> b`` (SupCon form).
 
     Each clip is seen through two temporal windows. Anchors are the ``2B`` window embeddings of modality ``a``,
@@ -396,9 +396,9 @@ def two_window_supcon(za: torch.Tensor, zb: torch.Tensor, temperature: float = 0
 
 
 def two_window_pairwise_loss(embeddings: Mapping[str, torch.Tensor],
-                             present: Mapping[str, torch.Tensor] | None = None, temperature: float = 0.07,
+                             present: Mapping[str, torch.Tensor] | None = None, *, temperature: float = 0.07,
                              labels: torch.Tensor | None = None, count_offset: float = 0.0,
-                             pairs: Sequence[tuple[str, str]] | None = None, *,
+                             pairs: Sequence[tuple[str, str]] | None = None,
                              never_anchor: str | None = None) -> LossOutput:
     """Mean of :func:`two_window_supcon` over the ordered modality pairs (both directions of each pair).
 
@@ -434,7 +434,7 @@ def two_window_pairwise_loss(embeddings: Mapping[str, torch.Tensor],
             out.count[name] = int(za.shape[0])
             if za.shape[0] < 2:
                 continue
-            loss = two_window_supcon(za, zb, temperature, lab, count_offset)
+            loss = two_window_supcon(za, zb, temperature, lab, count_offset=count_offset)
             contributions.append(loss)
             out.per_pair[name] = loss.detach()
             with torch.no_grad():
@@ -517,5 +517,6 @@ class TwoWindowLoss(ContrastiveLoss):
                 raise UserError(f"loss.label: the batch has no label {self.label!r}; it has "
                                 f"{sorted(labels or {})}")
             clip_labels = labels[self.label][:half]
-        return two_window_pairwise_loss(windows, both, self.temperature, clip_labels, self.count_offset, self.pairs,
+        return two_window_pairwise_loss(windows, both, temperature=self.temperature, labels=clip_labels,
+                                        count_offset=self.count_offset, pairs=self.pairs,
                                         never_anchor=self.never_anchor)

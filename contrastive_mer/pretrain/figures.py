@@ -114,7 +114,7 @@ def similarity_figure(sim: np.ndarray, a: str, b: str, epoch: int) -> Any:
 class EmbeddingFiguresCallback(Callback):
     """See the module docstring. ``group`` colours by that group (e.g. speaker); labels by the first label."""
 
-    def __init__(self, run_dir: Path, group: str = "speaker", max_clips: int = 512, method: str = "auto",
+    def __init__(self, run_dir: Path, group: str = "speaker", *, max_clips: int = 512, method: str = "auto",
                  seed: int = 0):
         self.dir, self.group, self.max_clips = Path(run_dir) / "figures", group, max_clips
         self.method, self.seed = method, seed

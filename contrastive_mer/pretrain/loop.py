@@ -214,8 +214,10 @@ def online_probe_callbacks(cfg: DictConfig, has_val: bool) -> list[Callback]:
         return []
     from contrastive_mer.pretrain.online_probe import OnlineProbeCallback
 
-    return [OnlineProbeCallback(probe.every_n_epochs, probe.max_clips, probe.label, cfg.data.split_group, cfg.seed,
-                                None if probe.weight_decays is None else list(probe.weight_decays), probe.k)]
+    return [OnlineProbeCallback(probe.every_n_epochs, max_clips=probe.max_clips, label=probe.label,
+                                group=cfg.data.split_group, seed=cfg.seed,
+                                weight_decays=None if probe.weight_decays is None else list(probe.weight_decays),
+                                k=probe.k)]
 
 
 @dataclass
@@ -249,10 +251,10 @@ def lightning_precision(value: str) -> Literal["32-true", "bf16-mixed", "16-mixe
 
 
 def build_trainer(cfg: DictConfig, run_dir: Path, extra_callbacks: list[Callback] | None = None,
-                  has_val: bool = True) -> tuple[pl.Trainer, ModelCheckpoint]:
+                  *, has_val: bool = True) -> tuple[pl.Trainer, ModelCheckpoint]:
     """A Trainer with TensorBoard logging, last/best checkpoints, LR monitor and optional early stopping."""
     t = cfg.trainer
-    monitor, mode = checkpoint_monitor(cfg, has_val)
+    monitor, mode = checkpoint_monitor(cfg, has_val=has_val)
     # an online-probe metric exists only on probe epochs: the best checkpoint is chosen on those
     every = cfg.monitor.online_probe.every_n_epochs if monitor.startswith("online_probe/") else None
     ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best-{epoch:03d}", monitor=monitor,
@@ -286,7 +288,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, extra_callbacks: list[Callback
     return trainer, ckpt
 
 
-def pretrain(cfg: DictConfig, output: str | Path | None = None, resume: bool = False,
+def pretrain(cfg: DictConfig, output: str | Path | None = None, *, resume: bool = False,
              extra_callbacks: list[Callback] | None = None, overwrite: bool = False) -> PretrainResult:
     """Train the encoders without labels; returns the run directory and checkpoint paths.
 
@@ -312,17 +314,17 @@ def pretrain(cfg: DictConfig, output: str | Path | None = None, resume: bool = F
     run_dir = make_run_dir(cfg, output)
     lock = lock_run_dir(run_dir)
     try:
-        return _pretrain_locked(cfg, run_dir, resume, extra_callbacks, overwrite)
+        return _pretrain_locked(cfg, run_dir, resume=resume, extra_callbacks=extra_callbacks, overwrite=overwrite)
     finally:
         if lock is not None:
             lock.release()
 
 
-def _pretrain_locked(cfg: DictConfig, run_dir: Path, resume: bool, extra_callbacks: list[Callback] | None,
+def _pretrain_locked(cfg: DictConfig, run_dir: Path, *, resume: bool, extra_callbacks: list[Callback] | None,
                      overwrite: bool) -> PretrainResult:
     """The body of :func:`pretrain`, run while its folder is locked."""
     last = run_dir / "checkpoints" / "last.ckpt"
-    removed = prepare_run_dir(run_dir, resume, overwrite)
+    removed = prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
     if removed:
         print(f"[cmer] --overwrite: removed {len(removed)} file(s)/folder(s) of the earlier run in {run_dir}")
     if resume:
@@ -372,7 +374,7 @@ def _pretrain_locked(cfg: DictConfig, run_dir: Path, resume: bool, extra_callbac
 
 
 def pretrain_from_files(config: str | Path | None, overrides: list[str], output: str | None,
-                        resume: bool, overwrite: bool = False) -> PretrainResult:
+                        *, resume: bool, overwrite: bool = False) -> PretrainResult:
     """CLI entry: on resume without ``--config``, the run directory's saved config is used."""
     if resume and config is None:
         if output is None:
@@ -380,4 +382,4 @@ def pretrain_from_files(config: str | Path | None, overrides: list[str], output:
         config = Path(output) / "config.yaml"
     if config is None:
         raise UserError("--config is required")
-    return pretrain(load_config(config, overrides), output, resume, overwrite=overwrite)
+    return pretrain(load_config(config, overrides), output, resume=resume, overwrite=overwrite)

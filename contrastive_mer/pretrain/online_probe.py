@@ -77,7 +77,7 @@ def probe_views(features: dict[str, np.ndarray], present: dict[str, np.ndarray]
 
 
 def online_probe_scores(features: dict[str, np.ndarray], present: dict[str, np.ndarray], labels: np.ndarray,
-                        groups: np.ndarray | None, num_classes: int | None = None, seed: int = 0,
+                        groups: np.ndarray | None, *, num_classes: int | None = None, seed: int = 0,
                         linear: LinearProbeConfig | None = None, knn: KnnProbeConfig | None = None
                         ) -> dict[str, float]:
     """The logged scores (see the module docstring) of one set of validation features. A view with fewer than
@@ -109,7 +109,7 @@ class OnlineProbeCallback(Callback):
     """See the module docstring. ``label``: the label to probe (None: ``emotion`` when present, else the first
     label); ``group``: the group the probe split is disjoint by."""
 
-    def __init__(self, every_n_epochs: int, max_clips: int = 1024, label: str | None = None,
+    def __init__(self, every_n_epochs: int, *, max_clips: int = 1024, label: str | None = None,
                  group: str = "speaker", seed: int = 0, weight_decays: list[float] | None = None,
                  k: int = 20):
         self.every, self.max_clips, self.label, self.group, self.seed = every_n_epochs, max_clips, label, group, seed
@@ -193,7 +193,7 @@ class OnlineProbeCallback(Callback):
         """The scores of merged ``rows`` (empty, with a warning, when the probe cannot run)."""
         try:
             scores = online_probe_scores(rows.features, rows.present, rows.labels, np.asarray(rows.groups),
-                                         num_classes, self.seed, self.linear, self.knn)
+                                         num_classes=num_classes, seed=self.seed, linear=self.linear, knn=self.knn)
         except ValueError as err:  # a monitor never stops training
             self._warn(f"epoch {epoch}: {err}")
             return {}

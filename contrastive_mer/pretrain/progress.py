@@ -105,7 +105,7 @@ def interactive_output() -> bool:
 class EpochLineCallback(Callback):
     """Print :func:`epoch_line` after every epoch (with the learning rate the epoch trained at) when ``enabled``."""
 
-    def __init__(self, enabled: bool = True):
+    def __init__(self, *, enabled: bool = True):
         self.enabled = enabled
         self._lr: float | None = None
 

@@ -34,7 +34,7 @@ def run_artifacts(run_dir: Path) -> list[Path]:
     return found
 
 
-def prepare_run_dir(run_dir: Path, resume: bool = False, overwrite: bool = False) -> list[Path]:
+def prepare_run_dir(run_dir: Path, *, resume: bool = False, overwrite: bool = False) -> list[Path]:
     """Check ``run_dir`` before a run writes into it; with ``overwrite``, remove the earlier run's files.
 
     Returns what was removed. Raises :class:`UserError` (one line) for a folder holding a run when neither

@@ -143,7 +143,7 @@ def _chunk_rows(tail: tuple[int, ...], itemsize: int) -> int:
     return int(max(16, min(8192, _CHUNK_BYTES // row_bytes)))
 
 
-def _new_dataset(f: h5py.File, key: str, dtype: Any, tail: tuple[int, ...], compression: str | None) -> h5py.Dataset:
+def _new_dataset(f: h5py.File, key: str, dtype: Any, tail: tuple[int, ...], *, compression: str | None) -> h5py.Dataset:
     """An empty dataset growing along rows: chunked, compressed with ``compression`` (None or ``lzf``), each
     chunk of numbers with a Fletcher-32 checksum (HDF5 refuses one for variable-length strings: those carry a
     SHA-256 attribute instead)."""
@@ -240,7 +240,7 @@ class StoreLayout:
         self.row_keys = list(self.specs)
         self._out: dict[str, _Appender] = {}
         for key, (dtype, tail) in self.specs.items():
-            ds = _new_dataset(f, key, dtype, tail, compression)
+            ds = _new_dataset(f, key, dtype, tail, compression=compression)
             self._out[key] = _Appender(ds, dtype is STR_DTYPE, write_bytes)
             if key.startswith("labels/"):
                 spec = schema.labels[key.split("/", 1)[1]]
@@ -250,9 +250,9 @@ class StoreLayout:
         self.sequence_dtype = np.dtype(schema.sequence_dtype)
         self._totals: dict[str, int] = {}
         for m, dim in schema.sequence_dims.items():
-            frames = _new_dataset(f, f"sequences/{m}", self.sequence_dtype, (dim,), compression)
+            frames = _new_dataset(f, f"sequences/{m}", self.sequence_dtype, (dim,), compression=compression)
             self._out[f"sequences/{m}"] = _Appender(frames, False, write_bytes)
-            offsets = _Appender(_new_dataset(f, f"sequences/{m}_offsets", np.int64, (), compression), False,
+            offsets = _Appender(_new_dataset(f, f"sequences/{m}_offsets", np.int64, (), compression=compression), False,
                                 write_bytes)
             offsets.add(np.zeros(1, dtype=np.int64))
             self._out[f"sequences/{m}_offsets"] = offsets

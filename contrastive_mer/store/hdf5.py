@@ -110,7 +110,7 @@ class FeatureStoreWriter:
 
     def __init__(self, path: str | Path, modalities: Sequence[str], feature_dims: Mapping[str, int],
                  projection_dim: int | None, fused_dims: Mapping[str, int] | None = None,
-                 sequences: Sequence[str] | Mapping[str, int] = (),
+                 *, sequences: Sequence[str] | Mapping[str, int] = (),
                  labels: Mapping[str, LabelSpec | Sequence[str] | None] | None = None,
                  groups: Sequence[str] = (), attrs: Mapping[str, Any] | None = None,
                  sequence_dtype: str = "float32", part_rows: int = 256, overwrite: bool = False,
@@ -128,8 +128,10 @@ class FeatureStoreWriter:
         self._last_sync = time.monotonic()
         self._meta_synced = False  # parts list and folder entries not yet fsynced
         self._parts_list = self.parts / PARTS_LIST_NAME  # or an earlier version's name, found when resuming
-        self.schema = self._make_schema(modalities, feature_dims, projection_dim, fused_dims or {},
-                                        sequences, labels or {}, groups, attrs or {}, sequence_dtype)
+        self.schema = self._make_schema(modalities=modalities, feature_dims=feature_dims,
+                                        projection_dim=projection_dim, fused_dims=fused_dims or {},
+                                        sequences=sequences, labels=labels or {}, groups=groups, attrs=attrs or {},
+                                        sequence_dtype=sequence_dtype)
         self._buffer: list[dict[str, np.ndarray]] = []
         self._buffered = 0
         self._done: set[str] = set()  # durably written (in part files or the finished file)
@@ -148,7 +150,7 @@ class FeatureStoreWriter:
             raise
 
     # ------------------------------------------------------------------------------------ setup
-    def _make_schema(self, modalities, feature_dims, projection_dim, fused_dims, sequences, labels, groups,
+    def _make_schema(self, *, modalities, feature_dims, projection_dim, fused_dims, sequences, labels, groups,
                      attrs, sequence_dtype) -> StoreSchema:
         modalities = [str(m) for m in modalities]
         if not modalities or len(set(modalities)) != len(modalities):
@@ -261,7 +263,7 @@ class FeatureStoreWriter:
         return set(self._done)
 
     def append(self, ids: Sequence[str], labels: Mapping[str, Any], groups: Mapping[str, Sequence[str]],
-               features: Mapping[str, Any], projections: Mapping[str, Any], present: Mapping[str, Any],
+               features: Mapping[str, Any], *, projections: Mapping[str, Any], present: Mapping[str, Any],
                fused: Mapping[str, Any], sequences: Mapping[str, Any] | None = None) -> None:
         """Add one batch of B rows (numpy arrays or CPU tensors).
 
@@ -329,7 +331,8 @@ class FeatureStoreWriter:
         f = h5py.File(self.tmp_path, "w", rdcc_nbytes=0)  # whole chunks are written: no cache needed
         try:
             # the log's CRCs were checked when this writer opened it; what it appended since, it wrote itself
-            merge_parts(self.parts, self.schema, f, _root_attrs(self.schema, self.created), self.compression,
+            merge_parts(self.parts, self.schema, f, _root_attrs(self.schema, self.created),
+                        compression=self.compression,
                         verify=False)
             f.attrs["complete"] = True
             f.close()
@@ -448,7 +451,7 @@ class FeatureStore:
     ['a', 'b'] features/audio [0] [1.0, 0.0]
     """
 
-    def __init__(self, path: str | Path, allow_partial: bool = False) -> None:
+    def __init__(self, path: str | Path, *, allow_partial: bool = False) -> None:
         self.path = Path(path)
         self._f, self.attrs = _open_checked(self.path, allow_partial, merge_tag=id(self))
         try:

@@ -126,7 +126,7 @@ class EmbeddingIndex:
 
     @classmethod
     def build(cls, vectors: np.ndarray, ids: Sequence[str], kind: str = "flat", metric: str = "ip",
-              nlist: int | None = None, nprobe: int | None = None, hnsw_m: int = 32, ef_search: int = 64,
+              *, nlist: int | None = None, nprobe: int | None = None, hnsw_m: int = 32, ef_search: int = 64,
               use_gpu: bool | str = "auto", source: dict[str, Any] | None = None,
               progress: bool = False, seed: int = 0) -> "EmbeddingIndex":
         """Index ``vectors`` (N, D) whose rows are named ``ids``."""
@@ -256,7 +256,7 @@ class EmbeddingIndex:
         except RuntimeError as e:
             raise SidecarError(f"FAISS cannot read {path} ({str(e).strip().splitlines()[-1]}); {rebuild}") from None
         ids, dim = list(meta["ids"]), int(meta["dim"])
-        _check_faiss_index(index, params, len(ids), dim, f"{path} (sidecar {side.name})", rebuild)
+        _check_faiss_index(index, params, len(ids), dim, where=f"{path} (sidecar {side.name})", rebuild=rebuild)
         on_gpu = _resolve_gpu(use_gpu) and params.kind != "hnsw"
         if on_gpu:
             index = _to_gpu(index)
@@ -269,7 +269,7 @@ _FAISS_KINDS = {"IndexFlatIP": "flat", "IndexFlatL2": "flat", "IndexFlat": "flat
                 "IndexHNSWFlat": "hnsw"}
 
 
-def _check_faiss_index(index: Any, params: IndexParams, count: int, dim: int, where: str, rebuild: str) -> None:
+def _check_faiss_index(index: Any, params: IndexParams, count: int, dim: int, *, where: str, rebuild: str) -> None:
     """The FAISS index read from disk is what its sidecar says: kind, metric, vector count, dim (and ivf lists)."""
     concrete: Any = faiss.downcast_index(index)
     kind = _FAISS_KINDS.get(type(concrete).__name__, type(index).__name__)
@@ -295,7 +295,7 @@ def sidecar_path(path: str | Path) -> Path:
 DEFAULT_VIEW = "fused/mean"
 
 
-def index_from_store(store: FeatureStore, key: str = DEFAULT_VIEW, drop_nonfinite: bool = False,
+def index_from_store(store: FeatureStore, key: str = DEFAULT_VIEW, *, drop_nonfinite: bool = False,
                      **kwargs: Any) -> EmbeddingIndex:
     """Index the usable rows of the view ``key`` of ``store``.
 

@@ -226,7 +226,7 @@ def _block_rows(files: Sequence[h5py.File], schema: StoreSchema, block_bytes: in
 
 
 def _sequence_block(files: _ShardFiles, m: str, offsets: Sequence[np.ndarray],
-                    groups: Sequence[tuple[int, np.ndarray, np.ndarray]], n: int,
+                    groups: Sequence[tuple[int, np.ndarray, np.ndarray]], *, n: int,
                     schema: StoreSchema) -> tuple[np.ndarray, np.ndarray]:
     """The frames of one output block of ``n`` rows for modality ``m``, and the rows' frame counts.
 
@@ -246,7 +246,7 @@ def _sequence_block(files: _ShardFiles, m: str, offsets: Sequence[np.ndarray],
 
 
 def _write_merged(tmp: Path, files: _ShardFiles, schema: StoreSchema, block_bytes: int,
-                  order: tuple[np.ndarray, np.ndarray, np.ndarray]) -> int:
+                  *, order: tuple[np.ndarray, np.ndarray, np.ndarray]) -> int:
     shard_of, row_of, sorted_ids = order
     f = h5py.File(tmp, "w", rdcc_nbytes=0)  # no chunk cache: blocks cover whole chunks; flat memory
     try:
@@ -285,7 +285,7 @@ def _write_merged(tmp: Path, files: _ShardFiles, schema: StoreSchema, block_byte
                     buf[pos] = _read_rows(files[s][key], r, is_str)
                 layout.append(key, buf)
             for m in schema.sequence_dims:
-                layout.append_sequences(m, *_sequence_block(files, m, offsets[m], groups, len(sh), schema))
+                layout.append_sequences(m, *_sequence_block(files, m, offsets[m], groups, n=len(sh), schema=schema))
         layout.close()
         f.attrs["complete"] = True
         f.close()
@@ -325,7 +325,7 @@ def _merge_skipped(paths: Sequence[Path], out: Path) -> None:
         os.replace(tmp, target)
 
 
-def merge_shards(shard_paths: Sequence[str | Path], out: str | Path, overwrite: bool = False,
+def merge_shards(shard_paths: Sequence[str | Path], out: str | Path, *, overwrite: bool = False,
                  remove_shards: bool = False, block_bytes: int = 4 << 20, fsync: bool = True) -> Path:
     """Merge complete stores ``shard_paths`` into one store at ``out``, rows ordered by id; return ``out``.
 
@@ -349,7 +349,7 @@ def merge_shards(shard_paths: Sequence[str | Path], out: str | Path, overwrite: 
     try:
         files = _ShardFiles(paths)
         try:
-            _write_merged(tmp, files, schema, block_bytes, order)
+            _write_merged(tmp, files, schema, block_bytes, order=order)
         finally:
             files.close()
     except BaseException as e:

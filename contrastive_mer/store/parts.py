@@ -53,7 +53,7 @@ def find_parts_list(parts: Path) -> Path | None:
 
 
 # ----------------------------------------------------------------------------------------------- batches
-def _ragged(schema: StoreSchema, m: str, value: Any, ids: list[str], where: str) -> tuple[np.ndarray, np.ndarray]:
+def _ragged(schema: StoreSchema, m: str, value: Any, ids: list[str], *, where: str) -> tuple[np.ndarray, np.ndarray]:
     """``(values (sum T_i, D), lengths (B,))`` from a list of per-row arrays or such a pair."""
     dim, dtype, b = schema.sequence_dims[m], np.dtype(schema.sequence_dtype), len(ids)
     if isinstance(value, tuple) and len(value) == 2:
@@ -107,7 +107,8 @@ def build_rows(schema: StoreSchema, ids: list[str], given: Mapping[str, Mapping[
     for m in schema.sequence_dims:
         if m not in given["sequences"]:
             raise ValueError(f"{where}: batch lacks sequences/{m}")
-        rows[f"sequences/{m}"], rows[f"sequences/{m}_lengths"] = _ragged(schema, m, given["sequences"][m], ids, where)
+        rows[f"sequences/{m}"], rows[f"sequences/{m}_lengths"] = _ragged(schema, m, given["sequences"][m], ids,
+                                                                         where=where)
     return rows
 
 
@@ -130,7 +131,7 @@ def fsync_file(path: Path) -> None:
         os.fsync(f.fileno())
 
 
-def atomic_write_text(path: Path, text: str, fsync: bool = True) -> None:
+def atomic_write_text(path: Path, text: str, *, fsync: bool = True) -> None:
     """Write ``text`` to ``path`` via a temporary file and ``os.replace``."""
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as f:
@@ -207,7 +208,7 @@ def _read_part(path: Path, schema: StoreSchema) -> dict[str, np.ndarray]:
         raise OSError(f"cannot read part file {path}: {e}; delete it to re-extract its rows") from e
 
 
-def iter_rows(parts: Path, schema: StoreSchema, verify: bool = True) -> Iterator[dict[str, np.ndarray]]:
+def iter_rows(parts: Path, schema: StoreSchema, *, verify: bool = True) -> Iterator[dict[str, np.ndarray]]:
     """The blocks of rows of the folder ``parts`` in write order: HDF5 part files first, then the row log
     (up to its last complete record; ``verify=False``: without checking CRCs again, see :func:`rowlog.scan`).
     Strings come as UTF-8 bytes (what HDF5 stores: no decoding and encoding again)."""
@@ -235,7 +236,7 @@ def set_attrs(obj: h5py.HLObject, attrs: Mapping[str, Any]) -> list[str]:
 
 
 def merge_parts(parts: Path, schema: StoreSchema, f: h5py.File, root_attrs: Mapping[str, Any],
-                compression: str | None = None, verify: bool = True) -> int:
+                *, compression: str | None = None, verify: bool = True) -> int:
     """Write the final layout into the open file ``f`` from the parts folder ``parts``; return N.
 
     ``root_attrs`` are written before the data; the caller sets ``complete`` afterwards. The rows stream
@@ -245,7 +246,7 @@ def merge_parts(parts: Path, schema: StoreSchema, f: h5py.File, root_attrs: Mapp
     f.attrs["json_attrs"] = json.dumps(sorted(json_keys + ["json_attrs"]))
     layout = StoreLayout(f, schema, compression)
     n = 0
-    for rows in iter_rows(parts, schema, verify):
+    for rows in iter_rows(parts, schema, verify=verify):
         for key in layout.row_keys:
             layout.append(key, rows[key])
         for m in schema.sequence_dims:

@@ -69,7 +69,7 @@ def encode(schema: StoreSchema, rows: Mapping[str, np.ndarray]) -> list[bytes]:
     return [_HEADER.pack(MAGIC, len(rows["ids"]), sum(map(len, pieces)), crc), *pieces]
 
 
-def decode(schema: StoreSchema, n: int, payload: bytes | memoryview, ids_only: bool = False,
+def decode(schema: StoreSchema, n: int, payload: bytes | memoryview, *, ids_only: bool = False,
            raw_strings: bool = False) -> dict[str, np.ndarray]:
     """The rows of one record's payload (``ids_only``: stop after the ids; ``raw_strings``: strings as UTF-8
     ``bytes``, which HDF5 stores as they are); ValueError when it does not fit."""
@@ -111,7 +111,7 @@ def decode(schema: StoreSchema, n: int, payload: bytes | memoryview, ids_only: b
     return out
 
 
-def scan(path: Path, schema: StoreSchema, ids_only: bool = False, verify: bool = True,
+def scan(path: Path, schema: StoreSchema, *, ids_only: bool = False, verify: bool = True,
          raw_strings: bool = False) -> Iterator[tuple[dict[str, np.ndarray], int]]:
     """``(rows, end offset)`` of each complete record of the log ``path``, in order; stops at the first record
     that is cut short or does not check out (a crash's tail). Rows are ids only with ``ids_only``. ``verify=False``

@@ -82,7 +82,7 @@ def raw_probe(cfg: DictConfig, train_speakers: list[int], test_speakers: list[in
                       probes=probes)
 
 
-def run_demo(output: str | Path | None = None, fast: bool = False, overrides: Sequence[str] = (),
+def run_demo(output: str | Path | None = None, *, fast: bool = False, overrides: Sequence[str] = (),
              config: str | Path | None = None) -> dict[str, Any]:
     """Run the demo; returns the report (also written to ``<run>/report.json``)."""
     start = time.perf_counter()
@@ -178,7 +178,8 @@ def _pictures(run_dir: Path, results: ProbeResults, test_store: Path, pretrain_d
     with FeatureStore(test_store) as store:
         fused = store.view("fused/mean")
         out.append(plot_embedding(fused.vectors[fused.rows], store.labels(LABEL)[fused.rows], names,
-                                  run_dir / "embedding_fused_pca.png", "held-out speakers, fused embedding (PCA)"))
+                                  run_dir / "embedding_fused_pca.png",
+                                  title="held-out speakers, fused embedding (PCA)"))
     history_file = pretrain_dir / "history.json"
     if history_file.is_file():
         out.append(plot_history(json.loads(history_file.read_text()), run_dir / "pretraining_loss.png"))

@@ -116,8 +116,8 @@ def test_lock_is_released_when_the_holder_is_killed(tmp_path: Path) -> None:
         holder.wait()
     assert lock_path_for(out).exists()  # left behind by the killed process, but no longer locked
     w = FeatureStoreWriter(out, ["a", "b"], {"a": 2, "b": 2}, None, fsync=False)
-    w.append(["x"], {}, {}, {"a": np.ones((1, 2)), "b": np.ones((1, 2))}, {},
-             {"a": np.ones(1, bool), "b": np.ones(1, bool)}, {})
+    w.append(["x"], {}, {}, {"a": np.ones((1, 2)), "b": np.ones((1, 2))}, projections={},
+             present={"a": np.ones(1, bool), "b": np.ones(1, bool)}, fused={})
     w.finish()
     assert not lock_path_for(out).exists()
     with FeatureStore(out) as store:

@@ -27,7 +27,8 @@ def test_empty_filters_match_torchaudio_filterbank(sample_rate: int) -> None:
             warnings.simplefilter("ignore")
             bank = torchaudio_functional.melscale_fbanks(n_fft // 2 + 1, f_min, top, n_mels, sample_rate)
         expected = int((bank.sum(0) == 0).sum())
-        assert empty_mel_filters(sample_rate, n_fft, n_mels, f_min, f_max) == expected, (n_fft, n_mels, f_min, f_max)
+        got = empty_mel_filters(sample_rate, n_fft, n_mels, f_min=f_min, f_max=f_max)
+        assert got == expected, (n_fft, n_mels, f_min, f_max)
 
 
 def test_warning_names_fixes_that_work_and_comes_once(capsys: pytest.CaptureFixture[str],

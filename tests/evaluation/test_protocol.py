@@ -46,9 +46,9 @@ def write_store(path: Path, d: dict) -> Path:
                                                      "tags": LabelSpec(("a", "b", "c"), multi_label=True)},
                            groups=["speaker"], fsync=False, part_rows=10_000)
     w.append([f"{path.stem}-{i}" for i in range(n)], {"emotion": d["y"], "valence": d["valence"], "tags": d["multi"]},
-             {"speaker": d["speakers"]}, {"audio": d["audio"], "video": d["video"]}, {},
-             {"audio": np.ones(n, bool), "video": d["present_video"]},
-             {"concat": np.concatenate([d["audio"], np.where(d["present_video"][:, None], d["video"], 0)], 1)})
+             {"speaker": d["speakers"]}, {"audio": d["audio"], "video": d["video"]}, projections={},
+             present={"audio": np.ones(n, bool), "video": d["present_video"]},
+             fused={"concat": np.concatenate([d["audio"], np.where(d["present_video"][:, None], d["video"], 0)], 1)})
     return w.finish()
 
 

@@ -181,7 +181,8 @@ def store_sources_without_sequences(tmp_path, mods, sources, batch):
     feats = {m: sources.sources[m].feature.numpy() for m in mods}
     with FeatureStoreWriter(tmp_path / "flat.h5", mods, {m: f.shape[1] for m, f in feats.items()}, None,
                             fsync=False) as w:
-        w.append(batch.ids, {}, {}, feats, {}, {m: batch.present[m].numpy() for m in mods}, {})
+        w.append(batch.ids, {}, {}, feats, projections={}, present={m: batch.present[m].numpy() for m in mods},
+                 fused={})
     with FeatureStore(tmp_path / "flat.h5") as store:
         StoreSources(store, mods, level="sequence", fused=False)
 

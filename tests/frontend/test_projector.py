@@ -40,7 +40,7 @@ def test_segment_mean_equals_adaptive_pool_on_full_rows():
 def test_padding_does_not_change_tokens(kind):
     """Values written into padded frames must not reach the tokens (masked by the valid length)."""
     torch.manual_seed(0)
-    proj = build_projector(kind, 6, 8, 3, "sequence", resampler_dim=16, resampler_heads=2).eval()
+    proj = build_projector(kind, 6, 8, 3, level="sequence", resampler_dim=16, resampler_heads=2).eval()
     seq = torch.randn(3, 7, 6)
     lengths = torch.tensor([7, 4, 2])
     noisy = seq.clone()
@@ -94,4 +94,4 @@ def test_config_validation_names_the_field():
     with pytest.raises(ValueError, match="not in the encoder"):
         FrontEndConfig(llm_hidden=8, modalities=["landmarks"]).source_names(["audio", "video"])
     with pytest.raises(ValueError, match="num_tokens >= 1"):
-        build_projector("resampler", 4, 8, 0, "sequence")
+        build_projector("resampler", 4, 8, 0, level="sequence")

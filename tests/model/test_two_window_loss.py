@@ -45,7 +45,7 @@ def test_matches_naive_reference_values_and_gradients(batch, tau, supervised, co
     za = unit(batch, 5, 1).requires_grad_()
     zb = unit(batch, 5, 2).requires_grad_()
     labels = [k % 2 for k in range(batch)] if supervised else None
-    got = two_window_supcon(za, zb, tau, torch.tensor(labels) if supervised else None, count_offset)
+    got = two_window_supcon(za, zb, tau, torch.tensor(labels) if supervised else None, count_offset=count_offset)
     ga, gb = torch.autograd.grad(got, (za, zb))
     ref = naive_two_window(za, zb, tau, labels, count_offset)
     ra, rb = torch.autograd.grad(ref, (za, zb))

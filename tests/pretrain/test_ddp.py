@@ -103,7 +103,8 @@ def _single_process_probe(checkpoint: Path) -> dict[str, float]:
     module = load_module(str(checkpoint))
     data = MERDataModule(module.cfg)
     data.setup("fit")
-    probe = OnlineProbeCallback(1, 1024, None, "speaker", module.cfg.seed, WEIGHT_DECAYS)
+    probe = OnlineProbeCallback(1, max_clips=1024, label=None, group="speaker", seed=module.cfg.seed,
+                                weight_decays=WEIGHT_DECAYS)
     probe._reset(True)
     for i, batch in enumerate(data.val_dataloader()):
         probe.on_validation_batch_end(None, module, None, batch, i)

@@ -108,8 +108,9 @@ def write_shards(out: Path, n: int = 2, rows: int = 6) -> list[str]:
         mine = ids[s::n]
         w = FeatureStoreWriter(shard_store_path(out, s, n), ["audio"], {"audio": 3}, None, fsync=False,
                                attrs={"shard_index": s, "num_shards": n})
-        w.append(mine, {}, {}, {"audio": rng.normal(size=(len(mine), 3))}, {}, {"audio": np.ones(len(mine), bool)},
-                 {})
+        w.append(mine, {}, {}, {"audio": rng.normal(size=(len(mine), 3))}, projections={},
+                 present={"audio": np.ones(len(mine), bool)},
+                 fused={})
         w.finish()
     return ids
 

@@ -103,7 +103,8 @@ def test_module_loss_equals_two_window_pairwise_loss(paper_setup, label):
         emb = {m: torch.stack([windows[0][m], windows[1][m]], 1) for m in module.modalities}
         present = {m: batch.present[m][:half] & batch.present[m][half:] for m in module.modalities}
         labels = batch.labels["emotion"][:half] if label else None
-        want = two_window_pairwise_loss(emb, present, 0.07, labels, cfg.loss.count_offset)
+        want = two_window_pairwise_loss(emb, present, temperature=0.07, labels=labels,
+                                        count_offset=cfg.loss.count_offset)
     assert torch.allclose(got.loss, want.loss, atol=1e-5) and got.per_pair.keys() == want.per_pair.keys()
     assert len(want.per_pair) == 12  # 6 modality pairs, both directions
     for m in module.modalities:  # projections are unit vectors, windows differ

@@ -162,7 +162,8 @@ def test_float16_sequences_and_no_projections(tmp_path: Path) -> None:
     w = FeatureStoreWriter(tmp_path / "h.h5", modalities=["audio"], feature_dims={"audio": 5}, projection_dim=None,
                            sequences={"audio": 5}, sequence_dtype="float16", fsync=False)
     seq = np.concatenate(rows["seq"])
-    w.append(rows["ids"], {}, {}, {"audio": rows["features"]["audio"]}, {}, {"audio": np.ones(6, bool)}, {},
+    w.append(rows["ids"], {}, {}, {"audio": rows["features"]["audio"]}, projections={},
+             present={"audio": np.ones(6, bool)}, fused={},
              sequences={"audio": (seq, np.array([len(q) for q in rows["seq"]]))})
     with FeatureStore(w.finish()) as s:
         assert s.fused_modes() == []
@@ -207,7 +208,7 @@ def test_bad_batches_name_the_key(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="sequences/audio of 'clip-001-é'"):
         append_rows(w, rows, np.arange(4))
     with pytest.raises(ValueError, match="unknown fused keys"):
-        w.append(["x"], {}, {}, {}, {}, {}, {"mean": np.zeros((1, 4))})
+        w.append(["x"], {}, {}, {}, projections={}, present={}, fused={"mean": np.zeros((1, 4))})
     assert w.done_ids() == set()
     with pytest.raises(ValueError, match="set by the writer"):
         FeatureStoreWriter(tmp_path / "c.h5", **writer_kwargs(attrs={"complete": True}))

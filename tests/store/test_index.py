@@ -117,8 +117,9 @@ def make_store(path: Path, n: int = 40, seed: int = 0) -> dict:
         data["projections"][m] /= np.linalg.norm(data["projections"][m], axis=1, keepdims=True)
     w = FeatureStoreWriter(path, ["audio", "video"], {"audio": 6, "video": 5}, 4, {"mean": 4, "concat": 11},
                            labels={"emotion": ["calm", "happy", "sad"]}, fsync=False)
-    w.append(data["ids"], {"emotion": data["emotion"]}, {}, data["features"], data["projections"], data["present"],
-             data["fused"])
+    w.append(data["ids"], {"emotion": data["emotion"]}, {}, data["features"], projections=data["projections"],
+             present=data["present"],
+             fused=data["fused"])
     w.finish()
     return data
 

@@ -24,8 +24,8 @@ def write_store(path: Path, ids: list[str], checkpoint: str, seed: int = 0) -> N
     proj /= np.linalg.norm(proj, axis=1, keepdims=True)
     w = FeatureStoreWriter(path, ["audio"], {"audio": 3}, 4, {"mean": 4}, fsync=False,
                            attrs={"checkpoint_sha256": checkpoint})
-    w.append(ids, {}, {}, {"audio": rng.normal(size=(n, 3))}, {"audio": proj}, {"audio": np.ones(n, bool)},
-             {"mean": proj})
+    w.append(ids, {}, {}, {"audio": rng.normal(size=(n, 3))}, projections={"audio": proj},
+             present={"audio": np.ones(n, bool)}, fused={"mean": proj})
     w.finish()
 
 

@@ -33,8 +33,9 @@ def write_store(path: Path) -> None:
     w = FeatureStoreWriter(path, ["audio", "video"], {"audio": 5, "video": 3}, 4, {"mean": 4},
                            labels={"emotion": EMOTIONS, "valence": None}, groups=["speaker"], fsync=False)
     w.append([f"clip{i:02d}" for i in range(n)], {"emotion": emotion, "valence": valence},
-             {"speaker": [f"spk {i % 2}" if i != 5 else "odd\tname" for i in range(n)]}, feats, proj, present,
-             {"mean": rng.normal(size=(n, 4)).astype(np.float32)})
+             {"speaker": [f"spk {i % 2}" if i != 5 else "odd\tname" for i in range(n)]}, feats, projections=proj,
+             present=present,
+             fused={"mean": rng.normal(size=(n, 4)).astype(np.float32)})
     w.finish()
 
 

@@ -35,7 +35,7 @@ def make_store(path: Path, modes: dict[str, int] | None = None, projections: boo
     w = FeatureStoreWriter(path, list(MODS), DIMS, 4 if projections else None, modes,
                            labels={"emotion": ["calm", "happy", "sad"]}, groups=["speaker"], fsync=False)
     w.append(data["ids"], {"emotion": data["emotion"]}, {"speaker": data["speaker"]}, data["features"],
-             data["projections"] if projections else {}, present, data["fused"])
+             projections=data["projections"] if projections else {}, present=present, fused=data["fused"])
     w.finish()
     return data
 

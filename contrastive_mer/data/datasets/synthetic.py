@@ -299,7 +299,7 @@ class SyntheticCorpus(CorpusAdapter):
                 inputs[m] = landmark_frames(points, record.id)
             elif m == "text":
                 inputs[m] = make_sentence(traits.text, EMOTION_NAMES[lat.emotion], self._neighbours[lat.emotion],
-                                          lat.state, lat.intensity, rng,
+                                          lat.state, intensity=lat.intensity, rng=rng,
                                           emotion_word_fraction=c.text_emotion_word_fraction,
                                           confusion=c.text_confusion, mean_intensity=self._mean_intensity)
         meta = {"synthetic_index": index, "intensity": lat.intensity, "state": lat.state.tolist()}

@@ -103,7 +103,7 @@ class _Pose:
     scale: np.ndarray
     theta: np.ndarray
 
-    def window(self, x0: float, x1: float, y0: float, y1: float, size: int) -> tuple[slice, slice] | None:
+    def window(self, x0: float, x1: float, y0: float, y1: float, *, size: int) -> tuple[slice, slice] | None:
         """Rows/columns of the image covering the face-coordinate box in every frame (+2 px margin)."""
         xs = np.array([x0, x1, x0, x1], np.float32)
         ys = np.array([y0, y0, y1, y1], np.float32)
@@ -175,7 +175,7 @@ def draw_face(traits: FaceTraits, state: np.ndarray, rng: np.random.Generator, *
 
     # the small parts are drawn only inside their image windows
     nose_y = (t.eye_y + t.mouth_y) / 2
-    win = pose.window(-0.04, 0.04, nose_y - t.nose_len / 2, nose_y + t.nose_len / 2, S)
+    win = pose.window(-0.04, 0.04, nose_y - t.nose_len / 2, nose_y + t.nose_len / 2, size=S)
     if win is not None:  # nose: a slightly darker thin vertical ellipse
         xs, ys, sub = x[:, win[0], win[1]], y[:, win[0], win[1]], img[:, :, win[0], win[1]]
         r_nose = np.sqrt((xs / 0.03) ** 2 + ((ys - nose_y) / (t.nose_len / 2)) ** 2)
@@ -184,7 +184,7 @@ def draw_face(traits: FaceTraits, state: np.ndarray, rng: np.random.Generator, *
     brow_reach = abs(t.rest_brow) + abs(brow_raise) + abs(brow_angle) * t.brow_w + t.brow_thick / 2
     half_w = t.eye_x + max(t.eye_w, t.brow_w) + 0.02
     win = pose.window(-half_w, half_w, t.eye_y - t.brow_gap - brow_reach,
-                      max(t.eye_y + 2.2 * t.eye_h, t.eye_y - t.brow_gap + brow_reach) + 0.01, S)
+                      max(t.eye_y + 2.2 * t.eye_h, t.eye_y - t.brow_gap + brow_reach) + 0.01, size=S)
     if win is not None:
         xs, ys, sub = x[:, win[0], win[1]], y[:, win[0], win[1]], img[:, :, win[0], win[1]]
         # eyes (both at once through |x|): white, then pupil clipped to the eye
@@ -202,7 +202,7 @@ def draw_face(traits: FaceTraits, state: np.ndarray, rng: np.random.Generator, *
         _blend(sub, brow, np.asarray(t.hair) * 0.45 + 15)
 
     reach = 0.5 * (abs(t.rest_curve) + abs(curve)) + 0.14 + 0.02
-    win = pose.window(-t.mouth_w - 0.01, t.mouth_w + 0.01, t.mouth_y - reach, t.mouth_y + reach, S)
+    win = pose.window(-t.mouth_w - 0.01, t.mouth_w + 0.01, t.mouth_y - reach, t.mouth_y + reach, size=S)
     if win is not None:  # mouth: curved centre line (corners up when smiling), opened by a lens-shaped gap
         xs, ys, sub = x[:, win[0], win[1]], y[:, win[0], win[1]], img[:, :, win[0], win[1]]
         inside = _soft(np.abs(xs) - t.mouth_w, px)
@@ -220,7 +220,7 @@ def draw_face(traits: FaceTraits, state: np.ndarray, rng: np.random.Generator, *
     return np.clip(img, 0, 255).astype(np.uint8).transpose(1, 2, 3, 0).copy()
 
 
-def _face_points(t: FaceTraits, prof: np.ndarray, curve: float, opening: float, brow_raise: float,
+def _face_points(t: FaceTraits, prof: np.ndarray, *, curve: float, opening: float, brow_raise: float,
                  brow_angle: float, eye_open: float) -> np.ndarray:
     """The 68 iBUG points ``(T, 68, 2)`` in face coordinates (x right, y down, face centre at 0) of the face
     :func:`draw_face` draws, for the per-frame expression profile ``prof`` ``(T,)``."""
@@ -272,7 +272,8 @@ def face_landmarks(traits: FaceTraits, state: np.ndarray, rng: np.random.Generat
     curve, opening, brow_raise, brow_angle, eye_open = expression_parameters(state, rng, signal, noise)
     prof = expression_profile(num_frames, rng)
     pose = random_pose(num_frames, rng, noise)
-    pts = _face_points(traits, prof, curve, opening, brow_raise, brow_angle, eye_open)
+    pts = _face_points(traits, prof, curve=curve, opening=opening, brow_raise=brow_raise, brow_angle=brow_angle,
+                       eye_open=eye_open)
     pts = pts + noise * point_noise * rng.standard_normal(pts.shape)
     x, y = pts[..., 0], pts[..., 1]
     cos, sin = np.cos(pose.theta[:, :, 0]), np.sin(pose.theta[:, :, 0])

@@ -48,8 +48,8 @@ def sample_text_traits(rng: np.random.Generator) -> TextTraits:
     return TextTraits(fillers=tuple(_FILLERS[i] for i in picks), filler_prob=float(rng.uniform(0.2, 0.7)))
 
 
-def make_sentence(traits: TextTraits, emotion: str, neighbour: str, state: np.ndarray, intensity: float,
-                  rng: np.random.Generator, *, emotion_word_fraction: float, confusion: float,
+def make_sentence(traits: TextTraits, emotion: str, neighbour: str, state: np.ndarray, *, intensity: float,
+                  rng: np.random.Generator, emotion_word_fraction: float, confusion: float,
                   mean_intensity: float) -> str:
     """Compose one clip's transcript.
 

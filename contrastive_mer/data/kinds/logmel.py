@@ -58,7 +58,8 @@ class LogMelConfig:
             raise ValueError(f"db_ref must be one of {', '.join(DB_REFS)}, got {self.db_ref!r}")
         if self.top_db <= 0:
             raise ValueError(f"top_db must be > 0, got {self.top_db}")
-        check_mel_geometry(self.sample_rate, self.n_fft, self.n_mels, self.f_min, self.f_max, self.win_length)
+        check_mel_geometry(self.sample_rate, self.n_fft, self.n_mels, f_min=self.f_min, f_max=self.f_max,
+                           win_length=self.win_length)
 
 
 class LogMel(Preprocessor):
