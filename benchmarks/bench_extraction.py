@@ -97,8 +97,8 @@ def overhead_case(name: str, cfg, clips: int, batch: int, repeats: int, warmup: 
 
     def extraction() -> None:
         clock["forward"] = 0.0
-        writer, specs = open_store(module, cfg, out, opts, adapter, records, "bench")
-        write_batches(module, batches, writer, specs, opts, device)
+        writer, specs = open_store(module, cfg, out, opts, adapter=adapter, records=records, checkpoint_sha256="bench")
+        write_batches(module, batches, writer, specs, opts=opts, device=device)
         inner.append(clock["forward"])
 
     t = interleaved({"forward": forward_only, "extract": extraction}, repeats, warmup)
@@ -162,7 +162,8 @@ def child_write_shards(rows: int, shards: int, out_dir: str) -> None:
     for s in range(shards):
         mine = ids[s::shards]
         writer = FeatureStoreWriter(shard_store_path(out, s, shards), ["au", "physio"], {"au": 64, "physio": 64}, 32,
-                                    {"concat": 128, "mean": 64}, labels={"emotion": [f"e{i}" for i in range(8)]},
+                                    fused_dims={"concat": 128, "mean": 64},
+                                    labels={"emotion": [f"e{i}" for i in range(8)]},
                                     groups=["speaker"], attrs=shard_attrs(s, shards), part_rows=4096,
                                     overwrite=True, fsync=False)
         for b in range(0, len(mine), 4096):

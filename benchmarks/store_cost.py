@@ -69,8 +69,9 @@ def store_cost(clips: int, repeats: int, warmup: int,
                 module(b.to(device))
 
         def extraction() -> None:
-            writer, specs = open_store(module, cfg, out, opts, adapter, records, "bench")
-            write_batches(module, batches, writer, specs, opts, device)
+            writer, specs = open_store(module, cfg, out, opts, adapter=adapter, records=records,
+                                       checkpoint_sha256="bench")
+            write_batches(module, batches, writer, specs, opts=opts, device=device)
 
         def timed_extraction() -> None:
             samples.append(Breakdown(module).run(extraction))

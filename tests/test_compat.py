@@ -40,7 +40,7 @@ def test_old_store_opens_and_indexes(tmp_path):
 @pytest.fixture(scope="module")
 def reextracted(tmp_path_factory):
     out = tmp_path_factory.mktemp("compat") / "today.h5"
-    return extract_from_checkpoint(CKPT, out, None, [], ExtractOptions(batch_size=6, progress=False))
+    return extract_from_checkpoint(CKPT, out, None, [], options=ExtractOptions(batch_size=6, progress=False))
 
 
 @pytest.mark.parametrize("view", VIEWS)

@@ -33,26 +33,7 @@ ALLOWED: dict[str, str] = {
 
 #: PENDING: functions the lead fixes after merging the helper that is editing these files (or their callers).
 #: Empty this list once they follow the rule.
-PENDING: dict[str, str] = {
-    "evaluation/protocol.py:kfold_views": "evaluation/protocol.py is being edited elsewhere",
-    "evaluation/protocol.py:run_probes": "evaluation/protocol.py is being edited elsewhere",
-    "evaluation/protocol.py:store_views": "evaluation/protocol.py is being edited elsewhere",
-    "extract/extraction.py:open_store": "extract/extraction.py is being edited elsewhere",
-    "extract/extraction.py:encode_batch": "extract/extraction.py is being edited elsewhere",
-    "extract/extraction.py:write_batches": "extract/extraction.py is being edited elsewhere",
-    "extract/extraction.py:extract": "extract/extraction.py is being edited elsewhere",
-    "extract/extraction.py:extract_from_checkpoint": "extract/extraction.py is being edited elsewhere",
-    "workflows/comparison.py:raw_features_for": "workflows/comparison.py is being edited elsewhere",
-    "workflows/comparison.py:format_comparison": "workflows/comparison.py is being edited elsewhere",
-    "workflows/comparison.py:_fold_raw_views": "workflows/comparison.py is being edited elsewhere",
-    "workflows/comparison.py:raw_views_split": "workflows/comparison.py is being edited elsewhere",
-    "workflows/comparison.py:raw_views_folds": "workflows/comparison.py is being edited elsewhere",
-    "workflows/comparison.py:fused_plus_raw_views": "workflows/comparison.py is being edited elsewhere",
-    # called with five positional arguments from extract/extraction.py (open_store, extract): move `*` one
-    # parameter left (before `encode` / `fused_dims`) and pass those by keyword there
-    "extract/encode.py:encode_records": "extract/extraction.py passes `encode` positionally",
-    "store/hdf5.py:FeatureStoreWriter.__init__": "extract/extraction.py passes `fused_dims` positionally",
-}
+PENDING: dict[str, str] = {}
 
 
 def violations(tree: ast.AST, where: str = "") -> list[str]:

@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
                              sequences=comma_list(args.sequences, option="--sequences"),
                              sequence_dtype=args.sequence_dtype, device=args.device, overwrite=args.overwrite,
                              progress=not args.no_progress, shard_index=shard_index, num_shards=args.num_shards)
-    path = extract_from_checkpoint(args.checkpoint, args.out, args.config, args.overrides, options,
+    path = extract_from_checkpoint(args.checkpoint, args.out, args.config, args.overrides, options=options,
                                    random_init=args.random_init)
     print(f"features written to {path}")
     return 0

@@ -31,7 +31,7 @@ from contrastive_mer.evaluation.protocol import ProbeView, _jsonable, run_probes
 Pool = tuple[np.ndarray, np.ndarray]
 
 
-def draw_labelled(ids: Sequence[str] | np.ndarray, y: np.ndarray, k: int, draw: int, seed: int = 0) -> np.ndarray:
+def draw_labelled(ids: Sequence[str] | np.ndarray, y: np.ndarray, k: int, *, draw: int, seed: int = 0) -> np.ndarray:
     """Indices (into ``ids``, ascending) of up to ``k`` clips per class, by the module's draw rule.
 
     Rows with a negative (missing) class code are never drawn.
@@ -176,7 +176,7 @@ def label_efficiency(views: Sequence[ProbeView], ks: Sequence[int], draws: int, 
                 if v.fold not in pools:
                     raise ValueError(f"no pool of labelled clips for fold {v.fold} of view {v.name!r}")
                 pool_ids, pool_y = pools[v.fold]
-                drawn = set(np.asarray(pool_ids, dtype=object)[draw_labelled(pool_ids, pool_y, k, d, seed)]
+                drawn = set(np.asarray(pool_ids, dtype=object)[draw_labelled(pool_ids, pool_y, k, draw=d, seed=seed)]
                             .astype(str).tolist())
                 assert v.ids_train is not None  # checked by _pools_of or required with given pools
                 sel = np.flatnonzero([str(i) in drawn for i in v.ids_train.tolist()])
@@ -187,7 +187,8 @@ def label_efficiency(views: Sequence[ProbeView], ks: Sequence[int], draws: int, 
                                         v.fold, v.ids_train[sel]))
             if log:
                 log(f"labels per class {k}, draw {d + 1}/{draws}")
-            res = run_probes(subset, task, label, probes, linear, knn, num_classes, class_names)
+            res = run_probes(subset, task, label, probes, linear=linear, knn=knn, num_classes=num_classes,
+                             class_names=class_names)
             for r in res.rows:
                 row = cells.setdefault((r.view, r.probe, k), LabelEfficiencyRow(r.view, r.probe, k, [], []))
                 row.scores.append(float(r.metrics[metric]))
@@ -265,7 +266,8 @@ def label_efficiency_stores(train: Any, test: Any | None = None, *, label: str, 
             return stack.enter_context(FeatureStore(s)) if isinstance(s, (str, Path)) else s
 
         tr, te = opened(train), (opened(test) if test is not None else None)
-        pv, info = store_views(tr, te, label, views, folds, group, seed, task, normalize_by, test_groups, missing)
+        pv, info = store_views(tr, te, label, views, folds=folds, group=group, seed=seed, task=task,
+                               normalize_by=normalize_by, test_groups=test_groups, missing=missing)
     return label_efficiency(pv, ks, draws, seed=seed, task=info["task"], label=label, probes=probes,
                             linear=linear or LinearProbeConfig(seed=seed), knn=knn,
                             num_classes=info["num_classes"], class_names=info["class_names"],

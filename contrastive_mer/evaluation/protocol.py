@@ -123,7 +123,7 @@ def valid_label_rows(labels: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------ array API
-def kfold_views(name: str, X: np.ndarray, y: np.ndarray, groups: Sequence, k: int, seed: int = 0) -> list[ProbeView]:
+def kfold_views(name: str, X: np.ndarray, y: np.ndarray, groups: Sequence, *, k: int, seed: int = 0) -> list[ProbeView]:
     """``k`` group-disjoint folds of one array view (see :func:`~contrastive_mer.data.splits.group_kfold`)."""
     group_of = np.asarray(groups)
     return [ProbeView(name, X[tr], y[tr], group_of[tr], X[te], y[te], fold=i)
@@ -172,7 +172,7 @@ def _probe_once(probe: str, v: ProbeView, config: Any,
 
 
 def run_probes(views: Sequence[ProbeView], task: str, label: str = "label", probes: Sequence[str] = DEFAULT_PROBES,
-               linear: LinearProbeConfig | None = None, knn: KnnProbeConfig | None = None,
+               *, linear: LinearProbeConfig | None = None, knn: KnnProbeConfig | None = None,
                num_classes: int | None = None, class_names: list[str] | None = None,
                setup: dict[str, Any] | None = None, log: Callable[[str], None] | None = None) -> ProbeResults:
     """Run each probe on each view (views sharing a name are folds, aggregated into one row).
@@ -266,7 +266,7 @@ def _normalized(store: Any, X: np.ndarray, usable: np.ndarray, by: str | None) -
 
 
 def store_views(train: Any, test: Any | None, label: str, views: Sequence[str] | None = None,
-                folds: int | None = None, group: str | None = None, seed: int = 0,
+                *, folds: int | None = None, group: str | None = None, seed: int = 0,
                 task: str | None = None, normalize_by: str | None = None,
                 test_groups: Sequence[str] | None = None,
                 missing: str | None = None) -> tuple[list[ProbeView], dict[str, Any]]:
@@ -388,9 +388,11 @@ def probe_stores(train: Any, test: Any | None = None, *, label: str, views: Sequ
             return stack.enter_context(FeatureStore(s)) if isinstance(s, (str, Path)) else s
 
         tr, te = opened(train), (opened(test) if test is not None else None)
-        pv, info = store_views(tr, te, label, views, folds, group, seed, task, normalize_by, test_groups, missing)
-        return run_probes(pv, info["task"], label, probes, linear or LinearProbeConfig(seed=seed), knn,
-                          info["num_classes"], info["class_names"], info["setup"], log)
+        pv, info = store_views(tr, te, label, views, folds=folds, group=group, seed=seed, task=task,
+                               normalize_by=normalize_by, test_groups=test_groups, missing=missing)
+        return run_probes(pv, info["task"], label, probes, linear=linear or LinearProbeConfig(seed=seed), knn=knn,
+                          num_classes=info["num_classes"], class_names=info["class_names"], setup=info["setup"],
+                          log=log)
 
 
 # ------------------------------------------------------------------------------------------ table

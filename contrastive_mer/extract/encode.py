@@ -36,7 +36,7 @@ def resolve_device(device: str | torch.device) -> torch.device:
 
 
 def encode_records(module: torch.nn.Module, cfg: DictConfig, adapter: CorpusAdapter, records: Sequence[ClipRecord],
-                   encode: Callable[[Batch], T], *, batch_size: int = 32, device: str | torch.device = "auto",
+                   *, encode: Callable[[Batch], T], batch_size: int = 32, device: str | torch.device = "auto",
                    num_workers: int | None = None, report: SkipReport | None = None, seen: int = 0,
                    progress: str | None = None) -> Iterator[T]:
     """Yield ``encode(batch)`` for each non-empty batch of ``records``, in record order.

@@ -58,7 +58,7 @@ class ExtractOptions:
 
 
 def open_store(module: PairwiseContrastiveModule, cfg: DictConfig, out: Path, opts: ExtractOptions,
-               adapter: CorpusAdapter, records: Sequence[ClipRecord], checkpoint_sha256: str = "",
+               *, adapter: CorpusAdapter, records: Sequence[ClipRecord], checkpoint_sha256: str = "",
                attrs: dict[str, Any] | None = None) -> tuple[FeatureStoreWriter, dict[str, LabelSpec]]:
     """The (resumable) store writer of an extraction whose labels and groups ``records`` describe."""
     modalities = module.modalities
@@ -76,7 +76,7 @@ def open_store(module: PairwiseContrastiveModule, cfg: DictConfig, out: Path, op
     specs = label_specs(adapter, records)
     attrs = {"config": to_yaml(cfg), "checkpoint_sha256": checkpoint_sha256, "dataset": cfg.data.dataset,
              **weights, **opts.extra_attrs, **(attrs or {})}
-    writer = FeatureStoreWriter(out, modalities, feature_dims, proj_dim, fused_dims,
+    writer = FeatureStoreWriter(out, modalities, feature_dims, proj_dim, fused_dims=fused_dims,
                                 sequences=list(opts.sequences), labels=specs, groups=groups, attrs=attrs,
                                 sequence_dtype=opts.sequence_dtype, part_rows=opts.part_rows,
                                 overwrite=opts.overwrite)
@@ -84,7 +84,7 @@ def open_store(module: PairwiseContrastiveModule, cfg: DictConfig, out: Path, op
 
 
 def encode_batch(module: PairwiseContrastiveModule, batch: Batch, specs: dict[str, LabelSpec],
-                 opts: ExtractOptions, device: torch.device) -> dict[str, Any]:
+                 opts: ExtractOptions, *, device: torch.device) -> dict[str, Any]:
     """Encode one non-empty batch: the keyword arguments of :meth:`FeatureStoreWriter.append`."""
     modalities = module.modalities
     batch = batch.to(device, non_blocking=True)
@@ -110,17 +110,17 @@ def encode_batch(module: PairwiseContrastiveModule, batch: Batch, specs: dict[st
 
 @torch.no_grad()
 def write_batches(module: PairwiseContrastiveModule, batches: Iterable[Batch], writer: FeatureStoreWriter,
-                  specs: dict[str, LabelSpec], opts: ExtractOptions, device: torch.device) -> Path:
+                  specs: dict[str, LabelSpec], *, opts: ExtractOptions, device: torch.device) -> Path:
     """Encode pre-collated ``batches`` into ``writer`` and finish the store (no skip report, no progress bar)."""
     for batch in batches:
         if len(batch):
-            writer.append(**encode_batch(module, batch, specs, opts, device))
+            writer.append(**encode_batch(module, batch, specs, opts, device=device))
     return writer.finish()
 
 
 @torch.no_grad()
 def extract(module: PairwiseContrastiveModule, cfg: DictConfig, out: str | Path,
-            options: ExtractOptions | None = None, adapter: CorpusAdapter | None = None,
+            options: ExtractOptions | None = None, *, adapter: CorpusAdapter | None = None,
             records: Sequence[ClipRecord] | None = None, checkpoint_sha256: str = "") -> Path:
     """Encode ``records`` (default: every record of the configured dataset) into the store at ``out``.
 
@@ -147,8 +147,8 @@ def extract(module: PairwiseContrastiveModule, cfg: DictConfig, out: str | Path,
         raise ValueError(f"nothing to extract: dataset {cfg.data.dataset!r} lists no clips")
     shard = resolve_shard(opts.shard_index, opts.num_shards)
     out = shard_output(out, shard)
-    writer, specs = open_store(module, cfg, out, opts, adapter, records, checkpoint_sha256,
-                               shard_attrs(*shard) if shard else None)
+    writer, specs = open_store(module, cfg, out, opts, adapter=adapter, records=records,
+                               checkpoint_sha256=checkpoint_sha256, attrs=shard_attrs(*shard) if shard else None)
     mine = shard_records(records, *shard) if shard else records
     done = writer.done_ids()
     todo = [r for r in mine if r.id not in done]
@@ -161,7 +161,7 @@ def extract(module: PairwiseContrastiveModule, cfg: DictConfig, out: str | Path,
     report.start()
     try:
         for rows in encode_records(module, cfg, adapter, todo,
-                                   lambda b: encode_batch(module, b, specs, opts, device),
+                                   encode=lambda b: encode_batch(module, b, specs, opts, device=device),
                                    batch_size=opts.batch_size, device=device, num_workers=opts.num_workers,
                                    report=report, seen=len(done),
                                    progress=f"extract -> {out.name}" if opts.progress else None):
@@ -175,7 +175,7 @@ def extract(module: PairwiseContrastiveModule, cfg: DictConfig, out: str | Path,
 
 
 def extract_from_checkpoint(checkpoint: str | Path, out: str | Path, config_path: str | Path | None = None,
-                            overrides: Sequence[str] = (), options: ExtractOptions | None = None,
+                            overrides: Sequence[str] = (), *, options: ExtractOptions | None = None,
                             random_init: bool = False) -> Path:
     """What ``cmer extract`` does: load the checkpoint weights-only, build the dataset, extract.
 

@@ -56,7 +56,7 @@ class TokenWriter:
         self.labels = dict(labels or {})
         self.groups = list(groups)
         all_attrs = {"kind": KIND_TOKENS if projected else KIND_SOURCES, **(attrs or {})}
-        self.writer = FeatureStoreWriter(path, self.sources, dict(source_dims), None, {},
+        self.writer = FeatureStoreWriter(path, self.sources, dict(source_dims), None, fused_dims={},
                                          sequences=dict(source_dims), labels=self.labels, groups=self.groups,
                                          attrs=all_attrs, sequence_dtype=sequence_dtype, part_rows=part_rows,
                                          overwrite=overwrite)

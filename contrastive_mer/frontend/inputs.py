@@ -56,7 +56,7 @@ def source_batches(module: Any, cfg: DictConfig, records: Sequence[ClipRecord], 
     Undecodable clips are skipped and recorded in ``report`` (which raises past its skip limit).
     """
     return encode_records(module, cfg, adapter, records,
-                          lambda b: encode_sources(module, b, modalities, fused=fused, fusion_mode=fusion_mode,
+                          encode=lambda b: encode_sources(module, b, modalities, fused=fused, fusion_mode=fusion_mode,
                                                    fusion_weights=fusion_weights).to("cpu"),
                           batch_size=batch_size, device=device, report=report, progress=progress)
 

@@ -109,8 +109,8 @@ class FeatureStoreWriter:
     """
 
     def __init__(self, path: str | Path, modalities: Sequence[str], feature_dims: Mapping[str, int],
-                 projection_dim: int | None, fused_dims: Mapping[str, int] | None = None,
-                 *, sequences: Sequence[str] | Mapping[str, int] = (),
+                 projection_dim: int | None, *, fused_dims: Mapping[str, int] | None = None,
+                 sequences: Sequence[str] | Mapping[str, int] = (),
                  labels: Mapping[str, LabelSpec | Sequence[str] | None] | None = None,
                  groups: Sequence[str] = (), attrs: Mapping[str, Any] | None = None,
                  sequence_dtype: str = "float32", part_rows: int = 256, overwrite: bool = False,

@@ -37,7 +37,7 @@ COLUMNS = ("pretrained", "random_init", "raw_input")
 FUSED_PLUS_RAW = "fused+raw"
 
 
-def raw_features_for(cfg: DictConfig, audio_baselines: bool = False) -> RawFeatures:
+def raw_features_for(cfg: DictConfig, *, audio_baselines: bool = False) -> RawFeatures:
     """Raw baseline features (inputs as they are, without ``data.normalize``) of every clip the configured
     dataset lists; ``audio_baselines`` adds eGeMAPS functionals and log-mel statistics of the audio
     (:func:`~contrastive_mer.evaluation.baselines.with_audio_baselines`)."""
@@ -72,7 +72,7 @@ def merge_tables(results: dict[str, ProbeResults]) -> dict[str, dict[str, float]
 
 
 def format_comparison(table: dict[str, dict[str, float]], title: str, columns: Sequence[str] = COLUMNS,
-                      percent: bool = True) -> str:
+                      *, percent: bool = True) -> str:
     """One line per view: ``linear [± sd] / kNN`` per column (``percent``: values x 100)."""
     scale = 100.0 if percent else 1.0
     with_sd = any(k.endswith("/std") for cells in table.values() for k in cells)
@@ -105,7 +105,7 @@ def _by_group(x: np.ndarray, present: np.ndarray, groups: np.ndarray, side: np.n
     return out
 
 
-def _fold_raw_views(raw: RawFeatures, y: np.ndarray, groups: np.ndarray, train: np.ndarray, test: np.ndarray,
+def _fold_raw_views(raw: RawFeatures, y: np.ndarray, groups: np.ndarray, train: np.ndarray, *, test: np.ndarray,
                     fold: int, normalize_by: str | None, norm_groups: np.ndarray | None) -> list[ProbeView]:
     """Raw views of one split: each feature, every pair of them (when there are three or more) and all of
     them concatenated, as is and per group."""
@@ -140,7 +140,7 @@ def _fold_raw_views(raw: RawFeatures, y: np.ndarray, groups: np.ndarray, train: 
 
 
 def raw_views_split(train: RawFeatures, test: RawFeatures, label: str, group: str,
-                    normalize_by: str | None = None) -> list[ProbeView]:
+                    *, normalize_by: str | None = None) -> list[ProbeView]:
     """Raw baseline views for a train/test protocol: each modality, and all modalities concatenated
     (standardised with training rows only; with ``normalize_by`` also within each group)."""
     names = list(train.features)
@@ -152,7 +152,8 @@ def raw_views_split(train: RawFeatures, test: RawFeatures, label: str, group: st
     groups = np.concatenate([train.groups[group], test.groups[group]])
     norm = None if normalize_by is None else np.concatenate([train.groups[normalize_by],
                                                              test.groups[normalize_by]])
-    return _fold_raw_views(both, y, groups, np.arange(n), np.arange(n, total), 0, normalize_by, norm)
+    return _fold_raw_views(both, y, groups, np.arange(n), test=np.arange(n, total), fold=0,
+                           normalize_by=normalize_by, norm_groups=norm)
 
 
 def make_splits(groups: np.ndarray, folds: int, seed: int,
@@ -161,7 +162,7 @@ def make_splits(groups: np.ndarray, folds: int, seed: int,
     return holdout_split(groups, test_groups) if test_groups else group_kfold(groups, folds, seed)
 
 
-def raw_views_folds(raw: RawFeatures, label: str, group: str, folds: int, seed: int,
+def raw_views_folds(raw: RawFeatures, label: str, group: str, folds: int, *, seed: int,
                     normalize_by: str | None = None, test_groups: Sequence[str] | None = None) -> list[ProbeView]:
     """Raw baseline views for group-disjoint folds (the same folds as the stores' for the same rows), or for
     the split of ``test_groups`` against the other groups."""
@@ -170,11 +171,12 @@ def raw_views_folds(raw: RawFeatures, label: str, group: str, folds: int, seed: 
     labelled = np.flatnonzero(valid_label_rows(y))
     views: list[ProbeView] = []
     for i, (tr, te) in enumerate(make_splits(g[labelled], folds, seed, test_groups)):
-        views += _fold_raw_views(raw, y, g, labelled[tr], labelled[te], i, normalize_by, norm)
+        views += _fold_raw_views(raw, y, g, labelled[tr], test=labelled[te], fold=i, normalize_by=normalize_by,
+                                 norm_groups=norm)
     return views
 
 
-def raw_views_missing(raw: RawFeatures, label: str, group: str, folds: int, seed: int,
+def raw_views_missing(raw: RawFeatures, label: str, group: str, folds: int, *, seed: int,
                       normalize_by: str | None, test_groups: Sequence[str] | None, masked: Sequence[str],
                       lacking_ids: set[str] | None) -> list[ProbeView]:
     """:func:`raw_views_folds` with a modality missing at test time: with ``lacking_ids`` only those test clips
@@ -196,7 +198,8 @@ def raw_views_missing(raw: RawFeatures, label: str, group: str, folds: int, seed
                 present[m][te] = False
             fold_raw = RawFeatures(raw.ids, raw.features, present, raw.labels, raw.groups)
         if len(te):
-            views += [v for v in _fold_raw_views(fold_raw, y, g, tr, te, i, normalize_by, norm) if len(v.X_test)]
+            views += [v for v in _fold_raw_views(fold_raw, y, g, tr, test=te, fold=i, normalize_by=normalize_by,
+                                                  norm_groups=norm) if len(v.X_test)]
     return views
 
 
@@ -211,7 +214,7 @@ def raw_keys_of(cfg: DictConfig, modality: str, audio_baselines: bool) -> list[s
     return [k for k, src in source.items() if k == modality or src == want]
 
 
-def fused_plus_raw_views(store_path: str | Path, raw: RawFeatures, label: str, group: str, folds: int, seed: int,
+def fused_plus_raw_views(store_path: str | Path, raw: RawFeatures, label: str, group: str, *, folds: int, seed: int,
                          normalize_by: str | None, mode: str = "concat",
                          test_groups: Sequence[str] | None = None) -> list[ProbeView]:
     """Pretrained ``fused/<mode>`` features side by side with every raw feature (rows matched by id), per fold:
@@ -227,7 +230,7 @@ def fused_plus_raw_views(store_path: str | Path, raw: RawFeatures, label: str, g
                       {k: v[rows] for k, v in raw.labels.items()}, {k: v[rows] for k, v in raw.groups.items()})
     sub.features = {"pretrained": fused[keep], **sub.features}
     sub.present = {"pretrained": np.ones(len(keep), dtype=bool), **sub.present}
-    views = raw_views_folds(sub, label, group, folds, seed, normalize_by, test_groups)
+    views = raw_views_folds(sub, label, group, folds, seed=seed, normalize_by=normalize_by, test_groups=test_groups)
     wanted = "raw/fused" + (f"@{normalize_by}" if normalize_by else "")
     name = f"fused/{mode}+raw" + (f"@{normalize_by}" if normalize_by else "")
     return [ProbeView(name, v.X_train, v.y_train, v.groups_train, v.X_test, v.y_test, v.fold, v.ids_train)
@@ -339,10 +342,12 @@ def evaluate_folds(cfg: DictConfig, trained: PairwiseContrastiveModule, out_dir:
             if missing_info and missing_info["mode"] == "lacking":
                 with FeatureStore(paths["pretrained"]) as store:
                     lacking = {str(i) for i, p in zip(store.ids, store.present(missing)) if not p}
-            raw_views = raw_views_missing(raw, label, group, folds, cfg.seed, normalize_by, test_groups,
-                                          raw_keys_of(cfg, missing, audio_baselines), lacking)
+            raw_views = raw_views_missing(raw, label, group, folds, seed=cfg.seed, normalize_by=normalize_by,
+                                          test_groups=test_groups,
+                                          masked=raw_keys_of(cfg, missing, audio_baselines), lacking_ids=lacking)
         else:
-            raw_views = raw_views_folds(raw, label, group, folds, cfg.seed, normalize_by, test_groups)
+            raw_views = raw_views_folds(raw, label, group, folds, seed=cfg.seed, normalize_by=normalize_by,
+                                        test_groups=test_groups)
         results["raw_input"] = run_probes(raw_views, task=task, label=label, probes=probes, linear=linear)
         if labels_per_class:
             names_of = results["pretrained"].class_names
@@ -350,8 +355,8 @@ def evaluate_folds(cfg: DictConfig, trained: PairwiseContrastiveModule, out_dir:
                 raw_views, labels_per_class, draws, seed=cfg.seed, task=task, label=label, probes=probes,
                 linear=linear, num_classes=len(names_of) if names_of else None, class_names=names_of, pools=pools)
     if "concat" in fusion_modes and missing is None:
-        extra = fused_plus_raw_views(paths["pretrained"], raw, label, group, folds, cfg.seed, normalize_by,
-                                     test_groups=test_groups)
+        extra = fused_plus_raw_views(paths["pretrained"], raw, label, group, folds=folds, seed=cfg.seed,
+                                     normalize_by=normalize_by, test_groups=test_groups)
         results["pretrained"] = _joined(results["pretrained"],
                                         run_probes(extra, task=task, label=label, probes=probes, linear=linear))
     table = merge_tables(results)

@@ -48,7 +48,7 @@ def paused_flush(self):  # after its first part file, wait until the test says g
     while not os.path.exists(sys.argv[3]) and time.time() < deadline:
         time.sleep(0.05)
 hdf5.FeatureStoreWriter.flush = paused_flush
-extract_from_checkpoint(sys.argv[1], sys.argv[2], None, [], ExtractOptions(batch_size=4, part_rows=4,
+extract_from_checkpoint(sys.argv[1], sys.argv[2], None, [], options=ExtractOptions(batch_size=4, part_rows=4,
                         progress=False))
 """
 

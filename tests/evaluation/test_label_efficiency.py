@@ -34,23 +34,24 @@ def test_draw_matches_the_naive_reference_in_any_row_order(k, draw, seed):
     rng = np.random.default_rng(5)
     ids = np.array([f"clip{i:03d}" for i in rng.permutation(60)], dtype=object)
     y = rng.integers(-1, 4, 60)
-    rows = draw_labelled(ids, y, k, draw, seed)
+    rows = draw_labelled(ids, y, k, draw=draw, seed=seed)
     assert set(ids[rows]) == reference_draw(ids, y, k, draw, seed)
     assert (y[rows] >= 0).all()
     counts = np.bincount(y[rows], minlength=4)
     assert (counts == np.minimum(k, np.bincount(y[y >= 0], minlength=4))).all()  # short classes: all of them
     order = rng.permutation(60)  # another store of the same clips
-    assert set(ids[order][draw_labelled(ids[order], y[order], k, draw, seed)]) == set(ids[rows])
+    assert set(ids[order][draw_labelled(ids[order], y[order], k, draw=draw, seed=seed)]) == set(ids[rows])
 
 
 def test_draws_are_nested_in_k_and_vary_with_draw_and_seed():
     ids = np.array([f"c{i}" for i in range(80)], dtype=object)
     y = np.arange(80) % 4
-    small, big = set(ids[draw_labelled(ids, y, 2, 0, 0)]), set(ids[draw_labelled(ids, y, 6, 0, 0)])
+    small = set(ids[draw_labelled(ids, y, 2, draw=0, seed=0)])
+    big = set(ids[draw_labelled(ids, y, 6, draw=0, seed=0)])
     assert small < big
-    assert set(ids[draw_labelled(ids, y, 6, 1, 0)]) != big
-    assert set(ids[draw_labelled(ids, y, 6, 0, 1)]) != big
-    assert set(ids[draw_labelled(ids, y, 6, 0, 0)]) == big
+    assert set(ids[draw_labelled(ids, y, 6, draw=1, seed=0)]) != big
+    assert set(ids[draw_labelled(ids, y, 6, draw=0, seed=1)]) != big
+    assert set(ids[draw_labelled(ids, y, 6, draw=0, seed=0)]) == big
 
 
 @pytest.fixture(scope="module")

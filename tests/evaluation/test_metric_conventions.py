@@ -123,7 +123,7 @@ def test_probe_table_sizes_are_both_per_fold_with_folds() -> None:
     rng = np.random.default_rng(0)
     n = 90
     X, y, groups = rng.normal(size=(n, 4)), rng.integers(0, 3, n), np.repeat(np.arange(9), 10)
-    views = kfold_views("v", X, y, groups, 3)
+    views = kfold_views("v", X, y, groups, k=3)
     results = run_probes(views, "multiclass", probes=("knn",), setup={"folds": 3, "group": "speaker"})
     header, row = format_table(results).splitlines()[2:5:2]
     assert header.split()[2:4] == ["n_train/fold", "n_test/fold"]
@@ -137,7 +137,7 @@ def test_regression_table_names_both_acc2_conventions() -> None:
     rng = np.random.default_rng(0)
     X = rng.normal(size=(60, 3))
     y = X[:, 0] + rng.normal(size=60) * 0.1
-    views = kfold_views("v", X, y, np.repeat(np.arange(6), 10), 2)
+    views = kfold_views("v", X, y, np.repeat(np.arange(6), 10), k=2)
     table = format_table(run_probes(views, "regression", probes=("knn",), setup={"folds": 2, "group": "g"}))
     assert "acc2_non0" in table and "acc2_has0" in table
 

@@ -64,7 +64,8 @@ def test_run_probes_on_arrays_aggregates_folds() -> None:
     keep = d["y"] >= 0
     X, y, g = d["audio"][keep], d["y"][keep], d["speakers"][keep]
     views = kfold_views("audio", X, y, g, k=3, seed=0)
-    res = run_probes(views, "multiclass", "emotion", ("linear", "knn"), FAST, KnnProbeConfig(k=5), num_classes=4)
+    res = run_probes(views, "multiclass", "emotion", ("linear", "knn"), linear=FAST, knn=KnnProbeConfig(k=5),
+                     num_classes=4)
     assert [(r.view, r.probe) for r in res.rows] == [("audio", "linear"), ("audio", "knn")]
     # reference: the same folds probed one by one
     lin, kn = [], []

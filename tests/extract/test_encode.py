@@ -38,7 +38,7 @@ def test_encode_records_yields_in_order_and_reports_skips(tiny, tmp_path) -> Non
         assert not module.training  # the loop puts the module in eval mode
         return list(batch.ids)
 
-    out = list(encode_records(module, cfg, corpus, records, encode, batch_size=5, device="cpu", report=report,
+    out = list(encode_records(module, cfg, corpus, records, encode=encode, batch_size=5, device="cpu", report=report,
                               num_workers=0))
     assert [i for ids in out for i in ids] == [r.id for r in records if r.id not in BAD]
     assert seen_grad and not any(seen_grad)
@@ -51,7 +51,7 @@ def test_encode_records_raises_past_the_skip_limit(tiny) -> None:
     corpus = FlakyCorpus(BAD)
     strict = SkipReport(None, max_fraction=0.01, min_seen=1)
     with pytest.raises(RuntimeError, match="skipped"):
-        list(encode_records(module, cfg, corpus, corpus.records(), lambda b: b, batch_size=4, device="cpu",
+        list(encode_records(module, cfg, corpus, corpus.records(), encode=lambda b: b, batch_size=4, device="cpu",
                             report=strict))
 
 

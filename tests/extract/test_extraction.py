@@ -35,7 +35,7 @@ def checkpoint(tmp_path_factory):
 
 def test_store_holds_what_the_model_computes(checkpoint, tmp_path):
     out = extract_from_checkpoint(checkpoint, tmp_path / "f.h5", None, [],
-                                  ExtractOptions(batch_size=5, progress=False, sequences=("audio",)))
+                                  options=ExtractOptions(batch_size=5, progress=False, sequences=("audio",)))
     from contrastive_mer.data.datamodule import MERDataModule
     from contrastive_mer.model.module import load_module
 
@@ -79,7 +79,7 @@ def slow_flush(self):
     original(self)
     time.sleep(0.4)
 hdf5.FeatureStoreWriter.flush = slow_flush
-extract_from_checkpoint(sys.argv[1], sys.argv[2], None, [], ExtractOptions(batch_size=4, part_rows=4,
+extract_from_checkpoint(sys.argv[1], sys.argv[2], None, [], options=ExtractOptions(batch_size=4, part_rows=4,
                         progress=False))
 """
 
@@ -105,9 +105,9 @@ def test_killed_extraction_resumes_to_the_same_store(checkpoint, tmp_path):
     partial.close()
     assert 0 < n_partial
 
-    resumed = extract_from_checkpoint(checkpoint, out, None, [], ExtractOptions(batch_size=7, progress=False))
+    resumed = extract_from_checkpoint(checkpoint, out, None, [], options=ExtractOptions(batch_size=7, progress=False))
     straight = extract_from_checkpoint(checkpoint, tmp_path / "straight.h5", None, [],
-                                       ExtractOptions(batch_size=7, progress=False))
+                                       options=ExtractOptions(batch_size=7, progress=False))
     with FeatureStore(resumed) as a, FeatureStore(straight) as b:
         assert len(a) == len(set(a.ids)) == len(b)
         order = [list(a.ids).index(i) for i in b.ids]

@@ -39,7 +39,7 @@ def test_fill_missing_labels_uses_the_store_missing_values() -> None:
 
 def test_store_label_specs_round_trip(tmp_path) -> None:
     specs = label_specs(_Adapter(), _records())
-    writer = FeatureStoreWriter(tmp_path / "s.h5", ["audio"], {"audio": 2}, 2, {}, labels=specs)
+    writer = FeatureStoreWriter(tmp_path / "s.h5", ["audio"], {"audio": 2}, 2, fused_dims={}, labels=specs)
     writer.append(["a", "b"], fill_missing_labels({"emotion": np.array([1, 0])}, specs, 2), {},
                   {"audio": np.ones((2, 2), np.float32)}, projections={"audio": np.ones((2, 2), np.float32)},
                   present={"audio": np.ones(2, bool)}, fused={})

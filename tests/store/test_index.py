@@ -115,7 +115,7 @@ def make_store(path: Path, n: int = 40, seed: int = 0) -> dict:
     }
     for m in ("audio", "video"):
         data["projections"][m] /= np.linalg.norm(data["projections"][m], axis=1, keepdims=True)
-    w = FeatureStoreWriter(path, ["audio", "video"], {"audio": 6, "video": 5}, 4, {"mean": 4, "concat": 11},
+    w = FeatureStoreWriter(path, ["audio", "video"], {"audio": 6, "video": 5}, 4, fused_dims={"mean": 4, "concat": 11},
                            labels={"emotion": ["calm", "happy", "sad"]}, fsync=False)
     w.append(data["ids"], {"emotion": data["emotion"]}, {}, data["features"], projections=data["projections"],
              present=data["present"],

@@ -22,7 +22,7 @@ def write_store(path: Path, ids: list[str], checkpoint: str, seed: int = 0) -> N
     n = len(ids)
     proj = rng.normal(size=(n, 4))
     proj /= np.linalg.norm(proj, axis=1, keepdims=True)
-    w = FeatureStoreWriter(path, ["audio"], {"audio": 3}, 4, {"mean": 4}, fsync=False,
+    w = FeatureStoreWriter(path, ["audio"], {"audio": 3}, 4, fused_dims={"mean": 4}, fsync=False,
                            attrs={"checkpoint_sha256": checkpoint})
     w.append(ids, {}, {}, {"audio": rng.normal(size=(n, 3))}, projections={"audio": proj},
              present={"audio": np.ones(n, bool)}, fused={"mean": proj})

@@ -30,7 +30,7 @@ def write_store(path: Path) -> None:
     emotion[4] = -1
     valence = rng.normal(size=n)
     valence[7] = np.nan
-    w = FeatureStoreWriter(path, ["audio", "video"], {"audio": 5, "video": 3}, 4, {"mean": 4},
+    w = FeatureStoreWriter(path, ["audio", "video"], {"audio": 5, "video": 3}, 4, fused_dims={"mean": 4},
                            labels={"emotion": EMOTIONS, "valence": None}, groups=["speaker"], fsync=False)
     w.append([f"clip{i:02d}" for i in range(n)], {"emotion": emotion, "valence": valence},
              {"speaker": [f"spk {i % 2}" if i != 5 else "odd\tname" for i in range(n)]}, feats, projections=proj,

@@ -32,7 +32,7 @@ def make_store(path: Path, modes: dict[str, int] | None = None, projections: boo
             "projections": {m: rng.normal(size=(N, 4)).astype(np.float32) for m in MODS},
             "fused": {k: rng.normal(size=(N, d)).astype(np.float32) for k, d in modes.items()}}
     data["features"]["audio"][5, 1] = np.nan
-    w = FeatureStoreWriter(path, list(MODS), DIMS, 4 if projections else None, modes,
+    w = FeatureStoreWriter(path, list(MODS), DIMS, 4 if projections else None, fused_dims=modes,
                            labels={"emotion": ["calm", "happy", "sad"]}, groups=["speaker"], fsync=False)
     w.append(data["ids"], {"emotion": data["emotion"]}, {"speaker": data["speaker"]}, data["features"],
              projections=data["projections"] if projections else {}, present=present, fused=data["fused"])
