@@ -18,11 +18,7 @@ from omegaconf import MISSING, Container, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from contrastive_mer.config_paths import data_root_from_env, resolve_input_paths
-from contrastive_mer.errors import UserError
-
-
-class ConfigError(UserError):
-    """An invalid configuration; the message names the key."""
+from contrastive_mer.errors import ConfigError
 
 
 @dataclass

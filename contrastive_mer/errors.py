@@ -3,3 +3,7 @@
 
 class UserError(Exception):
     """Bad input from the user (config, file, option); the message names what is wrong and what was expected."""
+
+
+class ConfigError(UserError):
+    """An invalid configuration; the message names the key (raised by the components that check their section)."""

@@ -39,8 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from contrastive_mer import distributed
-from contrastive_mer.config import ConfigError
-from contrastive_mer.errors import UserError
+from contrastive_mer.errors import ConfigError, UserError
 from contrastive_mer.registry import Registry, UnknownName
 
 

@@ -443,8 +443,8 @@ class FeatureStore:
     >>> import numpy as np
     >>> with tempfile.TemporaryDirectory() as tmp:
     ...     with FeatureStoreWriter(f"{tmp}/s.h5", ["audio"], {"audio": 2}, None, fsync=False) as w:
-    ...         w.append(["a", "b"], {}, {}, {"audio": np.eye(2, dtype=np.float32)}, {},
-    ...                  {"audio": np.array([True, False])}, {})
+    ...         w.append(["a", "b"], {}, {}, {"audio": np.eye(2, dtype=np.float32)}, projections={},
+    ...                  present={"audio": np.array([True, False])}, fused={})
     ...     with FeatureStore(f"{tmp}/s.h5") as store:
     ...         view = store.view("audio")  # features/audio and its usable rows
     ...         print(list(store.ids), view.key, view.rows.tolist(), view.vectors[0].tolist())

@@ -55,8 +55,8 @@ def _record_and_run(record_dir: Path, argv: list[str]) -> int:
     calls: list[dict] = []
     original = PairwiseInfoNCE.forward
 
-    def recording_forward(self, embeddings, present):
-        out = original(self, embeddings, present)
+    def recording_forward(self, embeddings, present, labels=None):
+        out = original(self, embeddings, present, labels)
         calls.append({
             "training": self.training,
             "world": dist.get_world_size() if dist.is_initialized() else 1,
