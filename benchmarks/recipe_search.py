@@ -54,6 +54,7 @@ CANDIDATES: dict[str, list[str]] = {
     "voicepair": ["loss.pairs=[egemaps-au,melstats-au,egemaps-melstats]"],
     "speakerbatch": ["data.batch_grouping=speaker", "data.groups_per_batch=2"],
     "temp0.3": ["loss.temperature=0.3"],
+    "featdrop0.5+temp0.3": ["model.feature_dropout=0.5", "loss.temperature=0.3"],
     "wd0.1": ["optim.weight_decay=0.1"],
     "small": ["model.modalities.egemaps.encoder_args.hidden_dims=[128]",
               "model.modalities.melstats.encoder_args.hidden_dims=[128]",
