@@ -56,7 +56,7 @@ def test_cli_reports_config_error_in_one_line_and_exit_2(tmp_path):
     assert len(lines) == 1 and "bogus" in lines[0]
 
 
-@pytest.mark.parametrize("name", ["demo", "paper", "ravdess", "ravdess_audio_au", "mosei"])
+@pytest.mark.parametrize("name", ["demo", "paper", "ravdess", "ravdess_audio_au", "ravdess_fewlabels", "mosei"])
 def test_shipped_experiment_configs_are_valid(name):
     cfg = load_config(DEMO.parent / f"{name}.yaml")
     assert len(cfg.model.modalities) >= 2
