@@ -255,19 +255,10 @@ def label_efficiency_stores(train: Any, test: Any | None = None, *, label: str, 
     """:func:`label_efficiency` of stores (open stores or paths), split as
     :func:`~contrastive_mer.evaluation.protocol.probe_stores` splits them; the draws come from ``pools`` or,
     by default, from all the labelled training clips of the (train) store in each fold."""
-    import contextlib
-    from pathlib import Path
+    from contrastive_mer.evaluation.protocol import opened_store_views
 
-    from contrastive_mer.evaluation.protocol import store_views
-    from contrastive_mer.store.hdf5 import FeatureStore
-
-    with contextlib.ExitStack() as stack:
-        def opened(s: Any) -> Any:
-            return stack.enter_context(FeatureStore(s)) if isinstance(s, (str, Path)) else s
-
-        tr, te = opened(train), (opened(test) if test is not None else None)
-        pv, info = store_views(tr, te, label, views, folds=folds, group=group, seed=seed, task=task,
-                               normalize_by=normalize_by, test_groups=test_groups, missing=missing)
+    pv, info = opened_store_views(train, test, label, views, folds=folds, group=group, seed=seed, task=task,
+                                  normalize_by=normalize_by, test_groups=test_groups, missing=missing)
     return label_efficiency(pv, ks, draws, seed=seed, task=info["task"], label=label, probes=probes,
                             linear=linear or LinearProbeConfig(seed=seed), knn=knn,
                             num_classes=info["num_classes"], class_names=info["class_names"],

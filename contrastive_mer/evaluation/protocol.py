@@ -383,16 +383,22 @@ def probe_stores(train: Any, test: Any | None = None, *, label: str, views: Sequ
     Without an explicit ``linear`` config the probe uses ``LinearProbeConfig(seed=seed)``. ``normalize_by``,
     ``missing``: see :func:`store_views`.
     """
+    pv, info = opened_store_views(train, test, label, views, folds=folds, group=group, seed=seed, task=task,
+                                  normalize_by=normalize_by, test_groups=test_groups, missing=missing)
+    return run_probes(pv, info["task"], label, probes, linear=linear or LinearProbeConfig(seed=seed), knn=knn,
+                      num_classes=info["num_classes"], class_names=info["class_names"], setup=info["setup"],
+                      log=log)
+
+
+def opened_store_views(train: Any, test: Any | None, label: str, views: Sequence[str] | None = None,
+                       **kwargs: Any) -> tuple[list[ProbeView], dict[str, Any]]:
+    """:func:`store_views` of stores given open or as paths (paths are opened here and closed before returning;
+    the views hold arrays read from them)."""
     with contextlib.ExitStack() as stack:
         def opened(s: Any) -> Any:
             return stack.enter_context(FeatureStore(s)) if isinstance(s, (str, Path)) else s
 
-        tr, te = opened(train), (opened(test) if test is not None else None)
-        pv, info = store_views(tr, te, label, views, folds=folds, group=group, seed=seed, task=task,
-                               normalize_by=normalize_by, test_groups=test_groups, missing=missing)
-        return run_probes(pv, info["task"], label, probes, linear=linear or LinearProbeConfig(seed=seed), knn=knn,
-                          num_classes=info["num_classes"], class_names=info["class_names"], setup=info["setup"],
-                          log=log)
+        return store_views(opened(train), opened(test) if test is not None else None, label, views, **kwargs)
 
 
 # ------------------------------------------------------------------------------------------ table

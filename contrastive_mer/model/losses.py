@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -210,7 +211,7 @@ def pairwise_infonce(embeddings: Mapping[str, torch.Tensor], present: Mapping[st
     return out
 
 
-class ContrastiveLoss(nn.Module):
+class ContrastiveLoss(nn.Module, ABC):
     """The interface the module trains with; every loss in :data:`LOSSES` implements it.
 
     ``forward(embeddings, present, labels)`` takes a batch's rows as the module has them: modality -> ``(N, P)``
@@ -237,22 +238,23 @@ class ContrastiveLoss(nn.Module):
         self.pair_names = [pair_name(a, b) for a, b in self.pairs]
 
     @classmethod
+    @abstractmethod
     def from_config(cls, loss_cfg: Any, modalities: Sequence[str]) -> ContrastiveLoss:
         """The loss configured by the ``loss`` section (``loss_cfg``) for ``modalities``."""
-        raise NotImplementedError
 
     @classmethod
     def check_options(cls, loss_cfg: Any) -> None:
         """Raise :class:`~contrastive_mer.config.ConfigError` (one line, naming the key) for a ``loss`` option this
         loss does not take; the shared checks are in :func:`check_config`."""
 
+    @abstractmethod
     def forward(self, embeddings: Mapping[str, torch.Tensor], present: Mapping[str, torch.Tensor],
                 labels: Mapping[str, torch.Tensor] | None = None) -> LossOutput:
-        raise NotImplementedError
+        """The loss of one batch and its per-pair metrics."""
 
+    @abstractmethod
     def temperatures(self) -> dict[str, float]:
         """Pair name -> current temperature, for logging."""
-        raise NotImplementedError
 
     def clamp_(self) -> None:
         """Keep learnable settings in range after an optimiser step (nothing to do by default)."""
