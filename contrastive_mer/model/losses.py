@@ -84,9 +84,6 @@ class LossOutput:
     count: dict[str, int] = field(default_factory=dict)
 
 
-#: the earlier name of :class:`LossOutput`
-PairwiseLossOutput = LossOutput
-
 
 class _PositiveIndexCache:
     """Caches the ``arange`` positive indices per (device, size, offset) to avoid rebuilding them every step."""
