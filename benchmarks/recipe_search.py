@@ -56,6 +56,12 @@ CANDIDATES: dict[str, list[str]] = {
     "temp0.3": ["loss.temperature=0.3"],
     "featdrop0.5+temp0.3": ["model.feature_dropout=0.5", "loss.temperature=0.3"],
     "wd0.1": ["optim.weight_decay=0.1"],
+    # VICReg-style variance / covariance terms on the projections (loss.variance_weight, loss.covariance_weight),
+    # added to the chosen recipe (session 7; VICReg's 25:1 ratio of the two terms)
+    "featdrop0.5+temp0.3+vc1": ["model.feature_dropout=0.5", "loss.temperature=0.3", "loss.variance_weight=1.0",
+                                "loss.covariance_weight=0.04"],
+    "featdrop0.5+temp0.3+vc5": ["model.feature_dropout=0.5", "loss.temperature=0.3", "loss.variance_weight=5.0",
+                                "loss.covariance_weight=0.2"],
     "small": ["model.modalities.egemaps.encoder_args.hidden_dims=[128]",
               "model.modalities.melstats.encoder_args.hidden_dims=[128]",
               "model.modalities.au.encoder_args.hidden_dims=[128]",

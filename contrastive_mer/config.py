@@ -124,6 +124,11 @@ class LossConfig:
     label: Optional[str] = None
     count_offset: float = 0.0
     anchor_rule: str = "all"
+    # pairwise_infonce only: VICReg-style terms on each modality's projections (Bardes et al., ICLR 2022), added to
+    # the pairwise loss: variance hinge (every dimension's std of sqrt(P)-scaled projections at least 1) and
+    # off-diagonal covariance (squared, / P); 0 = off (see losses.variance_covariance)
+    variance_weight: float = 0.0
+    covariance_weight: float = 0.0
 
 
 @dataclass

@@ -208,6 +208,26 @@ def pairwise_infonce(embeddings: Mapping[str, torch.Tensor], present: Mapping[st
     return out
 
 
+def variance_covariance(z: torch.Tensor, eps: float = 1e-4) -> tuple[torch.Tensor, torch.Tensor]:
+    """VICReg's variance and covariance terms of one modality's ``(N, P)`` projections (Bardes et al., ICLR 2022).
+
+    The rows are scaled by ``sqrt(P)`` first, so that L2-normalised projections spread evenly over the dimensions
+    have a per-dimension variance of about 1. ``variance``: mean over dimensions of ``max(0, 1 - sqrt(var + eps))``
+    (unbiased variance over the rows); ``covariance``: sum of the squared off-diagonal entries of the covariance
+    matrix, divided by ``P``. Both are 0 for fewer than two rows."""
+    n, p = z.shape
+    if n < 2:
+        zero = z.sum() * 0.0
+        return zero, zero
+    x = z * math.sqrt(p)
+    x = x - x.mean(dim=0, keepdim=True)
+    cov = x.T @ x / (n - 1)
+    std = torch.sqrt(torch.diagonal(cov) + eps)
+    variance = F.relu(1.0 - std).mean()
+    off = cov - torch.diag(torch.diagonal(cov))
+    return variance, off.pow(2).sum() / p
+
+
 class ContrastiveLoss(nn.Module, ABC):
     """The interface the module trains with; every loss in :data:`LOSSES` implements it.
 
@@ -295,7 +315,7 @@ class PairwiseInfoNCE(ContrastiveLoss):
 
     def __init__(self, modalities: Sequence[str], temperature: float = 0.07, *, learnable_temperature: bool = False,
                  max_logit_scale: float = 100.0, pairs: Sequence[str] | None = None, gather: bool = False,
-                 local_loss: bool = True):
+                 local_loss: bool = True, variance_weight: float = 0.0, covariance_weight: float = 0.0):
         if temperature <= 0:
             raise ValueError(f"loss.temperature must be > 0, got {temperature}")
         if 1.0 / temperature > max_logit_scale:
@@ -310,18 +330,28 @@ class PairwiseInfoNCE(ContrastiveLoss):
             self.register_buffer("log_scale", init, persistent=False)
         self.gather = gather
         self.local_loss = local_loss
+        if variance_weight < 0 or covariance_weight < 0:
+            raise ValueError(f"loss.variance_weight / covariance_weight must be >= 0, got {variance_weight}, "
+                             f"{covariance_weight}")
+        self.variance_weight = float(variance_weight)
+        self.covariance_weight = float(covariance_weight)
 
     @classmethod
     def from_config(cls, loss_cfg: Any, modalities: Sequence[str]) -> PairwiseInfoNCE:
         return cls(modalities, loss_cfg.temperature, learnable_temperature=loss_cfg.learnable_temperature,
                    max_logit_scale=loss_cfg.max_logit_scale, pairs=list(loss_cfg.pairs), gather=loss_cfg.gather,
-                   local_loss=loss_cfg.local_loss)
+                   local_loss=loss_cfg.local_loss, variance_weight=loss_cfg.get("variance_weight", 0.0),
+                   covariance_weight=loss_cfg.get("covariance_weight", 0.0))
 
     @classmethod
     def check_options(cls, loss_cfg: Any) -> None:
         if loss_cfg.label is not None or loss_cfg.count_offset != 0.0 or loss_cfg.anchor_rule != "all":
             raise ConfigError("loss.label / loss.count_offset / loss.anchor_rule: only for "
                               "loss.name=two_window_supcon")
+        for key in ("variance_weight", "covariance_weight"):
+            value = loss_cfg.get(key, 0.0)
+            if not math.isfinite(value) or value < 0:
+                raise ConfigError(f"loss.{key}: {value} must be a finite number >= 0")
 
     def logit_scales(self) -> dict[str, torch.Tensor]:
         """Pair name -> current inverse temperature (clamped)."""
@@ -340,9 +370,17 @@ class PairwiseInfoNCE(ContrastiveLoss):
 
     def forward(self, embeddings: Mapping[str, torch.Tensor], present: Mapping[str, torch.Tensor],
                 labels: Mapping[str, torch.Tensor] | None = None) -> LossOutput:
-        """``embeddings``: modality -> ``(B, P)``; ``present``: modality -> ``(B,)``; ``labels`` unused."""
-        return pairwise_infonce(embeddings, present, self.logit_scales(), self.pairs,
-                                gather=self.gather, local_loss=self.local_loss)
+        """``embeddings``: modality -> ``(B, P)``; ``present``: modality -> ``(B,)``; ``labels`` unused. With
+        ``variance_weight`` / ``covariance_weight``, each paired modality's :func:`variance_covariance` over its
+        present rows (this process's rows) is added, averaged over the modalities."""
+        out = pairwise_infonce(embeddings, present, self.logit_scales(), self.pairs,
+                               gather=self.gather, local_loss=self.local_loss)
+        if self.variance_weight or self.covariance_weight:
+            used = list(dict.fromkeys(m for pair in self.pairs for m in pair))
+            terms = [variance_covariance(embeddings[m][present[m].bool()]) for m in used]
+            reg = sum(self.variance_weight * v + self.covariance_weight * c for v, c in terms) / len(terms)
+            out.loss = out.loss + reg
+        return out
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -496,6 +534,8 @@ class TwoWindowLoss(ContrastiveLoss):
     def check_options(cls, loss_cfg: Any) -> None:
         if loss_cfg.learnable_temperature:
             raise ConfigError("loss.learnable_temperature: not available with two_window_supcon (fixed temperature)")
+        if loss_cfg.get("variance_weight", 0.0) or loss_cfg.get("covariance_weight", 0.0):
+            raise ConfigError("loss.variance_weight / loss.covariance_weight: only for loss.name=pairwise_infonce")
         if loss_cfg.anchor_rule not in ANCHOR_RULES:
             raise ConfigError(f"loss.anchor_rule: {loss_cfg.anchor_rule!r} is not one of {', '.join(ANCHOR_RULES)}")
 

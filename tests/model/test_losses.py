@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -159,3 +160,52 @@ def test_function_and_module_agree_with_per_pair_temperatures():
             torch.testing.assert_close(out.per_pair[f"{a}-{b}"], expected_pair)
             expected.append(expected_pair)
     torch.testing.assert_close(out.loss, torch.stack(expected).mean())
+
+
+def naive_variance_covariance(z: np.ndarray) -> tuple[float, float]:
+    """VICReg's two terms written out with numpy loops: per-dimension std hinge and squared off-diagonal cov."""
+    n, p = z.shape
+    x = z * math.sqrt(p)
+    std = [math.sqrt(np.var(x[:, j], ddof=1) + 1e-4) for j in range(p)]
+    variance = float(np.mean([max(0.0, 1.0 - s) for s in std]))
+    cov = np.cov(x, rowvar=False)
+    off = sum(cov[i, j] ** 2 for i in range(p) for j in range(p) if i != j)
+    return variance, off / p
+
+
+def test_variance_covariance_matches_numpy_reference():
+    from contrastive_mer.model.losses import variance_covariance
+
+    z = F.normalize(torch.randn(12, 6, generator=torch.Generator().manual_seed(3), dtype=torch.float64), dim=-1)
+    v, c = variance_covariance(z)
+    ref_v, ref_c = naive_variance_covariance(z.numpy())
+    assert float(v) == pytest.approx(ref_v, rel=1e-9)
+    assert float(c) == pytest.approx(ref_c, rel=1e-9)
+    collapsed = F.normalize(torch.ones(12, 6, dtype=torch.float64), dim=-1)  # every row the same: no variance
+    assert float(variance_covariance(collapsed)[0]) == pytest.approx(1 - math.sqrt(1e-4))
+
+
+def test_variance_covariance_terms_add_to_the_pairwise_loss_over_present_rows():
+    from contrastive_mer.model.losses import variance_covariance
+
+    names, raw, present = make_inputs(3, 10, "random", seed=4)
+    emb = {m: F.normalize(raw[m], dim=-1) for m in names}
+    plain = PairwiseInfoNCE(names, 0.2)(emb, present).loss
+    reg = PairwiseInfoNCE(names, 0.2, variance_weight=2.0, covariance_weight=0.5)(emb, present).loss
+    terms = [variance_covariance(emb[m][present[m]]) for m in names]
+    expected = plain + sum(2.0 * v + 0.5 * c for v, c in terms) / 3
+    assert float(reg.detach()) == pytest.approx(float(expected.detach()), rel=1e-9)
+    reg.backward()
+    assert all(raw[m].grad is not None and torch.isfinite(raw[m].grad).all() for m in names)
+
+
+def test_variance_covariance_weights_are_checked_and_only_for_the_pairwise_loss():
+    from contrastive_mer.config import ConfigError
+    from contrastive_mer.experiment import config_from_dict, validate
+
+    base = {"model": {"modalities": {"a": {"encoder": "mlp", "encoder_args": {"input_dim": 4, "output_dim": 4}},
+                                     "b": {"encoder": "mlp", "encoder_args": {"input_dim": 4, "output_dim": 4}}}}}
+    with pytest.raises(ConfigError, match="loss.covariance_weight"):
+        validate(config_from_dict({**base, "loss": {"covariance_weight": -1.0}}))
+    with pytest.raises(ConfigError, match="only for loss.name=pairwise_infonce"):
+        validate(config_from_dict({**base, "loss": {"name": "two_window_supcon", "variance_weight": 1.0}}))
