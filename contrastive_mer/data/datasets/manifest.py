@@ -265,30 +265,34 @@ class ManifestAdapter(MediaCorpus):
         unknown: dict[str, dict[str, list[str]]] = {}  # label -> value -> ids left without it
         for line, sid, row in rows:
             labels: dict[str, Any] = {}
-            try:
-                for name in self.label_columns:
-                    if _empty(row.get(name)):
-                        continue
-                    value = row[name]
+            for name in self.label_columns:
+                if _empty(row.get(name)):
+                    continue
+                value = row[name]
+                try:
                     if kinds[name] == "float":
                         labels[name] = float(value)
                     elif kinds[name] == "multi":
                         labels[name] = [float(v) for v in value]
                     elif (text := normalize_label(value, keep_case=self.keep_case)) in self.class_names[name]:
                         labels[name] = self.class_names[name].index(text)
-                    elif self.strict:
-                        raise ValueError(f"label {name!r} value {value!r} not in {self.class_names[name]}")
                     else:
-                        unknown.setdefault(name, {}).setdefault(text, []).append(sid)
-            except (TypeError, ValueError) as err:
-                self._bad(line, f"id {sid!r}: {err}", sid)
-                continue
+                        raise KeyError(text)
+                except (TypeError, ValueError, KeyError) as err:
+                    if self.strict:
+                        raise ValueError(f"{self.path}:{line}: id {sid!r}: label {name!r} value {value!r} "
+                                         + (f"not in {self.class_names[name]}" if isinstance(err, KeyError)
+                                            else f"unreadable ({err})")) from None
+                    shown = normalize_label(value, keep_case=self.keep_case) if isinstance(err, KeyError) else \
+                        f"unreadable {value!r}"
+                    unknown.setdefault(name, {}).setdefault(shown, []).append(sid)
             coded[sid] = labels
         for name, by_value in unknown.items():
             n = sum(len(ids) for ids in by_value.values())
             shown = ", ".join(f"{v!r} ({len(ids)}: {', '.join(ids[:3])}{', ...' if len(ids) > 3 else ''})"
                               for v, ids in sorted(by_value.items()))
-            self._warn(f"label {name!r}: {n} clip(s) have a value not in class_names {self.class_names[name]}: "
+            known = f"not in class_names {self.class_names[name]}" if name in self.class_names else "not readable"
+            self._warn(f"label {name!r}: {n} clip(s) have a value {known}: "
                        f"{shown}; they are kept without this label (pretraining uses them, probes do not)")
         return coded
 

@@ -88,6 +88,13 @@ def test_labels_never_remove_a_clip(tmp_path: Path) -> None:
                              strict=True)
     with pytest.raises(ValueError, match="'bored' not in"):
         strict.records()
+    tags = tmp_path / "m.jsonl"  # a multi-label list holding a word: that clip keeps no tags, and stays
+    tags.write_text('{"id": "a", "text": "hi", "tags": [1, 0]}\n{"id": "b", "text": "ho", "tags": [1, "x"]}\n',
+                    encoding="utf-8")
+    adapter = ManifestAdapter(path=str(tags), labels=["tags"])
+    records = {r.id: r for r in adapter.records()}
+    assert records["a"].labels == {"tags": [1.0, 0.0]} and records["b"].labels == {} and not adapter.skipped
+    assert "not readable" in adapter.warnings[-1] and "(1: b)" in adapter.warnings[-1]
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
