@@ -241,9 +241,9 @@ class ManifestAdapter(MediaCorpus):
         return next((self._landmarks[s] for s in stems if s in self._landmarks), None)
 
     def _code_labels(self, rows: list[tuple[int, str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
-        """Per row id, the coded labels. A categorical value outside the class names leaves that clip without
-        the label (a warning lists them; ``strict``: ValueError); the row itself is only dropped for a value that
-        cannot be read as its column's type (a float column is numbers throughout)."""
+        """Per row id, the coded labels. A categorical value outside the class names, or a value that cannot be
+        read as its column's type, leaves that clip without the label (a warning lists them; ``strict``:
+        ValueError naming file, line and id): labels never remove a clip."""
         kinds: dict[str, str] = {}
         for name in self.label_columns:
             values = [row.get(name) for _, _, row in rows if not _empty(row.get(name))]
