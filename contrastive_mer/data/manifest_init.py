@@ -165,7 +165,9 @@ def read_label_table(path: str | Path, id_column: str = "id", label_columns: Seq
     """``(label columns, id -> {column: value})`` from a CSV/TSV label table with a header row.
 
     ``label_columns`` default: every column but the id and speaker columns. The speaker column (if any) is
-    returned under ``speaker``. A repeated id is an error naming its line.
+    returned under ``speaker``, stripped; label values are returned as written (:func:`init_manifest` applies the
+    label rule, and names the values that differ only in case or spaces). A repeated id is an error naming its
+    line.
     """
     table = Path(path)
     if not table.is_file():
