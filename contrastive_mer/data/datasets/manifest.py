@@ -298,6 +298,7 @@ class ManifestAdapter(MediaCorpus):
 
     def _scan(self) -> list[ClipRecord]:
         """One record per well-formed row (of the speakers kept), in file order."""
+        self.warnings = []
         seen: dict[str, int] = {}
         kept: list[tuple[int, str, dict[str, Any]]] = []
         try:
