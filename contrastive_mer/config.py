@@ -99,6 +99,9 @@ class DataConfig:
     normalize: dict[str, str] = field(default_factory=dict)
     normalize_min_clips: int = 2
     two_window: TwoWindowConfig = field(default_factory=TwoWindowConfig)
+    # a folder every file a manifest names must lie in, symbolic links followed ("manifest": the manifest's own
+    # folder); None: a manifest is trusted like a config and may name any readable file (docs/reliability.md)
+    confine_paths: Optional[str] = None
 
 
 @dataclass
@@ -319,6 +322,14 @@ def check_settings(cfg: DictConfig) -> None:
     if cfg.data.normalize_min_clips < 1:
         raise ConfigError(f"data.normalize_min_clips: {cfg.data.normalize_min_clips} must be >= 1")
     _check_ranges(cfg)
+    _check_confine(cfg.data.get("confine_paths"))
+
+
+def _check_confine(value: Any) -> None:
+    """``data.confine_paths``: None, ``manifest`` or a folder path (not checked for existence here: a saved
+    config may travel to another machine; the adapter resolves it)."""
+    if value is not None and (not isinstance(value, str) or not value.strip() or "\x00" in value):
+        raise ConfigError(f"data.confine_paths: {value!r} must be a folder path or 'manifest'")
 
 
 def _check_ranges(cfg: DictConfig) -> None:

@@ -27,6 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--npy-modality", default=None, metavar="NAME",
                         help="modality name of every .npy file (column feat:NAME); default: the .npy's folder "
                              "name, 'features' at the top level")
+    parser.add_argument("--keep-label-case", action="store_true",
+                        help="keep the case of label values (default: folded, so 'Happy' and 'happy' are one "
+                             "class; set data.options.keep_label_case=true to read the manifest the same way)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
 
 
@@ -36,6 +39,6 @@ def run(args: argparse.Namespace) -> int:
     summary = init_manifest(args.folder, args.out, labels=args.labels, id_column=args.id_column,
                             label_columns=comma_list(args.label_columns, option="--label-columns"),
                             speaker_column=args.speaker_column, npy_modality=args.npy_modality,
-                            overwrite=args.overwrite)
+                            overwrite=args.overwrite, keep_case=args.keep_label_case)
     print(summary.describe())
     return 0

@@ -34,7 +34,22 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 SOUNDFILE_EXTS = frozenset({".wav", ".flac", ".ogg", ".oga", ".aif", ".aiff"})
 MAX_CHANNELS = 64
-SILENCE_THRESHOLD = 1e-6
+#: audio whose RMS level is below this many dB relative to full scale (RMS 1.0) is "silent" by default:
+#: judged by level, so dither, a hiss or an MP3's noise floor in an empty recording is silence too
+SILENCE_DBFS = -60.0
+
+
+def rms_dbfs(mono: np.ndarray) -> float:
+    """The RMS level of ``mono`` in dB relative to full scale (a full-scale square wave: 0; a full-scale sine:
+    -3.01; all zeros: -inf)."""
+    rms = float(np.sqrt(np.mean(np.square(mono, dtype=np.float64)))) if mono.size else 0.0
+    return 20.0 * np.log10(rms) if rms > 0 else float("-inf")
+
+
+def check_silence_dbfs(value: float | None) -> None:
+    """ValueError for a silence level that is not a finite number of dB at or below 0 (None: no check)."""
+    if value is not None and not (np.isfinite(value) and value <= 0):
+        raise ValueError(f"silence_dbfs must be a finite level in dB at or below 0, got {value}")
 #: audio decoded past ``decode_seconds``, so that resampling the kept part sees the samples after it
 #: (torchaudio's sinc filter reaches 6 / (0.99 min(rate)) s, 6 ms at the lowest rate allowed)
 RESAMPLE_MARGIN_SECONDS = 0.1
@@ -61,8 +76,9 @@ def check_target_rate(sample_rate: int) -> None:
 
 
 def finish_audio(path: Path, wave: np.ndarray, rate: int, sample_rate: int, *, max_seconds: float | None,
-                 reject_silent: bool) -> np.ndarray:
-    """``(channels, n)`` float samples -> checked, mono, trimmed, resampled float32 ``(N,)``."""
+                 reject_silent: bool, silence_dbfs: float = SILENCE_DBFS) -> np.ndarray:
+    """``(channels, n)`` float samples -> checked, mono, trimmed, resampled float32 ``(N,)`` (with
+    ``reject_silent``: MediaError when the kept part's RMS level is below ``silence_dbfs``)."""
     check_rate(path, rate)
     if wave.shape[-1] == 0:
         raise MediaError(path, "zero-length audio (no samples decoded)")
@@ -71,8 +87,9 @@ def finish_audio(path: Path, wave: np.ndarray, rate: int, sample_rate: int, *, m
     mono = wave.mean(axis=0, dtype=np.float64).astype(np.float32) if wave.shape[0] > 1 else wave[0]
     if max_seconds is not None:
         mono = mono[: max(1, int(round(max_seconds * rate)))]
-    if reject_silent and not (np.abs(mono) >= SILENCE_THRESHOLD).any():
-        raise MediaError(path, f"silent audio (every |sample| < {SILENCE_THRESHOLD:g})")
+    if reject_silent and (level := rms_dbfs(mono)) < silence_dbfs:
+        raise MediaError(path, f"silent audio (RMS level {level:.1f} dBFS, below the {silence_dbfs:g} dBFS of "
+                               "data.options.silence_dbfs)")
     if rate != sample_rate:
         import torchaudio.functional as AF
 
@@ -180,7 +197,7 @@ class AudioSink:
 
 def load_audio(path: str | Path, sample_rate: int = 16000, max_seconds: float | None = None, *,
                reject_silent: bool = True, limits: DecodeLimits = DEFAULT_LIMITS, decode_seconds: float | None = None,
-               truncated: str = "skip") -> np.ndarray:
+               truncated: str = "skip", silence_dbfs: float = SILENCE_DBFS) -> np.ndarray:
     """Decode an audio file (or a container's first audio stream) to float32 mono ``(N,)`` at ``sample_rate``.
 
     Multi-channel audio is averaged to mono; ``max_seconds`` keeps only the start. ``decode_seconds``: decoding
@@ -189,16 +206,18 @@ def load_audio(path: str | Path, sample_rate: int = 16000, max_seconds: float | 
     :class:`MediaError` when the file ends well before the duration it declares, ``"keep"`` logs a warning
     (:mod:`~contrastive_mer.data.truncation`). Raises :class:`MediaError` for a missing, unreadable, corrupt or
     truncated-to-nothing file, no audio stream, zero-length, non-finite or (with ``reject_silent``) silent
-    audio, and sample rates outside 1 kHz..384 kHz.
+    audio (an RMS level below ``silence_dbfs``), and sample rates outside 1 kHz..384 kHz.
     """
     check_target_rate(sample_rate)
     check_mode(truncated)
+    check_silence_dbfs(silence_dbfs)
     p = check_file(path)
     sf_error = ""
     if p.suffix.lower() in SOUNDFILE_EXTS and sf is not None:
         try:
             wave, rate = _read_soundfile(p, max_seconds, limits, decode_seconds=decode_seconds, truncated=truncated)
-            return finish_audio(p, wave, rate, sample_rate, max_seconds=max_seconds, reject_silent=reject_silent)
+            return finish_audio(p, wave, rate, sample_rate, max_seconds=max_seconds, reject_silent=reject_silent,
+                                silence_dbfs=silence_dbfs)
         except DECODE_ERRORS as err:
             sf_error = f"soundfile: {err}; "  # not a libsndfile format after all: try FFmpeg
     require_av()
@@ -210,4 +229,5 @@ def load_audio(path: str | Path, sample_rate: int = 16000, max_seconds: float | 
         raise MediaError(p, sf_error + err.reason) from err
     except DECODE_ERRORS as err:
         raise MediaError(p, f"{sf_error}cannot decode audio: {err}") from err
-    return finish_audio(p, wave, rate, sample_rate, max_seconds=max_seconds, reject_silent=reject_silent)
+    return finish_audio(p, wave, rate, sample_rate, max_seconds=max_seconds, reject_silent=reject_silent,
+                        silence_dbfs=silence_dbfs)

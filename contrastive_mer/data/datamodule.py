@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from contrastive_mer.data.dataset import MERDataset
 from contrastive_mer.data.datasets import build_adapter
-from contrastive_mer.data.datasets.base import ClipRecord, CorpusAdapter
+from contrastive_mer.data.datasets.base import ClipRecord, CorpusAdapter, add_data_settings
 from contrastive_mer.data.kinds import build_preprocessor
 from contrastive_mer.data.samplers import GroupBatchSampler
 from contrastive_mer.data.transforms import Preprocessor
@@ -32,6 +32,7 @@ def build_corpus(cfg: DictConfig, overrides: dict[str, Any] | None = None) -> Co
     options = container_dict(cfg.data.options, "data.options", resolve=True) if cfg.data.options else {}
     if cfg.data.root is not None:
         options["root"] = cfg.data.root
+    add_data_settings(cfg.data, options)
     options.update(overrides or {})
     return build_adapter(cfg.data.dataset, **options)
 

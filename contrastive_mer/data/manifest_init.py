@@ -8,16 +8,25 @@ Files are found recursively under the folder and sorted into columns by suffix: 
 id are an error naming both. Label-table ids are matched with or without a media suffix. Clips without a label
 row are kept (pretraining uses unlabelled clips) with empty label cells; label rows without files are counted and
 left out. Paths are written relative to the manifest's folder (they resolve against it when read).
+
+A video file holding an audio track also fills the ``audio`` column (unless the clip has its own audio file).
+A symbolic link that loops or points nowhere is a skipped entry with the reason (:attr:`ManifestSummary.skipped`).
+Label values follow the manifest reader's rule (:func:`contrastive_mer.data.label_text.normalize_label`:
+spaces stripped, case folded unless ``keep_case``); values that differ only in case or spaces are listed in
+:attr:`ManifestSummary.warnings`.
 """
 
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
+
+from contrastive_mer.data.label_text import case_variants, normalize_label, variants_warning
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".m4a", ".aac", ".opus")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".flv", ".webm", ".mpg", ".mpeg")
@@ -41,6 +50,10 @@ class ManifestSummary:
     unmatched_labels: int = 0
     unmatched_examples: list[str] = field(default_factory=list)
     class_names: dict[str, list[str]] = field(default_factory=dict)
+    #: (file, reason) of the entries the folder scan left out
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    #: label values that differ only in case or spaces (one line per label column)
+    warnings: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
         """A few lines for the terminal: counts, unmatched label rows, and the config options to use."""
@@ -55,6 +68,10 @@ class ManifestSummary:
                      + (f" data.options.labels=[{','.join(labels)}]" if labels else ""))
         for name, classes in self.class_names.items():
             lines.append(f"  class_names.{name}: [{', '.join(classes)}]")
+        if self.skipped:
+            lines.append(f"  {len(self.skipped)} file(s) skipped:")
+            lines += [f"    {file}: {reason}" for file, reason in self.skipped]
+        lines += [f"  warning: {w}" for w in self.warnings]
         return "\n".join(lines)
 
 
@@ -78,8 +95,36 @@ def _column_of(path: Path, folder: Path, npy_modality: str | None) -> str | None
     return None
 
 
-def scan_media(folder: str | Path, npy_modality: str | None = None) -> dict[str, dict[str, Path]]:
-    """Clip id -> {column: file} for every media file under ``folder`` (recursively, hidden files skipped)."""
+def _link_problem(path: Path) -> str | None:
+    """Why a symbolic link cannot be followed (a loop, or nothing at its end), or None."""
+    if not path.is_symlink():
+        return None
+    try:
+        path.resolve(strict=True)
+    except RuntimeError:  # Python < 3.13: "Symlink loop from ..."
+        return "symbolic link loop"
+    except OSError as err:
+        return "symbolic link loop" if err.errno == errno.ELOOP else f"broken symbolic link ({err.strerror})"
+    return None
+
+
+def has_audio_track(path: Path) -> bool:
+    """Whether a video container holds an audio stream (its header only is read; False when unreadable)."""
+    try:
+        import av
+
+        with av.open(str(path), metadata_errors="ignore") as container:
+            return len(container.streams.audio) > 0
+    except Exception:  # noqa: BLE001 - an unreadable file is reported when it is decoded, not here
+        return False
+
+
+def scan_media(folder: str | Path, npy_modality: str | None = None,
+               skipped: list[tuple[str, str]] | None = None) -> dict[str, dict[str, Path]]:
+    """Clip id -> {column: file} for every media file under ``folder`` (recursively, hidden files skipped).
+
+    A symbolic link that loops or points nowhere is left out and appended to ``skipped`` as ``(file, reason)``.
+    A video file with an audio track fills the clip's ``audio`` column too when no audio file does."""
     root = Path(folder)
     if not root.is_dir():
         raise FileNotFoundError(f"media folder not found: {root}")
@@ -93,11 +138,19 @@ def scan_media(folder: str | Path, npy_modality: str | None = None) -> dict[str,
             column = _column_of(path, root, npy_modality)
             if column is None:
                 continue
+            problem = _link_problem(path)
+            if problem is not None:
+                if skipped is not None:
+                    skipped.append((str(path), problem))
+                continue
             entry = clips.setdefault(path.stem, {})
             if column in entry:
                 raise ValueError(f"two {column} files for clip id {path.stem!r}: {entry[column]} and {path} "
                                  "(clip ids are file names without the suffix and must be unique per column)")
             entry[column] = path
+    for entry in clips.values():
+        if "video" in entry and "audio" not in entry and has_audio_track(entry["video"]):
+            entry["audio"] = entry["video"]
     return clips
 
 
@@ -112,7 +165,9 @@ def read_label_table(path: str | Path, id_column: str = "id", label_columns: Seq
     """``(label columns, id -> {column: value})`` from a CSV/TSV label table with a header row.
 
     ``label_columns`` default: every column but the id and speaker columns. The speaker column (if any) is
-    returned under ``speaker``. A repeated id is an error naming its line.
+    returned under ``speaker``, stripped; label values are returned as written (:func:`init_manifest` applies the
+    label rule, and names the values that differ only in case or spaces). A repeated id is an error naming its
+    line.
     """
     table = Path(path)
     if not table.is_file():
@@ -139,7 +194,7 @@ def read_label_table(path: str | Path, id_column: str = "id", label_columns: Seq
             if clip in rows:
                 raise ValueError(f"{table}:{line}: id {clip!r} repeats line {first[clip]}")
             first[clip] = line
-            values = {c: (row.get(c) or "").strip() for c in labels}
+            values = {c: (row.get(c) or "") for c in labels}  # normalised by init_manifest (numbers too)
             if speaker_column is not None:
                 values["speaker"] = (row.get(speaker_column) or "").strip()
             rows[clip] = values
@@ -154,9 +209,30 @@ def _is_number(value: str) -> bool:
     return True
 
 
+def _normalized_labels(names: Sequence[str], table: dict[str, dict[str, str]], *, keep_case: bool
+                       ) -> tuple[dict[str, list[str]], list[str]]:
+    """Rewrite ``table``'s label values by the label rule (a numeric column is only stripped); returns the
+    class names of each categorical column and the warnings about values differing only in case or spaces."""
+    class_names, warnings = {}, []
+    for n in names:
+        raw = [v for r in table.values() if (v := r.get(n, "")).strip()]
+        if not raw or all(_is_number(x) for x in raw):
+            for r in table.values():
+                r[n] = r.get(n, "").strip()
+            continue
+        for r in table.values():
+            r[n] = normalize_label(r.get(n, ""), keep_case=keep_case)
+        class_names[n] = sorted({r[n] for r in table.values() if r[n]})
+        message = variants_warning(n, case_variants(raw), keep_case=keep_case)
+        if message:
+            warnings.append(message)
+    return class_names, warnings
+
+
 def init_manifest(folder: str | Path, out: str | Path, labels: str | Path | None = None, *, id_column: str = "id",
                   label_columns: Sequence[str] | None = None, speaker_column: str | None = None,
-                  npy_modality: str | None = None, overwrite: bool = False) -> ManifestSummary:
+                  npy_modality: str | None = None, overwrite: bool = False,
+                  keep_case: bool = False) -> ManifestSummary:
     """Write a manifest of the media under ``folder`` (and the labels of ``labels``, a CSV/TSV table) to ``out``
     (``.csv``, ``.tsv`` or ``.jsonl``); see the module docstring for the rules."""
     target = Path(out)
@@ -164,13 +240,15 @@ def init_manifest(folder: str | Path, out: str | Path, labels: str | Path | None
         raise ValueError(f"--out {target}: the manifest must end in {', '.join(OUTPUT_SUFFIXES)}")
     if target.exists() and not overwrite:
         raise ValueError(f"{target} exists (pass --overwrite to replace it)")
-    clips = scan_media(folder, npy_modality)
+    skipped: list[tuple[str, str]] = []
+    clips = scan_media(folder, npy_modality, skipped)
     if not clips:
         raise ValueError(f"no media files under {folder} (suffixes: {', '.join(MEDIA_SUFFIXES)})")
     names: list[str] = []
     table: dict[str, dict[str, str]] = {}
     if labels is not None:
         names, table = read_label_table(labels, id_column, label_columns, speaker_column)
+    class_names, warnings = _normalized_labels(names, table, keep_case=keep_case)
     file_columns = [c for c in _FILE_COLUMNS if any(c in e for e in clips.values())]
     file_columns += sorted({c for e in clips.values() for c in e if c.startswith("feat:")})
     columns = ["id", *file_columns, *names, *(["speaker"] if speaker_column is not None else [])]
@@ -185,8 +263,6 @@ def init_manifest(folder: str | Path, out: str | Path, labels: str | Path | None
         row.update(table.get(clip, {}))
         rows.append(row)
     unmatched = [t for t in table if t not in clips]
-    class_names = {n: sorted({v for r in table.values() if (v := r.get(n, ""))}) for n in names}
-    class_names = {n: v for n, v in class_names.items() if v and not all(_is_number(x) for x in v)}
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(target.name + ".tmp")
     with open(tmp, "w", encoding="utf-8", newline="") as fh:
@@ -201,4 +277,5 @@ def init_manifest(folder: str | Path, out: str | Path, labels: str | Path | None
     return ManifestSummary(target, columns, len(rows),
                            {c: sum(c in e for e in clips.values()) for c in file_columns},
                            labelled=sum(clip in table for clip in clips), unmatched_labels=len(unmatched),
-                           unmatched_examples=unmatched[:3], class_names=class_names)
+                           unmatched_examples=unmatched[:3], class_names=class_names, skipped=skipped,
+                           warnings=warnings)

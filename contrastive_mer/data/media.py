@@ -13,7 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
-from contrastive_mer.data.audio_io import AudioSink, check_target_rate, finish_audio, load_audio
+from contrastive_mer.data.audio_io import (
+    SILENCE_DBFS,
+    AudioSink,
+    check_silence_dbfs,
+    check_target_rate,
+    finish_audio,
+    load_audio,
+)
 from contrastive_mer.data.decoding import (
     DECODE_ERRORS,
     DEFAULT_LIMITS,
@@ -43,6 +50,7 @@ class MediaOptions:
     sample_rate: int = 16000
     max_seconds: float | None = None
     reject_silent: bool = True
+    silence_dbfs: float = SILENCE_DBFS
     num_frames: int | None = 8
     fps: float | None = None
     size: int | None = 112
@@ -52,6 +60,7 @@ class MediaOptions:
 
     def __post_init__(self) -> None:
         check_target_rate(self.sample_rate)
+        check_silence_dbfs(self.silence_dbfs)
         check_video_args(self.num_frames, self.fps, self.size, self.crop)
         check_mode(self.truncated)
 
@@ -60,8 +69,8 @@ def load_audio_video(path: str | Path, sample_rate: int = 16000, *, num_frames: 
                      fps: float | None = None, size: int | None = 112, crop: str = "center",
                      face_detector: FaceCropper | None = None, max_seconds: float | None = None,
                      reject_silent: bool = True, limits: DecodeLimits = DEFAULT_LIMITS,
-                     decode_seconds: float | None = None,
-                     truncated: str = "skip") -> tuple[np.ndarray, np.ndarray]:
+                     decode_seconds: float | None = None, truncated: str = "skip",
+                     silence_dbfs: float = SILENCE_DBFS) -> tuple[np.ndarray, np.ndarray]:
     """Decode a container's first audio and video streams -> ``(audio, frames)`` (the video as :func:`load_video`
     does, then the audio stream alone).
 
@@ -80,7 +89,8 @@ def load_audio_video(path: str | Path, sample_rate: int = 16000, *, num_frames: 
         wave, rate = audio.result()
     except DECODE_ERRORS as err:
         raise MediaError(p, f"cannot decode: {err}") from err
-    return finish_audio(p, wave, rate, sample_rate, max_seconds=max_seconds, reject_silent=reject_silent), frames
+    return finish_audio(p, wave, rate, sample_rate, max_seconds=max_seconds, reject_silent=reject_silent,
+                        silence_dbfs=silence_dbfs), frames
 
 
 def load_media(audio_path: str | Path | None, video_path: str | Path | None, options: MediaOptions,
@@ -95,12 +105,13 @@ def load_media(audio_path: str | Path | None, video_path: str | Path | None, opt
     if audio_path is not None and video_path is not None and Path(audio_path) == Path(video_path):
         a, v = load_audio_video(audio_path, sample_rate=o.sample_rate, max_seconds=o.max_seconds,
                                 reject_silent=o.reject_silent, decode_seconds=o.decode_seconds,
-                                **vkw)  # type: ignore[arg-type]
+                                silence_dbfs=o.silence_dbfs, **vkw)  # type: ignore[arg-type]
         return {"audio": a, "video": v}
     out: dict[str, np.ndarray] = {}
     if audio_path is not None:
         out["audio"] = load_audio(audio_path, o.sample_rate, o.max_seconds, reject_silent=o.reject_silent,
-                                  decode_seconds=o.decode_seconds, truncated=o.truncated)
+                                  decode_seconds=o.decode_seconds, truncated=o.truncated,
+                                  silence_dbfs=o.silence_dbfs)
     if video_path is not None:
         out["video"] = load_video(video_path, **vkw)  # type: ignore[arg-type]
     return out

@@ -16,7 +16,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
-from pytorch_lightning.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint
+from pytorch_lightning.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 
 from contrastive_mer.config import PRECISIONS, ConfigError, checkpoint_monitor, to_yaml
@@ -28,7 +28,14 @@ from contrastive_mer.experiment import load_config
 from contrastive_mer.model.checkpoint_io import AtomicCheckpointIO, verify_checkpoint_crc
 from contrastive_mer.model.module import PairwiseContrastiveModule
 from contrastive_mer.pretrain.figures import EmbeddingFiguresCallback
-from contrastive_mer.pretrain.progress import EpochLineCallback, ThroughputCallback, interactive_output, quiet_lightning
+from contrastive_mer.pretrain.progress import (
+    EpochBar,
+    EpochLineCallback,
+    StepLrCallback,
+    ThroughputCallback,
+    interactive_output,
+    quiet_lightning,
+)
 from contrastive_mer.pretrain.run_dir import lock_run_dir, prepare_run_dir
 
 # noise from Lightning's own internals on current torch; nothing a user can act on
@@ -262,14 +269,15 @@ def build_trainer(cfg: DictConfig, run_dir: Path, extra_callbacks: list[Callback
     # last.ckpt is rewritten after every epoch, whether or not the monitored loss improved
     last = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", monitor=None, save_top_k=1,
                            every_n_epochs=1, enable_version_counter=False)
-    # per-step learning rate (every log_every_n_steps); throughput before the callbacks that read it
-    callbacks: list[Callback] = [ckpt, last, LearningRateMonitor(logging_interval="step"), RngStateCallback(),
-                                 ThroughputCallback()]
+    # the learning rate of every step; throughput before the callbacks that read it
+    callbacks: list[Callback] = [ckpt, last, StepLrCallback(), RngStateCallback(), ThroughputCallback()]
     if t.early_stopping_patience is not None and has_val:
         callbacks.append(EarlyStopping(monitor="val/loss", patience=t.early_stopping_patience, mode="min"))
     callbacks += extra_callbacks or []
     progress_bar = bool(t.enable_progress_bar) and interactive_output()  # a piped log gets one line per epoch
     callbacks.append(EpochLineCallback(enabled=not progress_bar))
+    if progress_bar:
+        callbacks.append(EpochBar())  # epochs counted from 1, like the epoch lines
     quiet_lightning()
     # no hp_metric placeholder: it would sit at -1 in every run
     logger = TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="", default_hp_metric=False)

@@ -41,6 +41,17 @@ from contrastive_mer.pretrain.online_probe_rows import ProbeRows, broadcast_scor
 
 PREFIX = "online_probe"
 MIN_ROWS = 4  # fewer labelled clips on either side of the split: no probe that epoch
+MIN_PER_CLASS = 2  # fewer validation clips of a class: it cannot be on both sides of the split (a warning)
+
+
+def thin_classes(labels: np.ndarray, num_classes: int | None = None) -> dict[int, int]:
+    """Class code -> labelled clips, for the classes with fewer than ``MIN_PER_CLASS`` clips among ``labels``
+    (a class below ``num_classes`` that none has counts 0); empty for a float or multi-label label."""
+    if labels.ndim != 1 or labels.dtype.kind not in "iu":
+        return {}
+    codes = labels[labels >= 0].astype(np.int64)
+    counts = np.bincount(codes, minlength=max(num_classes or 0, int(codes.max()) + 1 if codes.size else 0))
+    return {c: int(k) for c, k in enumerate(counts) if k < MIN_PER_CLASS}
 
 
 def probe_split(labels: np.ndarray, groups: np.ndarray | None, seed: int = 0,
@@ -189,8 +200,18 @@ class OnlineProbeCallback(Callback):
                          {m: np.concatenate(v) for m, v in self.present.items()}, np.concatenate(self.labels),
                          list(self.groups))
 
-    def probe(self, rows: ProbeRows, num_classes: int | None, epoch: int) -> dict[str, float]:
-        """The scores of merged ``rows`` (empty, with a warning, when the probe cannot run)."""
+    def probe(self, rows: ProbeRows, num_classes: int | None, epoch: int,
+              class_names: list[str] | None = None) -> dict[str, float]:
+        """The scores of merged ``rows`` (empty, with a warning, when the probe cannot run; a warning when a
+        class has fewer than ``MIN_PER_CLASS`` clips)."""
+        thin = thin_classes(rows.labels, num_classes) if len(rows) else {}
+        if thin:
+            names = class_names or []
+            shown = ", ".join(f"{names[c] if c < len(names) else c} ({k})" for c, k in thin.items())
+            self._warn(f"validation holds fewer than {MIN_PER_CLASS} clips of class(es) {shown} among its "
+                       f"{len(rows)} probed clips: such a class cannot be on both sides of the probe split, so the "
+                       "scores say little about it; give validation more clips (data.val_fraction, "
+                       "data.val_groups, monitor.online_probe.max_clips)")
         try:
             scores = online_probe_scores(rows.features, rows.present, rows.labels, np.asarray(rows.groups),
                                          num_classes=num_classes, seed=self.seed, linear=self.linear, knn=self.knn)
@@ -213,7 +234,7 @@ class OnlineProbeCallback(Callback):
             classes = (getattr(adapter, "label_names", None) or {}).get(self.label) or []
             num_classes = len(classes) if classes and infer_task(rows.labels) == "multiclass" else None
             try:
-                scores = self.probe(rows, num_classes, trainer.current_epoch + 1)
+                scores = self.probe(rows, num_classes, trainer.current_epoch + 1, classes)
             except Exception as err:  # other ranks wait in the broadcast: release them, then fail
                 failure = err
         scores = broadcast_scores(scores)

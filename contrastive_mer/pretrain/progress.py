@@ -4,7 +4,9 @@
 for the next batch, i.e. data loading) and logs ``time/samples_per_sec`` and ``time/data_share``.
 :class:`EpochLineCallback` prints one line per epoch (losses, mean in-batch accuracies, learning rate,
 throughput) where no progress bar is drawn: with ``trainer.enable_progress_bar=false``, and in logs that are not a
-terminal or notebook (:func:`interactive_output`), where a bar would leave only its last frame.
+terminal or notebook (:func:`interactive_output`), where a bar would leave only its last frame. Where a bar is
+drawn, :class:`EpochBar` counts epochs from 1 like those lines (``Epoch 1/10``). :class:`StepLrCallback` logs
+the learning rate of every training step.
 :func:`quiet_lightning` drops Lightning's tips and the ``limit_train_batches=1.0`` notice from its log.
 """
 
@@ -18,7 +20,8 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import Callback
+from pytorch_lightning.callbacks import Callback, TQDMProgressBar
+from pytorch_lightning.callbacks.progress.tqdm_progress import convert_inf
 
 # Lightning's tips, its notice about a limit of 1.0 (the library's default) and accelerators this library never uses
 _NOISE = ("litlogger", "💡 Tip", "was configured so 100% of the batches", "TPU available", "HPU available")
@@ -73,11 +76,16 @@ def _mean(metrics: dict[str, Any], prefix: str) -> float | None:
     return float(np.mean(values)) if values else None
 
 
+def epoch_label(epoch: int, max_epochs: int | None) -> str:
+    """``epoch 3/10`` for Lightning's 0-based ``epoch`` 2: epochs are counted from 1 wherever a user reads them."""
+    shown = max_epochs is not None and max_epochs > 0  # Lightning: None or -1 for no limit
+    return f"epoch {epoch + 1}/{max_epochs}" if shown else f"epoch {epoch + 1}"
+
+
 def epoch_line(epoch: int, max_epochs: int | None, metrics: dict[str, Any], lr: float | None) -> str:
     """``epoch 3/10  train loss 2.310  acc 41.2%  val loss 2.402  acc 38.0%  lr 1.00e-03  84 clips/s  data 12%``
     (with ``probe knn_acc 40.1% linear_acc 45.3%`` before the learning rate on online-probe epochs)."""
-    shown = max_epochs is not None and max_epochs > 0  # Lightning: None or -1 for no limit
-    parts = [f"epoch {epoch + 1}/{max_epochs}" if shown else f"epoch {epoch + 1}"]
+    parts = [epoch_label(epoch, max_epochs)]
     for split, loss_key in (("train", "train/loss_epoch"), ("val", "val/loss")):
         loss = metrics.get(loss_key, metrics.get(f"{split}/loss"))
         if loss is None:
@@ -117,3 +125,48 @@ class EpochLineCallback(Callback):
             return
         print(f"[cmer] {epoch_line(trainer.current_epoch, trainer.max_epochs, trainer.callback_metrics, self._lr)}",
               flush=True)
+
+
+class EpochBar(TQDMProgressBar):
+    """Lightning's terminal progress bar, its epochs counted from 1 like the log lines (``Epoch 1/10``, where
+    Lightning writes ``Epoch 0``)."""
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, *args: Any) -> None:
+        # TQDMProgressBar's own steps, with the description set before the bar is first drawn
+        if self._leave:
+            self.train_progress_bar = self.init_train_tqdm()
+        bar = self.train_progress_bar
+        bar.set_description(epoch_label(trainer.current_epoch, trainer.max_epochs).capitalize(), refresh=False)
+        bar.reset()
+        bar.total = convert_inf(self.total_train_batches)
+        bar.initial = 0
+
+
+def learning_rates(trainer: pl.Trainer) -> dict[str, float]:
+    """``lr-<Optimizer>`` (``lr-<Optimizer>/pg<i>`` with several parameter groups): the rates the next step uses,
+    named as Lightning's ``LearningRateMonitor`` names them."""
+    out: dict[str, float] = {}
+    for opt in trainer.optimizers:
+        name, groups = f"lr-{type(opt).__name__}", opt.param_groups
+        for i, group in enumerate(groups):
+            out[name if len(groups) == 1 else f"{name}/pg{i + 1}"] = float(group["lr"])
+    return out
+
+
+class StepLrCallback(Callback):
+    """Log the learning rate at every optimizer step, straight to the loggers: not thinned to every
+    ``trainer.log_every_n_steps`` steps, and also when the scheduler steps per epoch (Lightning's
+    ``LearningRateMonitor(logging_interval="step")`` wrote no entry in 6 steps with ``log_every_n_steps=50``,
+    with a cosine schedule or none)."""
+
+    def __init__(self) -> None:
+        self._last_step = -1
+
+    def on_train_batch_start(self, trainer: pl.Trainer, module: pl.LightningModule, batch: Any, idx: int) -> None:
+        step = trainer.global_step
+        if trainer.sanity_checking or step == self._last_step:  # gradient accumulation: one entry per step
+            return
+        self._last_step = step
+        rates = learning_rates(trainer)
+        for logger in trainer.loggers:
+            logger.log_metrics(rates, step=step)

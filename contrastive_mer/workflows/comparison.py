@@ -23,6 +23,7 @@ from contrastive_mer.data.dataset import MERDataset, uses_disk
 from contrastive_mer.data.normalization import standardise_present, zscore_by_group
 from contrastive_mer.data.splits import group_kfold, holdout_split
 from contrastive_mer.evaluation.baselines import RawFeatures, compute_raw_features, with_audio_baselines
+from contrastive_mer.evaluation.chance import report_lines
 from contrastive_mer.evaluation.linear import LinearProbeConfig
 from contrastive_mer.evaluation.metrics import PRIMARY_METRIC
 from contrastive_mer.evaluation.protocol import ProbeResults, ProbeView, probe_stores, run_probes, valid_label_rows
@@ -369,10 +370,11 @@ def evaluate_folds(cfg: DictConfig, trained: PairwiseContrastiveModule, out_dir:
     head = [TRANSDUCTIVE_LINE] if transductive else []
     if missing_info:
         head.append(f"missing {missing}: {missing_info['text']}")
-    text = "\n".join([*head, text, *summary_lines(table, task, headline)])
+    context = report_lines(results["pretrained"], headline)  # chance level and rows per fold
+    text = "\n".join([*head, text, *summary_lines(table, task, headline), *context])
     report: dict[str, Any] = {
         "transductive": transductive, "missing": missing_info, "table": table, "task": task, "metric": metric,
-        "headline": headline, "strongest_baseline": strongest(table, "raw_input", task),
+        "headline": headline, "strongest_baseline": strongest(table, "raw_input", task), "context": context,
         "probes": {k: v.to_dict() for k, v in results.items()}}
     if efficiency:
         text += "\n\n" + format_label_efficiency(efficiency)

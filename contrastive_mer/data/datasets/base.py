@@ -237,6 +237,19 @@ def build_adapter(name: str, **kwargs: Any) -> CorpusAdapter:
     return adapter_class(name)(**kwargs)
 
 
+def add_data_settings(data: Any, options: dict[str, Any]) -> None:
+    """Copy the ``data`` settings an adapter reads as an option (``data.confine_paths``) into its ``options``;
+    ValueError naming the key when the adapter has no such option."""
+    value = data.get("confine_paths") if hasattr(data, "get") else None
+    if value is None:
+        return
+    known = {f.name for f in dataclasses.fields(_OPTIONS[data.dataset])} if data.dataset in _OPTIONS else set()
+    if "confine_paths" not in known:
+        raise ValueError(f"data.confine_paths: dataset {data.dataset!r} reads no paths from a table "
+                         "(only a manifest does)")
+    options["confine_paths"] = value
+
+
 def check_data(data: Any, sources: Mapping[str, str]) -> None:
     """``data.dataset`` and ``data.options`` (with ``data.root``): a known adapter whose typed options accept
     them, offering every modality's source (``sources``: modality -> the adapter input it reads).
@@ -248,6 +261,10 @@ def check_data(data: Any, sources: Mapping[str, str]) -> None:
     options = container_dict(data.options, "data.options", resolve=True) if data.options else {}
     if data.root is not None:
         options["root"] = data.root
+    try:
+        add_data_settings(data, options)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     try:  # typed like encoder_args: a misspelt or wrongly typed option is named here, before anything runs
         adapter_options(data.dataset, options)
     except ValueError as err:

@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Optional, Sequence
 
 import numpy as np
 
+from contrastive_mer.data.audio_io import SILENCE_DBFS
 from contrastive_mer.data.datasets.base import ClipRecord, CorpusAdapter, SampleError
 from contrastive_mer.data.media import MediaError, MediaOptions, load_media
 from contrastive_mer.data.sample import Sample
@@ -64,11 +65,13 @@ class CorpusOptions:
 class AudioCorpusOptions(CorpusOptions):
     """Plus audio decoding: resample to ``sample_rate``; keep at most the first ``max_seconds``; ``truncated``:
     ``skip`` (default) or ``keep`` a media file that ends well before its declared duration (a cut copy; see
-    :mod:`contrastive_mer.data.truncation`)."""
+    :mod:`contrastive_mer.data.truncation`); ``silence_dbfs``: audio whose RMS level is below it is skipped as
+    silent (default -60 dBFS; None keeps silent clips)."""
 
     sample_rate: int = 16000
     max_seconds: Optional[float] = None
     truncated: str = "skip"
+    silence_dbfs: Optional[float] = SILENCE_DBFS
 
     def check(self) -> None:
         super().check()
@@ -98,7 +101,11 @@ def media_options(options: Any) -> MediaOptions:
     """The :class:`MediaOptions` of an options object (the audio and video fields it has; defaults otherwise)."""
     names = {"sample_rate": "sample_rate", "max_seconds": "max_seconds", "num_frames": "num_frames", "fps": "fps",
              "frame_size": "size", "crop": "crop", "truncated": "truncated"}
-    return MediaOptions(**{dst: getattr(options, src) for src, dst in names.items() if hasattr(options, src)})
+    fields = {dst: getattr(options, src) for src, dst in names.items() if hasattr(options, src)}
+    if hasattr(options, "silence_dbfs"):  # None: silent clips are kept
+        level = options.silence_dbfs
+        fields.update(reject_silent=level is not None, silence_dbfs=SILENCE_DBFS if level is None else float(level))
+    return MediaOptions(**fields)
 
 
 class FolderCorpus(CorpusAdapter):

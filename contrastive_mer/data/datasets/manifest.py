@@ -8,16 +8,28 @@ any named in ``groups``). Relative paths resolve against the manifest's folder.
 
 A label column whose values all parse as numbers is kept as float; otherwise it is categorical and its
 values are coded by their sorted class names (or by the order given in ``class_names``). A JSONL list value
-is kept as a multi-label vector of floats.
+is kept as a multi-label vector of floats. Categorical values and ``class_names`` follow one rule
+(:func:`contrastive_mer.data.label_text.normalize_label`: spaces stripped, case folded unless
+``keep_label_case``); values that differ only in case or spaces are named in a warning. Labels never remove a clip:
+a value outside ``class_names`` leaves that clip without the label (listed in :attr:`ManifestAdapter.warnings`),
+so label-free pretraining still uses it. A file saved with a UTF-8 byte-order mark reads like one without.
 
-Malformed rows (no id, duplicate id, unparseable JSON, unknown class) are skipped and listed in
-:attr:`ManifestAdapter.skipped` (file, line, reason); with ``strict=True`` they raise ValueError.
+Malformed rows (no id, duplicate id, unparseable JSON) are skipped and listed in
+:attr:`ManifestAdapter.skipped` (file, line, reason); with ``strict=True`` they (and unknown classes) raise
+ValueError.
+
+With ``confine_paths`` (``data.confine_paths`` in a config) every file a row names (media, transcript, ``.npy``)
+must lie inside that folder once symbolic links are followed (``manifest``: the manifest's own folder); a row
+naming a file outside it keeps its id but the file is refused when the clip is loaded (skip report: "outside
+confine_paths"), and a ``landmarks_dir`` outside it is an error. Without it, a manifest is trusted like a config:
+it may name any file the user can read (docs/reliability.md).
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -26,6 +38,7 @@ import numpy as np
 
 from contrastive_mer.data.datasets.base import ClipRecord, SampleError, register_adapter
 from contrastive_mer.data.datasets.corpus import MediaCorpus, MediaCorpusOptions
+from contrastive_mer.data.label_text import case_variants, normalize_label, variants_warning
 from contrastive_mer.data.landmarks import index_landmark_csvs, load_landmark_source
 from contrastive_mer.data.safe_files import BadFileError, load_npy, read_text
 
@@ -64,6 +77,9 @@ class ManifestOptions(MediaCorpusOptions):
         strict: raise on the first malformed row instead of skipping it.
         landmarks_dir: a folder of OpenFace CSVs (relative to the manifest's folder), one per clip, named after
             the clip's id or the stem of its video or audio file: a ``landmarks`` modality, float32 ``(T, 102)``.
+        keep_label_case: categorical labels keep their case (spaces are still stripped).
+        confine_paths: a folder every file the manifest names must lie in (``manifest``: the manifest's folder);
+            None reads any path (see the module docstring).
     """
 
     path: Optional[str] = None
@@ -73,6 +89,8 @@ class ManifestOptions(MediaCorpusOptions):
     groups: list[str] = field(default_factory=list)
     strict: bool = False
     landmarks_dir: Optional[str] = None
+    keep_label_case: bool = False
+    confine_paths: Optional[str] = None
 
 
 @register_adapter("manifest")
@@ -91,7 +109,10 @@ class ManifestAdapter(MediaCorpus):
             fields["path"] = path
         super().__init__(root, options, **fields)
         self.label_columns = list(self.options.labels)
-        self.class_names = {k: list(v) for k, v in (self.options.class_names or {}).items()}
+        self.keep_case = self.options.keep_label_case
+        self.class_names = {k: self._given_classes(k, v) for k, v in (self.options.class_names or {}).items()}
+        #: what the scan noticed without leaving a clip out (also printed once as ``[cmer] warning:`` lines)
+        self.warnings: list[str] = []
         self.feature_columns = dict(self.options.features or {})
         self.group_columns = [*GROUP_COLUMNS, *[g for g in self.options.groups if g not in GROUP_COLUMNS]]
         self.strict = self.options.strict
@@ -110,11 +131,35 @@ class ManifestAdapter(MediaCorpus):
         self.path = manifest
         return manifest.parent
 
+    def _given_classes(self, label: str, names: Any) -> list[str]:
+        """``class_names[label]`` under the label rule; ValueError when two names become one."""
+        out = [normalize_label(n, keep_case=self.keep_case) for n in names]
+        if len(set(out)) != len(out):
+            raise ValueError(f"class_names.{label}: {list(names)} repeats a class once spaces are stripped"
+                             + ("" if self.keep_case else " and case is folded"))
+        return out
+
+    def _warn(self, message: str) -> None:
+        self.warnings.append(message)
+        print(f"[cmer] warning: {message}", file=sys.stderr, flush=True)
+
+    @property
+    def confine_root(self) -> Path | None:
+        """The folder every named file must lie in (symbolic links followed), or None."""
+        value = self.options.confine_paths
+        if value is None:
+            return None
+        return (self.root if value == "manifest" else Path(value).expanduser()).resolve()
+
+    def _outside(self, path: str) -> bool:
+        root = self.confine_root
+        return root is not None and not Path(path).resolve().is_relative_to(root)
+
     # -- reading -----------------------------------------------------------------------------------------
     def _rows(self) -> list[tuple[int, dict[str, Any] | None, str]]:
         """(line, row or None, parse error) for every data row of the file."""
         suffix = self.path.suffix.lower()
-        with open(self.path, encoding="utf-8", newline="") as fh:
+        with open(self.path, encoding="utf-8-sig", newline="") as fh:  # a byte-order mark is not part of 'id'
             if suffix in (".jsonl", ".ndjson"):
                 out: list[tuple[int, dict[str, Any] | None, str]] = []
                 for lineno, line in enumerate(fh, 1):
@@ -188,12 +233,17 @@ class ManifestAdapter(MediaCorpus):
         if self.options.landmarks_dir is None:
             return None
         if self._landmarks is None:
-            self._landmarks = index_landmark_csvs(self._resolve(self.options.landmarks_dir))
+            folder = self._resolve(self.options.landmarks_dir)
+            if self._outside(folder):
+                raise ValueError(f"landmarks_dir {folder} is outside confine_paths {self.confine_root}")
+            self._landmarks = index_landmark_csvs(folder)
         stems = [str(row.get("id", "")).strip()] + [Path(sources[m]).stem for m in MEDIA_COLUMNS if m in sources]
         return next((self._landmarks[s] for s in stems if s in self._landmarks), None)
 
     def _code_labels(self, rows: list[tuple[int, str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
-        """Per row id, the coded labels; rows with an unknown class are reported and dropped."""
+        """Per row id, the coded labels. A categorical value outside the class names, or a value that cannot be
+        read as its column's type, leaves that clip without the label (a warning lists them; ``strict``:
+        ValueError naming file, line and id): labels never remove a clip."""
         kinds: dict[str, str] = {}
         for name in self.label_columns:
             values = [row.get(name) for _, _, row in rows if not _empty(row.get(name))]
@@ -205,32 +255,50 @@ class ManifestAdapter(MediaCorpus):
                 kinds[name] = "float"
             else:
                 kinds[name] = "categorical"
-                self.class_names[name] = sorted({str(v) for v in values})
+                self.class_names[name] = sorted({normalize_label(v, keep_case=self.keep_case) for v in values})
+            if kinds[name] == "categorical":
+                message = variants_warning(name, case_variants(values), keep_case=self.keep_case)
+                if message:
+                    self._warn(message)
         self.label_names = {n: list(self.class_names[n]) for n in self.label_columns if kinds[n] == "categorical"}
         coded: dict[str, dict[str, Any]] = {}
+        unknown: dict[str, dict[str, list[str]]] = {}  # label -> value -> ids left without it
         for line, sid, row in rows:
             labels: dict[str, Any] = {}
-            try:
-                for name in self.label_columns:
-                    if _empty(row.get(name)):
-                        continue
-                    value = row[name]
+            for name in self.label_columns:
+                if _empty(row.get(name)):
+                    continue
+                value = row[name]
+                try:
                     if kinds[name] == "float":
                         labels[name] = float(value)
                     elif kinds[name] == "multi":
                         labels[name] = [float(v) for v in value]
-                    elif str(value) in self.class_names[name]:
-                        labels[name] = self.class_names[name].index(str(value))
+                    elif (text := normalize_label(value, keep_case=self.keep_case)) in self.class_names[name]:
+                        labels[name] = self.class_names[name].index(text)
                     else:
-                        raise ValueError(f"label {name!r} value {value!r} not in {self.class_names[name]}")
-            except (TypeError, ValueError) as err:
-                self._bad(line, f"id {sid!r}: {err}", sid)
-                continue
+                        raise KeyError(text)
+                except (TypeError, ValueError, KeyError) as err:
+                    if self.strict:
+                        raise ValueError(f"{self.path}:{line}: id {sid!r}: label {name!r} value {value!r} "
+                                         + (f"not in {self.class_names[name]}" if isinstance(err, KeyError)
+                                            else f"unreadable ({err})")) from None
+                    shown = normalize_label(value, keep_case=self.keep_case) if isinstance(err, KeyError) else \
+                        f"unreadable {value!r}"
+                    unknown.setdefault(name, {}).setdefault(shown, []).append(sid)
             coded[sid] = labels
+        for name, by_value in unknown.items():
+            n = sum(len(ids) for ids in by_value.values())
+            shown = ", ".join(f"{v!r} ({len(ids)}: {', '.join(ids[:3])}{', ...' if len(ids) > 3 else ''})"
+                              for v, ids in sorted(by_value.items()))
+            known = f"not in class_names {self.class_names[name]}" if name in self.class_names else "not readable"
+            self._warn(f"label {name!r}: {n} clip(s) have a value {known}: "
+                       f"{shown}; they are kept without this label (pretraining uses them, probes do not)")
         return coded
 
     def _scan(self) -> list[ClipRecord]:
         """One record per well-formed row (of the speakers kept), in file order."""
+        self.warnings = []
         seen: dict[str, int] = {}
         kept: list[tuple[int, str, dict[str, Any]]] = []
         try:
@@ -260,12 +328,16 @@ class ManifestAdapter(MediaCorpus):
             raise ValueError(f"{self.path}: label columns {missing} not found")
         coded = self._code_labels(kept)
         out = []
-        for _, sid, row in kept:
+        for line, sid, row in kept:
             if sid not in coded:
                 continue
             groups = {g: str(row[g]).strip() for g in self.group_columns if not _empty(row.get(g))}
             if self.keep_speaker(groups.get("speaker", "")):
-                out.append(ClipRecord(sid, self._sources(row), coded[sid], groups))
+                sources = self._sources(row)
+                outside = [f for f in map(self.source_file, sources, sources.values()) if f and self._outside(f)]
+                if outside:  # listed (its id is known) but never read: the skip report names the file
+                    self.mark_invalid(sid, outside[0], f"path outside confine_paths {self.confine_root}", line)
+                out.append(ClipRecord(sid, sources, coded[sid], groups))
         self.modalities = tuple(sorted({m for r in out for m in r.sources}))
         return out
 

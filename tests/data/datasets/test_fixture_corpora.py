@@ -252,8 +252,9 @@ def test_manifest_strict_and_class_names(manifest_dir):
     with pytest.raises(ValueError, match=r"clips.csv:5: missing id"):
         ManifestAdapter(path=root / "clips.csv", strict=True).records()
     ad = ManifestAdapter(path=root / "clips.csv", labels=["emotion"], class_names={"emotion": ["happy", "sad"]})
-    assert [(r.id, r.labels["emotion"]) for r in ad.records()] == [("c1", 0), ("c2", 1), ("c4", 0)]
-    assert ad.skipped[-1].line == 8 and "angry" in ad.skipped[-1].reason
+    records = ad.records()  # a class outside class_names keeps the clip, without the label (issue 22 item 6)
+    assert [(r.id, r.labels.get("emotion")) for r in records] == [("c1", 0), ("c2", 1), ("c3", None), ("c4", 0)]
+    assert "'angry' (1: c3)" in ad.warnings[-1] and not any("angry" in s.reason for s in ad.skipped)
 
 
 def test_manifest_jsonl(manifest_dir):

@@ -44,8 +44,9 @@ def test_report_is_rewritten_per_run_and_keeps_earlier_records_once(tmp_path: Pa
 
 @pytest.fixture
 def corpus(tmp_path: Path) -> Path:
-    """24 feature clips (one empty .npy: skipped while decoding) with an emotion column, plus three rows the
-    scan leaves out: an unknown class, a repeated id, a line with too many cells."""
+    """24 feature clips (one empty .npy: skipped while decoding) with an emotion column, one of them with a class
+    outside class_names (kept without the label: labels never remove a clip), plus two rows the scan leaves out:
+    a repeated id, a line with too many cells."""
     manifest = feature_corpus(tmp_path / "corpus", 24, {3: "empty"})
     lines = manifest.read_text().splitlines()
     rows = [lines[0] + ",emotion"] + [f"{ln},{('happy', 'sad')[i % 2]}" for i, ln in enumerate(lines[1:])]
@@ -69,10 +70,11 @@ def test_pretraining_and_extraction_list_scan_skips_once(corpus: Path, tmp_path:
     result = pretrain(load_config(None, overrides(corpus)), run)
     rows = read(run / "skipped.jsonl")
     scan = [r for r in rows if r.get("stage") == "scan"]
-    assert sorted((r["id"], r["line"]) for r in scan) == [("", 27), ("c00", 26), ("c04", 6)]
-    assert any("not in ['happy', 'sad']" in r["reason"] for r in scan)
+    assert sorted((r["id"], r["line"]) for r in scan) == [("", 27), ("c00", 26)]
     assert [r["id"] for r in rows if r.get("stage") != "scan"] == ["c03"]
-    assert "4 sample(s) skipped (3 when listing the corpus, 1 while decoding)" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "3 sample(s) skipped (2 when listing the corpus, 1 while decoding)" in captured.out
+    assert "1 clip(s) have a value not in class_names ['happy', 'sad']: 'bored' (1: c04)" in captured.err
     pretrain(load_config(None, overrides(corpus) + ["trainer.max_epochs=2"]), run, resume=True)
     assert read(run / "skipped.jsonl") == rows  # resumed: the same records, each once
     pretrain(load_config(None, overrides(corpus)), run, overwrite=True)
@@ -84,5 +86,5 @@ def test_pretraining_and_extraction_list_scan_skips_once(corpus: Path, tmp_path:
     for _ in range(2):  # a rerun over the store rewrites the report
         extract_from_checkpoint(result.checkpoint, out, options=ExtractOptions(progress=False, overwrite=True))
         listed = read(report)
-        assert sorted(r["id"] for r in listed) == ["", "c00", "c03", "c04"]
-    assert "4 sample(s) skipped (3 when listing the corpus, 1 while decoding)" in capsys.readouterr().out
+        assert sorted(r["id"] for r in listed) == ["", "c00", "c03"]
+    assert "3 sample(s) skipped (2 when listing the corpus, 1 while decoding)" in capsys.readouterr().out
