@@ -279,7 +279,8 @@ def evaluate_folds(cfg: DictConfig, trained: PairwiseContrastiveModule, out_dir:
                    audio_baselines: bool = True, test_groups: Sequence[str] | None = None,
                    columns: Sequence[str] = COLUMNS, labels_per_class: Sequence[int] | None = None,
                    draws: int = 5, missing: str | None = None, transductive: bool = False,
-                   plot_views: Sequence[str] | None = None) -> dict[str, Any]:
+                   plot_views: Sequence[str] | None = None,
+                   few_linear: LinearProbeConfig | None = None) -> dict[str, Any]:
     """Group-disjoint K-fold probes of pretrained, random-init and raw-input features of one corpus.
 
     ``normalize_by`` adds every view standardised within each such group (``<view>@<group>``) and the view
@@ -304,6 +305,7 @@ def evaluate_folds(cfg: DictConfig, trained: PairwiseContrastiveModule, out_dir:
 
     check_folds(cfg, group, folds, test_groups)
     linear = linear or LinearProbeConfig(seed=cfg.seed)
+    few_linear = few_linear or linear
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     opts = ExtractOptions(progress=True, overwrite=True, fusion_modes=tuple(fusion_modes))
@@ -328,7 +330,7 @@ def evaluate_folds(cfg: DictConfig, trained: PairwiseContrastiveModule, out_dir:
             results[column] = res if column not in results else _joined(results[column], res)
             if labels_per_class:
                 eff = label_efficiency_stores(paths[column], label=label, ks=labels_per_class, draws=draws,
-                                              views=names, probes=probes, linear=linear, normalize_by=norm,
+                                              views=names, probes=probes, linear=few_linear, normalize_by=norm,
                                               pools=pools, **split_args)
                 pools = pools or eff.pools  # the pretrained store's pools: the same draws for every column
                 for erow in eff.rows:
@@ -354,7 +356,7 @@ def evaluate_folds(cfg: DictConfig, trained: PairwiseContrastiveModule, out_dir:
             names_of = results["pretrained"].class_names
             efficiency["raw_input"] = label_efficiency(
                 raw_views, labels_per_class, draws, seed=cfg.seed, task=task, label=label, probes=probes,
-                linear=linear, num_classes=len(names_of) if names_of else None, class_names=names_of, pools=pools)
+                linear=few_linear, num_classes=len(names_of) if names_of else None, class_names=names_of, pools=pools)
     if "concat" in fusion_modes and missing is None:
         extra = fused_plus_raw_views(paths["pretrained"], raw, label, group, folds=folds, seed=cfg.seed,
                                      normalize_by=normalize_by, test_groups=test_groups)
@@ -377,8 +379,12 @@ def evaluate_folds(cfg: DictConfig, trained: PairwiseContrastiveModule, out_dir:
         "headline": headline, "strongest_baseline": strongest(table, "raw_input", task), "context": context,
         "probes": {k: v.to_dict() for k, v in results.items()}}
     if efficiency:
-        text += "\n\n" + format_label_efficiency(efficiency)
+        decays = list(few_linear.weight_decays)
+        rule = (f"weight decay fixed at {decays[0]:g}" if len(decays) == 1 else
+                "weight decay chosen on group-disjoint validation clips among the drawn ones")
+        text += "\n\n" + f"K labelled clips per class (linear probe: {rule})\n" + format_label_efficiency(efficiency)
         report["label_efficiency"] = {k: v.to_dict() for k, v in efficiency.items()}
+        report["label_efficiency_weight_decays"] = decays
         from contrastive_mer.evaluation.plots import plot_label_efficiency
 
         shown = [headline, *(v for v in (plot_views or []) if v != headline)]

@@ -79,3 +79,27 @@ def test_evaluate_label_efficiency_missing_and_transductive(lacking_cfg, tmp_pat
         np.testing.assert_allclose(plotted["fused/concat"][column]["mean"], [r["mean"] for r in want])
         np.testing.assert_allclose(plotted["fused/concat"][column]["std"], [r["std"] for r in want])
         assert plotted["fused/concat"][column]["ks"] == [1, 2]
+
+
+def test_few_label_probes_take_their_own_weight_decay(lacking_cfg, tmp_path, monkeypatch):
+    """``few_linear`` (``cmer evaluate --few-weight-decay``) reaches every K-per-class fit of every column and
+    nothing else: the all-labels probes keep the grid."""
+    from contrastive_mer.evaluation.linear import LinearProbeConfig
+
+    cfg, _ = lacking_cfg
+    seen: list[tuple[float, ...]] = []
+    real = le.run_probes
+
+    def spy(views, *args, **kwargs):
+        seen.append(tuple(kwargs["linear"].weight_decays))
+        return real(views, *args, **kwargs)
+
+    monkeypatch.setattr(le, "run_probes", spy)
+    grid = LinearProbeConfig(seed=0, weight_decays=(1e-3, 1e-1, 10.0))
+    report = evaluate_folds(cfg, random_init_like(cfg), tmp_path / "eval", label="emotion", group="speaker",
+                            folds=2, probes=("linear",), fusion_modes=("concat",), audio_baselines=False,
+                            labels_per_class=[1], draws=1, linear=grid,
+                            few_linear=LinearProbeConfig(seed=0, weight_decays=(0.5,)))
+    assert seen == [(0.5,)] * 3  # pretrained, random init, raw input
+    assert report["label_efficiency_weight_decays"] == [0.5]
+    assert "weight decay fixed at 0.5" in report["text"]
