@@ -63,7 +63,7 @@ def atomic_torch_save(obj: Any, path: str | Path, *, fsync: bool = True) -> Path
         with open(tmp, "wb") as fh:
             writer = _RecordingWriter(fh)
             try:
-                torch.save(obj, writer)
+                torch.save(obj, writer)  # type: ignore[arg-type]  # a binary file object
             except RuntimeError:
                 if writer.error is None:
                     raise

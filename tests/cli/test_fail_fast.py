@@ -97,3 +97,58 @@ def test_second_extract_fails_before_loading_anything(tmp_path: Path) -> None:
         assert report["torch"] is False
         assert report["seconds"] < 2.0, report  # in-process time after the interpreter started
         print(f"{target.name}: refused in {report['seconds']:.2f} s (process wall {wall:.2f} s)")
+
+
+MEASURE = """
+import json, resource, sys
+from contrastive_mer.cli.main import main
+code = main(sys.argv[1:])
+print(json.dumps({"code": code, "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def cmer_peak(*argv: str) -> tuple[dict, list[str]]:
+    proc = subprocess.run([sys.executable, "-c", MEASURE, *argv], capture_output=True, text=True, cwd=ROOT,
+                          timeout=600, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.stdout.strip(), proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1]), proc.stderr.strip().splitlines()
+
+
+def test_a_model_too_big_for_the_machine_is_refused_with_the_estimate(tmp_path: Path) -> None:
+    """``model.head.output_dim=10000000`` (10^10 weights): was killed by the OOM killer at 21 GB; now one line
+    with the estimate and what is available, before the run folder, the corpus or any weight exists."""
+    from contrastive_mer.model.size import available_memory
+    run = tmp_path / "run"
+    report, lines = cmer_peak("pretrain", "--config", DEMO, "model.head.output_dim=10000000", "--output", str(run))
+    assert report["code"] == 2 and len(lines) == 1, lines
+    assert "the model needs about" in lines[0] and "GiB are available" in lines[0]
+    assert "model.head.output_dim=10000000" in lines[0]
+    need = float(lines[0].split("needs about ")[1].split(" GiB")[0])
+    assert need > (available_memory() or 0) / 2**30
+    assert report["peak_mib"] < 2048, report
+    assert not (run / "checkpoints").exists()
+
+
+def test_a_checkpoint_whose_config_is_too_big_is_refused_before_loading(tmp_path: Path) -> None:
+    """A small checkpoint (weights of a tiny model) whose saved config declares a 4096 x 10^7 head: was a model
+    allocated from the config before the weights were found not to fit (6.9 GB peak for a 15 MB file); now one
+    line naming the checkpoint with the estimate, under 2 GiB peak."""
+    import torch
+
+    from contrastive_mer.config import to_dict
+    from contrastive_mer.experiment import load_config
+    from contrastive_mer.model.module import PairwiseContrastiveModule
+    from tests.fixtures.fuzz_cases import feature_overrides, write_corpus
+    manifest = write_corpus(tmp_path / "corpus")
+    cfg = load_config(None, feature_overrides(manifest, audio=False))
+    saved = to_dict(cfg)
+    saved["model"]["head"].update(hidden_dim=4096, output_dim=10_000_000)
+    ckpt = tmp_path / "big.ckpt"
+    torch.save({"state_dict": PairwiseContrastiveModule(cfg).state_dict(),
+                "hyper_parameters": {"config": saved}}, ckpt)
+    assert ckpt.stat().st_size < 1 << 20
+    report, lines = cmer_peak("extract", "--checkpoint", str(ckpt), "--out", str(tmp_path / "x.h5"),
+                              "--no-progress")
+    assert report["code"] == 2 and len(lines) == 1, lines
+    assert str(ckpt) in lines[0] and "the model needs about" in lines[0]
+    assert report["peak_mib"] < 2048, report
