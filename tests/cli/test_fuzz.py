@@ -6,8 +6,8 @@ with exit 2: never a traceback, a crash, a hang or a silently wrong store. The c
 (``tests/fixtures/fuzz_cases.py``) so that a crash or C code fails the case it happened in; each case is
 reproducible from its seed, family and number.
 
-``CMER_FUZZ_ITERS=N`` runs N cases per family (default: a few, about 30 s in all); ``CMER_FUZZ_SEED`` picks the
-seed (default 0).
+``CMER_FUZZ_ITERS=N`` runs N cases per family (default: a few, about 100 s in all on 2 busy cores);
+``CMER_FUZZ_SEED`` picks the seed (default 0).
 """
 
 from __future__ import annotations
