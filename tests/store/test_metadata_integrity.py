@@ -20,6 +20,21 @@ from contrastive_mer.store.integrity import StoreIntegrityError
 from tests.store.test_hdf5 import make_rows, write_store
 
 
+def reseal(f: h5py.File) -> None:
+    """Recompute every content digest and the metadata digest of a store open for writing, as the writer would
+    have written them (for tests that make a store hold given values, e.g. NaN, by editing it in place)."""
+    from contrastive_mer.store._layout import CONTENT_ATTR, META_ATTR, content_digest, feed_content, metadata_digest
+
+    def visit(name: str, obj: object) -> None:
+        if isinstance(obj, h5py.Dataset):
+            is_str = h5py.check_string_dtype(obj.dtype) is not None
+            digest = content_digest(name)
+            feed_content(digest, obj.asstr()[...] if is_str else obj[...], is_str)
+            obj.attrs[CONTENT_ATTR] = digest.hexdigest()
+    f.visititems(visit)
+    f.attrs[META_ATTR] = metadata_digest(f)
+
+
 def snapshot(path: Path) -> dict:
     """Everything a reader gets from a store: attributes, label and group names, class names, every dataset."""
     with FeatureStore(path) as s:
