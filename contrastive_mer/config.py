@@ -314,7 +314,11 @@ def check_settings(cfg: DictConfig) -> None:
             raise ConfigError(f"model.modalities.{m}.feature_dropout: {spec.feature_dropout} must be in [0, 1)")
     if cfg.data.normalize_min_clips < 1:
         raise ConfigError(f"data.normalize_min_clips: {cfg.data.normalize_min_clips} must be >= 1")
-    check_finite(container_dict(cfg, resolve=True))
+    try:
+        resolved = container_dict(cfg, resolve=True)
+    except OmegaConfBaseException as err:  # an interpolation that does not resolve
+        raise ConfigError(f"config: {one_line(err)}") from None
+    check_finite(resolved)
     _check_ranges(cfg)
     _check_optim(cfg)
 
@@ -359,8 +363,12 @@ def precheck(path: str | Path | None, overrides: Sequence[str] = (), *, settings
     cfg = load_yaml(path, list(overrides), base=OmegaConf.structured(ExperimentConfig))
     if settings:
         check_settings(cfg)
-    else:
-        check_finite(container_dict(cfg, resolve=True))
+        return cfg
+    try:
+        resolved = container_dict(cfg, resolve=True)
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"{path or 'config'}: {one_line(err)}") from None
+    check_finite(resolved)
     return cfg
 
 
