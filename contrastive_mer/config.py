@@ -10,6 +10,7 @@ trainer, monitor, plain data numbers). Errors are one-line :class:`ConfigError` 
 from __future__ import annotations
 
 import importlib.util
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, cast
@@ -321,8 +322,14 @@ def check_settings(cfg: DictConfig) -> None:
             raise ConfigError(f"model.modalities.{m}.feature_dropout: {spec.feature_dropout} must be in [0, 1)")
     if cfg.data.normalize_min_clips < 1:
         raise ConfigError(f"data.normalize_min_clips: {cfg.data.normalize_min_clips} must be >= 1")
+    try:
+        resolved = container_dict(cfg, resolve=True)
+    except OmegaConfBaseException as err:  # an interpolation that does not resolve
+        raise ConfigError(f"config: {one_line(err)}") from None
+    check_finite(resolved)
     _check_ranges(cfg)
     _check_confine(cfg.data.get("confine_paths"))
+    _check_optim(cfg)
 
 
 def _check_confine(value: Any) -> None:
@@ -330,6 +337,55 @@ def _check_confine(value: Any) -> None:
     config may travel to another machine; the adapter resolves it)."""
     if value is not None and (not isinstance(value, str) or not value.strip() or "\x00" in value):
         raise ConfigError(f"data.confine_paths: {value!r} must be a folder path or 'manifest'")
+
+
+def check_finite(data: Any, key: str = "") -> None:
+    """Every number in ``data`` (nested mappings and lists) is finite: YAML reads ``1e400`` as inf and ``.nan``
+    as NaN, which would train nothing (``optim.lr=inf``) or size nothing sensibly. ConfigError names the key."""
+    if isinstance(data, Mapping):
+        for k, v in data.items():
+            check_finite(v, f"{key}.{k}" if key else str(k))
+    elif isinstance(data, (list, tuple)):
+        for i, v in enumerate(data):
+            check_finite(v, f"{key}[{i}]")
+    elif isinstance(data, float) and not math.isfinite(data):
+        raise ConfigError(f"{key or 'config'}: {data} is not a finite number")
+
+
+def _check_optim(cfg: DictConfig) -> None:
+    """The optimiser's numbers: a learning rate in (0, 10], decays and momenta in their ranges."""
+    o = cfg.optim
+    if not 0.0 < o.lr <= 10.0:
+        raise ConfigError(f"optim.lr: {o.lr} must be in (0, 10]")
+    if o.weight_decay < 0:
+        raise ConfigError(f"optim.weight_decay: {o.weight_decay} must be >= 0")
+    if not 0.0 <= o.momentum < 1.0:
+        raise ConfigError(f"optim.momentum: {o.momentum} must be in [0, 1)")
+    if len(o.betas) != 2 or not all(0.0 <= b < 1.0 for b in o.betas):
+        raise ConfigError(f"optim.betas: {list(o.betas)} must be two numbers in [0, 1)")
+    if not 0.0 < o.gamma <= 1.0:
+        raise ConfigError(f"optim.gamma: {o.gamma} must be in (0, 1]")
+    if o.step_size < 1 or o.warmup_epochs < 0:
+        raise ConfigError(f"optim.step_size ({o.step_size}) must be >= 1 and optim.warmup_epochs "
+                          f"({o.warmup_epochs}) >= 0")
+
+
+def precheck(path: str | Path | None, overrides: Sequence[str] = (), *, settings: bool = True) -> DictConfig:
+    """The checks that need no component (and so no torch): the YAML and overrides against the schema
+    (misspelt keys, wrong types), non-finite numbers and, with ``settings``, the sections
+    :func:`check_settings` owns (without: a partial file merged over a checkpoint's config later). The command
+    line runs it before its slow imports, so a typo is reported in about a second; the full
+    ``experiment.validate`` follows once the components are imported."""
+    cfg = load_yaml(path, list(overrides), base=OmegaConf.structured(ExperimentConfig))
+    if settings:
+        check_settings(cfg)
+        return cfg
+    try:
+        resolved = container_dict(cfg, resolve=True)
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"{path or 'config'}: {one_line(err)}") from None
+    check_finite(resolved)
+    return cfg
 
 
 def _check_ranges(cfg: DictConfig) -> None:

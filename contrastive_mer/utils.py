@@ -8,12 +8,31 @@ the same way.
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["file_sha256", "infer_num_classes", "l2_normalize", "to_numpy"]
+__all__ = ["file_sha256", "infer_num_classes", "l2_normalize", "to_numpy", "write_text_atomic"]
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write a report file (``--json``, ``--out``, ``evaluation.json``) through ``.<name>.tmp-<pid>`` beside it
+    and ``os.replace``: the file appears whole or not at all (a full disk leaves no 0-byte or cut file, and an
+    older file of that name stays as it was). The folder is created when missing."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
 
 
 def file_sha256(path: str | Path) -> str:

@@ -16,6 +16,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from contrastive_mer.config import precheck
+    from contrastive_mer.configs import config_path
+
+    precheck(args.config or config_path("demo.yaml"), args.overrides)  # before torch is imported
     from contrastive_mer.workflows.demo import run_demo
 
     run_demo(args.output, fast=args.fast, overrides=args.overrides, config=args.config)

@@ -73,6 +73,9 @@ def few_linear_config(linear: Any, weight_decay: float | None) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    from contrastive_mer.config import precheck
+
+    precheck(args.config, args.overrides, settings=False)  # misspelt keys and inf before torch is imported
     from contrastive_mer.config import to_dict
     from contrastive_mer.errors import UserError
     from contrastive_mer.evaluation.linear import LinearProbeConfig

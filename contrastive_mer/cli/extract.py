@@ -63,13 +63,48 @@ def _merge(args: argparse.Namespace) -> int:
     return 0
 
 
+def _store_path(args: argparse.Namespace) -> str:
+    """The store this run writes (``OUT`` or its shard's path), worked out without importing torch; settings
+    that do not resolve give ``OUT`` (they are refused later with their own message)."""
+    from contrastive_mer.distributed import launched_rank, launched_world
+    from contrastive_mer.store.merge import shard_store_path
+
+    index, count = args.shard_index, args.num_shards
+    if index is None:
+        return str(args.out)
+    if str(index).strip().lower() == "auto":
+        index, count = launched_rank(), count if count is not None else launched_world()
+    try:
+        index, count = int(index), int(count)
+    except (TypeError, ValueError):
+        return str(args.out)
+    return str(shard_store_path(args.out, index, count)) if 0 <= index < count else str(args.out)
+
+
 def run(args: argparse.Namespace) -> int:
     from contrastive_mer.errors import UserError
+    from contrastive_mer.store.lock import acquire
 
     if args.merge_shards:
         return _merge(args)
     if not args.checkpoint or not args.out:
         raise UserError("--checkpoint and --out are required (or --merge-shards OUT)")
+    # the store writer's lock, taken before torch, the model and the data load: a second writer of the same
+    # store fails in about a second instead of after the whole start-up; the writer takes it over
+    from contrastive_mer.config import precheck
+
+    if any(o.startswith("model.") for o in args.overrides):
+        raise UserError("model.* cannot be overridden: the checkpoint defines the model")
+    precheck(args.config, args.overrides, settings=False)  # misspelt keys and inf before torch is imported
+    lock = acquire(_store_path(args), "feature store")
+    try:
+        return _extract(args)
+    finally:
+        lock.release()  # nothing when the writer took it over (it releases it itself)
+
+
+def _extract(args: argparse.Namespace) -> int:
+    from contrastive_mer.errors import UserError
     from contrastive_mer.extract.extraction import ExtractOptions, extract_from_checkpoint
     from contrastive_mer.extract.shards import resolve_shard
     from contrastive_mer.fusion import parse_weights

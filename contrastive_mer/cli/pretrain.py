@@ -21,7 +21,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from contrastive_mer.config import precheck
     from contrastive_mer.pretrain.run_dir import lock_run_dir
+
+    config = args.config or (Path(args.output) / "config.yaml" if args.resume and args.output else None)
+    if config is not None and (args.config or Path(config).is_file()):
+        precheck(config, args.overrides)  # before torch: a misspelt key or lr=1e400 is reported at once
 
     created = bool(args.output) and not Path(args.output).exists()
     lock = lock_run_dir(args.output) if args.output else None  # a fresh time-stamped folder needs none

@@ -11,7 +11,6 @@ import argparse
 import contextlib
 import json
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from contrastive_mer.cli._common import comma_list, open_store
@@ -125,8 +124,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"missing {args.missing}: {results.setup['missing']['text']}")
     print(results.format() if ks is not None else format_table(results))
     if args.json:
-        out = Path(args.json)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(results.to_dict(), indent=2), encoding="utf-8")
+        from contrastive_mer.utils import write_text_atomic
+
+        out = write_text_atomic(args.json, json.dumps(results.to_dict(), indent=2))
         print(f"wrote {out}")
     return 0

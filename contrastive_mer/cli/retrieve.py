@@ -153,8 +153,8 @@ def _cross_modal(args: argparse.Namespace) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     result = _cross_modal(args) if args.cross_modal else _neighbours(args)
     if args.json:
-        out = Path(args.json)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2, allow_nan=True), encoding="utf-8")
+        from contrastive_mer.utils import write_text_atomic
+
+        out = write_text_atomic(args.json, json.dumps(result, indent=2, allow_nan=True))
         print(f"wrote {out}")
     return 0

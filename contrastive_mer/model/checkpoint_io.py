@@ -10,6 +10,7 @@ intact when writing the new one fails. Pass it to the trainer: ``pl.Trainer(plug
 
 from __future__ import annotations
 
+import io
 import os
 import zipfile
 from pathlib import Path
@@ -31,15 +32,44 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+class _RecordingWriter(io.RawIOBase):
+    """The file torch's zip writer writes to, remembering the OSError of a failed write: torch replaces it by
+    a RuntimeError such as ``unexpected pos 704 vs 598``, which says nothing about a full disk."""
+
+    def __init__(self, fh: Any) -> None:
+        super().__init__()
+        self.fh = fh
+        self.error: OSError | None = None
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        try:
+            return self.fh.write(data)
+        except OSError as err:
+            self.error = err
+            raise
+
+
 def atomic_torch_save(obj: Any, path: str | Path, *, fsync: bool = True) -> Path:
     """``torch.save(obj, path)`` through ``.<name>.tmp-<pid>`` in the same folder and an atomic rename; on any
-    failure (a full disk, an interrupt) the temp file is removed and ``path`` is left as it was."""
+    failure (a full disk, an interrupt) the temp file is removed and ``path`` is left as it was. A full disk is
+    one OSError (ENOSPC) naming the checkpoint, whatever torch's writer made of it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with open(tmp, "wb") as fh:
-            torch.save(obj, fh)
+            writer = _RecordingWriter(fh)
+            try:
+                torch.save(obj, writer)  # type: ignore[arg-type]  # a binary file object
+            except RuntimeError:
+                if writer.error is None:
+                    raise
+                err = writer.error
+                raise OSError(err.errno, f"{err.strerror or err} while writing the checkpoint {path}; nothing was "
+                              "written (an older checkpoint of that name is kept)", str(path)) from None
             fh.flush()
             if fsync:
                 os.fsync(fh.fileno())

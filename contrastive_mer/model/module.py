@@ -189,6 +189,7 @@ def load_module(checkpoint: str, map_location: str | torch.device = "cpu") -> Pa
     except (KeyError, TypeError):
         raise ValueError(f"{checkpoint}: not a contrastive-mer checkpoint (no hyper_parameters.config)") from None
     refuse_interpolations(config, str(checkpoint))  # never run resolvers (oc.env, ...) from a shared file
+    check_model_fits(config, str(checkpoint), training=False)  # its saved dimensions, before any allocation
     module = PairwiseContrastiveModule(config)
     try:
         module.load_state_dict(state["state_dict"])
@@ -196,6 +197,22 @@ def load_module(checkpoint: str, map_location: str | torch.device = "cpu") -> Pa
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UserError(f"{checkpoint}: its weights do not fit its config ({first})") from None
     return module.eval()
+
+
+def model_bytes(config: dict[str, Any] | DictConfig) -> int:
+    """Bytes of the parameters and buffers of the model ``config`` describes, built on the meta device (shapes
+    only: nothing is allocated)."""
+    with torch.device("meta"):
+        module = PairwiseContrastiveModule(config)
+    return sum(t.numel() * t.element_size() for t in (*module.parameters(), *module.buffers()))
+
+
+def check_model_fits(config: dict[str, Any] | DictConfig, what: str, *, training: bool) -> int:
+    """Refuse (:class:`~contrastive_mer.errors.ConfigError` with the estimate, see :mod:`~contrastive_mer.model.size`)
+    a model of ``config`` that needs more memory than the machine has, before any weight is allocated."""
+    from contrastive_mer.model.size import refuse_if_too_big
+
+    return refuse_if_too_big(model_bytes(config), config, what, training=training)
 
 
 def random_init_like(cfg: DictConfig) -> PairwiseContrastiveModule:

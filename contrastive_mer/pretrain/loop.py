@@ -26,7 +26,7 @@ from contrastive_mer.distributed import is_launched_rank
 from contrastive_mer.errors import UserError
 from contrastive_mer.experiment import load_config
 from contrastive_mer.model.checkpoint_io import AtomicCheckpointIO, verify_checkpoint_crc
-from contrastive_mer.model.module import PairwiseContrastiveModule
+from contrastive_mer.model.module import PairwiseContrastiveModule, check_model_fits
 from contrastive_mer.pretrain.figures import EmbeddingFiguresCallback
 from contrastive_mer.pretrain.progress import (
     EpochBar,
@@ -332,6 +332,7 @@ def _pretrain_locked(cfg: DictConfig, run_dir: Path, *, resume: bool, extra_call
                      overwrite: bool) -> PretrainResult:
     """The body of :func:`pretrain`, run while its folder is locked."""
     last = run_dir / "checkpoints" / "last.ckpt"
+    check_model_fits(cfg, "config", training=True)  # before the folder, the corpus scan or any weights
     removed = prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
     if removed:
         print(f"[cmer] --overwrite: removed {len(removed)} file(s)/folder(s) of the earlier run in {run_dir}")

@@ -169,6 +169,62 @@ def string_digest(values: Any, digest: Any = None) -> Any:
     return digest
 
 
+#: dataset attribute: SHA-256 of the dataset's name, NUL, then its content in row order (numbers: their bytes;
+#: strings: as :func:`string_digest`), so that chunks moved between positions or datasets are caught
+CONTENT_ATTR = "sha256"
+#: root attribute: SHA-256 of every root attribute but itself and ``complete``, and of every dataset's name,
+#: dtype, shape and attributes (class names, kinds, content digests): see :func:`metadata_digest`
+META_ATTR = "meta_sha256"
+
+
+def content_digest(key: str) -> Any:
+    """A SHA-256 bound to the dataset name ``key`` (fed its content next, see :data:`CONTENT_ATTR`)."""
+    return hashlib.sha256(key.encode("utf-8") + b"\0")
+
+
+def feed_content(digest: Any, values: np.ndarray, is_str: bool) -> None:
+    """Feed rows of a dataset into its content digest (strings as :func:`string_digest`, numbers as bytes)."""
+    if is_str:
+        string_digest(values, digest)
+    elif len(values):
+        digest.update(np.ascontiguousarray(values).view(np.uint8).reshape(-1))  # the bytes, without a copy
+
+
+def _plain(value: Any) -> Any:
+    """An attribute value as JSON-able plain data (bytes as text; undecodable bytes kept as escapes)."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "surrogateescape")
+    if isinstance(value, np.ndarray):
+        return [_plain(v) for v in value.tolist()]
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return _plain(value.item())
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return repr(value)
+
+
+def metadata_digest(f: h5py.File) -> str:
+    """SHA-256 of what a reader trusts besides the data: every root attribute except :data:`META_ATTR` and
+    ``complete`` (config, schema, provenance, ...), and each dataset's name, dtype, shape and attributes (label
+    kinds and class names, the group names as dataset names, the content digests). May raise what h5py raises on
+    damaged metadata (the reader turns that into one line)."""
+    names: list[str] = []
+    f.visit(names.append)
+    datasets = []
+    for name in sorted(names):
+        obj = f[name]
+        if isinstance(obj, h5py.Dataset):
+            datasets.append([name, str(obj.dtype), list(obj.shape),
+                             {k: _plain(v) for k, v in sorted(obj.attrs.items())}])
+        else:
+            datasets.append([name, "group", [], {k: _plain(v) for k, v in sorted(obj.attrs.items())}])
+    root = {k: _plain(v) for k, v in sorted(f.attrs.items()) if k not in (META_ATTR, "complete")}
+    text = json.dumps({"attrs": root, "datasets": datasets}, sort_keys=True, ensure_ascii=True, default=repr)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
 def _append(ds: h5py.Dataset, arr: np.ndarray) -> None:
     """Write ``arr`` after the last row of ``ds``."""
     n = ds.shape[0]
@@ -192,6 +248,7 @@ class _Appender:
         self.buffer: np.ndarray | None = None  # write_rows rows, allocated on first use
         self.count = 0
         self.digest = hashlib.sha256() if is_str else None
+        self.content = content_digest(ds.name.lstrip("/"))
 
     def add(self, arr: np.ndarray) -> None:
         """Copy ``arr`` into the buffer (so that nothing keeps the caller's larger blocks alive), writing each
@@ -213,6 +270,7 @@ class _Appender:
             data = self.buffer[:self.count]
             if self.digest is not None:
                 string_digest(data, self.digest)
+            feed_content(self.content, data, self.is_str)
             _append(self.ds, data)
             self.count = 0
             if self.is_str:
@@ -221,6 +279,7 @@ class _Appender:
             self.buffer = None
             if self.digest is not None:
                 self.ds.attrs[SHA_ATTR] = self.digest.hexdigest()
+            self.ds.attrs[CONTENT_ATTR] = self.content.hexdigest()
 
 
 class StoreLayout:
@@ -236,6 +295,7 @@ class StoreLayout:
     def __init__(self, f: h5py.File, schema: StoreSchema, compression: str | None = None,
                  write_bytes: int = _WRITE_BYTES) -> None:
         self.schema = schema
+        self._f = f
         self.specs = {k: v for k, v in schema.row_specs().items() if not k.startswith("sequences/")}
         self.row_keys = list(self.specs)
         self._out: dict[str, _Appender] = {}
@@ -270,6 +330,8 @@ class StoreLayout:
         self._totals[m] += int(lengths.sum())
 
     def close(self) -> None:
-        """Write every dataset's buffered rows (and the digests of the string datasets)."""
+        """Write every dataset's buffered rows, the content digests, then the metadata digest (the root
+        attributes must be final: only ``complete`` may follow)."""
         for out in self._out.values():
             out.write(last=True)
+        self._f.attrs[META_ATTR] = metadata_digest(self._f)

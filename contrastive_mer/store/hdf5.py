@@ -31,7 +31,7 @@ from contrastive_mer.errors import UserError
 from contrastive_mer.store import integrity as _integrity
 from contrastive_mer.store import views as _views
 from contrastive_mer.store._layout import COMPRESSIONS, LabelSpec, StoreSchema, as_label_spec
-from contrastive_mer.store.integrity import StoreIntegrityError, check_layout
+from contrastive_mer.store.integrity import StoreIntegrityError, check_layout, check_metadata
 from contrastive_mer.store.lock import OutputLockedError, WriterLock, acquire
 from contrastive_mer.store.parts import (
     FINISHED_NAME,
@@ -393,7 +393,15 @@ def _open_checked(path: Path, allow_partial: bool, rdcc_nbytes: int | None = Non
         if not attrs.get("complete", False) and not allow_partial:
             raise IncompleteStoreError(f"{path} is incomplete (no complete=True attribute); {_PARTIAL_HINT}")
         schema = attrs.get("schema")
-        check_layout(f, path, schema if isinstance(schema, str) else None)
+        check_layout(f, path, schema if isinstance(schema, str) else None)  # names the dataset that is wrong
+        check_metadata(f, path)  # then every attribute and name the layout checks do not cover
+    except (IncompleteStoreError, StoreIntegrityError):
+        f.close()
+        raise
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError, UnicodeDecodeError) as e:
+        f.close()  # h5py's answer to damaged metadata (a B-tree, a heap, an object header): one line
+        raise StoreIntegrityError(path, f"its HDF5 metadata is damaged ({type(e).__name__}: "
+                                        f"{' '.join(str(e).split())[:200]})") from None
     except BaseException:
         f.close()
         raise
@@ -476,10 +484,16 @@ class FeatureStore:
         """``<key>[selection]`` through the checks of :mod:`~contrastive_mer.store.integrity` (checksums, and the
         SHA-256 of a whole string dataset)."""
         group, _, name = key.partition("/")
-        ds = self._get(group, name) if name else self._f[key]
+        try:
+            ds = self._get(group, name) if name else self._f[key]
+        except (RuntimeError, OSError, ValueError) as e:
+            raise StoreIntegrityError(self.path, f"dataset {key} cannot be opened (its metadata is damaged: "
+                                                 f"{' '.join(str(e).split())[:200]})") from None
         values = _integrity.read(self.path, key, ds, selection)
-        if selection is Ellipsis and h5py.check_string_dtype(ds.dtype) is not None:
-            _integrity.check_strings(self.path, key, ds, values)
+        if selection is Ellipsis:
+            if h5py.check_string_dtype(ds.dtype) is not None:
+                _integrity.check_strings(self.path, key, ds, values)
+            _integrity.check_content(self.path, key, ds, values)
         return values
 
     # ------------------------------------------------------------------------------------ lookup

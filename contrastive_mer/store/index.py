@@ -13,6 +13,7 @@ or other clips. Vectors holding NaN or inf are refused at build time, with their
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -33,6 +34,7 @@ from contrastive_mer.store.index_sidecar import (
     rebuild_hint,
     seal_sidecar,
 )
+from contrastive_mer.store.parts import is_disk_full
 from contrastive_mer.utils import l2_normalize
 
 KINDS = ("flat", "ivf", "hnsw")
@@ -216,7 +218,13 @@ class EmbeddingIndex:
         tmp_index, side = path.with_name(f".{path.name}.tmp"), sidecar_path(path)
         tmp_side = side.with_name(f".{side.name}.tmp")
         try:
-            faiss.write_index(cpu, str(tmp_index))
+            try:
+                faiss.write_index(cpu, str(tmp_index))
+            except (RuntimeError, OSError) as err:  # FAISS reports a short write as a RuntimeError
+                if is_disk_full(err):
+                    raise OSError(errno.ENOSPC, f"No space left on device while writing the index {path}; "
+                                  "nothing was written (an older index of that name is kept)", str(path)) from None
+                raise
             meta = seal_sidecar({"kind": self.params.kind, "metric": self.params.metric,
                                  "params": dict(self.params.__dict__), "dim": self.dim, "count": len(self.ids),
                                  "source": self.source, "ids": self.ids}, tmp_index)

@@ -19,9 +19,20 @@ import h5py
 import numpy as np
 
 from contrastive_mer.errors import UserError
-from contrastive_mer.store._layout import SHA_ATTR, STR_DTYPE, StoreSchema, string_digest
+from contrastive_mer.store._layout import (
+    CONTENT_ATTR,
+    META_ATTR,
+    SHA_ATTR,
+    STR_DTYPE,
+    StoreSchema,
+    content_digest,
+    feed_content,
+    metadata_digest,
+    string_digest,
+)
 
-__all__ = ["StoreIntegrityError", "check_layout", "check_offsets", "check_strings", "read"]
+__all__ = ["StoreIntegrityError", "check_content", "check_layout", "check_metadata", "check_offsets",
+           "check_strings", "read"]
 
 #: the most a filter can shrink a chunk (lzf stores zeros about 88x smaller, deflate about 1000x)
 _MAX_RATIO = {None: 1.0, "lzf": 128.0, "gzip": 1100.0}
@@ -156,6 +167,40 @@ def check_strings(path: Path, key: str, ds: h5py.Dataset, values: np.ndarray) ->
         expected = expected.decode()
     if string_digest(values).hexdigest() != expected:
         raise StoreIntegrityError(path, f"dataset {key} does not match its SHA-256 (bytes changed on disk)")
+
+
+def check_metadata(f: h5py.File, path: Path) -> None:
+    """Compare the store's metadata (root attributes, dataset names, dtypes, shapes and attributes: class names,
+    kinds, content digests) with its ``meta_sha256``. A store whose datasets carry content digests must carry it
+    (a damaged attribute name cannot switch the check off); stores written before either existed have neither."""
+    expected = f.attrs.get(META_ATTR)
+    if expected is None:
+        digested = [name for name, ds in _datasets(f).items() if CONTENT_ATTR in ds.attrs]
+        if digested:
+            raise StoreIntegrityError(path, f"has no {META_ATTR} attribute although dataset {digested[0]} "
+                                            "carries a digest: its metadata is damaged")
+        return
+    if isinstance(expected, bytes):
+        expected = expected.decode("utf-8", "replace")
+    if metadata_digest(f) != expected:
+        raise StoreIntegrityError(path, "its metadata (root attributes such as config and schema, label class "
+                                        "names, group names, dataset shapes) does not match its SHA-256: bytes "
+                                        "changed on disk")
+
+
+def check_content(path: Path, key: str, ds: h5py.Dataset, values: np.ndarray) -> None:
+    """Compare a whole dataset just read with its content digest (name + rows in order); chunks that were
+    swapped or moved from another dataset pass their Fletcher-32 checks but not this."""
+    expected = ds.attrs.get(CONTENT_ATTR)
+    if expected is None:
+        return
+    if isinstance(expected, bytes):
+        expected = expected.decode("utf-8", "replace")
+    digest = content_digest(key)
+    feed_content(digest, values, h5py.check_string_dtype(ds.dtype) is not None)
+    if digest.hexdigest() != expected:
+        raise StoreIntegrityError(path, f"dataset {key} does not match its SHA-256 (bytes changed or chunks "
+                                        "moved on disk)")
 
 
 def check_offsets(path: Path, key: str, offsets: np.ndarray, frames: int) -> None:

@@ -30,6 +30,7 @@ from contrastive_mer.evaluation.protocol import ProbeResults, ProbeView, probe_s
 from contrastive_mer.extract.extraction import UNTRAINED, ExtractOptions, extract
 from contrastive_mer.model.module import PairwiseContrastiveModule, random_init_like
 from contrastive_mer.store.hdf5 import FeatureStore
+from contrastive_mer.utils import write_text_atomic
 
 # random_init_like (imported above) lives in model/module.py, where cmer extract --random-init finds it too; it
 # stays importable from here
@@ -390,8 +391,8 @@ def evaluate_folds(cfg: DictConfig, trained: PairwiseContrastiveModule, out_dir:
         shown = [headline, *(v for v in (plot_views or []) if v != headline)]
         report["label_efficiency_plot"] = plot_label_efficiency(efficiency, shown, out_dir / "label_efficiency.png")
     report["text"] = text
-    (out_dir / "evaluation.json").write_text(json.dumps(report, indent=1, default=str))
-    (out_dir / "evaluation.txt").write_text(text + "\n")
+    write_text_atomic(out_dir / "evaluation.json", json.dumps(report, indent=1, default=str))
+    write_text_atomic(out_dir / "evaluation.txt", text + "\n")
     return report
 
 

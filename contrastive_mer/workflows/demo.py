@@ -23,7 +23,7 @@ from contrastive_mer.experiment import config_from_dict, load_config
 from contrastive_mer.extract.extraction import ExtractOptions, extract
 from contrastive_mer.model.module import load_module
 from contrastive_mer.pretrain.loop import make_run_dir, pretrain
-from contrastive_mer.utils import file_sha256
+from contrastive_mer.utils import file_sha256, write_text_atomic
 from contrastive_mer.workflows.comparison import (
     format_comparison,
     merge_tables,
@@ -130,7 +130,7 @@ def run_demo(output: str | Path | None = None, *, fast: bool = False, overrides:
               "table": table, "probes": {k: v.to_dict() for k, v in results.items()},
               "retrieval": retrieval, "neighbours": neighbours, "pictures": [str(p) for p in pictures],
               "seconds": time.perf_counter() - start}
-    (run_dir / "report.json").write_text(json.dumps(report, indent=1, default=str))
+    write_text_atomic(run_dir / "report.json", json.dumps(report, indent=1, default=str))
     print()
     print(text)
     print()

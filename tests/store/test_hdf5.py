@@ -83,7 +83,8 @@ def write_store(path: Path, rows: dict, batch: int = 4, **over) -> Path:
 
 
 def h5_contents(path: Path) -> dict:
-    """Every dataset (as arrays) and every attribute except ``created``, for whole-file comparison."""
+    """Every dataset (as arrays) and every attribute except ``created`` (and ``meta_sha256``, which covers
+    ``created`` besides everything compared here), for whole-file comparison."""
     out = {}
     with h5py.File(path, "r") as f:
         def visit(name, obj):
@@ -91,7 +92,7 @@ def h5_contents(path: Path) -> dict:
                 out[name] = obj.asstr()[...] if obj.dtype.kind == "O" else obj[...]
             out.update({f"{name}@{k}": str(v) for k, v in obj.attrs.items()})
         f.visititems(visit)
-        out.update({f"@{k}": str(v) for k, v in f.attrs.items() if k != "created"})
+        out.update({f"@{k}": str(v) for k, v in f.attrs.items() if k not in ("created", "meta_sha256")})
     return out
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from contrastive_mer.errors import UserError
+from contrastive_mer.store._layout import META_ATTR, metadata_digest
 from contrastive_mer.store.hdf5 import FeatureStore, FeatureStoreWriter
 from contrastive_mer.store.integrity import StoreIntegrityError
 from tests.store.test_hdf5 import append_rows, assert_same_file, make_rows, write_store, writer_kwargs
@@ -121,9 +122,12 @@ def test_a_corrupt_store_is_one_line_from_the_cli(store: Path, tmp_path: Path) -
 
 # ------------------------------------------------------------------------------------- crafted layouts
 def _replace(path: Path, key: str, **create) -> None:
+    """Replace a dataset and recompute the metadata digest (a crafter who reseals the file: the deeper checks
+    must still hold)."""
     with h5py.File(path, "r+") as f:
         del f[key]
         f.create_dataset(key, **create)
+        f.attrs[META_ATTR] = metadata_digest(f)
 
 
 def test_a_crafted_huge_shape_is_refused_quickly_without_allocating(store: Path, tmp_path: Path) -> None:
@@ -208,6 +212,7 @@ def test_offsets_that_do_not_fit_the_frames_are_refused(store: Path, tmp_path: P
         off[5] = off[-1] + 10
         del f["sequences/audio_offsets"]
         f.create_dataset("sequences/audio_offsets", data=off)
+        f.attrs[META_ATTR] = metadata_digest(f)  # resealed: the offsets check itself must catch it
     with FeatureStore(bad) as s, pytest.raises(StoreIntegrityError, match="sequences/audio_offsets"):
         s.sequence("audio", 0)
 
