@@ -20,6 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                           "with --sequences at level=sequence)")
     parser.add_argument("--projector", required=True, help="front-end weights (FrontEnd.save / frontend-train)")
     parser.add_argument("--llm", required=True, help="local transformers causal-LM folder (nothing is downloaded)")
+    parser.add_argument("--adapter", help="LoRA adapter folder written by cmer frontend-train (<output>/lora)")
     add_output_dir(parser, "answers.jsonl and answers.csv", required=True)
     parser.add_argument("--instructions", help="JSONL rows {id, prompt} or {id, messages} (clip: the store id)")
     parser.add_argument("--prompt", default=DEFAULT_PROMPT,
@@ -47,6 +48,10 @@ def run(args: argparse.Namespace) -> int:
     with open_store(args.features) as store:
         front = FrontEnd.load(args.projector, store=store)
         llm, tokenizer = load_llm(args.llm)
+        if args.adapter:
+            from contrastive_mer.frontend.lora import load_adapter
+
+            llm = load_adapter(llm, args.adapter)
         llm.to(device)
         if args.instructions:
             rows = read_instructions(args.instructions)
