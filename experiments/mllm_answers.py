@@ -6,6 +6,7 @@ tokens, zeroed tokens and another clip's tokens -> score-answers. Everything run
 behind ``cmer frontend-train``, ``cmer frontend-generate`` and ``cmer score-answers``.
 
     python experiments/mllm_answers.py                          # pretrains a 2-epoch demo encoder first
+    python experiments/mllm_answers.py --fast                   # a smaller corpus: minutes on a CPU
     python experiments/mllm_answers.py --checkpoint runs/demo/checkpoints/last.ckpt --archs llama,qwen2
 
 Writes ``<out>/<arch>/{rows,held_out}.jsonl``, ``train/``, ``answers_{real,zeros,shuffled}/``,
@@ -54,7 +55,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--lora-r", type=int, default=4)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--pretrain-epochs", type=int, default=2)
+    p.add_argument("--fast", action="store_true", help="pretrain on a smaller synthetic corpus (2 clips per speaker "
+                                                       "and emotion, 32-pixel frames): minutes on a laptop CPU")
     return p.parse_args(argv)
+
+
+#: the smaller corpus and inputs of --fast (the extraction reads them from the checkpoint's config)
+FAST = ("data.options.clips_per_speaker_emotion=2", "data.options.num_frames=4", "data.options.frame_size=32",
+        "model.modalities.video.preprocess.size=32", "model.modalities.video.preprocess.num_frames=2",
+        "model.modalities.audio.preprocess.max_seconds=1.0")
+
+
+def pretrain_encoder(out: Path, epochs: int, *, fast: bool) -> Path:
+    from contrastive_mer.experiment import load_config
+    from contrastive_mer.pretrain.loop import pretrain
+
+    cfg = load_config(REPO / "experiments" / "demo.yaml", [f"trainer.max_epochs={epochs}",
+                                                           "trainer.enable_progress_bar=false",
+                                                           *(FAST if fast else ())])
+    print(f"[answers] pretraining a {epochs}-epoch demo encoder -> {out}", flush=True)
+    return pretrain(cfg, output=out, overwrite=True).checkpoint
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,9 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.checkpoint:
         ckpt = Path(args.checkpoint)
     else:
-        from experiments.mllm_frontend import pretrain_encoder
-
-        ckpt = pretrain_encoder(out / "encoder", 2)
+        ckpt = pretrain_encoder(out / "encoder", args.pretrain_epochs, fast=args.fast)
     feats = extract_from_checkpoint(ckpt, out / "feats.h5", overrides=["data.options.speakers=null"],
                                     options=ExtractOptions(device=args.device, progress=False))
     summary: dict[str, dict] = {}
