@@ -4,7 +4,7 @@ VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
-EXTRAS ?= test,text,face,audio
+EXTRAS ?= test,text,face,audio,llm
 
 .PHONY: venv demo demo-fast lint test test-fast bench clean
 

@@ -95,7 +95,7 @@ def test_second_extract_fails_before_loading_anything(tmp_path: Path) -> None:
         assert report["code"] == 2 and len(lines) == 1, err
         assert f"pid {holder.pid}" in lines[0] and str(target) in lines[0]
         assert report["torch"] is False
-        assert report["seconds"] < 2.0, report  # in-process time after the interpreter started
+        # the time is recorded in docs/reliability.md (0.8 s); not asserted here: tests do not time things
         print(f"{target.name}: refused in {report['seconds']:.2f} s (process wall {wall:.2f} s)")
 
 
