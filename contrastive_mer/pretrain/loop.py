@@ -23,11 +23,12 @@ from contrastive_mer.config import PRECISIONS, ConfigError, checkpoint_monitor, 
 from contrastive_mer.data.datamodule import MERDataModule
 from contrastive_mer.data.dataset import SkipReport, SkipTracker
 from contrastive_mer.distributed import is_launched_rank
-from contrastive_mer.errors import UserError
+from contrastive_mer.errors import Interrupted, UserError
 from contrastive_mer.experiment import load_config
 from contrastive_mer.model.checkpoint_io import AtomicCheckpointIO, verify_checkpoint_crc
 from contrastive_mer.model.module import PairwiseContrastiveModule
 from contrastive_mer.pretrain.figures import EmbeddingFiguresCallback
+from contrastive_mer.pretrain.interrupt import StopOnSignal, stopped_message
 from contrastive_mer.pretrain.progress import EpochLineCallback, ThroughputCallback, interactive_output, quiet_lightning
 from contrastive_mer.pretrain.run_dir import lock_run_dir, prepare_run_dir
 
@@ -314,7 +315,9 @@ def pretrain(cfg: DictConfig, output: str | Path | None = None, *, resume: bool 
     run_dir = make_run_dir(cfg, output)
     lock = lock_run_dir(run_dir)
     try:
-        return _pretrain_locked(cfg, run_dir, resume=resume, extra_callbacks=extra_callbacks, overwrite=overwrite)
+        with StopOnSignal() as stop:
+            return _pretrain_locked(cfg, run_dir, resume=resume, extra_callbacks=[stop, *(extra_callbacks or [])],
+                                    overwrite=overwrite)
     finally:
         if lock is not None:
             lock.release()
@@ -357,8 +360,14 @@ def _pretrain_locked(cfg: DictConfig, run_dir: Path, *, resume: bool, extra_call
     start = time.perf_counter()
     if resume:
         verify_checkpoint_crc(last)
+    written_before = last.stat().st_mtime_ns if last.is_file() else None
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume else None)
     seconds = time.perf_counter() - start
+    stop = next((c for c in callbacks if isinstance(c, StopOnSignal)), None)
+    if stop is not None and stop.signum is not None:
+        written = last.is_file() and last.stat().st_mtime_ns != written_before
+        raise Interrupted(stop.signum, stopped_message(stop, written, last=str(last),
+                                                       resume=f"cmer pretrain --output {run_dir} --resume"))
     if cfg.trainer.fast_dev_run and trainer.is_global_zero:
         print(f"[cmer] trainer.fast_dev_run={cfg.trainer.fast_dev_run}: a check run; Lightning wrote no checkpoint "
               "and no TensorBoard log", flush=True)
