@@ -26,7 +26,7 @@ from contrastive_mer.distributed import is_launched_rank
 from contrastive_mer.errors import Interrupted, UserError
 from contrastive_mer.experiment import load_config
 from contrastive_mer.model.checkpoint_io import AtomicCheckpointIO, verify_checkpoint_crc
-from contrastive_mer.model.module import PairwiseContrastiveModule
+from contrastive_mer.model.module import NonFiniteTraining, PairwiseContrastiveModule
 from contrastive_mer.pretrain.figures import EmbeddingFiguresCallback
 from contrastive_mer.pretrain.interrupt import StopOnSignal, stopped_message
 from contrastive_mer.pretrain.progress import EpochLineCallback, ThroughputCallback, interactive_output, quiet_lightning
@@ -361,7 +361,12 @@ def _pretrain_locked(cfg: DictConfig, run_dir: Path, *, resume: bool, extra_call
     if resume:
         verify_checkpoint_crc(last)
     written_before = last.stat().st_mtime_ns if last.is_file() else None
-    trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume else None)
+    try:
+        trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume else None)
+    except NonFiniteTraining as err:  # the last finite checkpoint stays; say where it is
+        kept = (f"the last finite checkpoint is {last} (resume with: cmer pretrain --output {run_dir} --resume "
+                "and a lower optim.lr)" if last.is_file() else "no checkpoint was written")
+        raise NonFiniteTraining(f"training stopped: {err}; {kept}") from None
     seconds = time.perf_counter() - start
     stop = next((c for c in callbacks if isinstance(c, StopOnSignal)), None)
     if stop is not None and stop.signum is not None:
