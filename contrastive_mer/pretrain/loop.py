@@ -172,14 +172,21 @@ def report_face_fallbacks(adapter: Any) -> dict[str, int] | None:
 
 def write_data_summary(data: MERDataModule, run_dir: Path, resume: bool) -> dict[str, Any]:
     """Print the data summary, save it as ``data_summary.json`` and the split as ``split.json`` (rank 0);
-    warn when a modality will not train, and on resume when the split differs from the saved one."""
-    from contrastive_mer.data.summary import format_summary
+    warn when a modality or a loss pair will not train, and on resume when the split differs from the saved one.
+    A run none of whose loss pairs has 2 training clips holding both modalities is refused (it would train
+    nothing at loss 0)."""
+    from contrastive_mer.data.summary import format_summary, refuse_untrainable_pairs
+    from contrastive_mer.model.losses import parse_pairs
 
-    summary, split = data.summary(), data.split()
+    cfg = data.cfg
+    summary = data.summary(pairs=parse_pairs(list(cfg.loss.pairs), list(cfg.model.modalities)))
+    split = data.split()
     if is_launched_rank():
+        refuse_untrainable_pairs(summary)
         return summary
     print(format_summary(summary, f"[cmer] data: {summary['dataset']}" +
                          (f" ({summary['root']})" if summary["root"] else "")), flush=True)
+    refuse_untrainable_pairs(summary)  # after the table, which shows why
     for line in summary["warnings"]:
         warn(line)
     split_path = run_dir / "split.json"
