@@ -24,7 +24,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from contrastive_mer.data.datasets.base import ClipRecord, SampleError, register_adapter
+from contrastive_mer.data.datasets.base import NO_CHOSEN_MODALITY, ClipRecord, SampleError, register_adapter
 from contrastive_mer.data.datasets.corpus import MediaCorpus, MediaCorpusOptions
 from contrastive_mer.data.landmarks import index_landmark_csvs, load_landmark_source
 from contrastive_mer.data.safe_files import BadFileError, load_npy, read_text
@@ -163,7 +163,12 @@ class ManifestAdapter(MediaCorpus):
         path = Path(str(value).strip())
         return str(path if path.is_absolute() else self.root / path)
 
-    def _sources(self, row: dict[str, Any]) -> dict[str, Any]:
+    def _chosen(self, sources: dict[str, Any]) -> dict[str, Any]:
+        """``sources`` restricted to ``data.options.modalities`` (all when it is unset)."""
+        wanted = self.options.modalities
+        return sources if wanted is None else {m: v for m, v in sources.items() if m in wanted}
+
+    def _sources(self, row: dict[str, Any], *, chosen_only: bool = True) -> dict[str, Any]:
         sources: dict[str, Any] = {}
         for col in MEDIA_COLUMNS:
             if not _empty(row.get(col)):
@@ -180,8 +185,7 @@ class ManifestAdapter(MediaCorpus):
         landmark_csv = self._landmark_csv(row, sources)
         if landmark_csv is not None:
             sources["landmarks"] = ("landmarks", str(landmark_csv))
-        wanted = self.options.modalities
-        return sources if wanted is None else {m: v for m, v in sources.items() if m in wanted}
+        return self._chosen(sources) if chosen_only else sources
 
     def _landmark_csv(self, row: dict[str, Any], sources: dict[str, Any]) -> Path | None:
         """The row's landmark CSV in ``landmarks_dir``: named after its id, else its video's or audio's stem."""
@@ -260,12 +264,19 @@ class ManifestAdapter(MediaCorpus):
             raise ValueError(f"{self.path}: label columns {missing} not found")
         coded = self._code_labels(kept)
         out = []
-        for _, sid, row in kept:
+        for line, sid, row in kept:
             if sid not in coded:
                 continue
             groups = {g: str(row[g]).strip() for g in self.group_columns if not _empty(row.get(g))}
-            if self.keep_speaker(groups.get("speaker", "")):
-                out.append(ClipRecord(sid, self._sources(row), coded[sid], groups))
+            if not self.keep_speaker(groups.get("speaker", "")):
+                continue
+            every = self._sources(row, chosen_only=False)
+            sources = self._chosen(every)
+            if every and not sources:  # left out, listed once; not a decoding failure (max_skip_fraction)
+                self.skip(self.path, f"{NO_CHOSEN_MODALITY}: the clip has {', '.join(sorted(every))}; "
+                          f"data.options.modalities: {', '.join(self.options.modalities or [])}", line, sid)
+                continue
+            out.append(ClipRecord(sid, sources, coded[sid], groups))
         self.modalities = tuple(sorted({m for r in out for m in r.sources}))
         return out
 
