@@ -44,11 +44,13 @@ sys.exit(main(sys.argv[2:]))
 """
 
 
-def signalled_pretrain(tmp_path: Path, where: str, signum: int, *extra: str) -> subprocess.CompletedProcess:
-    """Run ``cmer pretrain`` in a child process, send ``signum`` at the mark; its output and exit code."""
+def signalled_pretrain(tmp_path: Path, where: str, signum: int, *extra: str,
+                       command: str = "pretrain") -> subprocess.CompletedProcess:
+    """Run ``cmer pretrain`` (or ``cmer demo``) in a child process, send ``signum`` at the mark; its output and
+    exit code."""
     script = tmp_path / "marked_pretrain.py"
     script.write_text(MARKED_PRETRAIN)
-    argv = ["pretrain", "--config", str(DEMO), "--output", str(tmp_path / "run"), *TINY, *extra]
+    argv = [command, "--config", str(DEMO), "--output", str(tmp_path / "run"), *TINY, *extra]
     proc = subprocess.Popen([sys.executable, str(script), where, *argv], env=ENV, cwd=ROOT, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout is not None
@@ -103,3 +105,16 @@ def test_sigterm_during_the_corpus_scan_stops_at_once(tmp_path: Path) -> None:
     assert proc.stderr.strip().splitlines() == [
         "cmer pretrain: stopped by SIGTERM before training started; nothing was trained"]
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+@pytest.mark.slow
+def test_sigterm_during_the_demos_pretraining_exits_143(tmp_path: Path) -> None:
+    """``cmer demo`` (what ``make demo`` runs) stopped by SIGTERM in its pretraining: exit 143 with the same line
+    naming the checkpoint of its pretraining folder (was: exit 0, no message)."""
+    proc = signalled_pretrain(tmp_path, "train", signal.SIGTERM, "trainer.max_epochs=3", command="demo")
+    assert proc.returncode == 143, (proc.returncode, proc.stderr[-2000:])
+    run = tmp_path / "run" / "pretrain"
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"cmer demo: stopped by SIGTERM in epoch 2 (the epoch was cut short and closed); checkpoint: "
+        f"{run / 'checkpoints' / 'last.ckpt'}; resume with: cmer pretrain --output {run} --resume")
+    assert "[demo] 2/5" not in proc.stdout
