@@ -127,7 +127,10 @@ class PairwiseContrastiveModule(pl.LightningModule):
             return None
         result = self.compute_loss(batch)
         loss = result.loss.detach()
-        if stage == "train" and not bool(torch.isfinite(loss)):
+        finite = bool(torch.isfinite(loss)) if stage == "train" else True
+        if stage == "train" and self._trainer is not None and self.trainer.world_size > 1:
+            finite = self.trainer.strategy.reduce_boolean_decision(finite, all=True)  # every rank stops together
+        if not finite:
             raise NonFiniteTraining(f"the training loss is {float(loss)} in epoch {self.current_epoch + 1}, "
                                     f"step {self.global_step + 1} (learning rate too high? optim.lr="
                                     f"{self.cfg.optim.lr})")
