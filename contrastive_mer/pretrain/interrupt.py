@@ -46,7 +46,7 @@ class StopOnSignal(Callback):
         self._trainer.should_stop = True
 
     def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+                           idx: int) -> None:
         """Under DDP every rank stops after the same batch when any rank was signalled."""
         if trainer.world_size > 1 and trainer.strategy.reduce_boolean_decision(self.signum is not None, all=False):
             trainer.should_stop = True
