@@ -27,6 +27,7 @@ ALLOWED: dict[str, str] = {
     "pretrain/figures.py:EmbeddingFiguresCallback.on_validation_batch_end": _LIGHTNING,
     "pretrain/loop.py:SkipReportCallback.on_validation_batch_start": _LIGHTNING,
     "pretrain/online_probe.py:OnlineProbeCallback.on_validation_batch_end": _LIGHTNING,
+    "pretrain/interrupt.py:StopOnSignal.on_train_batch_end": _LIGHTNING,
     "pretrain/progress.py:ThroughputCallback.on_train_batch_end": _LIGHTNING,
     "frontend/front_end.py:FrontEnd.train": "overrides torch.nn.Module.train(mode), which torch calls positionally",
 }

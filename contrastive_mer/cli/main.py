@@ -98,7 +98,7 @@ def parse_args(argv: list[str], command: str | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     from pickle import UnpicklingError
 
-    from contrastive_mer.errors import UserError
+    from contrastive_mer.errors import Interrupted, UserError
 
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv[0] if argv and argv[0] in SUBCOMMANDS else None
@@ -106,6 +106,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv, command)
     try:
         return _module(args.command).run(args)
+    except Interrupted as stopped:  # a signal: never exit 0; say where the work done so far is
+        print(f"cmer {args.command}: {one_line(stopped)}", file=sys.stderr)
+        return stopped.exit_code
+    except KeyboardInterrupt:
+        print(f"cmer {args.command}: stopped by SIGINT", file=sys.stderr)
+        return 130
     except (UserError, FileNotFoundError, KeyError, ValueError, UnpicklingError, OSError) as err:
         message: object = _environment_error(err)
         if os.environ.get("CMER_DEBUG") or (isinstance(err, OSError) and not isinstance(err, FileNotFoundError)

@@ -91,16 +91,16 @@ class MERDataModule(pl.LightningDataModule):
         order = np.random.default_rng(self.cfg.seed).permutation(len(val))
         self.val_set = self.dataset([val[i] for i in order]) if val else None
 
-    def summary(self) -> dict[str, Any]:
-        """Clips, per-modality coverage and groups per split, with warnings (see
-        :func:`contrastive_mer.data.summary.data_summary`); call after :meth:`setup`."""
+    def summary(self, pairs: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:
+        """Clips, per-modality coverage (and of each modality pair in ``pairs``) and groups per split, with
+        warnings (see :func:`contrastive_mer.data.summary.data_summary`); call after :meth:`setup`."""
         from contrastive_mer.data.summary import data_summary
 
         d = self.cfg.data
         sources = {m: p.source or m for m, p in self.preprocessors.items()}  # as MERDataset reads them
         out = {"dataset": d.dataset, "root": None if d.root is None else str(d.root)}
         out.update(data_summary(self.splits, sources, d.split_group, d.batch_size,
-                                skipped=getattr(self.adapter, "skipped", ())))
+                                skipped=getattr(self.adapter, "skipped", ()), pairs=pairs))
         return out
 
     def split(self) -> dict[str, Any]:

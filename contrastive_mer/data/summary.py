@@ -1,7 +1,8 @@
 """What a run trains on, said before it trains: clips, per-modality coverage and groups per split.
 
 :func:`data_summary` counts from the adapter's records (no decoding), :func:`summary_warnings` names what will
-silently not train (a modality with no training clip, or too few per batch), :func:`format_summary` is the
+silently not train (a modality with no training clip, or too few per batch; a loss pair held by fewer clips than a
+batch), :func:`refuse_untrainable_pairs` stops a run none of whose pairs can train, :func:`format_summary` is the
 printed table, and :func:`split_ids` is the split saved as ``split.json`` in the run folder.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Mapping, Sequence
 
 from contrastive_mer.data.datasets.base import ClipRecord
+from contrastive_mer.errors import UserError
 
 #: a modality pair needs at least this many clips with both modalities in a batch for in-batch negatives
 MIN_PER_BATCH = 2.0
@@ -21,15 +23,20 @@ def has_input(record: ClipRecord, source: str) -> bool:
 
 
 def data_summary(splits: Mapping[str, Sequence[ClipRecord]], sources: Mapping[str, str], group: str,
-                 batch_size: int, *, skipped: Sequence[Any] = ()) -> dict[str, Any]:
+                 batch_size: int, *, skipped: Sequence[Any] = (),
+                 pairs: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:
     """Counts per split: clips, clips having each modality (``sources``: modality -> adapter input name),
-    and the distinct values of the ``group`` (e.g. speakers); plus the scan's skipped entries and warnings."""
+    clips having both modalities of each of the loss's ``pairs`` (``"a-b"``), and the distinct values of the
+    ``group`` (e.g. speakers); plus the scan's skipped entries and warnings."""
     out: dict[str, Any] = {"split_group": group, "batch_size": int(batch_size),
                            "clips": {name: len(recs) for name, recs in splits.items()},
                            "modalities": {m: {name: sum(has_input(r, src) for r in recs)
                                               for name, recs in splits.items()} for m, src in sources.items()},
                            "groups": {name: sorted({str(r.groups.get(group, r.id)) for r in recs})
                                       for name, recs in splits.items()},
+                           "pairs": {f"{a}-{b}": {name: sum(has_input(r, sources[a]) and has_input(r, sources[b])
+                                                            for r in recs) for name, recs in splits.items()}
+                                     for a, b in pairs},
                            "skipped_at_scan": len(skipped),
                            "skipped_examples": [str(s) for s in list(skipped)[:5]]}
     out["warnings"] = summary_warnings(out)
@@ -52,7 +59,24 @@ def summary_warnings(summary: Mapping[str, Any]) -> list[str]:
             per_batch = train / n_train * min(batch, n_train)
             warnings.append(f"modality {m!r} is in {train} of {n_train} training clips, about {per_batch:.1f} per "
                             f"batch of {batch}: its pairs get almost no in-batch negatives")
+    for pair, counts in summary.get("pairs", {}).items():
+        train = counts.get("train", 0)
+        if train < batch:
+            warnings.append(f"pair {pair!r} is held by {train} training clip(s), fewer than a batch "
+                            f"({batch}): it gets few in-batch negatives")
     return warnings
+
+
+def refuse_untrainable_pairs(summary: Mapping[str, Any]) -> None:
+    """A :class:`~contrastive_mer.errors.UserError` when no configured pair is held (both modalities) by at least
+    2 training clips: every pair's loss would be 0 and nothing would train. The line gives each pair's count."""
+    pairs = summary.get("pairs", {})
+    counts = {pair: c.get("train", 0) for pair, c in pairs.items()}
+    if counts and max(counts.values()) < MIN_PER_BATCH:
+        listed = ", ".join(f"{pair}: {n}" for pair, n in counts.items())
+        raise UserError(f"no modality pair of the loss can train: training clips holding both modalities of each "
+                        f"pair: {listed} (a pair needs at least {MIN_PER_BATCH:g}); check the corpus's modality "
+                        "columns, data.options.modalities and loss.pairs")
 
 
 def format_summary(summary: Mapping[str, Any], title: str = "") -> str:

@@ -84,11 +84,14 @@ class ProbeResults:
     rows: list[ViewResult]
     setup: dict[str, Any] = field(default_factory=dict)
     class_names: list[str] | None = None
+    #: view -> why it was not probed (a fold without training or test rows); the other views were
+    not_probed: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable copy (arrays become lists, NaN becomes None)."""
         return _jsonable({"task": self.task, "label": self.label, "class_names": self.class_names,
-                          "setup": self.setup, "rows": [dataclasses.asdict(r) for r in self.rows]})
+                          "setup": self.setup, "rows": [dataclasses.asdict(r) for r in self.rows],
+                          "not_probed": self.not_probed})
 
 
 def _jsonable(x: Any) -> Any:
@@ -153,6 +156,14 @@ def _aggregate(view: str, probe: str, runs: list[tuple[dict[str, Any], int, int,
                       int(sum(r[2] for r in runs)), details, folds)
 
 
+def empty_fold(folds: Sequence[ProbeView]) -> str | None:
+    """Why the folds of one view cannot be probed (the first fold without training or test rows), or None."""
+    for v in folds:
+        if len(v.X_train) == 0 or len(v.X_test) == 0:
+            return f"fold {v.fold} has {len(v.X_train)} training and {len(v.X_test)} test rows"
+    return None
+
+
 def _probe_once(probe: str, v: ProbeView, config: Any,
                 num_classes: int | None) -> tuple[dict[str, Any], int, int, dict[str, Any]]:
     """One probe on one fold: ``(metrics, n_train, n_test, extra)``; errors name the view and fold."""
@@ -179,7 +190,8 @@ def run_probes(views: Sequence[ProbeView], task: str, label: str = "label", prob
 
     ``probes`` are names in :data:`~contrastive_mer.evaluation.probes.PROBES`. The configs' ``task`` is replaced
     by ``task``; the mlp probe takes the linear config's seed, a probe without a config here its defaults.
-    Returns rows in view order, probes in ``probes`` order.
+    Returns rows in view order, probes in ``probes`` order. A view with a fold lacking training or test rows is
+    not probed: :attr:`ProbeResults.not_probed` gives the reason (a ValueError when no view is left).
     """
     unknown = [p for p in probes if p not in PROBES]
     if unknown or not probes:
@@ -196,7 +208,12 @@ def run_probes(views: Sequence[ProbeView], task: str, label: str = "label", prob
     for v in views:
         by_name.setdefault(v.name, []).append(v)
     rows = []
+    not_probed: dict[str, str] = {}
     for name, folds in by_name.items():
+        reason = empty_fold(folds)
+        if reason is not None:  # this view only: the others are still probed, the table and report say why
+            not_probed[name] = reason
+            continue
         if log:  # one line per view (not per probe and fold)
             split = f"{len(folds)} folds" if len(folds) > 1 else f"{len(folds[0].X_train)} train"
             log(f"{', '.join(probes)} probe{'s' * (len(probes) > 1)} on {name} ({split}, "
@@ -206,11 +223,13 @@ def run_probes(views: Sequence[ProbeView], task: str, label: str = "label", prob
             for v in folds:
                 runs.append(_probe_once(probe, v, configs[probe], num_classes))
             rows.append(_aggregate(name, probe, runs))
+    if not rows:
+        raise ValueError("no view could be probed: " + "; ".join(f"{k}: {v}" for k, v in not_probed.items()))
     setup = dict(setup or {})
     setup.setdefault("probes", list(probes))
     for probe, config in configs.items():
         setup.setdefault(probe, dataclasses.asdict(config))
-    return ProbeResults(task, label, rows, setup, class_names)
+    return ProbeResults(task, label, rows, setup, class_names, not_probed)
 
 
 # ------------------------------------------------------------------------------------------ store API
@@ -426,4 +445,5 @@ def format_table(results: ProbeResults) -> str:
 
     rule = "-" * len(line(header))
     title = f"label {results.label!r} ({results.task}, {split})"
-    return "\n".join([title, rule, line(header), rule, *[line(b) for b in body], rule])
+    skipped = [f"not probed: {view}: {reason}" for view, reason in results.not_probed.items()]
+    return "\n".join([title, rule, line(header), rule, *[line(b) for b in body], rule, *skipped])

@@ -22,6 +22,7 @@ from contrastive_mer.data.dataset import SkipReport
 from contrastive_mer.data.datasets.base import ClipRecord, CorpusAdapter
 from contrastive_mer.data.sample import Batch
 from contrastive_mer.encoders.base import ModalityEncoder
+from contrastive_mer.errors import UserError
 from contrastive_mer.experiment import config_for_checkpoint
 from contrastive_mer.extract.encode import encode_records, resolve_device
 from contrastive_mer.extract.labels import fill_missing_labels, label_specs
@@ -83,6 +84,20 @@ def open_store(module: PairwiseContrastiveModule, cfg: DictConfig, out: Path, op
     return writer, specs
 
 
+def refuse_non_finite(ids: Sequence[str], features: dict[str, torch.Tensor], projections: dict[str, torch.Tensor],
+                      present: dict[str, torch.Tensor]) -> None:
+    """A :class:`~contrastive_mer.errors.UserError` naming the first clip whose present features or projections
+    hold NaN or inf (a store never gets such a row silently); absent rows are not looked at."""
+    for kind, tensors in (("features", features), ("projections", projections)):
+        for m, values in tensors.items():
+            bad = (~torch.isfinite(values).all(dim=1)) & present[m].bool()
+            if bool(bad.any()):
+                rows = bad.nonzero(as_tuple=True)[0].tolist()
+                raise UserError(f"clip {ids[rows[0]]!r}: the {m} encoder gave non-finite {kind} (NaN or inf) for "
+                                f"{len(rows)} clip(s) of this batch; nothing of it was written (a NaN or inf in "
+                                "that clip's input?)")
+
+
 def encode_batch(module: PairwiseContrastiveModule, batch: Batch, specs: dict[str, LabelSpec],
                  opts: ExtractOptions, *, device: torch.device) -> dict[str, Any]:
     """Encode one non-empty batch: the keyword arguments of :meth:`FeatureStoreWriter.append`."""
@@ -92,6 +107,7 @@ def encode_batch(module: PairwiseContrastiveModule, batch: Batch, specs: dict[st
     features = {m: o.feature.float().cpu() for m, o in outputs.items()}
     projections = {m: p.float().cpu() for m, p in projections.items()}
     present = {m: batch.present[m].cpu() for m in modalities}
+    refuse_non_finite(batch.ids, features, projections, present)
     fused = {mode: fuse(features, projections, present, mode=mode, weights=opts.fusion_weights,
                         modalities=modalities).numpy() for mode in opts.fusion_modes}
     seqs = {}

@@ -22,6 +22,21 @@ from contrastive_mer.model.heads import HeadConfig, ProjectionHead
 from contrastive_mer.model.losses import ContrastiveLoss, LossOutput, build_loss
 
 
+class NonFiniteTraining(UserError):
+    """Training produced a NaN or infinite loss, or weights that are no longer finite (a learning rate too high,
+    fp16 overflow, non-finite inputs); raised before such weights reach a checkpoint."""
+
+
+def first_non_finite(state: dict[str, Any]) -> str | None:
+    """A description of the first floating-point tensor of ``state`` holding NaN or inf, or None when all are
+    finite."""
+    for name, value in state.items():
+        if torch.is_tensor(value) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            nan = int(torch.isnan(value).sum())
+            return f"tensor {name!r} holds {nan} NaN and {int(torch.isinf(value).sum())} inf of {value.numel()} values"
+    return None
+
+
 class PairwiseContrastiveModule(pl.LightningModule):
     """Encoders + heads (modality-keyed ``ModuleDict``s) and the modality-pairwise InfoNCE loss.
 
@@ -111,6 +126,14 @@ class PairwiseContrastiveModule(pl.LightningModule):
         if len(batch) == 0:
             return None
         result = self.compute_loss(batch)
+        loss = result.loss.detach()
+        finite = bool(torch.isfinite(loss)) if stage == "train" else True
+        if stage == "train" and self._trainer is not None and self.trainer.world_size > 1:
+            finite = self.trainer.strategy.reduce_boolean_decision(finite, all=True)  # every rank stops together
+        if not finite:
+            raise NonFiniteTraining(f"the training loss is {float(loss)} in epoch {self.current_epoch + 1}, "
+                                    f"step {self.global_step + 1} (learning rate too high? optim.lr="
+                                    f"{self.cfg.optim.lr})")
         size = len(batch) // self.loss_fn.rows_per_clip
         on_step = stage == "train"
         # with gathered embeddings every rank scores the same pairs, so metrics can be averaged across ranks;
@@ -126,6 +149,12 @@ class PairwiseContrastiveModule(pl.LightningModule):
             for name, temp in self.loss_fn.temperatures().items():
                 self.log(f"temperature/{name}", temp, on_step=True, on_epoch=False, batch_size=size)
         return result.loss
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Never write non-finite weights: the checkpoint already on disk (the last finite one) stays."""
+        bad = first_non_finite(checkpoint.get("state_dict", {}))
+        if bad is not None:
+            raise NonFiniteTraining(f"the weights are no longer finite in epoch {self.current_epoch + 1} ({bad})")
 
     def augmented(self, batch: Batch) -> Batch:
         """``batch`` with SpecAugment masks on the modalities that configure them (training batches only)."""
@@ -171,8 +200,9 @@ class PairwiseContrastiveModule(pl.LightningModule):
 def load_module(checkpoint: str, map_location: str | torch.device = "cpu") -> PairwiseContrastiveModule:
     """Rebuild a trained module from a checkpoint without executing code from the file (weights-only load).
 
-    A truncated, corrupt or pickled (code-carrying) file, or weights that do not fit the file's own config, is a
-    one-line :class:`~contrastive_mer.errors.UserError` naming the file."""
+    A truncated, corrupt or pickled (code-carrying) file, weights that do not fit the file's own config, or a NaN
+    or inf in any weight is a one-line :class:`~contrastive_mer.errors.UserError` naming the file (and the first
+    non-finite tensor)."""
     from contrastive_mer.model.checkpoint_io import verify_checkpoint_crc
 
     verify_checkpoint_crc(checkpoint)  # torch's reader does not check the zip CRCs: damaged weights would load
@@ -189,6 +219,10 @@ def load_module(checkpoint: str, map_location: str | torch.device = "cpu") -> Pa
     except (KeyError, TypeError):
         raise ValueError(f"{checkpoint}: not a contrastive-mer checkpoint (no hyper_parameters.config)") from None
     refuse_interpolations(config, str(checkpoint))  # never run resolvers (oc.env, ...) from a shared file
+    weights = state.get("state_dict") if isinstance(state, dict) else None
+    bad = first_non_finite(weights) if isinstance(weights, dict) else None
+    if bad is not None:  # every feature it gives would be NaN: refuse before anything is encoded
+        raise UserError(f"{checkpoint}: non-finite weights: {bad} (training diverged?); use an earlier checkpoint")
     check_model_fits(config, str(checkpoint), training=False)  # its saved dimensions, before any allocation
     module = PairwiseContrastiveModule(config)
     try:

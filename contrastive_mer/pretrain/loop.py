@@ -23,11 +23,12 @@ from contrastive_mer.config import PRECISIONS, ConfigError, checkpoint_monitor, 
 from contrastive_mer.data.datamodule import MERDataModule
 from contrastive_mer.data.dataset import SkipReport, SkipTracker
 from contrastive_mer.distributed import is_launched_rank
-from contrastive_mer.errors import UserError
+from contrastive_mer.errors import Interrupted, UserError
 from contrastive_mer.experiment import load_config
 from contrastive_mer.model.checkpoint_io import AtomicCheckpointIO, verify_checkpoint_crc
-from contrastive_mer.model.module import PairwiseContrastiveModule, check_model_fits
+from contrastive_mer.model.module import NonFiniteTraining, PairwiseContrastiveModule, check_model_fits
 from contrastive_mer.pretrain.figures import EmbeddingFiguresCallback
+from contrastive_mer.pretrain.interrupt import StopOnSignal, stopped_message
 from contrastive_mer.pretrain.progress import (
     EpochBar,
     EpochLineCallback,
@@ -178,14 +179,21 @@ def report_face_fallbacks(adapter: Any) -> dict[str, int] | None:
 
 def write_data_summary(data: MERDataModule, run_dir: Path, resume: bool) -> dict[str, Any]:
     """Print the data summary, save it as ``data_summary.json`` and the split as ``split.json`` (rank 0);
-    warn when a modality will not train, and on resume when the split differs from the saved one."""
-    from contrastive_mer.data.summary import format_summary
+    warn when a modality or a loss pair will not train, and on resume when the split differs from the saved one.
+    A run none of whose loss pairs has 2 training clips holding both modalities is refused (it would train
+    nothing at loss 0)."""
+    from contrastive_mer.data.summary import format_summary, refuse_untrainable_pairs
+    from contrastive_mer.model.losses import parse_pairs
 
-    summary, split = data.summary(), data.split()
+    cfg = data.cfg
+    summary = data.summary(pairs=parse_pairs(list(cfg.loss.pairs), list(cfg.model.modalities)))
+    split = data.split()
     if is_launched_rank():
+        refuse_untrainable_pairs(summary)
         return summary
     print(format_summary(summary, f"[cmer] data: {summary['dataset']}" +
                          (f" ({summary['root']})" if summary["root"] else "")), flush=True)
+    refuse_untrainable_pairs(summary)  # after the table, which shows why
     for line in summary["warnings"]:
         warn(line)
     split_path = run_dir / "split.json"
@@ -322,7 +330,9 @@ def pretrain(cfg: DictConfig, output: str | Path | None = None, *, resume: bool 
     run_dir = make_run_dir(cfg, output)
     lock = lock_run_dir(run_dir)
     try:
-        return _pretrain_locked(cfg, run_dir, resume=resume, extra_callbacks=extra_callbacks, overwrite=overwrite)
+        with StopOnSignal() as stop:
+            return _pretrain_locked(cfg, run_dir, resume=resume, extra_callbacks=[stop, *(extra_callbacks or [])],
+                                    overwrite=overwrite)
     finally:
         if lock is not None:
             lock.release()
@@ -366,8 +376,19 @@ def _pretrain_locked(cfg: DictConfig, run_dir: Path, *, resume: bool, extra_call
     start = time.perf_counter()
     if resume:
         verify_checkpoint_crc(last)
-    trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume else None)
+    written_before = last.stat().st_mtime_ns if last.is_file() else None
+    try:
+        trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume else None)
+    except NonFiniteTraining as err:  # the last finite checkpoint stays; say where it is
+        kept = (f"the last finite checkpoint is {last} (resume with: cmer pretrain --output {run_dir} --resume "
+                "and a lower optim.lr)" if last.is_file() else "no checkpoint was written")
+        raise NonFiniteTraining(f"training stopped: {err}; {kept}") from None
     seconds = time.perf_counter() - start
+    stop = next((c for c in callbacks if isinstance(c, StopOnSignal)), None)
+    if stop is not None and stop.signum is not None:
+        written = last.is_file() and last.stat().st_mtime_ns != written_before
+        raise Interrupted(stop.signum, stopped_message(stop, written, last=str(last),
+                                                       resume=f"cmer pretrain --output {run_dir} --resume"))
     if cfg.trainer.fast_dev_run and trainer.is_global_zero:
         print(f"[cmer] trainer.fast_dev_run={cfg.trainer.fast_dev_run}: a check run; Lightning wrote no checkpoint "
               "and no TensorBoard log", flush=True)

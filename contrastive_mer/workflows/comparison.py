@@ -12,6 +12,7 @@ raw baseline and the gap between it and the pretrained fused features.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -39,14 +40,18 @@ COLUMNS = ("pretrained", "random_init", "raw_input")
 FUSED_PLUS_RAW = "fused+raw"
 
 
-def raw_features_for(cfg: DictConfig, *, audio_baselines: bool = False) -> RawFeatures:
+def raw_features_for(cfg: DictConfig, *, audio_baselines: bool = False,
+                     keys: Sequence[str] | None = None) -> RawFeatures:
     """Raw baseline features (inputs as they are, without ``data.normalize``) of every clip the configured
     dataset lists; ``audio_baselines`` adds eGeMAPS functionals and log-mel statistics of the audio
-    (:func:`~contrastive_mer.evaluation.baselines.with_audio_baselines`)."""
+    (:func:`~contrastive_mer.evaluation.baselines.with_audio_baselines`); ``keys`` keeps only those raw
+    features (see :func:`raw_keys_for_views`)."""
     adapter = build_corpus(cfg)
     preps = build_preprocessors(cfg)
     if audio_baselines:
         preps = with_audio_baselines(preps)
+    if keys is not None:
+        preps = {k: p for k, p in preps.items() if k in keys}
     cache = "disk" if uses_disk(cfg.data.cache) else "none"
     return compute_raw_features(MERDataset(adapter, adapter.records(), preps, cache=cache,
                                            cache_dir=cfg.data.cache_dir))
@@ -264,13 +269,60 @@ def summary_lines(table: dict[str, dict[str, float]], task: str, headline: str) 
             f"{'ahead of' if gap >= 0 else 'behind'} the strongest baseline by {abs(scale * gap):.1f}{unit}"]
 
 
-def check_folds(cfg: DictConfig, group: str, folds: int, test_groups: Sequence[str] | None = None) -> None:
-    """Fail before any extraction when the corpus cannot make the folds (or the held-out split)."""
+def raw_keys_for_views(cfg: DictConfig, views: Sequence[str] | None, audio_baselines: bool) -> list[str] | None:
+    """The raw baseline features that match ``views`` (``--modalities``): those computed from the input of each
+    modality named (``audio``, ``features/audio``, ``projections/audio``); None (every raw feature) when no
+    view names a modality (only fused views, or no ``views``)."""
+    modalities = list(cfg.model.modalities)
+    named = [v.split("/", 1)[1] if v.startswith(("features/", "projections/")) else v for v in views or ()]
+    chosen = [m for m in modalities if m in named]
+    if not chosen:
+        return None
+    return list(dict.fromkeys(k for m in chosen for k in raw_keys_of(cfg, m, audio_baselines)))
+
+
+def _has_label(value: Any) -> bool:
+    """Whether a record's label value is there (not None, NaN, an empty string or a negative code)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return False
+    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+        return bool(np.isfinite(value)) and not (isinstance(value, (int, np.integer)) and value < 0)
+    return True
+
+
+def check_folds(cfg: DictConfig, group: str, folds: int, test_groups: Sequence[str] | None = None,
+                *, label: str | None = None, views: Sequence[str] | None = None) -> dict[str, str]:
+    """Fail before any extraction when the corpus cannot make the folds (or the held-out split); with ``label``,
+    also check every modality view (those ``views`` names, or all): returns view -> why it will not be probed
+    (a fold where no labelled clip holding that modality is on the training or the test side), counted from
+    the corpus's records, and fails when that is every view asked for."""
     records = build_corpus(cfg).records()
-    groups = [r.groups.get(group) for r in records if r.sources]
+    kept = [r for r in records if r.sources]
+    groups = [r.groups.get(group) for r in kept]
     if any(g is None for g in groups):
         raise ValueError(f"--group {group!r}: some clips have no such group")
-    make_splits(np.asarray(groups, dtype=object), folds, cfg.seed, test_groups)
+    splits = make_splits(np.asarray(groups, dtype=object), folds, cfg.seed, test_groups)
+    if label is None:
+        return {}
+    labelled = np.array([_has_label(r.labels.get(label)) for r in kept], dtype=bool)
+    if not labelled.any():
+        raise ValueError(f"--label {label!r}: no clip of the corpus has this label")
+    preps = build_preprocessors(cfg)
+    modalities = list(cfg.model.modalities)
+    named = [v.split("/", 1)[1] if v.startswith(("features/", "projections/")) else v for v in views or modalities]
+    chosen = [m for m in modalities if m in named]
+    problems: dict[str, str] = {}
+    for m in chosen:
+        source = getattr(preps.get(m), "source", None) or m
+        holds = labelled & np.array([r.sources.get(source) is not None for r in kept], dtype=bool)
+        for i, (tr, te) in enumerate(splits):
+            n_tr, n_te = int(holds[tr].sum()), int(holds[te].sum())
+            if n_tr == 0 or n_te == 0:
+                problems[m] = f"fold {i} has {n_tr} training and {n_te} test clips holding {m} with a {label!r} label"
+                break
+    if views and problems and len(problems) == len(named):
+        raise ValueError("no view could be probed: " + "; ".join(f"{k}: {v}" for k, v in problems.items()))
+    return problems
 
 
 def evaluate_folds(cfg: DictConfig, trained: PairwiseContrastiveModule, out_dir: str | Path, *, label: str,
@@ -304,7 +356,8 @@ def evaluate_folds(cfg: DictConfig, trained: PairwiseContrastiveModule, out_dir:
         label_efficiency_stores,
     )
 
-    check_folds(cfg, group, folds, test_groups)
+    for view, reason in check_folds(cfg, group, folds, test_groups, label=label, views=views).items():
+        print(f"[cmer evaluate] warning: view {view!r} will not be probed: {reason}", file=sys.stderr, flush=True)
     linear = linear or LinearProbeConfig(seed=cfg.seed)
     few_linear = few_linear or linear
     out_dir = Path(out_dir)
@@ -337,7 +390,8 @@ def evaluate_folds(cfg: DictConfig, trained: PairwiseContrastiveModule, out_dir:
                 for erow in eff.rows:
                     erow.view += f"@{norm}" if norm else ""
                 efficiency[column] = eff if column not in efficiency else _joined_efficiency(efficiency[column], eff)
-    raw = raw_features_for(cfg, audio_baselines=audio_baselines)
+    raw = raw_features_for(cfg, audio_baselines=audio_baselines,
+                           keys=raw_keys_for_views(cfg, views, audio_baselines))
     task = results["pretrained"].task
     missing_info = results["pretrained"].setup.get("missing")
     if "raw_input" in columns:
@@ -373,11 +427,15 @@ def evaluate_folds(cfg: DictConfig, trained: PairwiseContrastiveModule, out_dir:
     head = [TRANSDUCTIVE_LINE] if transductive else []
     if missing_info:
         head.append(f"missing {missing}: {missing_info['text']}")
+    not_probed = {f"{column} {view.removeprefix('raw/')}": reason for column, res in results.items()
+                  for view, reason in res.not_probed.items()}  # views named as in the table
     context = report_lines(results["pretrained"], headline)  # chance level and rows per fold
-    text = "\n".join([*head, text, *summary_lines(table, task, headline), *context])
+    text = "\n".join([*head, text, *summary_lines(table, task, headline),
+                      *(f"not probed: {view}: {reason}" for view, reason in not_probed.items()), *context])
     report: dict[str, Any] = {
-        "transductive": transductive, "missing": missing_info, "table": table, "task": task, "metric": metric,
-        "headline": headline, "strongest_baseline": strongest(table, "raw_input", task), "context": context,
+        "transductive": transductive, "missing": missing_info, "not_probed": not_probed, "table": table,
+        "task": task, "metric": metric, "context": context,
+        "headline": headline, "strongest_baseline": strongest(table, "raw_input", task),
         "probes": {k: v.to_dict() for k, v in results.items()}}
     if efficiency:
         decays = list(few_linear.weight_decays)
@@ -419,7 +477,7 @@ def pretraining_overlap(checkpoint: str | Path, cfg: DictConfig, group: str,
 
 
 def _joined(a: ProbeResults, b: ProbeResults) -> ProbeResults:
-    return ProbeResults(a.task, a.label, a.rows + b.rows, a.setup, a.class_names)
+    return ProbeResults(a.task, a.label, a.rows + b.rows, a.setup, a.class_names, {**a.not_probed, **b.not_probed})
 
 
 def _joined_efficiency(a: Any, b: Any) -> Any:

@@ -168,28 +168,30 @@ def test_two_present_rows_still_use_batch_statistics() -> None:
 
 @register_adapter("lone_video")
 class LoneVideo(CorpusAdapter):
-    """16 clips with action-unit-like vectors; only clip 0 has (one-frame) video."""
+    """16 clips with action-unit-like and pose-like vectors; only clip 0 has (one-frame) video."""
 
     name = "lone_video"
-    modalities = ("au", "video")
+    modalities = ("au", "pose", "video")
 
     def __init__(self, n: int = 16):
         super().__init__()
         self.n = n
 
     def records(self) -> list[ClipRecord]:
-        return [ClipRecord(f"c{i:02d}", {"au": i, **({"video": i} if i == 0 else {})}, {}, {"speaker": f"s{i % 4}"})
-                for i in range(self.n)]
+        return [ClipRecord(f"c{i:02d}", {"au": i, "pose": i, **({"video": i} if i == 0 else {})}, {},
+                           {"speaker": f"s{i % 4}"}) for i in range(self.n)]
 
     def load(self, record: ClipRecord, modalities: list[str]) -> Sample:
         rng = np.random.default_rng(int(record.id[1:]))
-        inputs = {"au": rng.normal(size=6).astype(np.float32),
+        inputs = {"au": rng.normal(size=6).astype(np.float32), "pose": rng.normal(size=4).astype(np.float32),
                   "video": rng.integers(0, 255, size=(1, 32, 32, 3), dtype=np.uint8)}
         return Sample(record.id, {m: inputs[m] for m in modalities if m in record.sources}, {}, record.groups)
 
 
 def test_pretraining_with_one_video_clip_in_a_batch(tmp_path: Path) -> None:
-    """Pretraining where one batch per epoch holds exactly one video clip runs to a checkpoint."""
+    """Pretraining where one batch per epoch holds exactly one video clip runs to a checkpoint (the au-pose pair
+    trains; with au-video as the only pair, held by one clip, nothing could train: refused at start, issue 22)."""
+    from contrastive_mer.errors import UserError
     from contrastive_mer.pretrain.loop import pretrain
 
     overrides = [
@@ -201,10 +203,13 @@ def test_pretraining_with_one_video_clip_in_a_batch(tmp_path: Path) -> None:
         "model.modalities.video.encoder_args.model_kwargs.stem_width=8",
         "model.modalities.video.encoder_args.output_dim=16", "model.modalities.video.preprocess.num_frames=1",
         "model.modalities.video.preprocess.size=32", "model.head.hidden_dim=16", "model.head.output_dim=8",
-        "loss.pairs=[au-video]", "trainer.max_epochs=2", "trainer.enable_progress_bar=false",
-        "trainer.log_every_n_steps=1",
+        "model.modalities.pose.encoder=mlp", "model.modalities.pose.encoder_args.input_dim=4",
+        "model.modalities.pose.encoder_args.output_dim=16", "trainer.max_epochs=2",
+        "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1",
     ]
-    cfg = load_config(None, overrides)
+    with pytest.raises(UserError, match="au-video: 1 "):
+        pretrain(load_config(None, [*overrides, "loss.pairs=[au-video]"]), tmp_path / "refused")
+    cfg = load_config(None, [*overrides, "loss.pairs=[au-video,au-pose]"])
     result = pretrain(cfg, tmp_path / "run")
     assert result.checkpoint.is_file()
 

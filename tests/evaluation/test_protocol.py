@@ -197,3 +197,30 @@ def test_probe_script(stores, monkeypatch, capsys) -> None:
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert "knn" in out and "linear" not in out and "2 folds by speaker" in out
+
+
+def test_a_view_with_an_empty_fold_is_reported_not_probed_and_the_others_kept(tmp_path, capsys) -> None:
+    """Issue 22, item 4: video present only in speaker spk0's clips, 3 folds by speaker: ``cmer probe`` (exit 0)
+    probes audio and fused, and names video as not probed with the fold and its row counts (was: the whole run
+    aborted with "view 'video' fold 0 has 0 training and N test rows"); a run where no view can be probed is an
+    error naming each."""
+    d = make_data(120, seed=3)
+    d["present_video"] = d["speakers"] == "spk0"
+    path = write_store(tmp_path / "one_speaker_video.h5", d)
+    out = tmp_path / "res.json"
+    rc = _cli(["--train", str(path), "--folds", "3", "--group", "speaker", "--label", "emotion", "--probe", "linear",
+               "--json", str(out)])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    data = json.loads(out.read_text())
+    assert [r["view"] for r in data["rows"]] == ["audio", "fused/concat"]
+    folds = group_kfold(d["speakers"][d["y"] >= 0], 3, 0)
+    labelled_video = (d["present_video"] & (d["y"] >= 0))[d["y"] >= 0]
+    fold, (tr, te) = next((i, f) for i, f in enumerate(folds) if not labelled_video[f[0]].any()
+                          or not labelled_video[f[1]].any())
+    reason = f"fold {fold} has {int(labelled_video[tr].sum())} training and {int(labelled_video[te].sum())} test rows"
+    assert data["not_probed"] == {"video": reason}
+    assert f"not probed: video: {reason}" in printed.splitlines()
+    line = cli_error("probe", "--train", str(path), "--folds", "3", "--group", "speaker", "--label", "emotion",
+                     "--modalities", "video")
+    assert line == f"cmer probe: error: no view could be probed: video: {reason}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -106,3 +108,87 @@ def test_summary_names_strongest_baseline_and_gap():
     table["fused/concat@speaker"]["pretrained/linear"] = 0.75
     assert "behind the strongest baseline by 5.0 points" in summary_lines(table, "multiclass",
                                                                         "fused/concat@speaker")[1]
+
+
+class _OneSpeakerPose:
+    """Registered on first use: au in every clip, pose only in speaker s0's clips (4 speakers x 12 clips)."""
+
+    registered = False
+
+    @classmethod
+    def register(cls) -> None:
+        if cls.registered:
+            return
+        from contrastive_mer.data.datasets.base import ClipRecord, CorpusAdapter, register_adapter
+        from contrastive_mer.data.sample import Sample
+
+        @register_adapter("pose_of_one_speaker")
+        class PoseOfOneSpeaker(CorpusAdapter):
+            name = "pose_of_one_speaker"
+            modalities = ("au", "pose")
+
+            def __init__(self) -> None:
+                super().__init__()
+                self.label_names = {"emotion": ["a", "b"]}
+
+            def records(self) -> list[ClipRecord]:
+                return [ClipRecord(f"c{i:02d}", {"au": i, **({"pose": i} if i % 4 == 0 else {})},
+                                   {"emotion": (i // 4) % 2}, {"speaker": f"s{i % 4}"}) for i in range(48)]
+
+            def load(self, record: ClipRecord, modalities: list[str]) -> Sample:
+                rng = np.random.default_rng(int(record.id[1:]))
+                z = (rng.normal(size=4) + 2 * record.labels["emotion"]).astype(np.float32)
+                return Sample(record.id, {m: z for m in modalities if m in record.sources}, record.labels,
+                              record.groups)
+
+        cls.registered = True
+
+
+def _pose_config(tmp_path):
+    import textwrap
+
+    from contrastive_mer.experiment import load_config
+
+    _OneSpeakerPose.register()
+    path = tmp_path / "pose.yaml"
+    path.write_text(textwrap.dedent("""
+        data: {dataset: pose_of_one_speaker, batch_size: 8}
+        model:
+          modalities:
+            au: {encoder: mlp, encoder_args: {input_dim: 4, output_dim: 8}}
+            pose: {encoder: mlp, encoder_args: {input_dim: 4, output_dim: 8}}
+          head: {hidden_dim: 16, output_dim: 8}
+        """))
+    return load_config(path)
+
+
+def test_a_view_without_rows_in_a_fold_is_found_before_extraction_and_reported(tmp_path, capsys):
+    """Issue 22, item 4: pose only in speaker s0's clips, 2 folds by speaker. Before extracting, the fold check
+    names pose (the fold and its clip counts); cmer evaluate's comparison keeps au and fused, reports
+    "not probed: <column> pose: <reason>" in the text and JSON (was: aborted after extraction); ``views`` given
+    as --modalities restricts the raw baselines to those modalities' inputs (was: every raw input)."""
+    from contrastive_mer.model.module import PairwiseContrastiveModule
+    from contrastive_mer.workflows.comparison import check_folds, evaluate_folds, raw_keys_for_views
+
+    cfg = _pose_config(tmp_path)
+    problems = check_folds(cfg, "speaker", 2, label="emotion")
+    assert list(problems) == ["pose"] and problems["pose"].endswith("holding pose with a 'emotion' label")
+    assert re.match(r"fold [01] has (0 training and 12|12 training and 0) test clips", problems["pose"])
+    with pytest.raises(ValueError, match="no view could be probed: pose: fold"):
+        check_folds(cfg, "speaker", 2, label="emotion", views=["pose"])
+    assert raw_keys_for_views(cfg, ["au", "fused/concat"], False) == ["au"]
+    assert raw_keys_for_views(cfg, ["fused/concat"], False) is None
+
+    report = evaluate_folds(cfg, PairwiseContrastiveModule(cfg), tmp_path / "eval", label="emotion",
+                            group="speaker", folds=2, probes=("linear",), audio_baselines=False)
+    assert "warning: view 'pose' will not be probed: fold" in capsys.readouterr().err
+    assert set(report["not_probed"]) == {"pretrained pose", "random_init pose", "raw_input pose"}
+    assert all(r.startswith("fold ") for r in report["not_probed"].values())
+    assert set(report["table"]) == {"au", "fused/concat", "fused/mean", "fused", "fused/concat+raw"}
+    assert {"pretrained/linear", "random_init/linear", "raw_input/linear"} <= set(report["table"]["au"])
+    assert "not probed: pretrained pose: fold" in report["text"]
+
+    only_au = evaluate_folds(cfg, PairwiseContrastiveModule(cfg), tmp_path / "au", label="emotion",
+                             group="speaker", folds=2, probes=("linear",), audio_baselines=False,
+                             views=["au", "fused/concat"], columns=("pretrained", "raw_input"))
+    assert [r["view"] for r in only_au["probes"]["raw_input"]["rows"]] == ["raw/au"]

@@ -23,6 +23,9 @@ from typing import Any, Callable, ClassVar, Mapping, Sequence
 from contrastive_mer.data.sample import LabelValue, Sample
 from contrastive_mer.registry import Registry
 
+#: the scan-time skip reason of a clip holding none of ``data.options.modalities`` (not a decoding failure)
+NO_CHOSEN_MODALITY = "no chosen modality"
+
 #: option names that were renamed (the error for an old name says the new one)
 RENAMED_OPTIONS = {"actors": "speakers", "sessions": "speakers", "size": "frame_size", "image_size": "frame_size"}
 
@@ -118,8 +121,20 @@ class CorpusAdapter(ABC):
         """All clips of the corpus (cheap: no media is decoded). The folder is scanned once, on first call."""
         if self._records is None:
             self.skipped, self._invalid = [], {}
-            self._records = self._scan()
+            self._records = self._without_chosen_modality(self._scan())
         return list(self._records)
+
+    def _without_chosen_modality(self, records: list[ClipRecord]) -> list[ClipRecord]:
+        """With ``data.options.modalities`` set, a record left with no source holds none of them: it is left
+        out and listed once as a scan skip (:data:`NO_CHOSEN_MODALITY`), never counted as a decoding failure."""
+        chosen = getattr(self.options, "modalities", None)
+        if not chosen:
+            return records
+        where = str(getattr(self, "path", None) or getattr(self, "root", None) or self.name)
+        for r in records:
+            if not r.sources:
+                self.skip(where, f"{NO_CHOSEN_MODALITY} (data.options.modalities: {', '.join(chosen)})", id=r.id)
+        return [r for r in records if r.sources]
 
     def _scan(self) -> list[ClipRecord]:
         """List the corpus; report problems with :meth:`skip` (no record) or :meth:`mark_invalid` (kept)."""

@@ -36,7 +36,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from contrastive_mer.data.datasets.base import ClipRecord, SampleError, register_adapter
+from contrastive_mer.data.datasets.base import NO_CHOSEN_MODALITY, ClipRecord, SampleError, register_adapter
 from contrastive_mer.data.datasets.corpus import MediaCorpus, MediaCorpusOptions
 from contrastive_mer.data.label_text import case_variants, normalize_label, variants_warning
 from contrastive_mer.data.landmarks import index_landmark_csvs, load_landmark_source
@@ -208,7 +208,12 @@ class ManifestAdapter(MediaCorpus):
         path = Path(str(value).strip())
         return str(path if path.is_absolute() else self.root / path)
 
-    def _sources(self, row: dict[str, Any]) -> dict[str, Any]:
+    def _chosen(self, sources: dict[str, Any]) -> dict[str, Any]:
+        """``sources`` restricted to ``data.options.modalities`` (all when it is unset)."""
+        wanted = self.options.modalities
+        return sources if wanted is None else {m: v for m, v in sources.items() if m in wanted}
+
+    def _sources(self, row: dict[str, Any], *, chosen_only: bool = True) -> dict[str, Any]:
         sources: dict[str, Any] = {}
         for col in MEDIA_COLUMNS:
             if not _empty(row.get(col)):
@@ -225,8 +230,7 @@ class ManifestAdapter(MediaCorpus):
         landmark_csv = self._landmark_csv(row, sources)
         if landmark_csv is not None:
             sources["landmarks"] = ("landmarks", str(landmark_csv))
-        wanted = self.options.modalities
-        return sources if wanted is None else {m: v for m, v in sources.items() if m in wanted}
+        return self._chosen(sources) if chosen_only else sources
 
     def _landmark_csv(self, row: dict[str, Any], sources: dict[str, Any]) -> Path | None:
         """The row's landmark CSV in ``landmarks_dir``: named after its id, else its video's or audio's stem."""
@@ -332,12 +336,18 @@ class ManifestAdapter(MediaCorpus):
             if sid not in coded:
                 continue
             groups = {g: str(row[g]).strip() for g in self.group_columns if not _empty(row.get(g))}
-            if self.keep_speaker(groups.get("speaker", "")):
-                sources = self._sources(row)
-                outside = [f for f in map(self.source_file, sources, sources.values()) if f and self._outside(f)]
-                if outside:  # listed (its id is known) but never read: the skip report names the file
-                    self.mark_invalid(sid, outside[0], f"path outside confine_paths {self.confine_root}", line)
-                out.append(ClipRecord(sid, sources, coded[sid], groups))
+            if not self.keep_speaker(groups.get("speaker", "")):
+                continue
+            every = self._sources(row, chosen_only=False)
+            sources = self._chosen(every)
+            if every and not sources:  # left out, listed once; not a decoding failure (max_skip_fraction)
+                self.skip(self.path, f"{NO_CHOSEN_MODALITY}: the clip has {', '.join(sorted(every))}; "
+                          f"data.options.modalities: {', '.join(self.options.modalities or [])}", line, sid)
+                continue
+            outside = [f for f in map(self.source_file, sources, sources.values()) if f and self._outside(f)]
+            if outside:  # listed (its id is known) but never read: the skip report names the file
+                self.mark_invalid(sid, outside[0], f"path outside confine_paths {self.confine_root}", line)
+            out.append(ClipRecord(sid, sources, coded[sid], groups))
         self.modalities = tuple(sorted({m for r in out for m in r.sources}))
         return out
 

@@ -60,3 +60,32 @@ def test_fixed_class_names_code_a_subset_like_the_full_manifest(tmp_path: Path) 
     data = MERDataModule(cfg)
     data.setup()
     assert len(data.records) == 2 and {r.labels["emotion"] for r in data.records} == {2}
+
+
+def test_clips_without_a_chosen_modality_are_left_out_at_scan_not_counted_as_failures(tmp_path) -> None:
+    """Issue 22, item 5: 8 of 32 clips hold only a ``feat:gaze`` file and ``data.options.modalities=[au, pose]``:
+    the scan leaves them out, each listed once as "no chosen modality" (naming what the clip has), and pretraining
+    runs under the default 5% skip limit with no decoding skip (was: 8 decode failures, TooManySkippedError)."""
+    from contrastive_mer.data.datamodule import build_corpus
+    from contrastive_mer.pretrain.loop import pretrain
+    from tests.cli.test_faults import feature_corpus, feature_overrides
+
+    manifest = feature_corpus(tmp_path / "corpus", 24)
+    lines = manifest.read_text().splitlines()
+    rows = [lines[0] + ",feat:gaze"] + [ln + "," for ln in lines[1:]]
+    for i in range(8):
+        np.save(tmp_path / "corpus" / f"gaze{i}.npy", np.zeros(3, np.float32))
+        rows.append(f"g{i},s{i % 4},,,gaze{i}.npy")
+    manifest.write_text("\n".join(rows) + "\n")
+    overrides = feature_overrides(manifest) + ["data.options.modalities=[au,pose]"]
+    cfg = load_config(None, overrides)
+    adapter = build_corpus(cfg)
+    assert [r.id for r in adapter.records()] == [f"c{i:02d}" for i in range(24)]
+    assert [(s.id, s.line, s.reason) for s in adapter.skipped] == [
+        (f"g{i}", 26 + i, "no chosen modality: the clip has gaze; data.options.modalities: au, pose")
+        for i in range(8)]
+    run = tmp_path / "run"
+    pretrain(cfg, run)  # under data.max_skip_fraction=0.05 (the default)
+    report = [json.loads(line) for line in (run / "skipped.jsonl").read_text().splitlines()]
+    assert sorted(r["id"] for r in report) == [f"g{i}" for i in range(8)]
+    assert {r["stage"] for r in report} == {"scan"}
