@@ -4,6 +4,7 @@ from contrastive_mer.encoders import (  # noqa: F401  (registration)
     audio,
     graph,
     hf_audio,
+    hf_vision,
     sequence,
     text,
     vector,

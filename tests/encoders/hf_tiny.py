@@ -45,3 +45,33 @@ def save_tiny_audio(arch: str, folder: Path, seed: int = 0, **overrides: Any) ->
     model.save_pretrained(folder)
     extractor.save_pretrained(folder)
     return folder
+
+
+VISION_ARCHS = ("clip", "dinov2", "vit")
+
+
+def save_tiny_vision(arch: str, folder: Path, seed: int = 0) -> Path:
+    """A tiny ``arch`` vision model (32 px images, 8 px patches, 2 layers) with its image processor's statistics."""
+    import transformers as tf
+
+    torch.manual_seed(seed)
+    kw = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37, image_size=32,
+              patch_size=8)
+    if arch == "clip":
+        config = tf.CLIPConfig(vision_config=kw, text_config=dict(hidden_size=32, num_hidden_layers=1,
+                                                                   num_attention_heads=2, intermediate_size=37,
+                                                                   vocab_size=99), projection_dim=16)
+        model = tf.CLIPModel(config)
+        mean, std = [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]
+    elif arch == "dinov2":
+        model = tf.Dinov2Model(tf.Dinov2Config(**kw))
+        mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+    elif arch == "vit":
+        model = tf.ViTModel(tf.ViTConfig(**kw), add_pooling_layer=False)
+        mean, std = [0.5, 0.5, 0.5], [0.5, 0.5, 0.5]
+    else:
+        raise ValueError(arch)
+    model.save_pretrained(folder)
+    tf.CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}, image_mean=mean,
+                          image_std=std).save_pretrained(folder)
+    return folder
