@@ -172,9 +172,10 @@ def main() -> None:
     body += [f"### (ii) Peak memory of the forward pass on one long clip (last layer{which})", "",
              table(["clip", "run as", "frames", "RSS peak above loaded model, MiB", "of which the output, MiB",
                     "seconds", "audio s / s"], mem_rows), "",
-             f"Windows of {args.window:g} s overlapping by 1 s, one at a time: the peak stays that of one window "
-             "plus the stitched output (which any caller keeps), while the whole clip's attention grows with the "
-             f"square of its length.{proxy}", ""]
+             f"Windows of {args.window:g} s overlapping by 1 s, one at a time: the peak is that of one window plus "
+             "about twice the stitched output (the per-window pieces and their concatenation, both alive for a "
+             "moment; the output itself any caller keeps), so it grows only with the output, while the whole "
+             f"clip's attention grows with the square of its length.{proxy}", ""]
 
     ep = epoch_times(folder, args.clips, args.seconds, args.batch, args.repeats)
     body += ["### (iii) One training epoch: pairwise heads on cached features vs the frozen backbone each epoch",
