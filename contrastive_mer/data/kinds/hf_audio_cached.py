@@ -76,8 +76,11 @@ class HFAudioCached(Preprocessor):
         """The frozen backbone, loaded on first use."""
         if self._encoder is None:
             from contrastive_mer.encoders.hf_audio import HFAudioConfig, HFAudioEncoder
+            from contrastive_mer.encoders.hf_backbone import resolve_backbone
 
             c = self.cfg
+            resolve_backbone(c.model_path, allow_download=c.allow_download, cache_dir=c.cache_dir,
+                             key="preprocess.model_path")  # a missing model named by this kind's key
             enc = HFAudioEncoder(HFAudioConfig(
                 model_path=c.model_path, cache_dir=c.cache_dir, allow_download=c.allow_download,
                 sample_rate=c.sample_rate, layers=c.layers, layer_combine="concat", window_seconds=c.window_seconds,

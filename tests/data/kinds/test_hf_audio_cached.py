@@ -12,6 +12,7 @@ import torch
 
 from contrastive_mer.data.kinds import INPUT_KINDS
 from contrastive_mer.encoders import build_encoder
+from contrastive_mer.encoders.hf_backbone import BackboneNotFound
 from tests.encoders.hf_tiny import save_tiny_audio
 
 KIND = INPUT_KINDS.get("hf_audio_cached")
@@ -49,6 +50,8 @@ def test_features_are_the_backbone_layers(tmp_path):
     with pytest.raises(ValueError, match="32-d features but input_dim is 768: set encoder_args.input_dim: 32"):
         KIND.build(KIND.config_cls(model_path=str(folder)))(wave)
     assert KIND.baseline(_prep(folder), utt).shape == (32,)
+    with pytest.raises(BackboneNotFound, match=r"preprocess\.model_path: no folder .*nope"):
+        _prep(tmp_path / "nope")(wave)
 
 
 def test_pretraining_on_cached_backbone_features(tmp_path, monkeypatch):
