@@ -10,7 +10,9 @@ Writes ``gpu_check.json`` and ``gpu_check.md`` to ``--out`` and prints the Markd
 5. training of the demo and paper configs (``experiments/{demo,paper}.yaml``): samples/s and peak GPU memory in
    fp32 and bf16-mixed (autocast, as Lightning's ``bf16-mixed``), at the config's batch and at 256;
 6. extraction (eval forward: encoders + heads, outputs copied to the host): clips/s, fp32 and bf16;
-7. training again with ``torch.compile`` on every encoder and head (last: compilation takes the longest).
+7. training again with ``torch.compile`` on every encoder and head (compilation takes the longest);
+8. a speech backbone (wav2vec 2.0 base, random init) through ``hf_audio``: audio s/s in fp32 and bf16, peak memory
+   on 1 / 3 / 10-minute clips in windows, cached vs live epochs (BENCHMARKS.md i).
 
 Inputs are synthetic tensors in memory with the shapes the configs' preprocessors produce, so the check needs
 none of the media or index packages; what needs a missing package (``omegaconf`` for the model, ``faiss``) is
@@ -82,12 +84,17 @@ class Sizes:
     extract_steps: int = 10
     max_input: tuple[float, int, int, int] | None = None  # caps (audio s, frames, frame size, tokens); None: none
     compile_rows: tuple[tuple[str, str], ...] | None = None  # (config, precision) pairs; None: all of them
+    backbone_tiny: bool = False  # True: a 2-layer, 32-wide wav2vec 2.0 instead of the base size (95M)
+    backbone_clips: int = 16
+    backbone_clip_s: float = 8.0
+    backbone_minutes: tuple[float, ...] = (1.0, 3.0, 10.0)
 
 
 TINY = Sizes(loss_batches=(64, 128, 256), loss_dim=64, repeats=3, probe_rows=2_000, probe_dim=64, probe_test=500,
              knn_queries=200, knn_k=5, train_batches=(2,), compile_batch=2, train_steps=2, train_warmup=1,
              extract_batch=2, extract_steps=2, max_input=(0.25, 2, 32, 8),
-             compile_rows=(("demo", "fp32"),))
+             compile_rows=(("demo", "fp32"),), backbone_tiny=True, backbone_clips=2, backbone_clip_s=0.5,
+             backbone_minutes=(0.01,))
 
 
 @dataclass
@@ -454,6 +461,86 @@ def feed_section(c: Check) -> None:
         c.row("feed", "data feed", measure)
 
 
+# -------------------------------------------------------------------------------------------------- backbones
+def backbone_section(c: Check) -> None:
+    """A randomly initialised wav2vec 2.0 base through ``hf_audio`` (frozen, all layers): audio seconds per second
+    in fp32 and bf16, peak memory on long clips in 20 s windows, and one training epoch of the pairwise heads on
+    cached features against the frozen backbone run every batch (BENCHMARKS.md i on the CPU)."""
+    if not all(available(name) for name in ("omegaconf", "yaml", "transformers")):
+        c.notes.append("backbones: skipped, hf_audio needs omegaconf, yaml and transformers")
+        return
+    import tempfile
+
+    from backbones import save_base_wav2vec2
+
+    from contrastive_mer.encoders import build_encoder
+
+    s = c.sizes
+    root = Path(tempfile.mkdtemp())
+    tiny = dict(hidden_size=32, num_attention_heads=2, intermediate_size=37, conv_dim=(8, 8), conv_kernel=(16, 20),
+                conv_stride=(16, 20), num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)
+    folder = save_base_wav2vec2(root / "w2v", layers=2, **tiny) if s.backbone_tiny else save_base_wav2vec2(root / "w2v")
+    enc = build_encoder("hf_audio", {"model_path": str(folder), "layers": "all"}).to(c.device)
+    gen = torch.Generator().manual_seed(0)
+    batch = (torch.randn(s.backbone_clips, int(s.backbone_clip_s * 16000), generator=gen) * 0.1).to(c.device)
+    audio_s = s.backbone_clips * s.backbone_clip_s
+
+    def throughput(precision: str) -> dict[str, Any]:
+        c.reset_peak()
+        with torch.no_grad(), autocast(c, precision):
+            secs = statistics.median(c.timed(lambda: enc(batch), max(1, s.repeats // 3)))
+        return {"what": "throughput, frozen, all layers", "precision": precision, "audio_s": audio_s,
+                "seconds": secs, "audio_s_per_s": audio_s / secs, "peak_mib": c.peak_mib()}
+
+    def long_clip(minutes: float) -> dict[str, Any]:
+        wave = torch.randn(1, int(minutes * 60 * 16000), generator=gen).to(c.device) * 0.1
+        c.reset_peak()
+        with torch.no_grad():
+            secs = c.timed(lambda: enc(wave), 1, warmup=0)[0]
+        return {"what": f"{minutes:g} min clip, 20 s windows", "precision": "fp32", "audio_s": minutes * 60,
+                "seconds": secs, "audio_s_per_s": minutes * 60 / secs, "peak_mib": c.peak_mib()}
+
+    def epochs() -> dict[str, Any]:
+        from contrastive_mer.config import HeadConfig
+        from contrastive_mer.model.heads import ProjectionHead
+
+        head = HeadConfig(hidden_dim=256, output_dim=128)
+        live = torch.nn.ModuleList([build_encoder("hf_audio", {"model_path": str(folder), "layers": "all",
+                                                               "output_dim": 128}), ProjectionHead(128, head)])
+        with torch.no_grad():
+            cached = enc(batch).feature
+        heads = torch.nn.ModuleList([build_encoder("mlp", {"input_dim": cached.shape[1], "output_dim": 128}),
+                                     ProjectionHead(128, head)])
+        pair = torch.nn.functional.normalize(torch.randn(s.backbone_clips, 128, generator=gen), dim=-1).to(c.device)
+        loss_fn = PairwiseInfoNCE(["a", "b"], temperature=0.1)
+        present = torch.ones(s.backbone_clips, dtype=torch.bool, device=c.device)
+
+        def step(parts: torch.nn.ModuleList, x: torch.Tensor) -> Callable[[], None]:
+            opt = torch.optim.AdamW([p for p in parts.parameters() if p.requires_grad], lr=1e-3)
+
+            def run() -> None:
+                z = torch.nn.functional.normalize(parts[1](parts[0](x).feature), dim=-1)
+                loss = loss_fn({"a": z, "b": pair}, {"a": present, "b": present}).loss
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            return run
+
+        t_live = statistics.median(c.timed(step(live.to(c.device).train(), batch), 3))
+        t_cached = statistics.median(c.timed(step(heads.to(c.device).train(), cached), 3))
+        return {"what": "one epoch: cached features vs backbone every batch", "precision": "fp32",
+                "audio_s": audio_s, "seconds": t_cached, "live_seconds": t_live, "ratio": t_live / t_cached}
+
+    for precision in ("fp32", "bf16-mixed"):
+        if c.fits(f"backbone throughput {precision}", 20 if c.cuda else 0):
+            c.row("backbones", f"backbone throughput {precision}", lambda p=precision: throughput(p))
+    for minutes in s.backbone_minutes:
+        if c.fits(f"backbone {minutes:g} min clip", minutes * 6 if c.cuda else 0):
+            c.row("backbones", f"backbone {minutes:g} min clip", lambda m=minutes: long_clip(m))
+    if c.fits("backbone epochs", 20 if c.cuda else 0):
+        c.row("backbones", "backbone epochs", epochs)
+
+
 # ----------------------------------------------------------------------------------------------------- output
 def environment(c: Check) -> dict[str, Any]:
     """The device, versions and which optional packages import here."""
@@ -482,6 +569,8 @@ def markdown(env: dict[str, Any], c: Check, command: str) -> str:
                      "first_step_s", "peak_mib"],
         "extraction": ["config", "precision", "batch", "ms_per_batch", "clips_per_s", "peak_mib"],
         "feed": ["config", "batch", "ms_per_step", "samples_per_s", "workers_video_no_cache", "workers_disk_cached"],
+        "backbones": ["what", "precision", "audio_s", "seconds", "audio_s_per_s", "peak_mib", "live_seconds",
+                      "ratio"],
     }
     titles = {"loss": "Pairwise loss, forward + backward: library vs naive",
               "probe": "Linear probe (L-BFGS, 8 classes, one weight decay)",
@@ -490,7 +579,8 @@ def markdown(env: dict[str, Any], c: Check, command: str) -> str:
               "extraction": "Extraction forward (encoders + heads, outputs to the host)",
               "feed": "Data feed: DataLoader workers per GPU for figure d's model (RAVDESS audio + AU + video; "
                       f"one worker: {WORKER_CLIPS_PER_S['video_no_cache']:g} clips/s with video, "
-                      f"{WORKER_CLIPS_PER_S['disk_cached']:g} from the disk cache, BENCHMARKS.md d)"}
+                      f"{WORKER_CLIPS_PER_S['disk_cached']:g} from the disk cache, BENCHMARKS.md d)",
+              "backbones": "Speech backbone: wav2vec 2.0 base, random init, through hf_audio (BENCHMARKS.md i)"}
     packages = ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in env["packages"].items())
     lines = [f"Device: {env['device']}; torch {env['torch']} (CUDA {env['cuda']}), Python {env['python']}; "
              f"optional packages: {packages}; torch.compile backend: {env['compile_backend']}.  ",
@@ -529,7 +619,8 @@ def main(argv: list[str] | None = None) -> int:
     probe_section(c)
     faiss_section(c)
     feed_section(c)
-    model_sections(c, args.configs, not args.no_compile)  # the torch.compile rows run last
+    model_sections(c, args.configs, not args.no_compile)  # the torch.compile rows run last of the model's
+    backbone_section(c)  # added later: after the figures that were there, so that it never takes their budget
 
     env = environment(c)
     command = " ".join(["python", "benchmarks/gpu_check.py", *(argv if argv is not None else sys.argv[1:])])

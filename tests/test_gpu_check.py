@@ -41,6 +41,10 @@ def test_tiny_check_without_media_audio_and_index_packages(tmp_path: Path) -> No
     paper = next(r for r in sections["training"] if r["config"] == "paper")
     demo = next(r for r in sections["training"] if r["config"] == "demo")
     assert paper["params_m"] > 10 * demo["params_m"]  # the paper config really is the larger model
+    backbone = {(r["what"], r["precision"]): r for r in sections.get("backbones", [])}
+    if not any(n.startswith("backbone") and "skipped" in n for n in notes):  # last: a loaded machine may run out
+        assert len(backbone) == 4 and all(r["seconds"] > 0 for r in backbone.values())
+        assert backbone[("one epoch: cached features vs backbone every batch", "fp32")]["ratio"] > 0
 
 
 def test_tiny_check_without_omegaconf_skips_the_model_with_a_reason(tmp_path: Path) -> None:
@@ -48,3 +52,4 @@ def test_tiny_check_without_omegaconf_skips_the_model_with_a_reason(tmp_path: Pa
     assert "training" not in result["sections"] and "extraction" not in result["sections"]
     assert len(result["sections"]["loss"]) == 3 and "faiss" in result["sections"]
     assert any("the library's model needs omegaconf" in n for n in result["notes"])
+    assert any("backbones: skipped" in n for n in result["notes"])

@@ -1,6 +1,16 @@
 """Modality encoders. Importing this package registers the built-in ones."""
 
-from contrastive_mer.encoders import audio, graph, sequence, text, vector, video3d, vision  # noqa: F401  (registration)
+from contrastive_mer.encoders import (  # noqa: F401  (registration)
+    audio,
+    graph,
+    hf_audio,
+    hf_vision,
+    sequence,
+    text,
+    vector,
+    video3d,
+    vision,
+)
 from contrastive_mer.encoders.base import EncoderOutput, ModalityEncoder
 from contrastive_mer.encoders.registry import (
     ENCODERS,

@@ -1,7 +1,8 @@
 """Input kinds: what one kind of preprocessed input is, in one module per kind (:class:`InputKind`).
 
 Importing this package imports every module in it, which registers the built-in kinds (``logmel``, ``frames``,
-``tokens``, ``vector``, ``opensmile``, ``logmel_stats``) in :data:`INPUT_KINDS`; a new kind is a module that
+``tokens``, ``vector``, ``opensmile``, ``logmel_stats``, ``waveform``, ``hf_audio_cached``) in
+:data:`INPUT_KINDS`; a new kind is a module that
 registers an :class:`InputKind` instance (docs/architecture.md, "Adding an input kind").
 """
 

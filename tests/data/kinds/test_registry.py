@@ -15,11 +15,12 @@ from contrastive_mer.encoders import encoder_names, get_entry
 
 #: names written into saved configs (model.modalities.<m>.input) and what the built-ins were before the package
 BUILT_INS = {"logmel": "logmel", "frames": "frames", "tokens": "tokens", "vector": "vector",
-             "opensmile": "vector", "logmel_stats": "vector"}
+             "opensmile": "vector", "logmel_stats": "vector", "waveform": "waveform", "hf_audio_cached": "vector"}
 DERIVED = {"logmel": {"n_mels": "n_mels"},
            "tokens": {"model_path": "model_path", "vocab_size": "vocab_size", "max_length": "max_length"},
            "vector": {"input_dim": "input_dim"}, "opensmile": {"input_dim": "input_dim"},
-           "logmel_stats": {"input_dim": "input_dim"}, "frames": {}}
+           "logmel_stats": {"input_dim": "input_dim"}, "frames": {}, "waveform": {"sample_rate": "sample_rate"},
+           "hf_audio_cached": {"input_dim": "input_dim"}}
 
 
 def _opensmile_installed() -> bool:
@@ -36,7 +37,7 @@ def test_built_in_names_produces_and_derived_settings_are_unchanged():
         kind = INPUT_KINDS.get(name)
         assert kind.name == name and kind.encoder_kind == produces
         assert dict(kind.derived) == DERIVED[name]
-    with pytest.raises(KeyError, match="unknown input kind 'nope'; known: frames, logmel"):
+    with pytest.raises(KeyError, match="unknown input kind 'nope'; known: frames, hf_audio_cached, logmel"):
         INPUT_KINDS.get("nope")
 
 
