@@ -6,6 +6,7 @@ from contrastive_mer.encoders import (  # noqa: F401  (registration)
     hf_audio,
     hf_vision,
     sequence,
+    tcn_seq,
     text,
     vector,
     video3d,

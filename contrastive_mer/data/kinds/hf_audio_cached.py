@@ -1,5 +1,6 @@
 """``hf_audio_cached``: waveform ``(N,)`` -> a frozen speech backbone's chosen layers, once per clip: the
-utterance mean ``(D,)`` or the frame sequence ``(T, D)``, for vector encoders (``mlp``, ``seq_transformer``).
+utterance mean ``(D,)`` or the frame sequence ``(T, D)``, for vector encoders (``mlp``, ``seq_transformer``,
+``tcn_seq``).
 
 The backbone is :class:`~contrastive_mer.encoders.hf_audio.HFAudioEncoder` (same loading, preprocessing,
 padding and windows), frozen and in eval mode, loaded once per process on first use. With ``data.cache: disk``

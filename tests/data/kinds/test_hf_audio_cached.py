@@ -102,3 +102,44 @@ def test_pretraining_on_cached_backbone_features(tmp_path, monkeypatch):
     again = MERDataset(adapter, adapter.records(), preps, "disk", cache_dir=tmp_path / "cache")
     items = [again[i] for i in range(len(again))]
     assert all(isinstance(s, PreparedSample) and s.tensors["speech"].shape[1] == 32 for s in items)
+
+
+def test_pretraining_tcn_seq_on_cached_backbone_frames(tmp_path):
+    """The paper's TCN (``tcn_seq``) pretrains on a tiny backbone's cached frame sequences (two layers
+    concatenated, standardised per speaker); one more step moves every encoder's weights."""
+    import math
+
+    import pytorch_lightning as pl
+
+    from contrastive_mer.data.datamodule import MERDataModule
+    from contrastive_mer.experiment import load_config
+    from contrastive_mer.model.module import PairwiseContrastiveModule
+    from contrastive_mer.pretrain.loop import pretrain
+    from tests.conftest import fast_dev_run_changes
+
+    folder = save_tiny_audio("wav2vec2_layer", tmp_path / "w2v", conv_kernel=(16, 20), conv_stride=(16, 20))
+    cfg = load_config(None, [
+        "data.options.num_speakers=4", "data.options.speakers=[0,1,2]", "data.options.clips_per_speaker_emotion=2",
+        "data.options.num_emotions=2", "data.options.modalities=[audio,text]", "data.batch_size=8",
+        "data.val_fraction=0.34", "model.head.hidden_dim=32", "model.head.output_dim=16", "trainer.max_epochs=1",
+        "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1",
+        "data.cache=disk", f"data.cache_dir={tmp_path / 'cache'}",
+        "model.modalities={audio: {encoder: tcn_seq}, text: {encoder: hf_text}}",
+        "model.modalities.text.encoder_args={output_dim: 32, bert_hidden: 32, bert_layers: 1, bert_heads: 2, "
+        "bert_intermediate: 32}",
+        "model.modalities.audio.input=hf_audio_cached",
+        "model.modalities.audio.encoder_args={input_dim: 64, bottleneck: 16, hidden: 24, blocks: 2, repeats: 1, "
+        "output_dim: 32}",
+        f"model.modalities.audio.preprocess.model_path={folder}", "model.modalities.audio.preprocess.sequence=true",
+        "model.modalities.audio.preprocess.layers=[1,2]", "model.modalities.audio.preprocess.layer_combine=concat",
+        "model.modalities.audio.preprocess.max_seconds=1.0", "data.normalize.audio=speaker",
+    ])
+    result = pretrain(cfg, tmp_path / "run")
+    assert result.checkpoint.is_file()
+    assert result.metrics and all(math.isfinite(v) for v in result.metrics.values())
+    cached = sorted((tmp_path / "cache" / "audio").glob("*.pt"))
+    frames = torch.load(cached[0], weights_only=True)
+    assert frames.dim() == 2 and frames.shape[1] == 64 and frames.shape[0] > 10  # (T, 2 x 32)
+    pl.seed_everything(0)
+    changed, _ = fast_dev_run_changes(PairwiseContrastiveModule(cfg), MERDataModule(cfg))
+    assert changed == {"audio", "text"}
