@@ -13,6 +13,7 @@ import sys
 SUBCOMMANDS = {
     "pretrain": "train the encoders without labels (modality-pairwise InfoNCE)",
     "extract": "write features, projections and fused features of a dataset to an HDF5 store",
+    "backbone-export": "a frozen speech backbone's layers per clip as MERTools-style UTT / FRA .npy files",
     "index": "build a FAISS index over stored embeddings",
     "project": "TensorBoard embedding-projector files (vectors + id/label/speaker) of stored features",
     "retrieve": "nearest neighbours of a stored clip or a vector; cross-modal retrieval metrics",
