@@ -29,6 +29,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from contrastive_mer.data.dataset import MERDataset, Skipped, uses_disk
+from contrastive_mer.data.kinds.hf_audio_cached import HFAudioCached
 from contrastive_mer.errors import UserError
 
 LEVELS = ("UTT", "FRA")
@@ -68,7 +69,7 @@ def save_npy_atomic(path: Path, array: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
-def _export_preprocessor(cfg: DictConfig, modality: str, layers: Any, device: str | None) -> Any:
+def _export_preprocessor(cfg: DictConfig, modality: str, layers: Any, device: str | None) -> HFAudioCached:
     """The modality's ``hf_audio_cached`` preprocessor with ``layers`` concatenated as a frame sequence."""
     from contrastive_mer.data.kinds import INPUT_KINDS
     from contrastive_mer.data.kinds.resolve import input_kind, preprocess_config
@@ -87,6 +88,7 @@ def _export_preprocessor(cfg: DictConfig, modality: str, layers: Any, device: st
     settings = dataclasses.replace(base, layers=list(chosen) if isinstance(chosen, (list, tuple)) else chosen,
                                    layer_combine="concat", sequence=True, device=device or base.device)
     prep = INPUT_KINDS.get(KIND).build(settings, getattr(mod, "source", None) or modality)
+    assert isinstance(prep, HFAudioCached)
     try:
         backbone = prep.encoder  # loaded once; resolves "all" and negative indices
     except ValueError as err:  # a layer out of range, named by the settings this export reads

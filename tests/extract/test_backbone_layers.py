@@ -95,7 +95,7 @@ def test_cli_writes_the_layout_and_refuses_bad_requests_in_one_line(tmp_path, ca
     for bad, message in ((["--modality", "text"], "model.modalities.text.input is 'tokens'"),
                          (["--modality", "face"], "model.modalities.face: no such modality"),
                          (["--modality", "speech", "--layers", "1,x"], "--layers: expected comma-separated int"),
-                         (["--modality", "speech", "--layers", "7"], "--layers / preprocess.layers: layer 7 out of range"),
+                         (["--modality", "speech", "--layers", "7"], "preprocess.layers: layer 7 out of range"),
                          (["--modality", "speech", "--levels", "UTT,ALL"], "levels: expected UTT and/or FRA")):
         assert cli_main.main(["backbone-export", "--output", str(tmp_path / "x"), *bad, *base]) == 2, bad
         err = capsys.readouterr().err.splitlines()[-1]  # after transformers' own "Loading weights" bar
