@@ -104,7 +104,7 @@ def test_pretraining_on_cached_backbone_features(tmp_path, monkeypatch):
     assert all(isinstance(s, PreparedSample) and s.tensors["speech"].shape[1] == 32 for s in items)
 
 
-def test_pretraining_tcn_seq_on_cached_backbone_frames(tmp_path):
+def test_pretraining_tcn_seq_on_cached_backbone_frames(tmp_path, monkeypatch):
     """The paper's TCN (``tcn_seq``) pretrains on a tiny backbone's cached frame sequences (two layers
     concatenated, standardised per speaker); one more step moves every encoder's weights."""
     import math
@@ -143,3 +143,17 @@ def test_pretraining_tcn_seq_on_cached_backbone_frames(tmp_path):
     pl.seed_everything(0)
     changed, _ = fast_dev_run_changes(PairwiseContrastiveModule(cfg), MERDataModule(cfg))
     assert changed == {"audio", "text"}
+
+    def no_backbone(self, wave):
+        raise AssertionError("the backbone ran although pretraining cached these layers")
+
+    from contrastive_mer.data.kinds.hf_audio_cached import HFAudioCached
+    from contrastive_mer.extract.backbone_layers import export_backbone_layers
+
+    monkeypatch.setattr(HFAudioCached, "features", no_backbone)  # the per-layer export shares the cache
+    done = export_backbone_layers(cfg, "audio", tmp_path / "feats", layers=[1, 2], levels=["FRA"])
+    assert done.written == len(cached) and not done.failed
+    stored = [torch.load(p, weights_only=True).numpy() for p in cached]
+    for path in sorted((tmp_path / "feats" / "w2v-L1-FRA").glob("*.npy")):  # the cached (T, 64) split in two
+        both = np.concatenate([np.load(path), np.load(tmp_path / "feats" / "w2v-L2-FRA" / path.name)], axis=1)
+        assert any(t.shape == both.shape and np.array_equal(t, both) for t in stored), path.name
