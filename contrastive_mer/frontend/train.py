@@ -13,7 +13,6 @@ written for ``cmer frontend-generate``.
 from __future__ import annotations
 
 import json
-import random
 import time
 import warnings
 from dataclasses import asdict, dataclass

@@ -71,8 +71,9 @@ class FrontEndTraining(pl.LightningModule):
     """
 
     def __init__(self, front: FrontEnd, llm: Any, *, rows: Sequence[InstructionRow],
-                 batch_inputs: Callable[[list[InstructionRow], torch.device], dict[str, Any]], lr: float, weight_decay: float,
-                 batch_size: int, seed: int, start_epoch: int = 0, optimizer_state: dict | None = None):
+                 batch_inputs: Callable[[list[InstructionRow], torch.device], dict[str, Any]], lr: float,
+                 weight_decay: float, batch_size: int, seed: int, start_epoch: int = 0,
+                 optimizer_state: dict | None = None):
         super().__init__()
         self.front = front
         self.llm = llm
@@ -96,7 +97,8 @@ class FrontEndTraining(pl.LightningModule):
         trainer = self._trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
         sampler = EpochOrder(len(self.rows), seed=self.seed, offset=self.start_epoch, rank=rank, world=world)
-        return DataLoader(range(len(self.rows)), batch_size=self.batch_size, sampler=sampler,
+        indices: list[int] = list(range(len(self.rows)))  # a sequence is a map-style dataset
+        return DataLoader(indices, batch_size=self.batch_size, sampler=sampler,
                           collate_fn=_as_list, num_workers=0)
 
     def training_step(self, batch: list[int], batch_idx: int) -> torch.Tensor:

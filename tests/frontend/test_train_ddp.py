@@ -11,7 +11,6 @@ files rank 0 wrote (state file, ``frontend.safetensors``, ``lora/``) hold those 
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import subprocess
