@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from contrastive_mer.frontend.front_end import FrontEnd
 from contrastive_mer.frontend.instructions import InstructionRow
@@ -63,6 +63,19 @@ def _as_list(indices: list[int]) -> list[int]:
     return list(indices)
 
 
+class _RowIndices(Dataset[int]):
+    """Item ``i`` is ``i``: a batch is a list of row indices."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> int:
+        return i
+
+
 class FrontEndTraining(pl.LightningModule):
     """Projectors + LLM trained on instruction rows; ``batch_inputs(rows, device)`` gives the LLM's keyword inputs.
 
@@ -97,8 +110,7 @@ class FrontEndTraining(pl.LightningModule):
         trainer = self._trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
         sampler = EpochOrder(len(self.rows), seed=self.seed, offset=self.start_epoch, rank=rank, world=world)
-        indices: list[int] = list(range(len(self.rows)))  # a sequence is a map-style dataset
-        return DataLoader(indices, batch_size=self.batch_size, sampler=sampler,
+        return DataLoader(_RowIndices(len(self.rows)), batch_size=self.batch_size, sampler=sampler,
                           collate_fn=_as_list, num_workers=0)
 
     def training_step(self, batch: list[int], batch_idx: int) -> torch.Tensor:
