@@ -132,3 +132,18 @@ def test_resume_after_kill_gives_the_same_weights(tmp_path) -> None:
         train_frontend(front4, llm4, tok, store, rows=rows, out_dir=tmp_path / "part",
                        settings=TrainSettings(epochs=4, **SETTINGS))
     store.close()
+
+
+def test_trainer_settings_from_the_device_option() -> None:
+    from contrastive_mer.errors import UserError
+    from contrastive_mer.frontend.train import TrainerSettings
+
+    assert TrainerSettings.from_device("cpu", devices=2, strategy="ddp") == TrainerSettings("cpu", 2, "ddp", 1)
+    assert TrainerSettings.from_device("cuda", devices=4) == TrainerSettings("gpu", 4, "auto", 1)
+    assert TrainerSettings.from_device("cuda:1") == TrainerSettings("gpu", [1], "auto", 1)
+    assert TrainerSettings.from_device("auto") == TrainerSettings("auto", 1, "auto", 1)
+    assert TrainerSettings.of_model(torch.nn.Linear(2, 2)) == TrainerSettings("cpu", 1)
+    with pytest.raises(UserError, match="names one GPU"):
+        TrainerSettings.from_device("cuda:1", devices=2)
+    with pytest.raises(UserError, match="not auto, cpu, cuda"):
+        TrainerSettings.from_device("tpu")
