@@ -1,6 +1,7 @@
 """Front-end instruction tuning with LoRA: the base LLM's parameter digest is unchanged and only adapters and
 projectors train; a run killed after an epoch resumes to the same weights as an uninterrupted one; a checkpoint
-is tied to its LLM."""
+is tied to its LLM; the Lightning Trainer takes exactly the steps of a plain PyTorch loop (bit-identical weights);
+``--device`` / ``--devices`` / ``--strategy`` become Lightning's settings. Two-process DDP: test_train_ddp.py."""
 
 from __future__ import annotations
 
