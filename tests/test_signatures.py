@@ -29,6 +29,7 @@ ALLOWED: dict[str, str] = {
     "pretrain/online_probe.py:OnlineProbeCallback.on_validation_batch_end": _LIGHTNING,
     "pretrain/interrupt.py:StopOnSignal.on_train_batch_end": _LIGHTNING,
     "pretrain/progress.py:ThroughputCallback.on_train_batch_end": _LIGHTNING,
+    "frontend/train.py:EpochStateCallback.on_train_batch_end": _LIGHTNING,
     "frontend/front_end.py:FrontEnd.train": "overrides torch.nn.Module.train(mode), which torch calls positionally",
 }
 

@@ -21,6 +21,7 @@ SUBCOMMANDS = {
     "evaluate": "pretrained vs random-init vs raw-input baselines, group-disjoint K-fold probes",
     "demo": "the whole chain on the embedded synthetic corpus",
     "frontend-export": "export MLLM front-end tokens (HDF5 and MER-style .npy)",
+    "instruction-rows": "write instruction rows (JSONL) for frontend-train from the labelled clips of a store",
     "frontend-train": "instruction-tune the front end's projectors (+ LoRA on the LLM) from a feature store",
     "frontend-generate": "free-text answers per clip from soft tokens and a local LLM (answers.jsonl, MER CSV)",
     "score-answers": "score free-text emotion answers: hit rate, accuracy / weighted F, sentiment, open-set F",

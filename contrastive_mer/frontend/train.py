@@ -2,25 +2,40 @@
 the LLM when asked, trained on instruction rows whose soft tokens come from a feature store; the base LLM and
 the encoders stay frozen.
 
-The checkpoint (``<out>/train_state.pt``, written atomically after every epoch) holds only trained weights
-(projectors, adapters), the optimiser and the epoch, tied to the encoder checkpoint's SHA-256 (the store's) and
-the base LLM's :func:`~contrastive_mer.frontend.lora.parameter_digest`; resuming checks both. The batch order
-of epoch ``e`` is drawn from ``seed + e``, so a resumed run gives the same weights as an uninterrupted one.
+Training runs in a Lightning Trainer (:class:`~contrastive_mer.frontend.train_module.FrontEndTraining`,
+:class:`TrainerSettings`: accelerator, devices, strategy, nodes); ``bf16`` is Lightning's ``bf16-mixed``.
+
+The checkpoint (``<out>/train_state.pt``, written atomically by rank 0 after every epoch) holds only trained
+weights (projectors, adapters), the optimiser and the epoch, tied to the encoder checkpoint's SHA-256 (the
+store's) and the base LLM's :func:`~contrastive_mer.frontend.lora.parameter_digest`; resuming checks both (it is
+this file, not a Lightning checkpoint, that a rerun resumes from). The row order of epoch ``e`` is drawn from
+``seed + e`` (:class:`~contrastive_mer.frontend.train_module.EpochOrder`).
+
+What is identical: in one process the Trainer takes exactly the steps of a hand-written loop (same order, same
+AdamW steps: bit-identical weights on CPU, tested), and a run killed after an epoch and rerun ends with weights
+bit-identical to an uninterrupted run (tested on CPU; the RNG state is not saved, so this needs a step without
+randomness: ``LoraSettings.dropout`` 0, the default). Under DDP rank ``r`` of ``W`` takes every ``W``-th row of
+the epoch's order and the gradients are averaged, so every rank holds the same weights (tested with 2 CPU
+processes), but the global batch is ``W x batch_size``: the weights differ from a one-process run's. The world
+size is not tied to the checkpoint: a resume on other hardware continues from the saved weights and optimiser.
 At the end ``<out>/frontend.safetensors`` (``FrontEnd.save``) and ``<out>/lora/`` (peft's adapter folder) are
-written for ``cmer frontend-generate``.
+written by rank 0 for ``cmer frontend-generate``.
 """
 
 from __future__ import annotations
 
 import json
-import random
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import Callback
 
+from contrastive_mer.distributed import is_launched_rank
 from contrastive_mer.errors import UserError
 from contrastive_mer.frontend.front_end import FrontEnd
 from contrastive_mer.frontend.instructions import InstructionError, InstructionRow, render_prompt, template_writes_bos
@@ -32,9 +47,14 @@ from contrastive_mer.frontend.lora import (
     parameter_digest,
 )
 from contrastive_mer.frontend.sources import StoreSources
+from contrastive_mer.frontend.train_module import FrontEndTraining
 from contrastive_mer.model.checkpoint_io import atomic_torch_save
+from contrastive_mer.pretrain.progress import quiet_lightning
 
 STATE = "train_state.pt"
+
+# noise from Lightning's own internals on current torch; nothing a user can act on
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 
 
 class CheckpointMismatchError(UserError):
@@ -75,11 +95,98 @@ def _tied(settings: TrainSettings) -> dict[str, Any]:
     return out
 
 
+@dataclass
+class TrainerSettings:
+    """Where :func:`train_frontend` runs: Lightning's ``accelerator`` (``auto``, ``cpu``, ``gpu``), ``devices``
+    (a count, or a list of device indices), ``strategy`` (``auto``; ``ddp`` for several devices) and
+    ``num_nodes``. Not tied to the checkpoint: a run may resume on other hardware."""
+
+    accelerator: str = "auto"
+    devices: int | list[int] | str = 1
+    strategy: str = "auto"
+    num_nodes: int = 1
+
+    @classmethod
+    def from_device(cls, device: str, *, devices: int = 1, strategy: str = "auto", num_nodes: int = 1
+                    ) -> "TrainerSettings":
+        """From the ``--device`` of the command line: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (device N)."""
+        if device in ("auto", "cpu"):
+            return cls(device, devices, strategy, num_nodes)
+        if device == "cuda" or device == "gpu":
+            return cls("gpu", devices, strategy, num_nodes)
+        if device.startswith("cuda:") and device[5:].isdigit():
+            if devices != 1:
+                raise UserError(f"--device {device} names one GPU; use --device cuda --devices {devices}")
+            return cls("gpu", [int(device[5:])], strategy, num_nodes)
+        raise UserError(f"--device: {device!r} is not auto, cpu, cuda or cuda:N")
+
+    @classmethod
+    def of_model(cls, model: torch.nn.Module) -> "TrainerSettings":
+        """One process on the device ``model`` is on (what :func:`train_frontend` uses when not told)."""
+        device = next(model.parameters()).device
+        if device.type == "cuda":
+            return cls("gpu", [device.index if device.index is not None else torch.cuda.current_device()])
+        return cls("cpu", 1)
+
+
+class EpochStateCallback(Callback):
+    """After every epoch: the epoch's :class:`EpochLog` (loss averaged over steps and ranks), the training
+    checkpoint written by rank 0, then ``on_epoch``."""
+
+    def __init__(self, state_path: Path, *, s: TrainSettings, llm_digest: str, logs: list[EpochLog],
+                 start_epoch: int, on_epoch: Callable[[EpochLog], None] | None):
+        self.state_path, self.s, self.llm_digest, self.logs = state_path, s, llm_digest, logs
+        self.start_epoch, self.on_epoch = start_epoch, on_epoch
+        self.total, self.steps, self.t0 = 0.0, 0, 0.0
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if module.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(module.device)
+        self.total, self.steps, self.t0 = 0.0, 0, time.perf_counter()
+
+    def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        self.total += float(loss.detach())
+        self.steps += 1
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if not isinstance(module, FrontEndTraining):
+            raise TypeError(f"EpochStateCallback needs a FrontEndTraining, not {type(module).__name__}")
+        seconds = time.perf_counter() - self.t0
+        mean = trainer.strategy.reduce(torch.tensor(self.total / self.steps, device=module.device),
+                                       reduce_op="mean")
+        log = EpochLog(self.start_epoch + trainer.current_epoch, float(mean), self.steps, seconds / self.steps,
+                       torch.cuda.max_memory_allocated(module.device) if module.device.type == "cuda" else 0)
+        self.logs.append(log)
+        if trainer.is_global_zero:
+            _save(self.state_path, module.front, module.llm, trainer.optimizers[0], s=self.s,
+                  epoch=log.epoch + 1, logs=self.logs, llm_digest=self.llm_digest)
+        trainer.strategy.barrier("frontend-train state")
+        if self.on_epoch is not None:
+            self.on_epoch(log)
+
+
+def build_trainer(t: TrainerSettings, *, epochs: int, bf16: bool, callbacks: list[Callback]) -> pl.Trainer:
+    """A Trainer for ``epochs`` epochs with no logger, no Lightning checkpoint (the callback writes the state
+    file) and no validation; ``bf16`` is Lightning's ``bf16-mixed`` (autocast)."""
+    quiet_lightning()
+    return pl.Trainer(max_epochs=epochs, accelerator=t.accelerator, devices=t.devices, strategy=t.strategy,
+                      num_nodes=t.num_nodes, precision="bf16-mixed" if bf16 else "32-true", logger=False,
+                      enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                      num_sanity_val_steps=0, limit_val_batches=0, use_distributed_sampler=False,
+                      callbacks=callbacks)
+
+
 def train_frontend(front: FrontEnd, llm: Any, tokenizer: Any, store: Any, *, rows: Sequence[InstructionRow],
                    out_dir: str | Path, settings: TrainSettings | None = None, resume: bool = True,
-                   on_epoch: Callable[[EpochLog], None] | None = None) -> tuple[FrontEnd, Any, list[EpochLog]]:
-    """Train and return ``(front, llm, logs)``; ``llm`` comes back wrapped with its adapters when LoRA is on."""
+                   on_epoch: Callable[[EpochLog], None] | None = None,
+                   trainer: TrainerSettings | None = None) -> tuple[FrontEnd, Any, list[EpochLog]]:
+    """Train with a Lightning Trainer and return ``(front, llm, logs)`` (on every rank, on the device they trained
+    on); ``llm`` comes back wrapped with its adapters when LoRA is on. ``trainer`` picks the hardware (default:
+    one process on the device ``llm`` is on)."""
     s = settings or TrainSettings()
+    t = trainer or TrainerSettings.of_model(llm)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = [r for r in rows if r.answer]
@@ -90,7 +197,6 @@ def train_frontend(front: FrontEnd, llm: Any, tokenizer: Any, store: Any, *, row
     if missing:
         raise InstructionError(f"{len(missing)} instruction rows refer to clips not in {store.path}, e.g. row "
                                f"{missing[0]!r}")
-    device = next(llm.parameters()).device
     llm_digest = parameter_digest(llm)
     llm.requires_grad_(False)
     if s.gradient_checkpointing:
@@ -99,53 +205,45 @@ def train_frontend(front: FrontEnd, llm: Any, tokenizer: Any, store: Any, *, row
     torch.manual_seed(s.seed)  # LoRA's initialisation
     if s.lora is not None:
         llm = attach_lora(llm, s.lora)
-    front.to(device)
-    params = front.trainable_parameters() + [p for p in llm.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=s.lr, weight_decay=s.weight_decay)
-    start_epoch, logs = 0, list[EpochLog]()
+    start_epoch, logs, opt_state = 0, list[EpochLog](), None
     state_path = out / STATE
     if resume and state_path.is_file():
-        start_epoch, logs = _restore(state_path, front, llm, opt, s=s, llm_digest=llm_digest)
+        start_epoch, logs, opt_state = _restore(state_path, front, llm, s=s, llm_digest=llm_digest)
     sources = StoreSources(store, front.modalities, front.config.level, fused=front.config.fused,
                            fusion_mode=front.config.fusion_mode)
     placeholders = [front.config.placeholder(src) for src in front.source_dims]
     splicer = front.splicer(tokenizer, llm, padding_side="right",
                             add_bos=not (s.chat and template_writes_bos(tokenizer)))
     prompts = {r.id: render_prompt(r, tokenizer, placeholders, chat=s.chat, system=s.system) for r in rows}
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=s.bf16)
-    for epoch in range(start_epoch, s.epochs):
-        front.train()
-        llm.train()
-        order = list(range(len(rows)))
-        random.Random(s.seed + epoch).shuffle(order)
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-        total, steps, t0 = 0.0, 0, time.perf_counter()
-        for start in range(0, len(order), s.batch_size):
-            chunk = [rows[i] for i in order[start:start + s.batch_size]]
-            with autocast:
-                tokens = front(sources([index[r.clip] for r in chunk]).to(device))
-                spliced = splicer([prompts[r.id] for r in chunk], tokens, [str(r.answer) for r in chunk],
-                                  ids=[r.id for r in chunk])
-                loss = llm(**spliced.model_inputs()).loss
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += float(loss.detach())
-            steps += 1
-        seconds = time.perf_counter() - t0
-        log = EpochLog(epoch, total / steps, steps, seconds / steps,
-                       torch.cuda.max_memory_allocated(device) if device.type == "cuda" else 0)
-        logs.append(log)
-        _save(state_path, front, llm, opt, s=s, epoch=epoch + 1, logs=logs, llm_digest=llm_digest)
-        if on_epoch is not None:
-            on_epoch(log)
+
+    def batch_inputs(chunk: list[InstructionRow], device: torch.device) -> dict[str, Any]:
+        tokens = front(sources([index[r.clip] for r in chunk]).to(device))
+        spliced = splicer([prompts[r.id] for r in chunk], tokens, [str(r.answer) for r in chunk],
+                          ids=[r.id for r in chunk])
+        return dict(spliced.model_inputs())
+
+    module = FrontEndTraining(front, llm, rows=rows, batch_inputs=batch_inputs, lr=s.lr,
+                              weight_decay=s.weight_decay, batch_size=s.batch_size, seed=s.seed,
+                              start_epoch=start_epoch, optimizer_state=opt_state)
+    front.train()  # Lightning keeps the modes it finds (a loaded LLM is in eval mode: dropout off)
+    llm.train()
+    if start_epoch < s.epochs:
+        callback = EpochStateCallback(state_path, s=s, llm_digest=llm_digest, logs=logs, start_epoch=start_epoch,
+                                      on_epoch=on_epoch)
+        fitter = build_trainer(t, epochs=s.epochs - start_epoch, bf16=s.bf16, callbacks=[callback])
+        fitter.fit(module)
+        is_zero = fitter.is_global_zero
+        front.to(fitter.strategy.root_device)  # Lightning's teardown moved them to the CPU
+        llm.to(fitter.strategy.root_device)
+    else:
+        is_zero = not is_launched_rank()
     front.eval()
     llm.eval()
-    front.save(out / "frontend.safetensors")
-    if s.lora is not None:
-        llm.save_pretrained(str(out / "lora"))
-    (out / "train_log.jsonl").write_text("".join(json.dumps(asdict(x)) + "\n" for x in logs), encoding="utf-8")
+    if is_zero:
+        front.save(out / "frontend.safetensors")
+        if s.lora is not None:
+            llm.save_pretrained(str(out / "lora"))
+        (out / "train_log.jsonl").write_text("".join(json.dumps(asdict(x)) + "\n" for x in logs), encoding="utf-8")
     return front, llm, logs
 
 
@@ -165,8 +263,10 @@ def _save(path: Path, front: FrontEnd, llm: Any, opt: torch.optim.Optimizer, *, 
                        "settings": _tied(s)}, path)
 
 
-def _restore(path: Path, front: FrontEnd, llm: Any, opt: torch.optim.Optimizer, *, s: TrainSettings,
-             llm_digest: str) -> tuple[int, list[EpochLog]]:
+def _restore(path: Path, front: FrontEnd, llm: Any, *, s: TrainSettings,
+             llm_digest: str) -> tuple[int, list[EpochLog], dict]:
+    """Load the trained weights into ``front`` / ``llm``; returns the epoch reached, the logs and the optimiser
+    state (loaded by :class:`FrontEndTraining`)."""
     state = torch.load(path, map_location="cpu", weights_only=True)
     if state["encoder_sha256"] != front.encoder_sha256:
         raise CheckpointMismatchError(f"{path}: trained on the encoder checkpoint {state['encoder_sha256'][:16]}..., "
@@ -185,5 +285,4 @@ def _restore(path: Path, front: FrontEnd, llm: Any, opt: torch.optim.Optimizer, 
         raise CheckpointMismatchError(f"{path}: projector weights do not fit this front end")
     if s.lora is not None:
         load_adapter_state(llm, {k.removeprefix("lora."): v for k, v in weights.items() if k.startswith("lora.")})
-    opt.load_state_dict(state["optimizer"])
-    return int(state["epoch"]), [EpochLog(**x) for x in state["logs"]]
+    return int(state["epoch"]), [EpochLog(**x) for x in state["logs"]], state["optimizer"]

@@ -1,6 +1,7 @@
 """Front-end instruction tuning with LoRA: the base LLM's parameter digest is unchanged and only adapters and
 projectors train; a run killed after an epoch resumes to the same weights as an uninterrupted one; a checkpoint
-is tied to its LLM."""
+is tied to its LLM; the Lightning Trainer takes exactly the steps of a plain PyTorch loop (bit-identical weights);
+``--device`` / ``--devices`` / ``--strategy`` become Lightning's settings. Two-process DDP: test_train_ddp.py."""
 
 from __future__ import annotations
 
@@ -55,6 +56,53 @@ def test_lora_trains_adapters_and_projectors_only(tmp_path) -> None:
     store.close()
 
 
+def test_lightning_training_equals_a_plain_pytorch_loop(tmp_path) -> None:
+    """The Trainer does what a hand-written loop does (the same row order, AdamW steps, loss): bit-identical
+    weights and the same epoch losses on one CPU process."""
+    import random
+
+    from contrastive_mer.frontend.instructions import render_prompt
+    from contrastive_mer.frontend.lora import attach_lora
+    from contrastive_mer.frontend.sources import StoreSources
+
+    s = TrainSettings(epochs=2, chat=False, **SETTINGS)
+    front, llm, tok, store, rows = _setup(tmp_path)
+    front, trained_llm, logs = train_frontend(front, llm, tok, store, rows=rows, out_dir=tmp_path / "run", settings=s)
+
+    ref_front, ref_llm, *_ = _setup(tmp_path / "ref")
+    ref_llm.requires_grad_(False)
+    torch.manual_seed(s.seed)
+    ref_llm = attach_lora(ref_llm, s.lora)
+    ref_front.train()
+    ref_llm.train()
+    params = ref_front.trainable_parameters() + [p for p in ref_llm.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=s.lr, weight_decay=s.weight_decay)
+    sources = StoreSources(store, ref_front.modalities, "feature", fused=False)
+    splicer = ref_front.splicer(tok, ref_llm, padding_side="right", add_bos=True)
+    index = {str(i): n for n, i in enumerate(store.ids)}
+    losses = []
+    for epoch in range(s.epochs):
+        order = list(range(len(rows)))
+        random.Random(s.seed + epoch).shuffle(order)
+        total = []
+        for start in range(0, len(order), s.batch_size):
+            chunk = [rows[i] for i in order[start:start + s.batch_size]]
+            tokens = ref_front(sources([index[r.clip] for r in chunk]))
+            spliced = splicer([render_prompt(r, tok, ["<audio>"], chat=False) for r in chunk], tokens,
+                              [str(r.answer) for r in chunk], ids=[r.id for r in chunk])
+            loss = ref_llm(**spliced.model_inputs()).loss
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total.append(float(loss.detach()))
+        losses.append(sum(total) / len(total))
+    assert [x.loss for x in logs] == pytest.approx(losses, rel=1e-6)
+    got, want = trained_state(front, trained_llm, lora=True), trained_state(ref_front, ref_llm, lora=True)
+    assert got.keys() == want.keys()
+    assert all(torch.equal(got[k], want[k]) for k in want)
+    store.close()
+
+
 class Killed(Exception):
     pass
 
@@ -85,3 +133,18 @@ def test_resume_after_kill_gives_the_same_weights(tmp_path) -> None:
         train_frontend(front4, llm4, tok, store, rows=rows, out_dir=tmp_path / "part",
                        settings=TrainSettings(epochs=4, **SETTINGS))
     store.close()
+
+
+def test_trainer_settings_from_the_device_option() -> None:
+    from contrastive_mer.errors import UserError
+    from contrastive_mer.frontend.train import TrainerSettings
+
+    assert TrainerSettings.from_device("cpu", devices=2, strategy="ddp") == TrainerSettings("cpu", 2, "ddp", 1)
+    assert TrainerSettings.from_device("cuda", devices=4) == TrainerSettings("gpu", 4, "auto", 1)
+    assert TrainerSettings.from_device("cuda:1") == TrainerSettings("gpu", [1], "auto", 1)
+    assert TrainerSettings.from_device("auto") == TrainerSettings("auto", 1, "auto", 1)
+    assert TrainerSettings.of_model(torch.nn.Linear(2, 2)) == TrainerSettings("cpu", 1)
+    with pytest.raises(UserError, match="names one GPU"):
+        TrainerSettings.from_device("cuda:1", devices=2)
+    with pytest.raises(UserError, match="not auto, cpu, cuda"):
+        TrainerSettings.from_device("tpu")
