@@ -55,8 +55,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("reports", type=Path, nargs="+")
     parser.add_argument("--view", action="append", required=True, help="NAME=STORE_VIEW,RAW_VIEW")
+    parser.add_argument("--raw-reports", type=Path, nargs="+", default=None,
+                        help="reports the raw-input column is read from (default: all; the raw inputs do not depend "
+                             "on the pretraining seed)")
     args = parser.parse_args()
     reports = [json.loads(p.read_text()) for p in args.reports]
+    raw_reports = [json.loads(p.read_text()) for p in args.raw_reports] if args.raw_reports else reports
     ks = reports[0]["label_efficiency"]["pretrained"]["ks"]
     head = ["view", "column", *(f"k={k}" for k in ks), "all labels"]
     lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
@@ -65,10 +69,11 @@ def main() -> None:
         store_view, raw_view = views.split(",")
         for column in COLUMNS:
             view = raw_view if column == "raw_input" else store_view
+            source = raw_reports if column == "raw_input" else reports
             cells = []
             for k in ks:
-                cells.append(cell([v for r in reports if (v := few(r, column, view, k)) is not None]))
-            cells.append(cell([v for r in reports if (v := full(r, column, view)) is not None]))
+                cells.append(cell([v for r in source if (v := few(r, column, view, k)) is not None]))
+            cells.append(cell([v for r in source if (v := full(r, column, view)) is not None]))
             lines.append(f"| {name} | {column} | " + " | ".join(cells) + " |")
         gaps = [gap(reports, store_view, lambda r, c, v, k=k: few(r, c, v, k)) for k in ks]
         gaps.append(gap(reports, store_view, full))
