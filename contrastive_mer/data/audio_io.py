@@ -46,6 +46,24 @@ def rms_dbfs(mono: np.ndarray) -> float:
     return 20.0 * np.log10(rms) if rms > 0 else float("-inf")
 
 
+#: the window whose RMS level judges silence: a clip is silent when even its loudest window is below the level
+SILENCE_WINDOW_SECONDS = 0.05
+
+
+def loudest_dbfs(mono: np.ndarray, rate: int, window_seconds: float = SILENCE_WINDOW_SECONDS) -> float:
+    """The RMS level (dBFS) of the loudest non-overlapping ``window_seconds`` window of ``mono`` (the last,
+    shorter window included). Speech with long pauses has a low whole-clip RMS (a quiet RAVDESS take: -61.7
+    dBFS) but loud windows; an empty recording's noise floor is low in every window."""
+    n = max(1, int(round(window_seconds * rate)))
+    if mono.size == 0:
+        return float("-inf")
+    squares = np.square(mono, dtype=np.float64)
+    sums = np.add.reduceat(squares, np.arange(0, mono.size, n))
+    counts = np.diff(np.append(np.arange(0, mono.size, n), mono.size))
+    peak = float(np.max(sums / counts))
+    return 10.0 * np.log10(peak) if peak > 0 else float("-inf")
+
+
 def check_silence_dbfs(value: float | None) -> None:
     """ValueError for a silence level that is not a finite number of dB at or below 0 (None: no check)."""
     if value is not None and not (np.isfinite(value) and value <= 0):
@@ -78,7 +96,8 @@ def check_target_rate(sample_rate: int) -> None:
 def finish_audio(path: Path, wave: np.ndarray, rate: int, sample_rate: int, *, max_seconds: float | None,
                  reject_silent: bool, silence_dbfs: float = SILENCE_DBFS) -> np.ndarray:
     """``(channels, n)`` float samples -> checked, mono, trimmed, resampled float32 ``(N,)`` (with
-    ``reject_silent``: MediaError when the kept part's RMS level is below ``silence_dbfs``)."""
+    ``reject_silent``: MediaError when the RMS level of the kept part's loudest 50 ms window is below
+    ``silence_dbfs``; :func:`loudest_dbfs`)."""
     check_rate(path, rate)
     if wave.shape[-1] == 0:
         raise MediaError(path, "zero-length audio (no samples decoded)")
@@ -87,9 +106,9 @@ def finish_audio(path: Path, wave: np.ndarray, rate: int, sample_rate: int, *, m
     mono = wave.mean(axis=0, dtype=np.float64).astype(np.float32) if wave.shape[0] > 1 else wave[0]
     if max_seconds is not None:
         mono = mono[: max(1, int(round(max_seconds * rate)))]
-    if reject_silent and (level := rms_dbfs(mono)) < silence_dbfs:
-        raise MediaError(path, f"silent audio (RMS level {level:.1f} dBFS, below the {silence_dbfs:g} dBFS of "
-                               "data.options.silence_dbfs)")
+    if reject_silent and (level := loudest_dbfs(mono, rate)) < silence_dbfs:
+        raise MediaError(path, f"silent audio (RMS level of its loudest 50 ms: {level:.1f} dBFS, below the "
+                               f"{silence_dbfs:g} dBFS of data.options.silence_dbfs)")
     if rate != sample_rate:
         import torchaudio.functional as AF
 

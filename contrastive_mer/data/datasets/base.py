@@ -131,10 +131,12 @@ class CorpusAdapter(ABC):
         if not chosen:
             return records
         where = str(getattr(self, "path", None) or getattr(self, "root", None) or self.name)
-        for r in records:
-            if not r.sources:
-                self.skip(where, f"{NO_CHOSEN_MODALITY} (data.options.modalities: {', '.join(chosen)})", id=r.id)
-        return [r for r in records if r.sources]
+        # a record already marked invalid (unknown label code, ...) stays: loading it reports that reason
+        empty = [r for r in records if not r.sources and r.id not in self._invalid]
+        for r in empty:
+            self.skip(where, f"{NO_CHOSEN_MODALITY} (data.options.modalities: {', '.join(chosen)})", id=r.id)
+        dropped = {r.id for r in empty}
+        return [r for r in records if r.id not in dropped]
 
     def _scan(self) -> list[ClipRecord]:
         """List the corpus; report problems with :meth:`skip` (no record) or :meth:`mark_invalid` (kept)."""
