@@ -62,6 +62,14 @@ CANDIDATES: dict[str, list[str]] = {
                                 "loss.covariance_weight=0.04"],
     "featdrop0.5+temp0.3+vc5": ["model.feature_dropout=0.5", "loss.temperature=0.3", "loss.variance_weight=5.0",
                                 "loss.covariance_weight=0.2"],
+    # session 8: batches from two speakers, and SCARF-style corruption of the vector inputs (Bahri et al. 2022:
+    # each value replaced, with this probability, by the same feature of a random clip of the batch), on top of
+    # the chosen recipe
+    "featdrop0.5+temp0.3+speakerbatch": ["model.feature_dropout=0.5", "loss.temperature=0.3",
+                                         "data.batch_grouping=speaker", "data.groups_per_batch=2"],
+    **{f"featdrop0.5+temp0.3+scarf{r}": ["model.feature_dropout=0.5", "loss.temperature=0.3",
+                                         *(f"model.modalities.{m}.input_augment.corrupt={r}"
+                                           for m in ("egemaps", "melstats", "au"))] for r in (0.3, 0.6)},
     "small": ["model.modalities.egemaps.encoder_args.hidden_dims=[128]",
               "model.modalities.melstats.encoder_args.hidden_dims=[128]",
               "model.modalities.au.encoder_args.hidden_dims=[128]",

@@ -50,6 +50,28 @@ class SpecAugmentConfig:
 
 
 @dataclass
+class InputAugmentConfig:
+    """``model.modalities.<m>.input_augment``: corruption of training inputs, made for vector inputs (functionals,
+    action units, statistics; all zero: off; contrastive_mer.model.augment). ``corrupt``: the fraction of each
+    clip's input values replaced by the same value of another clip of the batch (SCARF, Bahri et al. 2022);
+    ``noise``: the standard deviation of Gaussian noise added to every value (in units of the standardised input
+    when ``data.normalize`` is set)."""
+
+    corrupt: float = 0.0
+    noise: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.corrupt < 1.0:
+            raise ValueError(f"input_augment.corrupt must be in [0, 1), got {self.corrupt}")
+        if not 0.0 <= self.noise < float("inf"):
+            raise ValueError(f"input_augment.noise must be finite and >= 0, got {self.noise}")
+
+    @property
+    def active(self) -> bool:
+        return self.corrupt > 0 or self.noise > 0
+
+
+@dataclass
 class ModalityConfig:
     """One modality: the encoder registered as ``encoder`` with ``encoder_args``; ``preprocess`` overrides the
     preprocessor settings derived from the encoder (e.g. sample rate, number of frames, image size)."""
@@ -63,6 +85,8 @@ class ModalityConfig:
     source: Optional[str] = None
     # SpecAugment-style masking of training batches (log-mel inputs only; contrastive_mer.model.augment)
     augment: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
+    # SCARF-style corruption and Gaussian noise on training inputs (vector inputs; contrastive_mer.model.augment)
+    input_augment: InputAugmentConfig = field(default_factory=InputAugmentConfig)
     # dropout on this encoder's output before its head, in training only (None: model.feature_dropout)
     feature_dropout: Optional[float] = None
 

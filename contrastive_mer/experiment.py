@@ -24,7 +24,7 @@ from contrastive_mer.data.datasets import check_data
 from contrastive_mer.data.kinds import check_modality_input, check_normalize
 from contrastive_mer.data.windows import check_two_window
 from contrastive_mer.encoders import check_encoder
-from contrastive_mer.model.augment import check_augment
+from contrastive_mer.model.augment import check_augment, check_input_augment
 from contrastive_mer.model.losses import check_config as check_loss_config
 
 __all__ = ["config_for_checkpoint", "config_from_dict", "load_config", "validate"]
@@ -86,6 +86,7 @@ def validate(cfg: DictConfig) -> None:
     check_normalize(cfg.data.normalize, cfg.model.modalities)
     for name, mod in cfg.model.modalities.items():
         check_augment(mod.augment, kinds[name], f"model.modalities.{name}.augment")
+        check_input_augment(mod.input_augment, kinds[name], f"model.modalities.{name}.input_augment")
     try:
         check_two_window(cfg)
     except ValueError as err:

@@ -17,7 +17,7 @@ from contrastive_mer.encoders import EncoderOutput, build_encoder
 from contrastive_mer.encoders.base import ModalityEncoder, lone_row_batchnorm
 from contrastive_mer.errors import UserError
 from contrastive_mer.experiment import config_from_dict
-from contrastive_mer.model.augment import SpecAugmentConfig, spec_augment
+from contrastive_mer.model.augment import InputAugmentConfig, SpecAugmentConfig, input_augment, spec_augment
 from contrastive_mer.model.heads import HeadConfig, ProjectionHead
 from contrastive_mer.model.losses import ContrastiveLoss, LossOutput, build_loss
 
@@ -60,6 +60,9 @@ class PairwiseContrastiveModule(pl.LightningModule):
         augment = {m: SpecAugmentConfig(**container_dict(spec.augment, f"model.modalities.{m}.augment"))
                    for m, spec in self.cfg.model.modalities.items()}
         self.augment = {m: a for m, a in augment.items() if a.active}
+        corrupt = {m: InputAugmentConfig(**container_dict(spec.input_augment, f"model.modalities.{m}.input_augment"))
+                   for m, spec in self.cfg.model.modalities.items()}
+        self.input_augment = {m: a for m, a in corrupt.items() if a.active}
         self.feature_dropout = nn.Dropout(self.cfg.model.feature_dropout)
         #: per modality: ``model.modalities.<m>.feature_dropout`` when set, else ``model.feature_dropout``
         self.feature_dropouts = nn.ModuleDict({
@@ -157,12 +160,15 @@ class PairwiseContrastiveModule(pl.LightningModule):
             raise NonFiniteTraining(f"the weights are no longer finite in epoch {self.current_epoch + 1} ({bad})")
 
     def augmented(self, batch: Batch) -> Batch:
-        """``batch`` with SpecAugment masks on the modalities that configure them (training batches only)."""
-        if not self.augment or len(batch) == 0:
+        """``batch`` with SpecAugment masks and input corruption on the modalities that configure them (training
+        batches only)."""
+        if (not self.augment and not self.input_augment) or len(batch) == 0:
             return batch
         inputs = dict(batch.inputs)
         for m, cfg in self.augment.items():
             inputs[m] = spec_augment(inputs[m], cfg)
+        for m, corrupt in self.input_augment.items():
+            inputs[m] = input_augment(inputs[m], batch.present[m], corrupt)
         return dataclasses.replace(batch, inputs=inputs)
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor | None:
