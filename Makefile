@@ -5,6 +5,9 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 EXTRAS ?= test,text,face,audio,llm
+# pytest-xdist workers for `make test` (most of the suite's time is real subprocesses importing torch; 2 = CI's
+# cores; TEST_WORKERS=0 runs in one process)
+TEST_WORKERS ?= 2
 
 .PHONY: venv demo demo-fast lint test test-fast bench clean
 
@@ -28,10 +31,10 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy contrastive_mer
 
 test: $(STAMP) lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS)
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -n $(TEST_WORKERS) -m "not slow"
 
 clean:
 	rm -rf runs lightning_logs .pytest_cache .mypy_cache .ruff_cache
