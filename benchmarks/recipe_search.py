@@ -70,6 +70,8 @@ CANDIDATES: dict[str, list[str]] = {
     **{f"featdrop0.5+temp0.3+scarf{r}": ["model.feature_dropout=0.5", "loss.temperature=0.3",
                                          *(f"model.modalities.{m}.input_augment.corrupt={r}"
                                            for m in ("egemaps", "melstats", "au"))] for r in (0.3, 0.6)},
+    # frame-level voice (eGeMAPS low-level descriptors through a TCN) with two 1 s windows per clip: its own config
+    "lld2win": [],
     "small": ["model.modalities.egemaps.encoder_args.hidden_dims=[128]",
               "model.modalities.melstats.encoder_args.hidden_dims=[128]",
               "model.modalities.au.encoder_args.hidden_dims=[128]",
@@ -77,6 +79,9 @@ CANDIDATES: dict[str, list[str]] = {
               "model.modalities.melstats.encoder_args.output_dim=64",
               "model.modalities.au.encoder_args.output_dim=64", "model.head.hidden_dim=64", "model.head.output_dim=32"],
 }
+
+#: candidates whose base config is not experiments/ravdess_speaker3.yaml (their overrides apply to it)
+CONFIGS: dict[str, Path] = {"lld2win": ROOT / "experiments" / "ravdess_lld_twowindow.yaml"}
 
 
 def views_of(path: Path, modalities: list[str]) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
@@ -138,7 +143,8 @@ def probe_holdout(views: dict[str, np.ndarray], y: np.ndarray, groups: np.ndarra
 
 def run(name: str, overrides: list[str], out: Path, *, seed: int, ks: list[int], draws: int,
         few_wd: float, holdout: bool = False) -> dict:
-    cfg = load_config(CONFIG, [f"seed={seed}", "trainer.enable_progress_bar=false", *TUNE, *overrides])
+    config = CONFIGS.get(name, CONFIG)
+    cfg = load_config(config, [f"seed={seed}", "trainer.enable_progress_bar=false", *TUNE, *overrides])
     folder = out / (f"{name}-holdout-seed{seed}" if holdout else name)
     start = time.perf_counter()
     result = pretrain(cfg, folder / "run", overwrite=True)
@@ -148,7 +154,7 @@ def run(name: str, overrides: list[str], out: Path, *, seed: int, ks: list[int],
     record: dict = {"name": name, "overrides": overrides, "seed": seed, "pretrain_seconds": pretrain_s,
                     "protocol": "holdout" if holdout else "tune"}
     # holdout: the stores hold actors 01-16; pretraining saw 01-12 only
-    ev = load_config(CONFIG, [f"seed={seed}", *ALL16, *overrides]) if holdout else cfg
+    ev = load_config(config, [f"seed={seed}", *ALL16, *overrides]) if holdout else cfg
     for column, module in (("pretrained", trained), ("random_init", random_init_like(cfg))):
         store = extract(module, ev, folder / f"{column}.h5", opts)
         views, y, groups = views_of(store, list(module.modalities))
