@@ -31,10 +31,10 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy contrastive_mer
 
 test: $(STAMP) lint
-	$(PY) -m pytest -q -n $(TEST_WORKERS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -n $(TEST_WORKERS) -m "not slow"
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal -m "not slow"
 
 clean:
 	rm -rf runs lightning_logs .pytest_cache .mypy_cache .ruff_cache

@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 from pathlib import Path
 
-import pytest
-import torch
+#: CPU threads per test process: the cores shared among pytest-xdist workers (``make test`` runs two), at most 2;
+#: set before torch is imported, and inherited by the subprocesses the tests start, so that workers do not
+#: oversubscribe the cores
+THREADS = max(1, min(2, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
+os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "experiments" / "demo.yaml"
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
-torch.set_num_threads(2)
+torch.set_num_threads(THREADS)
 
 #: a tiny synthetic corpus and tiny encoders: trains in seconds on a CPU
 TINY = [

@@ -8,7 +8,7 @@ batches only; validation, extraction and probes see the inputs as they are.
 
 SCARF (Bahri et al., ICLR 2022): each input value of a clip is, with probability ``corrupt``, replaced by the value
 at the same position of a clip drawn at random from the batch (the empirical marginal of that feature), so the two
-views of a pair still agree on most of what they hold while no single feature can be memorised.
+modalities of a pair still agree on most of what they hold while no single feature can be memorised.
 """
 
 from __future__ import annotations
